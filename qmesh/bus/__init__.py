@@ -1,0 +1,1 @@
+"""NATS JetStream: the Publisher port, connecting, and provisioning streams and KV buckets."""

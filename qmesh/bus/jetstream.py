@@ -1,0 +1,75 @@
+"""Connecting to NATS and publishing to JetStream with acknowledgement."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.errors import Error as JsError
+
+from qmesh.bus.base import PublishFailed
+from qmesh.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 5.0
+
+
+def connect_options(settings: Settings, name: str) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "servers": [settings.nats_url],
+        "name": f"qmesh-{name}",
+        "connect_timeout": 5,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+    }
+    if settings.nats_creds:
+        opts["user_credentials"] = str(settings.nats_creds)
+    if settings.nats_user:
+        opts["user"] = settings.nats_user
+        opts["password"] = settings.nats_password()
+    return opts
+
+
+async def connect(settings: Settings, name: str, *, attempts: int = 0) -> NATS:
+    """Connect, retrying with back-off (forever when ``attempts`` is 0).
+
+    NATS being down at start is not a crash: the service keeps trying and ``/readyz`` names it.
+    """
+    delay = 0.2
+    tried = 0
+    while True:
+        tried += 1
+        try:
+            nc = await nats.connect(**connect_options(settings, name))
+            log.info("nats.connected", extra={"url": nc.connected_url.netloc if nc.connected_url
+                                              else settings.nats_url})
+            return nc
+        except (OSError, NatsError, asyncio.TimeoutError) as err:
+            if attempts and tried >= attempts:
+                raise
+            log.warning("nats.connect_failed", extra={"reason": str(err) or type(err).__name__})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class JetStreamPublisher:
+    """:class:`qmesh.bus.base.Publisher` on a JetStream context."""
+
+    def __init__(self, js: JetStreamContext, timeout: float = PUBLISH_TIMEOUT) -> None:
+        self._js = js
+        self._timeout = timeout
+
+    async def publish(self, subject: str, payload: bytes, *, msg_id: str) -> None:
+        try:
+            await self._js.publish(
+                subject, payload, timeout=self._timeout, headers={"Nats-Msg-Id": msg_id}
+            )
+        except (NatsError, JsError, OSError, asyncio.TimeoutError) as err:
+            raise PublishFailed(str(err) or type(err).__name__) from err

@@ -1,0 +1,1 @@
+"""The ``qmesh`` command: up, run, domain, user, rule, control."""

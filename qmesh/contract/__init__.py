@@ -1,0 +1,1 @@
+"""The contract between the services: ids, envelopes, events, subjects, outcomes, errors."""

@@ -1,0 +1,47 @@
+"""Subjects, streams, consumers and KV buckets: the only place these names are written
+(ARCHITECTURE section 4). A subject that takes a parameter is a function."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Channel = Literal["local", "remote"]
+CHANNELS: tuple[Channel, ...] = ("local", "remote")
+
+TODO = "qmesh.todo"
+JOB_LOCAL = "qmesh.job.local"
+JOB_REMOTE = "qmesh.job.remote"
+RESULT_LOCAL = "qmesh.result.local"
+RESULT_REMOTE = "qmesh.result.remote"
+ADMIN_SEND_FLUSH = "qmesh.admin.send.flush"
+ADMIN_SEND_RELOAD = "qmesh.admin.send.reload"
+
+STREAM_TODO = "QMESH_TODO"
+STREAM_LOCAL = "QMESH_LOCAL"
+STREAM_REMOTE = "QMESH_REMOTE"
+STREAM_RESULT = "QMESH_RESULT"
+
+CONSUMER_SEND_TODO = "send-todo"
+CONSUMER_SEND_RESULT = "send-result"
+CONSUMER_LOCAL = "local"
+CONSUMER_REMOTE = "remote"
+
+KV_QUEUE = "qmesh_queue"
+KV_DIRECTORY = "qmesh_directory"
+KV_LEASES = "qmesh_leases"
+
+
+def job(channel: Channel) -> str:
+    return JOB_LOCAL if channel == "local" else JOB_REMOTE
+
+
+def result(channel: Channel) -> str:
+    return RESULT_LOCAL if channel == "local" else RESULT_REMOTE
+
+
+def job_stream(channel: Channel) -> str:
+    return STREAM_LOCAL if channel == "local" else STREAM_REMOTE
+
+
+def job_consumer(channel: Channel) -> str:
+    return CONSUMER_LOCAL if channel == "local" else CONSUMER_REMOTE

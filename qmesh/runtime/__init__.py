@@ -1,0 +1,1 @@
+"""Running a service: settings, JSON logging, metrics, health endpoints, one asyncio loop."""

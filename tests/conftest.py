@@ -1,0 +1,39 @@
+"""Session fixtures: a real nats-server and a real S3 server (SeaweedFS), each on free ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qmesh.cli.natsd import start_nats_server
+from tests.servers import S3Server, start_seaweedfs
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = start_nats_server(tmp_path_factory.mktemp("nats"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for bucket, stream and account names of one test."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def control_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "control"
+    d.mkdir()
+    return d
