@@ -48,10 +48,12 @@ async def connect(settings: Settings, name: str, *, attempts: int = 0) -> NATS:
         tried += 1
         try:
             nc = await nats.connect(**connect_options(settings, name))
-            log.info("nats.connected", extra={"url": nc.connected_url.netloc if nc.connected_url
-                                              else settings.nats_url})
+            log.info(
+                "nats.connected",
+                extra={"url": nc.connected_url.netloc if nc.connected_url else settings.nats_url},
+            )
             return nc
-        except (OSError, NatsError, asyncio.TimeoutError) as err:
+        except (TimeoutError, OSError, NatsError) as err:
             if attempts and tried >= attempts:
                 raise
             log.warning("nats.connect_failed", extra={"reason": str(err) or type(err).__name__})
@@ -71,5 +73,5 @@ class JetStreamPublisher:
             await self._js.publish(
                 subject, payload, timeout=self._timeout, headers={"Nats-Msg-Id": msg_id}
             )
-        except (NatsError, JsError, OSError, asyncio.TimeoutError) as err:
+        except (TimeoutError, NatsError, JsError, OSError) as err:
             raise PublishFailed(str(err) or type(err).__name__) from err

@@ -54,11 +54,22 @@ def start_nats_server(
     log = data_dir / "nats-server.log"
     log.unlink(missing_ok=True)
     args = [
-        nats_server_binary(), "-a", host, "-p", str(port), "-js",
-        "-sd", str(data_dir / "jetstream"), "-l", str(log),
+        nats_server_binary(),
+        "-a",
+        host,
+        "-p",
+        str(port),
+        "-js",
+        "-sd",
+        str(data_dir / "jetstream"),
+        "-l",
+        str(log),
     ]
     process = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ},
     )
     deadline = time.monotonic() + timeout

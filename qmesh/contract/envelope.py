@@ -42,7 +42,7 @@ class Envelope(BaseModel):
     recipients: tuple[Address, ...]
 
     def qmail_form(self) -> bytes:
-        """qmail-queue's envelope serialisation (ADDR-08): ``F``sender NUL, ``T``rcpt NUL..., NUL."""
+        """qmail-queue's envelope form (ADDR-08): ``F``sender NUL, ``T``rcpt NUL ..., NUL."""
         parts = [b"F" + self.sender.encode("utf-8", "surrogateescape") + b"\0"]
         parts += [b"T" + r.encode("utf-8", "surrogateescape") + b"\0" for r in self.recipients]
         return b"".join(parts) + b"\0"

@@ -114,7 +114,12 @@ async def enqueue(
         raise QueueFailure(56) from err
     log.info(
         "enqueue.queued",
-        extra={"msg_id": qid, "qp": qp, "size": size, "origin": origin.kind,
-               "rcpt_count": len(envelope.recipients)},
+        extra={
+            "msg_id": qid,
+            "qp": qp,
+            "size": size,
+            "origin": origin.kind,
+            "rcpt_count": len(envelope.recipients),
+        },
     )
     return Queued(id=qid, qp=qp, size=size, at=now)

@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     control: Path = Path("/etc/qmesh/control")
     data: Path = Path("./qmesh-data")
 
-    listen_host: str = "0.0.0.0"  # noqa: S104 - containers listen on every interface
-    http_host: str = "0.0.0.0"  # noqa: S104
+    listen_host: str = "0.0.0.0"
+    http_host: str = "0.0.0.0"
     http_port: int = Field(default=8080, ge=0, le=65535)
     smtp_port: int = Field(default=2525, ge=0, le=65535)
     submission_port: int = Field(default=2587, ge=0, le=65535)
@@ -81,7 +81,9 @@ def _secret(value: str | None, path: Path | None, what: str) -> str:
     if path is not None:
         value = path.read_text().strip()
     if not value:
-        raise ValueError(f"{what} is not set (QMESH_S3_ACCESS_KEY[_FILE], QMESH_S3_SECRET_KEY[_FILE])")
+        raise ValueError(
+            f"{what} is not set (QMESH_S3_ACCESS_KEY[_FILE] / QMESH_S3_SECRET_KEY[_FILE])"
+        )
     if value.lower() in PLACEHOLDER_SECRETS:
         raise ValueError(f"{what} is a placeholder; set a real one")
     return value

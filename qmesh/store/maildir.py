@@ -30,7 +30,8 @@ def pop3_size(content: bytes) -> int:
 def unique_name(qid: QueueId, rcpt_index: int, instruction: int, content: bytes) -> str:
     ms, rand = parse_queue_id(qid).split(".")
     seconds, millis = divmod(int(ms), 1000)
-    name = f"{seconds}.M{millis:03d}Q{rand}R{rcpt_index}I{instruction}.{HOST},W={pop3_size(content)}"
+    uniq = f"M{millis:03d}Q{rand}R{rcpt_index}I{instruction}"
+    name = f"{seconds}.{uniq}.{HOST},W={pop3_size(content)}"
     if not UNIQUE_RE.fullmatch(name) or "/" in name or ":" in name:
         raise ValueError(f"unique name out of range: {name!r}")
     return name
