@@ -1,0 +1,88 @@
+"""A watched copy of the directory's domain names (SEND-16, SEND-17).
+
+send and smtpd classify recipients against the set of directory domains on every message;
+reading the KV bucket each time would put the directory on the hot path. This component
+watches ``domain.*`` in ``qmesh_directory`` and keeps the set current within moments of a
+change (SEND-16 allows up to 60 s). Until the first full read it is not ``loaded``: callers
+then treat classification as temporarily impossible, never as "remote".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.js.kv import KV_DEL, KV_PURGE
+
+from qmesh.bus.connection import NatsConnection
+from qmesh.contract import subjects
+from qmesh.contract.errors import Temporary
+
+log = logging.getLogger(__name__)
+
+PREFIX = "domain."
+
+
+class DirectoryDomains:
+    def __init__(self, conn: NatsConnection) -> None:
+        self._conn = conn
+        self._names: frozenset[str] = frozenset()
+        self.loaded = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The domain names with a record; raise Temporary until the first read is complete."""
+        if not self.loaded.is_set():
+            raise Temporary("Unable to read the directory. (#4.3.0)")
+        return self._names
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def check(self) -> None:
+        if not self.loaded.is_set():
+            raise Temporary("directory domains not loaded yet")
+
+    async def _run(self) -> None:
+        while True:
+            await self._conn.ready.wait()
+            try:
+                await self._watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("directory.watch_failed", extra={"reason": str(err) or repr(err)})
+            await asyncio.sleep(1.0)
+
+    async def _watch(self) -> None:
+        kv = self._conn.kv(subjects.KV_DIRECTORY)
+        watcher = await kv.watch(PREFIX + "*")
+        names: set[str] = set()
+        initial = True
+        try:
+            while True:
+                entry = await watcher.updates(timeout=None)
+                if entry is None:  # end of the initial values
+                    if initial:
+                        initial = False
+                        self._names = frozenset(names)
+                        self.loaded.set()
+                    continue
+                name = entry.key.removeprefix(PREFIX)
+                if entry.operation in (KV_DEL, KV_PURGE):
+                    names.discard(name)
+                else:
+                    names.add(name)
+                if not initial:
+                    self._names = frozenset(names)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()

@@ -1,0 +1,1 @@
+"""One package per qmail process. Services import ``qmesh`` and never each other."""

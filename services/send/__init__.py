@@ -1,0 +1,1 @@
+"""send: qmail-send and qmail-clean — preprocess, schedule, retry, bounce, clean."""

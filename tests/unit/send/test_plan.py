@@ -1,0 +1,130 @@
+"""send's pure decisions: SEND-01, SEND-20..SEND-30, ADDR-04, BOUNCE-01/12, Appendix A."""
+
+from __future__ import annotations
+
+import pytest
+
+from qmesh.contract.envelope import Envelope
+from qmesh.contract.events import LocalJob, Origin, RemoteJob, Result, Todo
+from qmesh.contract.ids import QueueId
+from qmesh.routing.classify import RoutingRules
+from services.send.plan import (
+    apply_result,
+    delivery_sender,
+    due_channels,
+    next_wakeup,
+    preprocess,
+    start_pass,
+)
+from services.send.retry import LIFETIME_LINE, next_attempt
+
+QID = QueueId("1732510000123.0123456789abcdef")
+RULES = RoutingRules.build(
+    envnoathost="mx.example.test",
+    percenthack=[],
+    locals=["mx.example.test", "example.test"],
+    virtualdomains=[],
+)
+WEEK = 604800
+
+
+def todo(*rcpts: str, sender: str = "joe@far.test") -> Todo:
+    return Todo(
+        id=QID,
+        qp=4711,
+        envelope=Envelope(sender=sender, recipients=rcpts),
+        origin=Origin(kind="network"),
+        size=100,
+        queued_at=0.0,
+    )
+
+
+def result(job: LocalJob | RemoteJob, outcome: str, report: str = "text") -> Result:
+    return Result.for_job(job, outcome, report)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("k", "local", "remote"),
+    [(1, 0, 0), (2, 100, 400), (3, 400, 1600), (4, 900, 3600), (10, 8100, 32400)],
+)
+def test_send_20_appendix_a_schedule(k: int, local: int, remote: int) -> None:
+    """Attempt k happens at 100 (k-1)^2 (local) and 400 (k-1)^2 (remote) after birth."""
+    t_local = t_remote = 0.0
+    for _ in range(k - 1):
+        t_local = next_attempt(0.0, t_local, "local")
+        t_remote = next_attempt(0.0, t_remote, "remote")
+    assert (t_local, t_remote) == (local, remote)
+
+
+def test_send_20_late_pass_lands_on_next_square() -> None:
+    assert next_attempt(0.0, 4000.0, "remote") == 6400
+
+
+def test_send_01_preprocess_classifies_every_recipient_not_done() -> None:
+    state = preprocess(todo("a@example.test", "b@far.test", "a@example.test"), RULES, set(), 50.0)
+    assert [(r.index, r.channel, r.done) for r in state.recipients] == [
+        (0, "local", False),
+        (1, "remote", False),
+        (2, "local", False),
+    ]  # ADDR-06 repeats kept
+    assert state.birth == 50.0
+
+
+def test_send_22_one_pass_per_channel_at_a_time() -> None:
+    state = preprocess(todo("a@example.test", "b@example.test"), RULES, set(), 0.0)
+    state, jobs = start_pass(state, "local", 0.0, WEEK)
+    assert [(j.rcpt_index, j.attempt) for j in jobs] == [(0, 1), (1, 1)]
+    assert isinstance(jobs[0], LocalJob) and jobs[0].namespace == "mx.example.test"
+    again, none = start_pass(state, "local", 500.0, WEEK)
+    assert none == [] and again == state
+    assert jobs[0].msg_id() == f"{QID}.local.0.1"  # ARCH-09
+
+
+def test_send_30_outcomes_and_next_pass() -> None:
+    state = preprocess(
+        todo("a@example.test", "b@example.test", "c@example.test"), RULES, set(), 0.0
+    )
+    state, jobs = start_pass(state, "local", 0.0, WEEK)
+    state = apply_result(state, result(jobs[0], "delivered"), 1.0)
+    state = apply_result(state, result(jobs[1], "failed", "Sorry. (#5.1.1)"), 1.0)
+    assert state is not None
+    assert not state.idle and due_channels(state, 1.0) == []
+    state = apply_result(state, result(jobs[2], "deferred", "busy"), 1.0)
+    assert state is not None and state.idle
+    assert [r.done for r in state.recipients] == [True, True, False]
+    assert [(f.index, f.report) for f in state.bounces] == [(1, "Sorry. (#5.1.1)")]
+    assert next_wakeup(state) == 100.0  # SEND-20: second local attempt at b + 100
+    assert due_channels(state, 99.0) == [] and due_channels(state, 100.0) == ["local"]
+    state, jobs2 = start_pass(state, "local", 100.0, WEEK)
+    assert [(j.rcpt_index, j.attempt) for j in jobs2] == [(2, 2)]
+
+
+def test_send_30_stale_and_repeated_results_change_nothing() -> None:
+    state = preprocess(todo("a@example.test"), RULES, set(), 0.0)
+    state, jobs = start_pass(state, "local", 0.0, WEEK)
+    done = apply_result(state, result(jobs[0], "delivered"), 1.0)
+    assert done is not None and done.complete
+    assert apply_result(done, result(jobs[0], "delivered"), 2.0) is None
+
+
+def test_send_24_final_pass_turns_deferral_into_failure() -> None:
+    state = preprocess(todo("b@far.test"), RULES, set(), 0.0)
+    state, jobs = start_pass(state, "remote", WEEK + 1.0, WEEK)
+    assert state.pass_of("remote").final
+    state = apply_result(state, result(jobs[0], "deferred", "Connected but busy."), WEEK + 2.0)
+    assert state is not None and state.complete
+    assert state.bounces[0].report.endswith(LIFETIME_LINE)
+    assert state.bounces[0].expired
+
+
+@pytest.mark.parametrize(
+    ("sender", "rcpt", "expected"),
+    [
+        ("owner-@list.example-@[]", "joe@x.test", "owner-joe=x.test@list.example"),  # ADDR-04
+        ("plain@list.example", "joe@x.test", "plain@list.example"),
+        ("", "joe@x.test", ""),
+        ("#@[]", "joe@x.test", "#@[]"),
+    ],
+)
+def test_send_28_verp_sender(sender: str, rcpt: str, expected: str) -> None:
+    assert delivery_sender(sender, rcpt) == expected
