@@ -1,0 +1,19 @@
+"""Helm hook: create each domain in the directory unless it exists (LOCAL-56).
+
+Usage: python setup.py POSTMASTER DOMAIN...; uses the `qmesh` CLI with the admin NATS user.
+"""
+
+import subprocess
+import sys
+
+postmaster, domains = sys.argv[1], sys.argv[2:]
+listing = subprocess.run(
+    ["qmesh", "domain", "list"], check=True, capture_output=True, text=True
+).stdout
+existing = {line.split()[0].lower() for line in listing.splitlines() if line.strip()}
+for domain in domains:
+    if domain.lower() in existing:
+        print(f"domain {domain} exists")
+        continue
+    subprocess.run(["qmesh", "domain", "add", domain, "--postmaster", postmaster], check=True)
+    print(f"domain {domain} added")
