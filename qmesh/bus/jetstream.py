@@ -37,6 +37,10 @@ def connect_options(settings: Settings, name: str) -> dict[str, Any]:
     return opts
 
 
+async def _log_error(err: Exception) -> None:
+    log.debug("nats.error", extra={"reason": str(err) or type(err).__name__})
+
+
 async def connect(settings: Settings, name: str, *, attempts: int = 0) -> NATS:
     """Connect, retrying with back-off (forever when ``attempts`` is 0).
 
@@ -46,8 +50,14 @@ async def connect(settings: Settings, name: str, *, attempts: int = 0) -> NATS:
     tried = 0
     while True:
         tried += 1
+        opts = connect_options(settings, name)
+        if attempts:
+            # With max_reconnect_attempts=-1 nats.connect itself retries the first connection
+            # forever; a caller that asked for a bounded number of attempts must see each fail.
+            opts["max_reconnect_attempts"] = 1
+            opts["error_cb"] = _log_error
         try:
-            nc = await nats.connect(**connect_options(settings, name))
+            nc = await nats.connect(**opts)
             log.info(
                 "nats.connected",
                 extra={"url": nc.connected_url.netloc if nc.connected_url else settings.nats_url},
