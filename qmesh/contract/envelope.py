@@ -6,12 +6,16 @@ from the domain. Any character except NUL may occur; at most 1000 bytes (ADDR-02
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 MAX_ADDRESS_BYTES = 1000
 DOUBLE_BOUNCE_SENDER = "#@[]"
+
+_DOT_ATOM_CHARS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]*")
+_QUOTED_SPECIALS = re.compile(r'(["\\\r\n])')
 
 
 def _check_address(value: str) -> str:
@@ -31,6 +35,35 @@ def split_address(address: str) -> tuple[str, str]:
     if not at:
         return address, ""
     return local, domain
+
+
+def _is_utf8_char(c: str) -> bool:
+    """A non-ASCII character that came from valid UTF-8 (not a surrogate-escaped byte)."""
+    return ord(c) >= 128 and not 0xDC80 <= ord(c) <= 0xDCFF
+
+
+def quote_address(address: str, *, smtputf8: bool = False) -> str:
+    """ADDR-07: the address as written in SMTP, ``Return-Path:`` or a bounce ``To:``.
+
+    The local part is put in double quotes when it is empty, holds a character outside the
+    dot-atom set (a non-ASCII one too, unless ``smtputf8``), starts or ends with ``.`` or holds
+    ``..``; inside the quotes ``"``, ``\\``, CR and LF get a ``\\``. The domain is never
+    quoted. The empty address (a bounce's sender) stays empty.
+    """
+    if address == "":
+        return ""
+    local, domain = split_address(address)
+    chars = "".join(c for c in local if not (smtputf8 and _is_utf8_char(c)))
+    plain = (
+        local != ""
+        and _DOT_ATOM_CHARS.fullmatch(chars) is not None
+        and not local.startswith(".")
+        and not local.endswith(".")
+        and ".." not in local
+    )
+    if not plain:
+        local = '"' + _QUOTED_SPECIALS.sub(r"\\\1", local) + '"'
+    return f"{local}@{domain}" if "@" in address else local
 
 
 class Envelope(BaseModel):

@@ -22,6 +22,10 @@ DOMAIN_MODULES = [
     "services/send/retry.py",
     "services/send/bounce.py",
     "services/smtpd/policy.py",
+    "services/local/resolve.py",
+    "services/local/dotqmail.py",
+    "services/local/delivery.py",
+    "services/local/report.py",
 ]
 
 
