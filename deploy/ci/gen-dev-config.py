@@ -9,6 +9,8 @@ CI compose file).
 Needs PyYAML (the venv of deploy/ci/k8s-tools.sh has it).
 """
 
+# ruff: noqa: T201 - a command-line script: printing is its output
+
 from __future__ import annotations
 
 import argparse

@@ -8,6 +8,8 @@ out and `app.kubernetes.io/managed-by` says kustomize. Needs PyYAML and helm (bo
 deploy/ci/k8s-tools.sh; HELM may name the helm binary).
 """
 
+# ruff: noqa: T201 - a command-line script: printing is its output
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +28,7 @@ VALUES = ROOT / "k8s/kustomize-values.yaml"
 BASE = ROOT / "k8s/base"
 RELEASE = "qmesh"
 NAMESPACE = "qmesh"
+MANAGED_BY = "app.kubernetes.io/managed-by"
 HEADER = "# Generated from k8s/qmesh by deploy/ci/gen-kustomize.py; do not edit.\n"
 
 
@@ -56,8 +59,8 @@ def relabel(node: Any) -> None:
     """Set every app.kubernetes.io/managed-by label to kustomize, wherever labels appear."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "labels" and isinstance(value, dict) and "app.kubernetes.io/managed-by" in value:
-                value["app.kubernetes.io/managed-by"] = "kustomize"
+            if key == "labels" and isinstance(value, dict) and MANAGED_BY in value:
+                value[MANAGED_BY] = "kustomize"
             relabel(value)
     elif isinstance(node, list):
         for item in node:
@@ -67,7 +70,9 @@ def relabel(node: Any) -> None:
 def render() -> dict[str, str]:
     out = subprocess.run(
         [helm(), "template", RELEASE, str(CHART), "-f", str(VALUES), "--namespace", NAMESPACE],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     files: dict[str, str] = {}
     for doc in yaml.safe_load_all(out):

@@ -7,6 +7,8 @@ Written as code so the five service blocks share one definition. Unknown keys ar
 (a typo in values fails `helm install`), except under `global`, which parent charts share.
 """
 
+# ruff: noqa: T201 - a command-line script: printing is its output
+
 from __future__ import annotations
 
 import argparse
@@ -20,15 +22,17 @@ SERVICES = ("smtpd", "send", "local", "remote", "pop3d")
 PORT_NAMES = "^(http|smtp|submission|smtps|qmtp|pop3|pop3s)$"
 
 
-def S(**kw: Any) -> dict[str, Any]:
+def string(**kw: Any) -> dict[str, Any]:
     return {"type": "string", **kw}
 
 
-def I(**kw: Any) -> dict[str, Any]:  # noqa: E743
+def integer(**kw: Any) -> dict[str, Any]:
     return {"type": "integer", **kw}
 
 
-def O(props: dict[str, Any], required: list[str] | None = None, extra: bool = False) -> dict[str, Any]:
+def obj(
+    props: dict[str, Any], required: list[str] | None = None, extra: bool = False
+) -> dict[str, Any]:
     d: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": extra}
     if required:
         d["required"] = required
@@ -40,146 +44,256 @@ MAP = {"type": "object", "additionalProperties": True}
 STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
 LIST = {"type": "array"}
 PEERS = {"type": "array", "items": MAP}
-PORT = I(minimum=1, maximum=65535)
+PORT = integer(minimum=1, maximum=65535)
 QUANTITY = {"type": ["string", "integer", "number"]}
-DIGEST = S(pattern="^(|sha256:[a-f0-9]{64})$")
-PROBE = O({
-    "periodSeconds": I(minimum=1), "timeoutSeconds": I(minimum=1),
-    "failureThreshold": I(minimum=1), "successThreshold": I(minimum=1),
-    "initialDelaySeconds": I(minimum=0),
-})
-RESOURCES = O({
-    "requests": O({"cpu": QUANTITY, "memory": QUANTITY, "ephemeral-storage": QUANTITY}),
-    "limits": O({"cpu": QUANTITY, "memory": QUANTITY, "ephemeral-storage": QUANTITY},
-                required=["memory"]),
-}, required=["limits"])
+DIGEST = string(pattern="^(|sha256:[a-f0-9]{64})$")
+PROBE = obj(
+    {
+        "periodSeconds": integer(minimum=1),
+        "timeoutSeconds": integer(minimum=1),
+        "failureThreshold": integer(minimum=1),
+        "successThreshold": integer(minimum=1),
+        "initialDelaySeconds": integer(minimum=0),
+    }
+)
+RESOURCES = obj(
+    {
+        "requests": obj({"cpu": QUANTITY, "memory": QUANTITY, "ephemeral-storage": QUANTITY}),
+        "limits": obj(
+            {"cpu": QUANTITY, "memory": QUANTITY, "ephemeral-storage": QUANTITY},
+            required=["memory"],
+        ),
+    },
+    required=["limits"],
+)
 
-COMPONENT = O({
-    "enabled": B,
-    "replicas": I(minimum=0),
-    "image": O({"repository": S(), "tag": S(), "digest": DIGEST}),
-    "uid": I(minimum=1000, maximum=2147483647),
-    "ports": {"type": "object", "propertyNames": {"pattern": PORT_NAMES},
-              "additionalProperties": PORT, "required": ["http"]},
-    "resources": RESOURCES,
-    "env": {"type": "object", "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-            "additionalProperties": {"type": ["string", "integer", "number", "boolean"]}},
-    "probes": O({"liveness": PROBE, "readiness": PROBE, "startup": PROBE}),
-    "terminationGracePeriodSeconds": I(minimum=0),
-    "preStopSleepSeconds": I(minimum=0),
-    "publicService": O({
+COMPONENT = obj(
+    {
         "enabled": B,
-        "type": {"enum": ["LoadBalancer", "NodePort", "ClusterIP"]},
-        "ports": {"type": "object", "propertyNames": {"pattern": PORT_NAMES},
-                  "additionalProperties": PORT},
-        "externalTrafficPolicy": {"enum": ["Local", "Cluster"]},
-        "annotations": STRMAP,
-        "loadBalancerClass": S(),
-        "loadBalancerSourceRanges": {"type": "array", "items": S()},
-    }),
-    "pdb": O({"enabled": B, "maxUnavailable": {"type": ["integer", "string"]}}),
-    "autoscaling": O({
-        "enabled": B, "minReplicas": I(minimum=1), "maxReplicas": I(minimum=1),
-        "targetCPUUtilizationPercentage": I(minimum=1, maximum=100),
-    }),
-    "keda": O({
-        "enabled": B, "minReplicas": I(minimum=0), "maxReplicas": I(minimum=1),
-        "lagThreshold": I(minimum=1), "activationLagThreshold": I(minimum=0),
-    }),
-    "credentials": O({
-        "s3": O({"existingSecret": S(), "accessKey": S(), "secretKey": S()}),
-        "nats": O({"existingSecret": S()}),
-    }),
-    "tmpSizeLimit": QUANTITY,
-    "podAnnotations": STRMAP,
-    "podLabels": STRMAP,
-    "serviceAccount": O({"annotations": STRMAP}),
-    "nodeSelector": STRMAP,
-    "tolerations": LIST,
-    "affinity": MAP,
-    "topologySpreadConstraints": LIST,
-    "priorityClassName": S(),
-}, required=["enabled", "replicas", "uid", "ports", "resources", "probes"])
+        "replicas": integer(minimum=0),
+        "image": obj({"repository": string(), "tag": string(), "digest": DIGEST}),
+        "uid": integer(minimum=1000, maximum=2147483647),
+        "ports": {
+            "type": "object",
+            "propertyNames": {"pattern": PORT_NAMES},
+            "additionalProperties": PORT,
+            "required": ["http"],
+        },
+        "resources": RESOURCES,
+        "env": {
+            "type": "object",
+            "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            "additionalProperties": {"type": ["string", "integer", "number", "boolean"]},
+        },
+        "probes": obj({"liveness": PROBE, "readiness": PROBE, "startup": PROBE}),
+        "terminationGracePeriodSeconds": integer(minimum=0),
+        "preStopSleepSeconds": integer(minimum=0),
+        "publicService": obj(
+            {
+                "enabled": B,
+                "type": {"enum": ["LoadBalancer", "NodePort", "ClusterIP"]},
+                "ports": {
+                    "type": "object",
+                    "propertyNames": {"pattern": PORT_NAMES},
+                    "additionalProperties": PORT,
+                },
+                "externalTrafficPolicy": {"enum": ["Local", "Cluster"]},
+                "annotations": STRMAP,
+                "loadBalancerClass": string(),
+                "loadBalancerSourceRanges": {"type": "array", "items": string()},
+            }
+        ),
+        "pdb": obj({"enabled": B, "maxUnavailable": {"type": ["integer", "string"]}}),
+        "autoscaling": obj(
+            {
+                "enabled": B,
+                "minReplicas": integer(minimum=1),
+                "maxReplicas": integer(minimum=1),
+                "targetCPUUtilizationPercentage": integer(minimum=1, maximum=100),
+            }
+        ),
+        "keda": obj(
+            {
+                "enabled": B,
+                "minReplicas": integer(minimum=0),
+                "maxReplicas": integer(minimum=1),
+                "lagThreshold": integer(minimum=1),
+                "activationLagThreshold": integer(minimum=0),
+            }
+        ),
+        "credentials": obj(
+            {
+                "s3": obj(
+                    {"existingSecret": string(), "accessKey": string(), "secretKey": string()}
+                ),
+                "nats": obj({"existingSecret": string()}),
+            }
+        ),
+        "tmpSizeLimit": QUANTITY,
+        "podAnnotations": STRMAP,
+        "podLabels": STRMAP,
+        "serviceAccount": obj({"annotations": STRMAP}),
+        "nodeSelector": STRMAP,
+        "tolerations": LIST,
+        "affinity": MAP,
+        "topologySpreadConstraints": LIST,
+        "priorityClassName": string(),
+    },
+    required=["enabled", "replicas", "uid", "ports", "resources", "probes"],
+)
 
 
 def schema() -> dict[str, Any]:
-    root = O({
-        "nameOverride": S(),
-        "fullnameOverride": S(),
-        "global": O({
-            "image": O({
-                "repository": S(minLength=1), "tag": S(), "digest": DIGEST,
-                "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
-            }),
-            "imagePullSecrets": {"type": "array", "items": O({"name": S()})},
-            "logLevel": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
-            "commonLabels": STRMAP,
-            "nats": O({"url": S(pattern="^(nats|tls|ws|wss)://"),
-                       "jsReplicas": I(minimum=1, maximum=5)}),
-            "s3": O({
-                "endpoint": S(pattern="^[^/]+:[0-9]+$"), "secure": B, "region": S(),
-                "queueBucket": S(minLength=3, maxLength=63),
-                "mailBucket": S(minLength=3, maxLength=63),
-                "credentials": O({"accessKey": S(), "secretKey": S()}),
-            }),
-        }, extra=True),
-        "natsAuth": O({
-            "mode": {"enum": ["password", "creds", "none"]}, "generate": B,
-            "account": S(minLength=1), "userPrefix": S(), "serverSecretNamespace": S(),
-            "admin": O({"enabled": B}),
-        }),
-        "control": {"type": "object",
-                    "propertyNames": {"pattern": "^[a-z0-9][a-z0-9._-]*$"},
-                    "additionalProperties": {"type": ["string", "integer", "null"]}},
-        "tls": O({
-            "enabled": B, "secretName": S(),
-            "certManager": O({
-                "enabled": B,
-                "issuerRef": O({"name": S(), "kind": {"enum": ["Issuer", "ClusterIssuer"]},
-                                "group": S()}),
-                "dnsNames": {"type": "array", "items": S()},
-                "duration": S(), "renewBefore": S(),
-            }),
-        }),
-        "proxyProtocol": O({
-            "enabled": B,
-            "trustedCIDRs": {"type": "array",
-                             "items": S(pattern="^[0-9a-fA-F:.]+/[0-9]{1,3}$")},
-        }),
-        "networkPolicy": O({
-            "enabled": B, "namespaceDefaultDeny": B, "dnsPeers": PEERS,
-            "natsPeers": PEERS, "natsPort": PORT, "s3Peers": PEERS,
-            "s3Ports": {"type": "array", "items": PORT},
-            "mailPeers": PEERS, "metricsPeers": PEERS,
-            "remoteEgress": {"type": "array", "items": O(
-                {"cidr": S(), "except": {"type": "array", "items": S()}}, required=["cidr"])},
-            "remotePorts": {"type": "array", "items": PORT},
-        }),
-        "metrics": O({
-            "serviceMonitor": O({"enabled": B, "interval": S(), "scrapeTimeout": S(),
-                                 "labels": STRMAP}),
-            "prometheusRule": O({
-                "enabled": B, "labels": STRMAP,
-                "queueAgeWarningSeconds": I(minimum=1),
-                "queueAgeCriticalSeconds": I(minimum=1),
-                "deferralRatioWarning": {"type": "number", "minimum": 0, "maximum": 1},
-                "notReadyFor": S(),
-            }),
-        }),
-        "keda": O({"natsMonitoringEndpoint": S(), "useHttps": B}),
-        "namespace": O({"create": B}),
-        "resourceQuota": O({"enabled": B, "hard": MAP}),
-        **{name: {"$ref": "#/definitions/component"} for name in SERVICES},
-        "setup": O({
-            "enabled": B, "domains": {"type": "array", "items": S()},
-            "postmaster": S(minLength=1), "uid": I(minimum=1000), "resources": RESOURCES,
-            "activeDeadlineSeconds": I(minimum=1), "backoffLimit": I(minimum=0),
-        }),
-        "tests": O({
-            "enabled": B, "recipient": S(), "relayRecipient": S(pattern="@"),
-            "uid": I(minimum=1000), "resources": RESOURCES,
-        }),
-    })
+    root = obj(
+        {
+            "nameOverride": string(),
+            "fullnameOverride": string(),
+            "global": obj(
+                {
+                    "image": obj(
+                        {
+                            "repository": string(minLength=1),
+                            "tag": string(),
+                            "digest": DIGEST,
+                            "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+                        }
+                    ),
+                    "imagePullSecrets": {"type": "array", "items": obj({"name": string()})},
+                    "logLevel": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
+                    "commonLabels": STRMAP,
+                    "nats": obj(
+                        {
+                            "url": string(pattern="^(nats|tls|ws|wss)://"),
+                            "jsReplicas": integer(minimum=1, maximum=5),
+                        }
+                    ),
+                    "s3": obj(
+                        {
+                            "endpoint": string(pattern="^[^/]+:[0-9]+$"),
+                            "secure": B,
+                            "region": string(),
+                            "queueBucket": string(minLength=3, maxLength=63),
+                            "mailBucket": string(minLength=3, maxLength=63),
+                            "credentials": obj({"accessKey": string(), "secretKey": string()}),
+                        }
+                    ),
+                },
+                extra=True,
+            ),
+            "natsAuth": obj(
+                {
+                    "mode": {"enum": ["password", "creds", "none"]},
+                    "generate": B,
+                    "account": string(minLength=1),
+                    "userPrefix": string(),
+                    "serverSecretNamespace": string(),
+                    "admin": obj({"enabled": B}),
+                }
+            ),
+            "control": {
+                "type": "object",
+                "propertyNames": {"pattern": "^[a-z0-9][a-z0-9._-]*$"},
+                "additionalProperties": {"type": ["string", "integer", "null"]},
+            },
+            "tls": obj(
+                {
+                    "enabled": B,
+                    "secretName": string(),
+                    "certManager": obj(
+                        {
+                            "enabled": B,
+                            "issuerRef": obj(
+                                {
+                                    "name": string(),
+                                    "kind": {"enum": ["Issuer", "ClusterIssuer"]},
+                                    "group": string(),
+                                }
+                            ),
+                            "dnsNames": {"type": "array", "items": string()},
+                            "duration": string(),
+                            "renewBefore": string(),
+                        }
+                    ),
+                }
+            ),
+            "proxyProtocol": obj(
+                {
+                    "enabled": B,
+                    "trustedCIDRs": {
+                        "type": "array",
+                        "items": string(pattern="^[0-9a-fA-F:.]+/[0-9]{1,3}$"),
+                    },
+                }
+            ),
+            "networkPolicy": obj(
+                {
+                    "enabled": B,
+                    "namespaceDefaultDeny": B,
+                    "dnsPeers": PEERS,
+                    "natsPeers": PEERS,
+                    "natsPort": PORT,
+                    "s3Peers": PEERS,
+                    "s3Ports": {"type": "array", "items": PORT},
+                    "mailPeers": PEERS,
+                    "metricsPeers": PEERS,
+                    "remoteEgress": {
+                        "type": "array",
+                        "items": obj(
+                            {"cidr": string(), "except": {"type": "array", "items": string()}},
+                            required=["cidr"],
+                        ),
+                    },
+                    "remotePorts": {"type": "array", "items": PORT},
+                }
+            ),
+            "metrics": obj(
+                {
+                    "serviceMonitor": obj(
+                        {
+                            "enabled": B,
+                            "interval": string(),
+                            "scrapeTimeout": string(),
+                            "labels": STRMAP,
+                        }
+                    ),
+                    "prometheusRule": obj(
+                        {
+                            "enabled": B,
+                            "labels": STRMAP,
+                            "queueAgeWarningSeconds": integer(minimum=1),
+                            "queueAgeCriticalSeconds": integer(minimum=1),
+                            "deferralRatioWarning": {"type": "number", "minimum": 0, "maximum": 1},
+                            "notReadyFor": string(),
+                        }
+                    ),
+                }
+            ),
+            "keda": obj({"natsMonitoringEndpoint": string(), "useHttps": B}),
+            "namespace": obj({"create": B}),
+            "resourceQuota": obj({"enabled": B, "hard": MAP}),
+            **{name: {"$ref": "#/definitions/component"} for name in SERVICES},
+            "setup": obj(
+                {
+                    "enabled": B,
+                    "domains": {"type": "array", "items": string()},
+                    "postmaster": string(minLength=1),
+                    "uid": integer(minimum=1000),
+                    "resources": RESOURCES,
+                    "activeDeadlineSeconds": integer(minimum=1),
+                    "backoffLimit": integer(minimum=0),
+                }
+            ),
+            "tests": obj(
+                {
+                    "enabled": B,
+                    "recipient": string(),
+                    "relayRecipient": string(pattern="@"),
+                    "uid": integer(minimum=1000),
+                    "resources": RESOURCES,
+                }
+            ),
+        }
+    )
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "qmesh chart values",
@@ -195,8 +309,10 @@ def main() -> int:
     text = json.dumps(schema(), indent=2) + "\n"
     if args.check:
         if not OUTPUT.exists() or OUTPUT.read_text() != text:
-            print("k8s/qmesh/values.schema.json is out of date: "
-                  "python3 deploy/ci/gen-values-schema.py")
+            print(
+                "k8s/qmesh/values.schema.json is out of date: "
+                "python3 deploy/ci/gen-values-schema.py"
+            )
             return 1
         return 0
     OUTPUT.write_text(text)

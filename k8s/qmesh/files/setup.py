@@ -3,6 +3,8 @@
 Usage: python setup.py POSTMASTER DOMAIN...; uses the `qmesh` CLI with the admin NATS user.
 """
 
+# ruff: noqa: T201 - a command-line script: printing is its output
+
 import subprocess
 import sys
 

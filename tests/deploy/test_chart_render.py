@@ -1,0 +1,398 @@
+"""What schemas cannot check in the rendered chart, for every scenario of k8s/qmesh/ci/:
+selectors match labels, each service has its objects, probes, the restricted security context,
+sane ports and names, credentials only as files, and the NetworkPolicies of the hardening list.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.deploy.tools import (
+    SCENARIOS,
+    SERVICES,
+    Manifest,
+    component,
+    named,
+    of_kind,
+    pod_spec,
+    workloads,
+)
+
+pytestmark = pytest.mark.timeout(900)  # the first test may install the tools
+
+RFC1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject", "Certificate"}
+
+
+def objects_of(rendered: dict[str, list[Manifest]], scenario: str) -> list[Manifest]:
+    objects = rendered[scenario]
+    assert objects, f"scenario {scenario} rendered nothing"
+    return objects
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def containers(spec: Manifest) -> list[Manifest]:
+    result: list[Manifest] = spec["containers"] + spec.get("initContainers", [])
+    return result
+
+
+def enabled_services(objects: list[Manifest]) -> list[str]:
+    return sorted(c for o in of_kind(objects, "Deployment") if (c := component(o)))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_service_has_its_objects(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    objects = objects_of(rendered, scenario)
+    assert enabled_services(objects) == sorted(SERVICES)
+    for service in SERVICES:
+        deployment = next(o for o in of_kind(objects, "Deployment") if component(o) == service)
+        name = deployment["metadata"]["name"]
+        assert named(objects, "Service", name)["spec"]["type"] == "ClusterIP"
+        assert named(objects, "ServiceAccount", name)["automountServiceAccountToken"] is False
+        assert pod_spec(deployment)["serviceAccountName"] == name
+        assert named(objects, "PodDisruptionBudget", name)
+        assert pod_spec(deployment)["containers"][0]["args"] == ["run", service]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_selectors_match_labels(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    objects = objects_of(rendered, scenario)
+    deployments = of_kind(objects, "Deployment")
+    for d in deployments:
+        selector = d["spec"]["selector"]["matchLabels"]
+        pod_labels = d["spec"]["template"]["metadata"]["labels"]
+        assert matches(selector, pod_labels), d["metadata"]["name"]
+        assert "app.kubernetes.io/component" in selector
+        others = [o for o in deployments if o is not d]
+        assert not any(
+            matches(selector, o["spec"]["template"]["metadata"]["labels"]) for o in others
+        ), f"{d['metadata']['name']} selector also selects another Deployment's pods"
+    pods = [d["spec"]["template"]["metadata"]["labels"] for d in deployments]
+    for service in of_kind(objects, "Service"):
+        selected = [p for p in pods if matches(service["spec"]["selector"], p)]
+        assert len(selected) == 1, f"Service {service['metadata']['name']} selects {selected}"
+    for pdb in of_kind(objects, "PodDisruptionBudget"):
+        assert sum(matches(pdb["spec"]["selector"]["matchLabels"], p) for p in pods) == 1
+    for kind in ("HorizontalPodAutoscaler", "ScaledObject"):
+        for scaler in of_kind(objects, kind):
+            target = scaler["spec"]["scaleTargetRef"]["name"]
+            assert named(objects, "Deployment", target)
+            assert "replicas" not in named(objects, "Deployment", target)["spec"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_probes_on_the_health_endpoints(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    for d in of_kind(objects_of(rendered, scenario), "Deployment"):
+        container = pod_spec(d)["containers"][0]
+        port_names = {p["name"] for p in container["ports"]}
+        expected = {
+            "livenessProbe": "/healthz",
+            "readinessProbe": "/readyz",
+            "startupProbe": "/healthz",
+        }
+        for probe, path in expected.items():
+            get = container[probe]["httpGet"]
+            assert get["path"] == path, (d["metadata"]["name"], probe)
+            assert get["port"] == "http" and "http" in port_names
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_restricted_pod_security(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    objects = objects_of(rendered, scenario)
+    uids: dict[str, int] = {}
+    for w in workloads(objects):
+        spec = pod_spec(w)
+        name = w["metadata"]["name"]
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, name
+        assert pod["runAsUser"] >= 10000, name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not spec.get(key), (name, key)
+        for c in containers(spec):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["privileged"] is False, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            assert sc["runAsNonRoot"] is True, name
+            assert c["resources"]["limits"]["memory"], name
+            assert c["resources"]["requests"], name
+            assert all("hostPort" not in p for p in c.get("ports", [])), name
+        if w["kind"] == "Deployment":
+            uids[name] = pod["runAsUser"]
+    assert len(set(uids.values())) == len(uids), f"services share a uid: {uids}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_only_tmp_is_writable(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    for w in workloads(objects_of(rendered, scenario)):
+        spec = pod_spec(w)
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for v in volumes.values():
+            assert "hostPath" not in v, w["metadata"]["name"]
+            if "emptyDir" in v:
+                assert v["emptyDir"].get("sizeLimit"), (w["metadata"]["name"], v["name"])
+        for c in containers(spec):
+            for mount in c.get("volumeMounts", []):
+                writable = not mount.get("readOnly", False)
+                if writable:
+                    assert mount["mountPath"] == "/tmp", (w["metadata"]["name"], mount)
+                    assert "emptyDir" in volumes[mount["name"]]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_credentials_are_files_never_env(
+    rendered: dict[str, list[Manifest]], scenario: str
+) -> None:
+    for w in workloads(objects_of(rendered, scenario)):
+        spec = pod_spec(w)
+        for c in containers(spec):
+            assert "envFrom" not in c, w["metadata"]["name"]
+            for env in c.get("env", []):
+                source = env.get("valueFrom", {})
+                assert "secretKeyRef" not in source, (w["metadata"]["name"], env["name"])
+                if any(word in env["name"] for word in ("PASSWORD", "SECRET", "ACCESS_KEY")):
+                    assert env["name"].endswith("_FILE"), (w["metadata"]["name"], env["name"])
+        for v in spec.get("volumes", []):
+            if "secret" in v:
+                assert v["secret"]["defaultMode"] == 0o400
+            if "projected" in v:
+                assert v["projected"]["defaultMode"] == 0o400
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_no_secret_is_shared_between_deployments(
+    rendered: dict[str, list[Manifest]], scenario: str
+) -> None:
+    users: dict[str, set[str]] = {}
+    for w in workloads(objects_of(rendered, scenario)):
+        for v in pod_spec(w).get("volumes", []):
+            sources = [
+                s["secret"]["name"]
+                for s in v.get("projected", {}).get("sources", [])
+                if "secret" in s
+            ]
+            if "secret" in v:
+                sources.append(v["secret"]["secretName"])
+            for secret in sources:
+                users.setdefault(secret, set()).add(w["metadata"]["name"])
+    tls = {s for s in users if s.endswith("-tls")}  # the certificate serves smtpd and pop3d
+    shared = {s: u for s, u in users.items() if len(u) > 1 and s not in tls}
+    assert not shared, shared
+    admin = [s for s in users if s.endswith("-admin-nats")]
+    for secret in admin:
+        assert all(w.endswith("-setup") for w in users[secret])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_ports_and_names_are_sane(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    objects = objects_of(rendered, scenario)
+    for o in objects:
+        name = o["metadata"]["name"]
+        assert len(name) <= 63 and RFC1123.match(name), name
+    for d in of_kind(objects, "Deployment"):
+        ports = pod_spec(d)["containers"][0]["ports"]
+        numbers = [p["containerPort"] for p in ports]
+        assert len(set(numbers)) == len(numbers), d["metadata"]["name"]
+        for p in ports:
+            assert 1024 < p["containerPort"] <= 65535, p
+            assert len(p["name"]) <= 15 and PORT_NAME.match(p["name"]), p
+    for s in of_kind(objects, "Service"):
+        backend = next(
+            d
+            for d in of_kind(objects, "Deployment")
+            if matches(s["spec"]["selector"], d["spec"]["template"]["metadata"]["labels"])
+        )
+        container_ports = {p["name"] for p in pod_spec(backend)["containers"][0]["ports"]}
+        for p in s["spec"]["ports"]:
+            assert 1 <= p["port"] <= 65535, p
+            assert p["targetPort"] in container_ports, (s["metadata"]["name"], p)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_mail_ports_are_public_only_for_listeners(
+    rendered: dict[str, list[Manifest]], scenario: str
+) -> None:
+    objects = objects_of(rendered, scenario)
+    for s in of_kind(objects, "Service"):
+        if s["spec"]["type"] == "ClusterIP":
+            continue
+        assert component(s) in ("smtpd", "pop3d"), s["metadata"]["name"]
+        public = {p["name"]: p["port"] for p in s["spec"]["ports"]}
+        assert "http" not in public, "metrics must stay inside the cluster"
+        standard = {
+            "smtp": 25,
+            "submission": 587,
+            "smtps": 465,
+            "qmtp": 209,
+            "pop3": 110,
+            "pop3s": 995,
+        }
+        for port, number in public.items():
+            assert standard[port] == number, (port, number)
+        if s["spec"]["type"] == "LoadBalancer":
+            assert s["spec"]["externalTrafficPolicy"] in ("Local", "Cluster")
+
+
+def policies_for(objects: list[Manifest], service: str) -> list[Manifest]:
+    """NetworkPolicies whose podSelector selects the pods of ``service``."""
+    deployment = next(o for o in of_kind(objects, "Deployment") if component(o) == service)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    chosen = []
+    for p in of_kind(objects, "NetworkPolicy"):
+        selector = p["spec"]["podSelector"]
+        if not matches(selector.get("matchLabels", {}), labels):
+            continue
+        expressions: list[dict[str, Any]] = selector.get("matchExpressions", [])
+        if all(labels.get(e["key"]) in e["values"] for e in expressions):
+            chosen.append(p)
+    return chosen
+
+
+def egress_ports(policies: list[Manifest]) -> set[int | str]:
+    return {
+        port["port"]
+        for p in policies
+        for rule in p["spec"].get("egress", [])
+        for port in rule.get("ports", [])
+    }
+
+
+def internet_smtp(policies: list[Manifest]) -> bool:
+    """Whether a policy lets the pods connect to port 25 of the Internet."""
+    return any(
+        peer.get("ipBlock", {}).get("cidr") in ("0.0.0.0/0", "::/0")
+        and any(port["port"] == 25 for port in rule.get("ports", []))
+        for p in policies
+        for rule in p["spec"].get("egress", [])
+        for peer in rule.get("to", [])
+    )
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "dev"])
+def test_network_policies(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    objects = objects_of(rendered, scenario)
+    policies = of_kind(objects, "NetworkPolicy")
+    deny = [p for p in policies if p["metadata"]["name"].endswith("-default-deny")]
+    assert len(deny) == 1
+    assert sorted(deny[0]["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in deny[0]["spec"] and "egress" not in deny[0]["spec"]
+    for service in SERVICES:
+        mine = policies_for(objects, service)
+        assert deny[0] in mine, service
+        ports = egress_ports(mine)
+        assert 53 in ports, f"{service}: no DNS"
+        assert 4222 in ports, f"{service}: no NATS"
+        assert ports & {9000, 443}, f"{service}: no S3"
+        assert internet_smtp(mine) == (service == "remote"), service
+        ingress_ports = {
+            port["port"]
+            for p in mine
+            for rule in p["spec"].get("ingress", [])
+            for port in rule.get("ports", [])
+        }
+        listeners = {
+            "smtpd": {"smtp", "submission", "smtps", "qmtp"},
+            "pop3d": {"pop3", "pop3s"},
+        }.get(service, set())
+        assert ingress_ports == {"http"} | listeners, service
+    remote = policies_for(objects, "remote")
+    internet = [p for p in remote if p["metadata"]["name"].endswith("-remote-internet")]
+    excepted = {
+        c
+        for p in internet
+        for rule in p["spec"]["egress"]
+        for peer in rule["to"]
+        for c in peer["ipBlock"].get("except", [])
+    }
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= excepted
+    assert 25 in egress_ports(internet)
+
+
+def test_dev_scenario_has_no_policies_because_it_turns_them_off(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    assert of_kind(rendered["dev"], "NetworkPolicy") == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_one_image_for_all_services(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    images = {
+        c["image"]
+        for w in workloads(objects_of(rendered, scenario))
+        for c in containers(pod_spec(w))
+    }
+    assert len(images) == 1, images
+
+
+def test_digest_pins_the_image(rendered: dict[str, list[Manifest]]) -> None:
+    (image,) = {
+        pod_spec(d)["containers"][0]["image"] for d in of_kind(rendered["full"], "Deployment")
+    }
+    assert re.fullmatch(r"[^@]+:[^@]+@sha256:[0-9a-f]{64}", image), image
+
+
+def test_crd_objects_of_the_full_scenario(rendered: dict[str, list[Manifest]]) -> None:
+    objects = rendered["full"]
+    assert {o["kind"] for o in objects} >= CRD_KINDS
+    (monitor,) = of_kind(objects, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    monitored = [
+        s
+        for s in of_kind(objects, "Service")
+        if matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+        and any(p["name"] == "http" for p in s["spec"]["ports"])
+    ]
+    assert sorted(component(s) or "" for s in monitored) == sorted(SERVICES)
+
+    scaled = {component(o): o for o in of_kind(objects, "ScaledObject")}
+    assert set(scaled) == {"local", "remote"}
+    for service, stream in (("local", "QMESH_LOCAL"), ("remote", "QMESH_REMOTE")):
+        trigger = scaled[service]["spec"]["triggers"][0]
+        assert trigger["type"] == "nats-jetstream"
+        assert trigger["metadata"]["stream"] == stream
+        assert trigger["metadata"]["consumer"] == service
+        assert trigger["metadata"]["account"] == "QMESH"
+
+    (rules,) = of_kind(objects, "PrometheusRule")
+    exprs = " ".join(r["expr"] for g in rules["spec"]["groups"] for r in g["rules"])
+    for metric in ("qmesh_send_queue_oldest_seconds", "qmesh_send_deliveries_total", "up"):
+        assert metric in exprs
+
+    (certificate,) = of_kind(objects, "Certificate")
+    secret = certificate["spec"]["secretName"]
+    for service in ("smtpd", "pop3d"):
+        d = next(o for o in of_kind(objects, "Deployment") if component(o) == service)
+        tls = [v for v in pod_spec(d)["volumes"] if v["name"] == "tls"]
+        assert tls and tls[0]["secret"]["secretName"] == secret
+    for service in ("send", "local", "remote"):
+        d = next(o for o in of_kind(objects, "Deployment") if component(o) == service)
+        assert all(v["name"] != "tls" for v in pod_spec(d)["volumes"]), service
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_pods_carry_the_control_checksum(
+    rendered: dict[str, list[Manifest]], scenario: str
+) -> None:
+    objects = objects_of(rendered, scenario)
+    sums = {
+        d["spec"]["template"]["metadata"]["annotations"]["checksum/control"]
+        for d in of_kind(objects, "Deployment")
+    }
+    assert len(sums) == 1 and re.fullmatch(r"[0-9a-f]{64}", sums.pop())
+    controls = [
+        c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"].endswith("-control")
+    ]
+    assert len(controls) == 1
+    for d in of_kind(objects, "Deployment"):
+        volume = next(v for v in pod_spec(d)["volumes"] if v["name"] == "control")
+        assert volume["configMap"]["name"] == controls[0]["metadata"]["name"]

@@ -1,0 +1,230 @@
+"""The chart's values: impossible combinations fail, switches render what they promise, every
+value is documented, and the generated files (schema, kustomize base, compose server
+configuration) are in step with their sources.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.tools import (
+    CHART,
+    ROOT,
+    SERVICES,
+    Manifest,
+    RenderError,
+    Tools,
+    component,
+    named,
+    of_kind,
+    pod_spec,
+)
+
+pytestmark = pytest.mark.timeout(900)  # the first test may install the tools
+
+
+def control_data(objects: list[Manifest]) -> dict[str, str]:
+    (cm,) = [c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"].endswith("-control")]
+    data: dict[str, str] = cm["data"]
+    return data
+
+
+def deployment(objects: list[Manifest], service: str) -> Manifest:
+    return next(o for o in of_kind(objects, "Deployment") if component(o) == service)
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (
+            {"local.enabled": "false", "send.enabled": "false", "smtpd.enabled": "false"},
+            "pop3d.enabled needs local.enabled",
+        ),
+        ({"send.enabled": "false"}, "smtpd.enabled needs send.enabled"),
+        ({"remote.enabled": "false"}, "send.enabled needs local.enabled and remote.enabled"),
+        ({"local.keda.enabled": "true", "local.autoscaling.enabled": "true"}, "exclude each other"),
+        ({"smtpd.keda.enabled": "true"}, "only local and remote"),
+        ({"send.publicService.enabled": "true"}, "send has no listener"),
+        ({"smtpd.publicService.ports.pop3": "110"}, "no container port of that name"),
+        ({"proxyProtocol.enabled": "true"}, "proxyProtocol.trustedCIDRs"),
+        ({"control.proxyclients": "10.0.0.0/8"}, "come from proxyProtocol and tls"),
+        ({"tls.certManager.enabled": "true"}, "tls.certManager.enabled needs tls.enabled"),
+        ({"tls.enabled": "true", "tls.certManager.enabled": "true"}, "issuerRef.name"),
+        ({"natsAuth.mode": "creds"}, "cannot generate .creds"),
+        ({"smtpd.credentials.nats.existingSecret": "mine"}, "natsAuth.generate=false"),
+        ({"control.me": "null"}, "control.me is required"),
+        ({"natsAuth.admin.enabled": "false"}, "setup.enabled needs natsAuth.admin.enabled"),
+    ],
+)
+def test_impossible_combinations_fail(tools: Tools, sets: dict[str, str], message: str) -> None:
+    with pytest.raises(RenderError, match=re.escape(message)):
+        tools.template(sets=sets)
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        ({"smtpd.replicas": "two"}, "smtpd.replicas"),
+        ({"global.logLevel": "LOUD"}, "global.logLevel"),
+        ({"smtpd.ports.bogus": "3"}, "smtpd.ports"),
+        ({"pop3d.unknown": "1"}, "Additional property unknown"),
+        ({"smtpd.resources.limits.memory": "null"}, "memory is required"),
+    ],
+)
+def test_schema_refuses_bad_values(tools: Tools, sets: dict[str, str], message: str) -> None:
+    with pytest.raises(RenderError, match=re.escape(message)):
+        tools.template(sets=sets)
+
+
+def test_proxy_protocol_renders_proxyclients(tools: Tools) -> None:
+    objects = tools.template(
+        sets={
+            "proxyProtocol.enabled": "true",
+            "proxyProtocol.trustedCIDRs": "{10.0.0.0/16,fd00::/8}",
+        }
+    )
+    assert control_data(objects)["proxyclients"] == "10.0.0.0/16\nfd00::/8\n"
+    plain = tools.template()
+    assert "proxyclients" not in control_data(plain)
+
+
+def test_tls_adds_controls_and_mounts_only_where_listeners_are(tools: Tools) -> None:
+    objects = tools.template(sets={"tls.enabled": "true", "tls.secretName": "mail-tls"})
+    data = control_data(objects)
+    assert data["tlscert"] == "/etc/qmesh/tls/tls.crt\n"
+    assert data["tlskey"] == "/etc/qmesh/tls/tls.key\n"
+    for service in SERVICES:
+        spec = pod_spec(deployment(objects, service))
+        tls = [v for v in spec["volumes"] if v["name"] == "tls"]
+        mounts = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "tls"]
+        if service in ("smtpd", "pop3d"):
+            assert tls[0]["secret"]["secretName"] == "mail-tls"
+            assert mounts == [{"name": "tls", "mountPath": "/etc/qmesh/tls", "readOnly": True}]
+        else:
+            assert not tls and not mounts, service
+
+
+def test_control_values_keep_qmail_format(tools: Tools) -> None:
+    objects = tools.template(
+        sets={
+            "control.databytes": "1000000",
+            "control.concurrencyremote": "20",
+            "control.locals": "null",
+        }
+    )
+    data = control_data(objects)
+    assert data["databytes"] == "1000000\n"  # not 1e+06
+    assert data["concurrencyremote"] == "20\n"
+    assert "locals" not in data
+    assert data["me"] == "mail.example.com\n"
+
+
+def test_a_control_change_rolls_every_pod(tools: Tools) -> None:
+    def sums(objects: list[Manifest]) -> set[str]:
+        return {
+            d["spec"]["template"]["metadata"]["annotations"]["checksum/control"]
+            for d in of_kind(objects, "Deployment")
+        }
+
+    before = sums(tools.template())
+    after = sums(tools.template(sets={"control.databytes": "5000"}))
+    assert len(before) == len(after) == 1
+    assert before != after
+
+
+def test_canonical_domain_feeds_setup_and_test(tools: Tools) -> None:
+    objects = tools.template(sets={"control.locals": "# comment\n\nmx.example.test\nexample.test"})
+    job = named(objects, "Job", "ci-qmesh-setup")
+    assert pod_spec(job)["containers"][0]["args"][1:] == ["postmaster", "mx.example.test"]
+    env = {
+        e["name"]: e["value"]
+        for e in pod_spec(named(objects, "Pod", "ci-qmesh-test-smtp"))["containers"][0]["env"]
+    }
+    assert env["TEST_RECIPIENT"] == "postmaster@mx.example.test"
+    assert env["SMTP_HOST"] == "ci-qmesh-smtpd.mail.svc"
+    without_locals = tools.template(
+        sets={"control.locals": "null", "control.me": "Mail.Example.Net"}
+    )
+    job = named(without_locals, "Job", "ci-qmesh-setup")
+    assert pod_spec(job)["containers"][0]["args"][2:] == ["mail.example.net"]
+
+
+def test_generated_nats_users(tools: Tools) -> None:
+    objects = tools.template()
+    secrets = {s["metadata"]["name"]: s for s in of_kind(objects, "Secret")}
+    for name in [*SERVICES, "admin"]:
+        assert "password" in secrets[f"ci-qmesh-{name}-nats"]["data"], name
+    auth = secrets["ci-qmesh-nats-auth"]["stringData"]["auth.conf"]
+    for name in [*SERVICES, "admin"]:
+        assert f'user: "qmesh-{name}"' in auth
+    assert auth.count('password: "$2a$') == len(SERVICES) + 1  # bcrypt, never the password
+    for service in SERVICES:
+        env = {
+            e["name"]: e.get("value")
+            for e in pod_spec(deployment(objects, service))["containers"][0]["env"]
+        }
+        assert env["QMESH_NATS_USER"] == f"qmesh-{service}"
+        assert env["QMESH_NATS_PASSWORD_FILE"] == "/etc/qmesh/secrets/nats/password"
+
+
+def test_keda_replaces_replicas(tools: Tools) -> None:
+    objects = tools.template(sets={"remote.keda.enabled": "true"})
+    assert "replicas" not in deployment(objects, "remote")["spec"]
+    assert deployment(objects, "local")["spec"]["replicas"] == 2
+    assert not of_kind(objects, "HorizontalPodAutoscaler")
+
+
+def test_every_value_is_documented() -> None:
+    """Each key of values.yaml has a `# --` comment on it or on an enclosing block."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    documented_at: list[int] = []  # indents of the blocks a `# --` comment covers
+    undocumented = []
+    comment_pending = False
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("# --"):
+            comment_pending = True
+            continue
+        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
+            continue
+        match = re.match(r"^( *)([A-Za-z0-9_.\-/]+):(.*)$", line)
+        if not match:
+            continue
+        indent = len(match.group(1))
+        documented_at = [i for i in documented_at if i < indent]
+        leaf = match.group(3).strip() not in ("", "|")
+        if comment_pending:
+            documented_at.append(indent)
+            comment_pending = False
+        elif leaf and not documented_at:
+            undocumented.append(f"{number}: {stripped}")
+    assert not undocumented, "values without a `# --` comment:\n" + "\n".join(undocumented)
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["deploy/ci/gen-values-schema.py", "deploy/ci/gen-kustomize.py", "deploy/ci/gen-dev-config.py"],
+)
+def test_generated_files_are_in_step(tools: Tools, script: str) -> None:
+    done = subprocess.run(
+        [str(tools.python), str(ROOT / script), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"HELM": str(tools.helm), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_kustomize_base_has_no_secrets_and_no_hooks() -> None:
+    base = ROOT / "k8s" / "base"
+    files = sorted(p.name for p in base.glob("*.yaml"))
+    assert "kustomization.yaml" in files
+    assert not [f for f in files if f.startswith("secret-")]
+    assert not [f for f in files if f.startswith(("job-", "pod-"))]
+    assert len(files) > 20
