@@ -64,7 +64,7 @@ class DirectoryDomains:
 
     async def _watch(self) -> None:
         kv = self._conn.kv(subjects.KV_DIRECTORY)
-        watcher = await kv.watch(PREFIX + "*")
+        watcher = await kv.watch(PREFIX + ">")  # domain names have dots: many tokens
         names: set[str] = set()
         initial = True
         try:
