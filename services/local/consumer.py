@@ -1,0 +1,250 @@
+"""local's adapter: one ``qmesh.job.local`` in, its effects, one ``qmesh.result.local`` out.
+
+The handler reads the directory and the queued body, asks the pure modules what to do
+(:mod:`~services.local.resolve`, :mod:`~services.local.delivery`), carries the steps out in
+order (mailbox objects, programs, then one forward message, LOCAL-17) and publishes the
+result before returning, so the job is acknowledged only once its result is durable. Every
+delivery failure becomes a ``deferred`` or ``failed`` result; only a result that cannot be
+published leaves the job to be delivered again (its mailbox objects are then rewritten under
+the same names, ARCH-11).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from qmesh.bus.base import Publisher
+from qmesh.contract import subjects
+from qmesh.contract.errors import Permanent, QueueFailure, Temporary
+from qmesh.contract.events import LocalJob, Result
+from qmesh.contract.outcome import Outcome
+from qmesh.contract.queue import enqueue
+from qmesh.store.base import BlobNotFound, BlobStore, StoreUnavailable
+from qmesh.store.keys import body_key
+from services.local import metrics
+from services.local.config import LocalConfig
+from services.local.delivery import (
+    LOOPING,
+    Plan,
+    delivered_to,
+    forward_content,
+    is_looping,
+    maildir_content,
+    plan,
+    split_recipient,
+)
+from services.local.dotqmail import Broken, Forward, Maildir, Program
+from services.local.lookup import DirectorySource, find_target
+from services.local.maildir import Mailbox
+from services.local.program import run_program
+from services.local.report import Counts, program_failure, success, truncate
+from services.local.resolve import Target, find_rule
+
+log = logging.getLogger(__name__)
+
+NO_MESSAGE = "Unable to open message: it is not in the queue. (#4.3.0)"
+UNREADABLE_MESSAGE = "Unable to read message. (#4.3.0)"
+
+
+@dataclass
+class _Transcript:
+    """What the delivery has printed so far (program output) and what it has done."""
+
+    parts: list[str] = field(default_factory=list)
+    files: int = 0
+    forwards: int = 0
+    programs: int = 0
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(self.files, self.forwards, self.programs)
+
+    def add(self, output: str) -> None:
+        if output:
+            self.parts.append(output if output.endswith("\n") else output + "\n")
+
+    def text(self, tail: str) -> str:
+        return "".join(self.parts) + tail
+
+
+class LocalDelivery:
+    def __init__(
+        self,
+        *,
+        bus: Publisher,
+        queue: BlobStore,
+        mail: BlobStore,
+        directory: DirectorySource,
+        config: Callable[[], LocalConfig],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._bus = bus
+        self._queue = queue
+        self._mail = mail
+        self._directory = directory
+        self._config = config
+        self._clock = clock
+
+    async def handle(self, job: LocalJob) -> None:
+        """The Consumer's handler: deliver, publish the result, return (then the ack)."""
+        started = time.monotonic()
+        outcome, report = await self.deliver(job)
+        result = Result.for_job(job, outcome, truncate(report))
+        await self._bus.publish(subjects.RESULT_LOCAL, result.encode(), msg_id=result.msg_id())
+        elapsed = time.monotonic() - started
+        metrics.DELIVERIES.labels(outcome).inc()
+        metrics.DELIVERY_SECONDS.observe(elapsed)
+        log.info(
+            "delivery.result",
+            extra={
+                "msg_id": job.id,
+                "rcpt": job.recipient,
+                "rcpt_index": job.rcpt_index,
+                "attempt": job.attempt,
+                "outcome": outcome,
+                "report": result.report[:300],
+                "duration_ms": int(elapsed * 1000),
+            },
+        )
+
+    async def deliver(self, job: LocalJob) -> tuple[Outcome, str]:
+        """The outcome and report of one delivery (LOCAL-31); never raises for mail trouble."""
+        transcript = _Transcript()
+        try:
+            return "delivered", await self._deliver(job, transcript)
+        except Permanent as err:
+            return "failed", transcript.text(err.text)
+        except Temporary as err:
+            return "deferred", transcript.text(err.text)
+
+    async def _deliver(self, job: LocalJob, transcript: _Transcript) -> str:
+        local, _ = split_recipient(job.recipient)
+        if not local:
+            return success(Counts(), None)  # LOCAL-01: "@domain" is delivered nowhere
+        config = self._config()
+        t = await find_target(self._directory(), job.namespace, local)
+        message = await self._message(job)
+        if is_looping(message, delivered_to(job.recipient)):
+            raise Permanent(LOOPING)
+        choice = find_rule(t, config.defaultdelivery)
+        p = plan(
+            sender=job.sender,
+            recipient=job.recipient,
+            namespace=job.namespace,
+            t=t,
+            choice=choice,
+            programdelivery=config.programdelivery,
+            when=self._clock(),
+        )
+        forwards = await self._run_steps(job, t, p, message, config, transcript)
+        qp = await self._forward(job, p, forwards, message) if forwards else None
+        return transcript.text(success(transcript.counts, qp))
+
+    async def _message(self, job: LocalJob) -> bytes:
+        try:
+            return await self._queue.get(body_key(job.id))
+        except BlobNotFound as err:
+            raise Temporary(NO_MESSAGE) from err
+        except StoreUnavailable as err:
+            raise Temporary(UNREADABLE_MESSAGE) from err
+
+    async def _run_steps(
+        self,
+        job: LocalJob,
+        t: Target,
+        p: Plan,
+        message: bytes,
+        config: LocalConfig,
+        transcript: _Transcript,
+    ) -> list[str]:
+        """LOCAL-17: top to bottom, the first failure stops; forwards are only collected."""
+        forwards: list[str] = []
+        mailbox = None
+        if t.account is not None:
+            mailbox = Mailbox(self._mail, job.namespace, t.account, t.quota)
+        for step in p.steps:
+            if isinstance(step, Broken):
+                raise Temporary(step.text)
+            if isinstance(step, Forward):
+                transcript.forwards += 1
+                forwards.append(step.address)
+            elif isinstance(step, Maildir):
+                assert mailbox is not None  # domain rules have no Maildir steps (LOCAL-57)
+                transcript.files += 1
+                content = maildir_content(p.lines, message)
+                await mailbox.deliver(
+                    qid=job.id,
+                    rcpt_index=job.rcpt_index,
+                    instruction=step.index,
+                    folder=step.folder,
+                    content=content,
+                    when=self._clock(),
+                )
+                metrics.MAILBOX_BYTES.inc(len(content))
+            elif isinstance(step, Program):
+                transcript.programs += 1
+                if await self._program(job, p, step, message, config, transcript):
+                    break
+        return forwards
+
+    async def _program(
+        self,
+        job: LocalJob,
+        p: Plan,
+        step: Program,
+        message: bytes,
+        config: LocalConfig,
+        transcript: _Transcript,
+    ) -> bool:
+        """Run one program line (LOCAL-18); True when it asked to stop (exit 99)."""
+        ran = await run_program(
+            step.command, message, p.env, limits=config.limits, scratch_root=config.scratch
+        )
+        metrics.PROGRAM_RUNS.labels(ran.result).inc()
+        log.info(
+            "delivery.program",
+            extra={
+                "msg_id": job.id,
+                "rcpt_index": job.rcpt_index,
+                "line": step.index,
+                "result": ran.result,
+                "status": ran.status,
+                "timed_out": ran.timed_out,
+            },
+        )
+        if ran.result == "permanent":
+            raise Permanent(program_failure(ran.output, ran.status))
+        if ran.result == "temporary":
+            raise Temporary(program_failure(ran.output, ran.status, timed_out=ran.timed_out))
+        transcript.add(ran.output)
+        return ran.result == "stop"
+
+    async def _forward(self, job: LocalJob, p: Plan, forwards: list[str], message: bytes) -> int:
+        """LOCAL-23: one new message to every forward address, after everything else worked."""
+        try:
+            queued = await enqueue(
+                self._queue,
+                self._bus,
+                sender=p.newsender,
+                recipients=forwards,
+                body=forward_content(p.lines, message),
+                origin=p.origin,
+            )
+        except QueueFailure as err:
+            text = f"Unable to forward message: {err.text}."
+            raise (Permanent(text) if err.permanent else Temporary(text)) from err
+        metrics.FORWARDS.inc()
+        log.info(
+            "delivery.forwarded",
+            extra={
+                "msg_id": job.id,
+                "rcpt_index": job.rcpt_index,
+                "forward_id": queued.id,
+                "qp": queued.qp,
+                "rcpt_count": len(forwards),
+            },
+        )
+        return queued.qp
