@@ -23,6 +23,7 @@ Report = Annotated[str, Field(max_length=20_000), AfterValidator(clip_report)]
 Namespace = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9.-]+$")]
 
 OriginKind = Literal["network", "bounce", "alias", "account", "inject"]
+Verdict = Literal["valid", "invalid", "tempfail"]
 
 
 class Event(BaseModel):
@@ -126,3 +127,23 @@ class Result(Event):
 
     def msg_id(self) -> str:
         return f"{self.id}.{self.channel}.{self.rcpt_index}.{self.attempt}.result"
+
+
+class RcptCheck(Event):
+    """smtpd's question to local (SMTPD-45, LOCAL-34): would ``recipient`` find a mailbox?
+
+    ``recipient`` is already classified local (after SEND-10..13); ``namespace`` is the domain
+    whose directory records apply (SEND-16). Sent as a core NATS request to
+    :data:`qmesh.contract.subjects.RCPTCHECK`.
+    """
+
+    kind: Literal["qmesh.rcptcheck.v1"] = "qmesh.rcptcheck.v1"
+    recipient: Address
+    namespace: Namespace
+
+
+class RcptVerdict(Event):
+    """local's answer to :class:`RcptCheck`: ``valid``, ``invalid`` or ``tempfail``."""
+
+    kind: Literal["qmesh.rcptverdict.v1"] = "qmesh.rcptverdict.v1"
+    verdict: Verdict

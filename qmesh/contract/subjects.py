@@ -15,6 +15,7 @@ RESULT_LOCAL = "qmesh.result.local"
 RESULT_REMOTE = "qmesh.result.remote"
 ADMIN_SEND_FLUSH = "qmesh.admin.send.flush"
 ADMIN_SEND_RELOAD = "qmesh.admin.send.reload"
+RCPTCHECK = "qmesh.rcptcheck"  # request/reply on core NATS: smtpd asks, local answers (LOCAL-34)
 
 STREAM_TODO = "QMESH_TODO"
 STREAM_LOCAL = "QMESH_LOCAL"
