@@ -30,6 +30,7 @@ CONSUMER_REMOTE = "remote"
 KV_QUEUE = "qmesh_queue"
 KV_DIRECTORY = "qmesh_directory"
 KV_LEASES = "qmesh_leases"
+KV_TCPTO = "qmesh_tcpto"  # remote's shared connection-timeout memory (REMOTE-22)
 
 
 def job(channel: Channel) -> str:

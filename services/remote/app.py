@@ -1,0 +1,84 @@
+"""remote's composition root: controls, NATS, the queue store, DNS, the job consumer."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Collection, Mapping
+
+import dns.asyncresolver
+
+from qmesh.bus.connection import NatsConnection
+from qmesh.bus.consumer import Consumer
+from qmesh.contract import subjects
+from qmesh.contract.events import RemoteJob
+from qmesh.control.values import Controls
+from qmesh.control.watch import ControlWatcher
+from qmesh.runtime.service import Service
+from qmesh.runtime.settings import Settings
+from qmesh.store.base import BlobStore
+from qmesh.store.factory import open_store
+from services.remote.consumer import RemoteDelivery
+from services.remote.mx import make_resolver
+from services.remote.routes import SMTP_PORT
+from services.remote.tcpto import SharedTimeouts
+
+
+def interface_addresses() -> tuple[str, ...]:
+    """The pod's own addresses, for the ``ipme`` default (REMOTE-16)."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return ()
+    return tuple(sorted({str(info[4][0]) for info in infos}))
+
+
+def concurrency(c: Controls) -> int:
+    """``concurrencyremote`` capped by ``spawnlimit``; at least one consumer slot."""
+    return max(1, min(c.concurrencyremote, c.spawnlimit))
+
+
+async def build(settings: Settings) -> Service:
+    return assemble(
+        settings,
+        queue=open_store(settings, settings.queue_bucket),
+        resolver=make_resolver(),
+        interfaces=interface_addresses(),
+        environ=os.environ,
+    )
+
+
+def assemble(
+    settings: Settings,
+    *,
+    queue: BlobStore,
+    resolver: dns.asyncresolver.Resolver,
+    interfaces: Collection[str] = (),
+    environ: Mapping[str, str],
+    smtp_port: int = SMTP_PORT,
+) -> Service:
+    """The service from its parts; tests hand in their own store, resolver and SMTP port."""
+    watcher = ControlWatcher(settings.control, environ, on_change=lambda _: None)  # CTL-06
+    conn = NatsConnection(settings, "remote", kv_buckets=(subjects.KV_TCPTO,))
+    delivery = RemoteDelivery(
+        bus=conn,
+        queue=queue,
+        controls=lambda: watcher.current,  # REMOTE-02: the controls of the moment, per job
+        resolver=resolver,
+        timeouts=SharedTimeouts(lambda: conn.kv(subjects.KV_TCPTO)),
+        interfaces=interfaces,
+        smtp_port=smtp_port,
+    )
+    jobs = Consumer(
+        conn,
+        stream=subjects.STREAM_REMOTE,
+        durable=subjects.CONSUMER_REMOTE,
+        event=RemoteJob,
+        handle=delivery.handle,
+        concurrency=concurrency(watcher.current),
+    )
+    return Service(
+        "remote",
+        [watcher, conn, jobs],
+        {"nats": conn.check, "queue-store": queue.ping, "job-consumer": jobs.check},
+    )

@@ -1,0 +1,262 @@
+"""remote's adapter: one ``qmesh.job.remote`` in, one delivery, one ``qmesh.result.remote`` out.
+
+The handler takes the current controls (REMOTE-02), chooses the route (REMOTE-10, QMTP-30),
+reads the queued body, finds the addresses to try (REMOTE-13..16), connects to them in order
+with the shared timeout memory (REMOTE-20..22), speaks SMTP or QMTP, and publishes the result
+before it returns, so the job is acknowledged only once its result is durable. Every mail
+failure becomes a ``deferred`` or ``failed`` result; a bug becomes ``deferred`` with its
+traceback logged (STYLE section 8); only a result that cannot be published leaves the job to be
+delivered again (ARCH-03: the remote host may then get the message twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+import dns.asyncresolver
+
+from qmesh.bus.base import Publisher, PublishFailed
+from qmesh.contract import subjects
+from qmesh.contract.envelope import DOUBLE_BOUNCE_SENDER, split_address
+from qmesh.contract.errors import Permanent, Temporary
+from qmesh.contract.events import RemoteJob, Result
+from qmesh.contract.outcome import Outcome
+from qmesh.control.values import Controls
+from qmesh.store.base import BlobStore
+from services.remote import client, metrics, qmtp, report
+from services.remote.client import Attempt, Letter, Stream
+from services.remote.message import Message, open_message
+from services.remote.mx import Target, mx_targets, relay_targets, without_self
+from services.remote.routes import SMTP_PORT, BadRoute, Route, choose_route
+from services.remote.tcpto import TimeoutMemory
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TRIES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    outcome: Outcome
+    report: str
+    remote_host: str | None = None
+
+
+def opportunistic_tls() -> ssl.SSLContext:
+    """REMOTE-42: TLS without a policy; the certificate need not verify."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class RemoteDelivery:
+    def __init__(
+        self,
+        *,
+        bus: Publisher,
+        queue: BlobStore,
+        controls: Callable[[], Controls],
+        resolver: dns.asyncresolver.Resolver,
+        timeouts: TimeoutMemory,
+        interfaces: Collection[str] = (),
+        smtp_port: int = SMTP_PORT,
+        starttls: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._bus = bus
+        self._queue = queue
+        self._controls = controls
+        self._resolver = resolver
+        self._timeouts = timeouts
+        self._interfaces = tuple(interfaces)
+        self._smtp_port = smtp_port  # MX and IP-literal deliveries; routes name their own
+        self._tls = opportunistic_tls() if starttls else None
+        self._rng = rng or random.Random()
+
+    async def handle(self, job: RemoteJob) -> None:
+        """The Consumer's handler: deliver, publish the result, return (then the ack)."""
+        started = time.monotonic()
+        done = await self.deliver(job)
+        result = Result.for_job(job, done.outcome, done.report, remote_host=done.remote_host)
+        await self._publish(result)
+        elapsed = time.monotonic() - started
+        metrics.DELIVERIES.labels(done.outcome).inc()
+        metrics.DELIVERY_SECONDS.observe(elapsed)
+        log.info(
+            "delivery.result",
+            extra={
+                "msg_id": job.id,
+                "rcpt": job.recipient,
+                "rcpt_index": job.rcpt_index,
+                "attempt": job.attempt,
+                "outcome": done.outcome,
+                "remote": done.remote_host,
+                "report": result.report[:300],
+                "duration_ms": int(elapsed * 1000),
+            },
+        )
+
+    async def _publish(self, result: Result) -> None:
+        for attempt in range(1, PUBLISH_TRIES + 1):
+            try:
+                await self._bus.publish(
+                    subjects.result("remote"), result.encode(), msg_id=result.msg_id()
+                )
+                return
+            except PublishFailed:
+                if attempt == PUBLISH_TRIES:
+                    raise
+                await asyncio.sleep(0.5 * 2**attempt)
+
+    async def deliver(self, job: RemoteJob) -> Delivery:
+        """The outcome and report of one delivery; never raises for mail trouble."""
+        try:
+            return await self._deliver(job)
+        except Permanent as err:
+            return Delivery("failed", err.text)
+        except Temporary as err:
+            return Delivery("deferred", err.text)
+        except Exception:
+            log.exception("delivery.bug", extra={"msg_id": job.id, "rcpt_index": job.rcpt_index})
+            return Delivery("deferred", report.INTERNAL)
+
+    async def _deliver(self, job: RemoteJob) -> Delivery:
+        c = self._controls()
+        host = split_address(job.recipient)[1]
+        try:
+            route = choose_route(host, c.smtproutes, c.qmtproutes)
+        except BadRoute as err:
+            log.warning("delivery.bad_route", extra={"msg_id": job.id, "reason": str(err)})
+            raise Temporary(report.bad_route(str(err))) from err
+        sender = "" if job.sender == DOUBLE_BOUNCE_SENDER else job.sender  # ADDR-03
+        if route.protocol == "smtp":
+            if c.helohost is None:
+                raise Temporary(report.CONTROLS)  # REMOTE-34
+            if any(ch in a for a in (sender, job.recipient) for ch in "\r\n"):
+                raise Permanent(report.UNSENDABLE_ADDRESS)
+        message = await open_message(self._queue, job.id)
+        letter = Letter(
+            sender=sender,
+            recipient=job.recipient,
+            smtputf8=job.smtputf8 or not (sender + job.recipient).isascii(),
+            eightbit=message.eightbit,
+            wire_size=message.wire_size,
+            chunks=message.chunks,
+        )
+        targets, port = await self._targets(route, host, c)
+        log.debug(
+            "delivery.route",
+            extra={"msg_id": job.id, "protocol": route.protocol, "targets": len(targets)},
+        )
+        if route.protocol == "qmtp":
+            return await self._qmtp(targets, port, letter, message, c)
+        assert c.helohost is not None
+        return await self._smtp(targets, port, letter, c, c.helohost)
+
+    async def _targets(self, route: Route, host: str, c: Controls) -> tuple[list[Target], int]:
+        if route.relay is None:
+            if not host:
+                raise Permanent(report.no_host(host))
+            targets = await mx_targets(self._resolver, host, self._rng)
+            return without_self(targets, c.own_addresses(self._interfaces)), self._smtp_port
+        relay = route.relay
+        if relay.address:  # REMOTE-12: a route is never ambiguous MX
+            return [Target(relay.host, 0, relay.host)], relay.port
+        return await relay_targets(self._resolver, relay.host), relay.port
+
+    async def _connect(self, target: Target, port: int, c: Controls) -> Stream | None:
+        """REMOTE-20, REMOTE-22: a connection, or None after a skip, timeout or refusal."""
+        address = target.address
+        if await self._timeouts.skip(address):
+            metrics.CONNECTIONS.labels("skipped").inc()
+            return None
+        try:
+            stream = await Stream.open(
+                address,
+                port,
+                connect_timeout=max(1, c.timeoutconnect),
+                io_timeout=max(1, c.timeoutremote),
+            )
+        except TimeoutError:
+            metrics.CONNECTIONS.labels("timeout").inc()
+            log.info("remote.connect_timeout", extra={"remote": address, "port": port})
+            await self._timeouts.timed_out(address)
+            return None
+        except OSError as err:
+            metrics.CONNECTIONS.labels("refused").inc()
+            log.info(
+                "remote.connect_failed",
+                extra={"remote": address, "port": port, "reason": str(err) or repr(err)},
+            )
+            await self._timeouts.connected(address)  # a refusal clears the record
+            return None
+        metrics.CONNECTIONS.labels("connected").inc()
+        await self._timeouts.connected(address)
+        return stream
+
+    async def _smtp(
+        self, targets: list[Target], port: int, letter: Letter, c: Controls, helohost: str
+    ) -> Delivery:
+        last: tuple[Attempt, str] | None = None
+        for target in targets:
+            attempt = await self._smtp_once(target, port, letter, c, helohost, self._tls)
+            if attempt is not None and attempt.tls_failed:  # REMOTE-42: once more, in plaintext
+                log.info("remote.tls_failed", extra={"remote": target.address})
+                attempt = await self._smtp_once(target, port, letter, c, helohost, None) or attempt
+            if attempt is None:
+                continue
+            if attempt.next_address:
+                last = (attempt, target.address)
+                continue
+            return Delivery(attempt.outcome, attempt.report, target.address)
+        if last is not None:
+            return Delivery(last[0].outcome, last[0].report, last[1])
+        return Delivery("deferred", report.NO_CONNECTION)  # REMOTE-21
+
+    async def _smtp_once(
+        self,
+        target: Target,
+        port: int,
+        letter: Letter,
+        c: Controls,
+        helohost: str,
+        tls: ssl.SSLContext | None,
+    ) -> Attempt | None:
+        stream = await self._connect(target, port, c)
+        if stream is None:
+            return None
+        server_name = None if target.name == target.address else target.name
+        return await client.transaction(
+            stream,
+            target.address,
+            helohost=helohost,
+            letter=letter,
+            tls=tls,
+            server_name=server_name,
+        )
+
+    async def _qmtp(
+        self, targets: list[Target], port: int, letter: Letter, message: Message, c: Controls
+    ) -> Delivery:
+        last: tuple[Attempt, str] | None = None
+        for target in targets:
+            stream = await self._connect(target, port, c)
+            if stream is None:
+                continue
+            attempt = await qmtp.transaction(
+                stream, target.address, letter=letter, size=message.size
+            )
+            if attempt.next_address:
+                last = (attempt, target.address)
+                continue
+            return Delivery(attempt.outcome, attempt.report, target.address)
+        if last is not None:
+            return Delivery(last[0].outcome, last[0].report, last[1])
+        return Delivery("deferred", report.NO_QMTP_CONNECTION)

@@ -1,0 +1,21 @@
+"""remote's Prometheus metrics, ``qmesh_remote_<what>_<unit>``; counted in the adapter."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+DELIVERIES = Counter(
+    "qmesh_remote_deliveries_total",
+    "Remote deliveries by result (delivered, deferred, failed)",
+    ["outcome"],
+)
+DELIVERY_SECONDS = Histogram(
+    "qmesh_remote_delivery_seconds",
+    "Time from taking a job to publishing its result",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 3600),
+)
+CONNECTIONS = Counter(
+    "qmesh_remote_connections_total",
+    "Connection attempts by result (connected, refused, timeout, skipped: REMOTE-22)",
+    ["result"],
+)

@@ -1,0 +1,264 @@
+"""The world remote talks to, on loopback in the test's own loop: SMTP, QMTP and DNS servers.
+
+- :class:`Sink`: an aiosmtpd server that records what it receives and answers on demand.
+- :class:`Peer`: a scripted SMTP server for what aiosmtpd will not do (a bad greeting, EHLO
+  refused, a dropped connection, a failed TLS handshake); it records every command line.
+- :class:`QmtpPeer`: a QMTP server that records packages and answers K, Z or D.
+- :class:`DnsServer`: UDP and TCP on one port, answering from a dict of records, truncating
+  UDP answers that do not fit, so the client has to retry over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass, field
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    options: list[str]
+    data: bytes
+    tls: bool
+    helo: str
+
+
+@dataclass
+class Sink:
+    """aiosmtpd handler: records mail; ``rcpt``/``mail``/``data`` replace the 250 answers."""
+
+    mail: str | None = None
+    rcpt: str | None = None
+    data: str = "250 2.0.0 sunk"
+    drop_after_data: bool = False
+    messages: list[Received] = field(default_factory=list)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.mail:
+            return self.mail
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.rcpt:
+            return self.rcpt
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(
+            Received(
+                envelope.mail_from or "",
+                list(envelope.rcpt_tos),
+                list(envelope.mail_options),
+                envelope.original_content or b"",
+                session.ssl is not None,
+                session.host_name or "",
+            )
+        )
+        if self.drop_after_data:
+            assert server.transport is not None
+            server.transport.abort()
+        return self.data
+
+
+async def start_sink(sink: Sink, host: str = "127.0.0.1", port: int = 0, **smtp: object) -> tuple[asyncio.Server, int]:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(sink, **smtp), host, port)  # type: ignore[arg-type]
+    return server, server.sockets[0].getsockname()[1]
+
+
+@dataclass
+class Peer:
+    """A scripted SMTP server. ``answers`` by verb (and ``DOT`` for the end of the data);
+    ``drop_at`` closes the connection instead of answering that verb."""
+
+    greeting: bytes = b"220 peer.test ESMTP"
+    ehlo: tuple[bytes, ...] = (b"250-peer.test", b"250-8BITMIME", b"250 SIZE 1000000")
+    answers: dict[str, bytes] = field(default_factory=dict)
+    drop_at: str | None = None
+    tls_garbage: bool = False  # answer STARTTLS with 220, then send bytes that are not TLS
+    sessions: list[list[bytes]] = field(default_factory=list)
+    messages: list[bytes] = field(default_factory=list)
+
+    def answer(self, verb: str) -> bytes:
+        defaults = {"HELO": b"250 peer.test", "DATA": b"354 go ahead", "DOT": b"250 ok queued",
+                    "QUIT": b"221 bye", "RSET": b"250 ok", "STARTTLS": b"220 ready"}
+        return self.answers.get(verb, defaults.get(verb, b"250 ok"))
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lines: list[bytes] = []
+        self.sessions.append(lines)
+        try:
+            writer.write(self.greeting + b"\r\n")
+            while line := await reader.readline():
+                line = line.rstrip(b"\r\n")
+                lines.append(line)
+                verb = line.split(b" ", 1)[0].split(b":", 1)[0].upper().decode()
+                if verb == self.drop_at:
+                    return
+                if verb == "EHLO":
+                    writer.write(b"".join(x + b"\r\n" for x in self.ehlo))
+                    continue
+                writer.write(self.answer(verb) + b"\r\n")
+                if verb == "STARTTLS" and self.tls_garbage:
+                    writer.write(b"this is not a TLS handshake\r\n" * 10)
+                    await writer.drain()
+                    return
+                if verb == "DATA" and self.answer("DATA").startswith(b"354"):
+                    data = await reader.readuntil(b"\r\n.\r\n")
+                    self.messages.append(data)
+                    if self.drop_at == "DOT":
+                        return
+                    writer.write(self.answer("DOT") + b"\r\n")
+                if verb == "QUIT":
+                    return
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+async def start_peer(peer: Peer, host: str = "127.0.0.1", port: int = 0) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(peer.handle, host, port)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@dataclass
+class QmtpPeer:
+    """A QMTP server: records (message, sender, recipients); answers ``response`` per recipient."""
+
+    response: bytes = b"Kok 1 qp 2"
+    drop: bool = False
+    packages: list[tuple[bytes, bytes, list[bytes]]] = field(default_factory=list)
+
+    @staticmethod
+    async def netstring(reader: asyncio.StreamReader) -> bytes:
+        length = int((await reader.readuntil(b":"))[:-1])
+        data = await reader.readexactly(length)
+        assert await reader.readexactly(1) == b","
+        return data
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            message = await self.netstring(reader)
+            sender = await self.netstring(reader)
+            rcpts_raw = await self.netstring(reader)
+            inner = asyncio.StreamReader()
+            inner.feed_data(rcpts_raw)
+            inner.feed_eof()
+            recipients = []
+            while not inner.at_eof():
+                recipients.append(await self.netstring(inner))
+            self.packages.append((message, sender, recipients))
+            if not self.drop:
+                for _ in recipients:
+                    writer.write(b"%d:%s," % (len(self.response), self.response))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+
+Records = dict[tuple[str, str], list[str]]
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, dns_server: DnsServer) -> None:
+        self.server = dns_server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(self.server.answer(data, udp=True), addr)
+
+
+@dataclass
+class DnsServer:
+    """Answers from ``records`` (lower-case name without final dot, type) -> rdata texts.
+
+    A name in ``servfail`` gets SERVFAIL; a name with no record of any type gets NXDOMAIN;
+    a known name without the asked type gets an empty answer.
+    """
+
+    records: Records
+    servfail: set[str] = field(default_factory=set)
+    port: int = 0
+    queries: list[tuple[str, str, str]] = field(default_factory=list)  # (name, type, udp|tcp)
+    _closers: list[asyncio.AbstractServer | asyncio.BaseTransport] = field(default_factory=list)
+
+    def answer(self, wire: bytes, *, udp: bool) -> bytes:
+        query = dns.message.from_wire(wire)
+        response = dns.message.make_response(query)
+        question = query.question[0]
+        name = question.name.to_text(omit_final_dot=True).lower()
+        rdtype = dns.rdatatype.to_text(question.rdtype)
+        self.queries.append((name, rdtype, "udp" if udp else "tcp"))
+        known = {n for n, _ in self.records}
+        if name in self.servfail:
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif (name, rdtype) in self.records:
+            response.answer.append(
+                dns.rrset.from_text(question.name, 300, "IN", rdtype, *self.records[(name, rdtype)])
+            )
+        elif name not in known:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        limit = (query.payload if query.edns >= 0 else 512) if udp else 65535
+        try:
+            return response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            response = dns.message.make_response(query)
+            response.flags |= dns.flags.TC
+            return response.to_wire()
+
+    async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                reply = self.answer(await reader.readexactly(size), udp=False)
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+                await writer.drain()
+        writer.close()
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        for _ in range(20):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(self), local_addr=("127.0.0.1", 0), family=socket.AF_INET
+            )
+            port = transport.get_extra_info("sockname")[1]
+            try:
+                tcp = await asyncio.start_server(self._tcp, "127.0.0.1", port)
+            except OSError:
+                transport.close()
+                continue
+            self._closers += [transport, tcp]
+            self.port = port
+            return port
+        raise RuntimeError("no port free for both UDP and TCP")
+
+    async def stop(self) -> None:
+        for closer in self._closers:
+            closer.close()
