@@ -11,6 +11,7 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from qmesh.contract.envelope import split_address
+from qmesh.control.values import Controls
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,19 @@ class RoutingRules:
             percenthack=frozenset(d.lower() for d in percenthack),
             locals=tuple(locals),
             virtualdomains=tuple(virtualdomains),
+        )
+
+    @classmethod
+    def from_controls(cls, c: Controls) -> RoutingRules:
+        """The rules in force; ``locals`` defaults to ``me`` (spec 2.2)."""
+        canonical = c.canonical_local_domain()
+        if not canonical:
+            raise ValueError("neither control/locals nor control/me exists")
+        return cls.build(
+            envnoathost=c.envnoathost,
+            percenthack=sorted(c.percenthack),
+            locals=c.locals or (canonical,),
+            virtualdomains=c.virtualdomains,
         )
 
 

@@ -1,0 +1,218 @@
+"""send's adapters: todo and result handlers, delivery passes, bounces and cleanup.
+
+Every state change is one compare-and-set of the message's record (:mod:`services.send.store`)
+computed by the pure functions of :mod:`services.send.plan`. Jobs are published *before* the
+record that says they were (their ``Nats-Msg-Id`` makes a repeat harmless), and a todo or a
+result is acknowledged only after its record is durable (SEND-01, SEND-30).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from qmesh.bus.base import Publisher
+from qmesh.contract import subjects
+from qmesh.contract.errors import QueueFailure, Temporary
+from qmesh.contract.events import Origin, Result, Todo
+from qmesh.contract.queue import enqueue
+from qmesh.contract.subjects import Channel
+from qmesh.directory.domains import DirectoryDomains
+from qmesh.store.base import BlobNotFound, BlobStore, StoreUnavailable
+from qmesh.store.keys import body_key
+from services.send import metrics
+from services.send.bounce import bounce_target, qsbmf
+from services.send.config import SendConfig
+from services.send.plan import apply_result, due_channels, next_wakeup, preprocess, start_pass
+from services.send.schedule import Timer
+from services.send.state import MessageState
+from services.send.store import StateStore
+
+log = logging.getLogger(__name__)
+
+
+class SendQueue:
+    def __init__(
+        self,
+        *,
+        bus: Publisher,
+        states: StateStore,
+        blobs: BlobStore,
+        config: Callable[[], SendConfig],
+        domains: DirectoryDomains,
+        timer: Timer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._bus = bus
+        self._states = states
+        self._blobs = blobs
+        self._config = config
+        self._domains = domains
+        self._timer = timer
+        self._clock = clock
+
+    async def on_todo(self, todo: Todo) -> None:
+        """SEND-01: write the state, then (by returning) let the todo be acknowledged."""
+        if await self._states.load(todo.id) is None:
+            try:
+                await self._blobs.stat(body_key(todo.id))
+            except BlobNotFound:
+                log.warning("send.todo_without_body", extra={"msg_id": todo.id})
+                return  # finished already (a todo redelivered after completion) or an orphan
+            config = self._config()
+            state = preprocess(todo, config.rules, self._domains.names, self._clock())
+            if await self._states.create(state):
+                metrics.MESSAGES.inc()
+                log.info("new_msg", extra={"msg_id": todo.id})
+                log.info(
+                    "info_msg",
+                    extra={
+                        "msg_id": todo.id,
+                        "bytes": todo.size,
+                        "sender": todo.envelope.sender,
+                        "qp": todo.qp,
+                        "origin": todo.origin.kind,
+                        "local": sum(r.channel == "local" for r in state.recipients),
+                        "remote": sum(r.channel == "remote" for r in state.recipients),
+                    },
+                )
+        await self.attend(todo.id)  # SEND-21: first attempt at once
+
+    async def on_result(self, result: Result) -> None:
+        now = self._clock()
+        _, after = await self._states.update(result.id, lambda s: apply_result(s, result, now))
+        if after is None:
+            log.info(
+                "send.result_ignored",
+                extra={
+                    "msg_id": result.id,
+                    "rcpt_index": result.rcpt_index,
+                    "attempt": result.attempt,
+                },
+            )
+            return
+        rcpt = after.recipients[result.rcpt_index]
+        event = {
+            "delivered": "delivery_success",
+            "failed": "delivery_failure",
+            "deferred": "delivery_deferral",
+        }[result.outcome]
+        if result.outcome == "deferred" and rcpt.done:
+            event = "delivery_failure"  # turned permanent by the lifetime rule (SEND-24)
+        metrics.DELIVERIES.labels(result.channel, result.outcome).inc()
+        log.info(
+            event,
+            extra={
+                "msg_id": result.id,
+                "channel": result.channel,
+                "rcpt_index": result.rcpt_index,
+                "attempt": result.attempt,
+                "outcome": result.outcome,
+                "report": result.report[:500],
+            },
+        )
+        await self.attend(result.id)
+
+    async def attend(self, qid: str) -> None:
+        """Do whatever the message needs now: bounce, finish, or start due passes."""
+        loaded = await self._states.load(qid)
+        if loaded is None:
+            return
+        state = loaded[0]
+        if state.idle and state.bounces:
+            state = await self._bounce(state)
+        if state.complete and not state.bounces:
+            await self._finish(state)
+            return
+        now = self._clock()
+        for channel in due_channels(state, now):
+            state = await self._start_pass(state, channel, now)
+        wakeup = next_wakeup(state)
+        if wakeup is not None:
+            self._timer.wake(qid, wakeup)
+
+    async def _start_pass(self, state: MessageState, channel: Channel, now: float) -> MessageState:
+        config = self._config()
+        limit = config.concurrencylocal if channel == "local" else config.concurrencyremote
+        if limit == 0:
+            return state  # SEND-26: the channel is on hold
+        planned, jobs = start_pass(state, channel, now, config.queuelifetime)
+        if not jobs:
+            return state
+        for job in jobs:
+            await self._bus.publish(subjects.job(channel), job.encode(), msg_id=job.msg_id())
+        attempt = state.pass_of(channel).attempt
+
+        def begin(current: MessageState) -> MessageState | None:
+            if current.pass_of(channel).attempt != attempt:
+                return None  # another worker started this pass
+            return start_pass(current, channel, now, config.queuelifetime)[0]
+
+        _, after = await self._states.update(state.id, begin)
+        for job in jobs:
+            log.info(
+                "starting_delivery",
+                extra={
+                    "msg_id": state.id,
+                    "channel": channel,
+                    "rcpt_index": job.rcpt_index,
+                    "attempt": job.attempt,
+                },
+            )
+        return after or planned
+
+    async def _bounce(self, state: MessageState) -> MessageState:
+        """BOUNCE-01: one notice for the failures so far, then clear exactly those."""
+        config = self._config()
+        reported = {f.index for f in state.bounces}
+        target = bounce_target(state.sender, config.bounce)
+        if target is None:
+            log.info("triple_bounce", extra={"msg_id": state.id})
+        else:
+            try:
+                original = await self._blobs.get(body_key(state.id))
+            except (BlobNotFound, StoreUnavailable) as err:
+                raise Temporary(f"cannot read message for bounce: {err}") from err
+            now = self._clock()
+            message = qsbmf(
+                target=target,
+                original_sender=state.sender,
+                failures=state.bounces,
+                original=original,
+                c=config.bounce,
+                now=now,
+                message_id=f"{int(now)}.{state.id}.{state.bounced}",
+            )
+            try:
+                queued = await enqueue(
+                    self._blobs,
+                    self._bus,
+                    sender=target.sender,
+                    recipients=[target.recipient],
+                    body=message,
+                    origin=Origin(kind="bounce"),
+                )
+            except QueueFailure as err:
+                raise Temporary(f"cannot queue bounce: {err.text}") from err
+            metrics.BOUNCES.labels("double" if target.double else "single").inc()
+            log.info(
+                "bounce_msg", extra={"msg_id": state.id, "qp": state.qp, "bounce_id": queued.id}
+            )
+
+        def clear(current: MessageState) -> MessageState:
+            left = tuple(f for f in current.bounces if f.index not in reported)
+            return current.model_copy(update={"bounces": left, "bounced": current.bounced + 1})
+
+        _, after = await self._states.update(state.id, clear)
+        return after or state
+
+    async def _finish(self, state: MessageState) -> None:
+        """ARCH-05, CLEAN-02: state record first, then the body."""
+        await self._states.remove(state.id)
+        try:
+            await self._blobs.delete(body_key(state.id))
+        except StoreUnavailable as err:
+            log.warning("send.clean_failed", extra={"msg_id": state.id, "reason": err.text})
+        metrics.QUEUE_SECONDS.observe(max(0.0, self._clock() - state.birth))
+        log.info("end_msg", extra={"msg_id": state.id})
