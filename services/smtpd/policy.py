@@ -1,0 +1,58 @@
+"""Relay control and recipient policy (SMTPD-42, SMTPD-43). Pure: no sockets, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from dataclasses import dataclass
+
+from qmesh.contract.envelope import split_address
+from qmesh.routing.classify import Local, RoutingRules, classify, is_hosted
+
+RELAY_DENIED = "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+RELAY_BY_ROUTING = "553 5.7.1 sorry, relaying denied"
+RCPT_OK = "250 2.1.5 ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    accepted: bool
+    reply: str
+    address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RelayPolicy:
+    """``rcpthosts`` as loaded: ``None`` when the file does not exist (SMTPD-42 [MODERN])."""
+
+    rcpthosts: frozenset[str] | None
+    morercpthosts: frozenset[str]
+    rules: RoutingRules
+
+    def listed(self, domain: str, directory_domains: Container[str]) -> bool:
+        domain = domain.lower()
+        if self.rcpthosts is None:  # never an open relay: the hosted domains instead
+            return is_hosted(domain, self.rules, directory_domains)
+        entries = self.rcpthosts | self.morercpthosts
+        if domain in entries:
+            return True
+        return any(domain[i:] in entries for i, ch in enumerate(domain) if ch == ".")
+
+
+def check_rcpt(
+    address: str,
+    *,
+    policy: RelayPolicy,
+    relayclient: str | None,
+    directory_domains: Container[str],
+) -> Verdict:
+    """SMTPD-42 and SMTPD-43 for one recipient; ``relayclient`` is RELAYCLIENT or ``None``."""
+    if relayclient is not None:
+        return Verdict(True, RCPT_OK, address + relayclient)
+    if "@" not in address:
+        return Verdict(True, RCPT_OK, address)
+    _, domain = split_address(address)
+    if not policy.listed(domain, directory_domains):
+        return Verdict(False, RELAY_DENIED)
+    if not isinstance(classify(address, policy.rules, directory_domains), Local):
+        return Verdict(False, RELAY_BY_ROUTING)  # percent hack or exception (SMTPD-43)
+    return Verdict(True, RCPT_OK, address)
