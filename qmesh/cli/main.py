@@ -1,0 +1,62 @@
+"""The ``qmesh`` command line (ARCHITECTURE section 8)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from qmesh import __version__
+
+
+def parser() -> argparse.ArgumentParser:
+    from qmesh.cli.admin import add_admin_commands
+
+    p = argparse.ArgumentParser(prog="qmesh", description="qmail rebuilt as a cluster")
+    p.add_argument("--version", action="version", version=f"qmesh {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run the whole cluster on this machine")
+    run = sub.add_parser("run", help="run one service (container entrypoint)")
+    run.add_argument("service", choices=("smtpd", "send", "local", "remote", "pop3d"))
+    control = sub.add_parser("control", help="the control files")
+    control_sub = control.add_subparsers(dest="action", required=True)
+    control_sub.add_parser("check", help="read every control file and report values and errors")
+    add_admin_commands(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from qmesh.control import ControlError
+
+    args = parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ControlError as err:
+        sys.stderr.write(f"qmesh: {err}\n")
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "up":
+        from qmesh.cli.up import main_up
+
+        return main_up()
+    if args.command == "run":
+        from qmesh.cli.run import run_service
+
+        run_service(args.service)
+        return 0
+    if args.command == "control":
+        from qmesh.cli.control import check_command
+
+        return check_command(Path(os.environ.get("QMESH_CONTROL", "./control")), os.environ)
+    from qmesh.cli.admin import run_admin
+
+    return asyncio.run(run_admin(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
