@@ -164,7 +164,13 @@ if ! compose up -d --no-build --pull never --wait --wait-timeout 240 > "$RUN/up.
   fail "the stack did not become healthy"
 fi
 
-admin() { compose --profile admin run --rm -T admin "$@"; }
+admin() {  # the qmesh CLI in a container with the admin NATS user; its output, or the failure
+  if ! compose --profile admin run --rm -T admin "$@" > "$RUN/admin.out" 2> "$RUN/admin.err"; then
+    cat "$RUN/admin.out" "$RUN/admin.err" >&2
+    fail "qmesh $*: failed"
+  fi
+  sed 's/^/  /' "$RUN/admin.out"
+}
 say "creating domain and account with the qmesh CLI (admin NATS user)"
 admin domain add mx.example.test
 printf 'smoke-pw-0123\n' | admin user add smoke@mx.example.test --password-stdin

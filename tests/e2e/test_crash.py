@@ -1,0 +1,78 @@
+"""ARCH-02 under SIGKILL: kill send and local in the middle of a few hundred messages; after
+``qmesh up`` restarts them every accepted message is in its mailbox, exactly once (ARCH-11)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster import Cluster, start_cluster
+
+pytestmark = pytest.mark.e2e
+
+MESSAGES = 300
+SESSIONS = 3
+
+
+def mailbox_count(cluster: Cluster) -> int:
+    return sum(1 for _ in (cluster.data / "store" / "qmesh-mail").glob("crash.test/*/INBOX/new/*"))
+
+
+def send_batch(cluster: Cluster, n: int, count: int, accepted: list[str]) -> None:
+    with smtplib.SMTP("127.0.0.1", cluster.smtp_port, timeout=60) as smtp:
+        for i in range(count):
+            smtp.mail("joe@far.test")
+            smtp.rcpt(f"u{(n + i) % 3}@crash.test")
+            code, reply = smtp.data(f"Subject: m{n}-{i}\r\n\r\nbody {n}-{i}\r\n".encode())
+            if code == 250:
+                accepted.append(reply.decode())
+
+
+def kill(cluster: Cluster, service: str) -> None:
+    pids = cluster.child_pids(service)
+    assert pids, f"no {service} process found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_arch_02_sigkill_send_and_local_loses_nothing(tmp_path: Path) -> None:
+    cluster = start_cluster(
+        tmp_path / "site",
+        {"me": "mx.crash.test", "locals": "crash.test", "rcpthosts": "crash.test"},
+    )
+    try:
+        for i in range(3):
+            r = cluster.cli("user", "add", f"u{i}@crash.test", "--no-password")
+            assert r.returncode == 0, r.stderr
+        accepted: list[str] = []
+        senders = [
+            threading.Thread(target=send_batch, args=(cluster, n, MESSAGES // SESSIONS, accepted))
+            for n in range(SESSIONS)
+        ]
+        for t in senders:
+            t.start()
+        while len(accepted) < MESSAGES // 4:
+            time.sleep(0.05)
+        kill(cluster, "send")
+        while len(accepted) < MESSAGES // 2:
+            time.sleep(0.05)
+        kill(cluster, "local")
+        for t in senders:
+            t.join(300)
+        assert len(accepted) == MESSAGES  # smtpd was never killed: every message accepted
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and mailbox_count(cluster) < len(accepted):
+            time.sleep(0.5)
+        assert mailbox_count(cluster) == len(accepted)
+        time.sleep(2)  # nothing more arrives: no second copy of a redelivered job
+        assert mailbox_count(cluster) == len(accepted)
+        for service in ("send", "local"):
+            assert cluster.child_pids(service), f"{service} was not restarted"
+    finally:
+        cluster.stop()
