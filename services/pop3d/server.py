@@ -129,7 +129,12 @@ class Pop3Server:
         def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.create_task(self._connection(listener, reader, writer))
             self._connections[task] = False
-            task.add_done_callback(lambda done: self._connections.pop(done, None))
+
+            def finished(done: asyncio.Task[None]) -> None:
+                self._connections.pop(done, None)
+                writer.close()  # also when the task was cancelled before it ever ran
+
+            task.add_done_callback(finished)
 
         return accept
 
@@ -177,11 +182,16 @@ class Pop3Server:
             line, overlong = await read_line(reader, self._idle_timeout)
             self._connections[task] = True
             step = await session.handle(line, overlong=overlong)
-            await self._write(writer, step.reply)
             if step.start_tls and context is not None:
+                # Drop what was pipelined after STLS *before* answering: once +OK is out, the
+                # next bytes are the client's handshake. start_tls drains and stops reading
+                # without yielding to the loop, so the ClientHello cannot land in the buffer.
                 discard_buffered(reader)
+                writer.write(step.reply)
                 await writer.start_tls(context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
                 session.tls_started()
+            else:
+                await self._write(writer, step.reply)
             self._connections[task] = False
             if step.close:
                 return

@@ -130,8 +130,8 @@ def start_cluster(
             "QMESH_SUBMISSION_PORT": str(ports[2]),
             "QMESH_QMTP_PORT": str(ports[3]),
             "QMESH_POP3_PORT": str(ports[4]),
-        "QMESH_SMTPS_PORT": str(ports[10]),
-        "QMESH_POP3S_PORT": str(ports[11]),
+            "QMESH_SMTPS_PORT": str(ports[10]),
+            "QMESH_POP3S_PORT": str(ports[11]),
             "QMESH_LOG_LEVEL": "INFO",
         }
     )

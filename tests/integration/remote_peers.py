@@ -73,12 +73,14 @@ class Sink:
             )
         )
         if self.drop_after_data:
-            assert server.transport is not None
+            assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()
         return self.data
 
 
-async def start_sink(sink: Sink, host: str = "127.0.0.1", port: int = 0, **smtp: object) -> tuple[asyncio.Server, int]:
+async def start_sink(
+    sink: Sink, host: str = "127.0.0.1", port: int = 0, **smtp: object
+) -> tuple[asyncio.Server, int]:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(sink, **smtp), host, port)  # type: ignore[arg-type]
     return server, server.sockets[0].getsockname()[1]
@@ -98,8 +100,14 @@ class Peer:
     messages: list[bytes] = field(default_factory=list)
 
     def answer(self, verb: str) -> bytes:
-        defaults = {"HELO": b"250 peer.test", "DATA": b"354 go ahead", "DOT": b"250 ok queued",
-                    "QUIT": b"221 bye", "RSET": b"250 ok", "STARTTLS": b"220 ready"}
+        defaults = {
+            "HELO": b"250 peer.test",
+            "DATA": b"354 go ahead",
+            "DOT": b"250 ok queued",
+            "QUIT": b"221 bye",
+            "RSET": b"250 ok",
+            "STARTTLS": b"220 ready",
+        }
         return self.answers.get(verb, defaults.get(verb, b"250 ok"))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -136,7 +144,9 @@ class Peer:
             writer.close()
 
 
-async def start_peer(peer: Peer, host: str = "127.0.0.1", port: int = 0) -> tuple[asyncio.Server, int]:
+async def start_peer(
+    peer: Peer, host: str = "127.0.0.1", port: int = 0
+) -> tuple[asyncio.Server, int]:
     server = await asyncio.start_server(peer.handle, host, port)
     return server, server.sockets[0].getsockname()[1]
 
@@ -248,7 +258,7 @@ class DnsServer:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: _Udp(self), local_addr=("127.0.0.1", 0), family=socket.AF_INET
             )
-            port = transport.get_extra_info("sockname")[1]
+            port = int(transport.get_extra_info("sockname")[1])
             try:
                 tcp = await asyncio.start_server(self._tcp, "127.0.0.1", port)
             except OSError:

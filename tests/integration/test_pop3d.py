@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import nats
 import pytest
@@ -103,7 +104,8 @@ class Stack:
         return unique
 
     async def keys(self, account: str, domain: str = "") -> list[str]:
-        prefix = mailbox_prefix(domain or self.domain, account)
+        """Keys under the account, folder included (``INBOX/new/...``)."""
+        prefix = mailbox_prefix(domain or self.domain, account).removesuffix("INBOX/")
         return [i.key[len(prefix) :] for i in await self.store.list(prefix)]
 
 
@@ -122,7 +124,7 @@ def settings(
     (control_dir / "pop3plaintext").write_text("1\n")
     (control_dir / "tlscert").write_text(str(certificate[0]) + "\n")
     (control_dir / "tlskey").write_text(str(certificate[1]) + "\n")
-    common = {
+    common: dict[str, Any] = {
         "nats_url": nats_url,
         "control": control_dir,
         "mail_bucket": f"mail-{unique}",
@@ -173,10 +175,14 @@ class Client:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
 
+    opened: ClassVar[list[Client]] = []  # closed after each test by close_clients
+
     @classmethod
     async def connect(cls, port: int, tls: ssl.SSLContext | None = None) -> Client:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
-        return cls(reader, writer)
+        client = cls(reader, writer)
+        cls.opened.append(client)
+        return client
 
     async def line(self) -> bytes:
         return await asyncio.wait_for(self.reader.readline(), 10)
@@ -203,12 +209,23 @@ class Client:
         return await self.cmd(f"PASS {password}")
 
     async def closed(self) -> bool:
-        return await asyncio.wait_for(self.reader.read(1), 10) == b""
+        """True when the server closed the connection; our end is closed too."""
+        eof = await asyncio.wait_for(self.reader.read(1), 10) == b""
+        if eof:
+            await self.close()
+        return eof
 
     async def close(self) -> None:
         self.writer.close()
         with contextlib.suppress(ConnectionError, ssl.SSLError):
             await self.writer.wait_closed()
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    yield
+    while Client.opened:
+        await Client.opened.pop().close()
 
 
 def pop3(port: int) -> poplib.POP3:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from qmesh.contract.envelope import Envelope
-from qmesh.contract.events import LocalJob, Origin, RemoteJob, Result, Todo
+from qmesh.contract.events import Job, LocalJob, Origin, Result, Todo
 from qmesh.contract.ids import QueueId
+from qmesh.contract.outcome import Outcome
 from qmesh.routing.classify import RoutingRules
 from services.send.plan import (
     apply_result,
@@ -17,6 +18,7 @@ from services.send.plan import (
     start_pass,
 )
 from services.send.retry import LIFETIME_LINE, next_attempt
+from services.send.state import MessageState
 
 QID = QueueId("1732510000123.0123456789abcdef")
 RULES = RoutingRules.build(
@@ -39,8 +41,15 @@ def todo(*rcpts: str, sender: str = "joe@far.test") -> Todo:
     )
 
 
-def result(job: LocalJob | RemoteJob, outcome: str, report: str = "text") -> Result:
-    return Result.for_job(job, outcome, report)  # type: ignore[arg-type]
+def result(job: Job, outcome: Outcome, report: str = "text") -> Result:
+    return Result.for_job(job, outcome, report)
+
+
+def applied(state: MessageState, res: Result, now: float) -> MessageState:
+    """apply_result for a result that must change the state."""
+    after = apply_result(state, res, now)
+    assert after is not None
+    return after
 
 
 @pytest.mark.parametrize(
@@ -85,11 +94,11 @@ def test_send_30_outcomes_and_next_pass() -> None:
         todo("a@example.test", "b@example.test", "c@example.test"), RULES, set(), 0.0
     )
     state, jobs = start_pass(state, "local", 0.0, WEEK)
-    state = apply_result(state, result(jobs[0], "delivered"), 1.0)
-    state = apply_result(state, result(jobs[1], "failed", "Sorry. (#5.1.1)"), 1.0)
+    state = applied(state, result(jobs[0], "delivered"), 1.0)
+    state = applied(state, result(jobs[1], "failed", "Sorry. (#5.1.1)"), 1.0)
     assert state is not None
     assert not state.idle and due_channels(state, 1.0) == []
-    state = apply_result(state, result(jobs[2], "deferred", "busy"), 1.0)
+    state = applied(state, result(jobs[2], "deferred", "busy"), 1.0)
     assert state is not None and state.idle
     assert [r.done for r in state.recipients] == [True, True, False]
     assert [(f.index, f.report) for f in state.bounces] == [(1, "Sorry. (#5.1.1)")]
@@ -111,7 +120,7 @@ def test_send_24_final_pass_turns_deferral_into_failure() -> None:
     state = preprocess(todo("b@far.test"), RULES, set(), 0.0)
     state, jobs = start_pass(state, "remote", WEEK + 1.0, WEEK)
     assert state.pass_of("remote").final
-    state = apply_result(state, result(jobs[0], "deferred", "Connected but busy."), WEEK + 2.0)
+    state = applied(state, result(jobs[0], "deferred", "Connected but busy."), WEEK + 2.0)
     assert state is not None and state.complete
     assert state.bounces[0].report.endswith(LIFETIME_LINE)
     assert state.bounces[0].expired
