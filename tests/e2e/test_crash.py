@@ -24,8 +24,18 @@ def mailbox_count(cluster: Cluster) -> int:
     return sum(1 for _ in (cluster.data / "store" / "qmesh-mail").glob("crash.test/*/INBOX/new/*"))
 
 
-def send_batch(cluster: Cluster, n: int, count: int, accepted: list[str]) -> None:
+def send_batch(
+    cluster: Cluster, n: int, count: int, accepted: list[str], errors: list[BaseException]
+) -> None:
+    try:
+        send_messages(cluster, n, count, accepted)
+    except BaseException as err:  # reported by the test, not lost in the thread
+        errors.append(err)
+
+
+def send_messages(cluster: Cluster, n: int, count: int, accepted: list[str]) -> None:
     with smtplib.SMTP("127.0.0.1", cluster.smtp_port, timeout=60) as smtp:
+        smtp.ehlo("client.far.test")
         for i in range(count):
             smtp.mail("joe@far.test")
             smtp.rcpt(f"u{(n + i) % 3}@crash.test")
@@ -51,20 +61,28 @@ def test_arch_02_sigkill_send_and_local_loses_nothing(tmp_path: Path) -> None:
             r = cluster.cli("user", "add", f"u{i}@crash.test", "--no-password")
             assert r.returncode == 0, r.stderr
         accepted: list[str] = []
+        errors: list[BaseException] = []
         senders = [
-            threading.Thread(target=send_batch, args=(cluster, n, MESSAGES // SESSIONS, accepted))
+            threading.Thread(
+                target=send_batch, args=(cluster, n, MESSAGES // SESSIONS, accepted, errors)
+            )
             for n in range(SESSIONS)
         ]
         for t in senders:
             t.start()
-        while len(accepted) < MESSAGES // 4:
-            time.sleep(0.05)
+
+        def sent(at_least: int) -> None:
+            while len(accepted) < at_least and not errors:
+                time.sleep(0.05)
+            assert not errors, errors
+
+        sent(MESSAGES // 4)
         kill(cluster, "send")
-        while len(accepted) < MESSAGES // 2:
-            time.sleep(0.05)
+        sent(MESSAGES // 2)
         kill(cluster, "local")
         for t in senders:
             t.join(300)
+        assert not errors, errors
         assert len(accepted) == MESSAGES  # smtpd was never killed: every message accepted
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and mailbox_count(cluster) < len(accepted):

@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import socket
 from dataclasses import dataclass, field
+from typing import cast
 
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
@@ -197,8 +199,8 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # 3.11's selector datagram transport does not subclass asyncio.DatagramTransport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self.transport is not None
@@ -231,7 +233,15 @@ class DnsServer:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif (name, rdtype) in self.records:
             response.answer.append(
-                dns.rrset.from_text(question.name, 300, "IN", rdtype, *self.records[(name, rdtype)])
+                dns.rrset.from_text_list(
+                    question.name,
+                    300,
+                    "IN",
+                    rdtype,
+                    self.records[(name, rdtype)],
+                    origin=dns.name.root,  # "10 mx.test" names an absolute host
+                    relativize=False,
+                )
             )
         elif name not in known:
             response.set_rcode(dns.rcode.NXDOMAIN)
