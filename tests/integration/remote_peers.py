@@ -88,6 +88,15 @@ async def start_sink(
     return server, server.sockets[0].getsockname()[1]
 
 
+OPEN: set[asyncio.StreamWriter] = set()  # server ends of peer connections still open
+
+
+def close_open_connections() -> None:
+    """Close what a test's peers still hold (a stalled session outlives ``server.close()``)."""
+    while OPEN:
+        OPEN.pop().close()
+
+
 @dataclass
 class Peer:
     """A scripted SMTP server. ``answers`` by verb (and ``DOT`` for the end of the data);
@@ -113,6 +122,7 @@ class Peer:
         return self.answers.get(verb, defaults.get(verb, b"250 ok"))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        OPEN.add(writer)
         lines: list[bytes] = []
         self.sessions.append(lines)
         try:
@@ -143,6 +153,7 @@ class Peer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            OPEN.discard(writer)
             writer.close()
 
 
@@ -169,6 +180,7 @@ class QmtpPeer:
         return data
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        OPEN.add(writer)
         try:
             message = await self.netstring(reader)
             sender = await self.netstring(reader)
@@ -187,6 +199,7 @@ class QmtpPeer:
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
+            OPEN.discard(writer)
             writer.close()
 
 

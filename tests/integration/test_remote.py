@@ -38,11 +38,13 @@ from services.remote.app import assemble
 from services.remote.mx import make_resolver
 from services.remote.tcpto import Record, decode, encode, key_for
 from tests.integration.remote_peers import (
+    OPEN,
     DnsServer,
     Peer,
     QmtpPeer,
     Records,
     Sink,
+    close_open_connections,
     start_peer,
     start_sink,
 )
@@ -140,6 +142,13 @@ class Harness:
 
     async def deliver(self, recipient: str, **job: object) -> Result:
         return await self.result(await self.job(recipient, **job))  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+async def close_peer_connections() -> AsyncIterator[None]:
+    yield
+    close_open_connections()
+    await asyncio.sleep(0)  # let the transports finish closing inside this test's loop
 
 
 @pytest.fixture
@@ -364,8 +373,8 @@ async def test_remote_33_connection_lost_before_data_is_not_a_duplicate(harness:
 
 async def test_remote_33_timeoutremote_bounds_each_read(harness: Harness) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        OPEN.add(writer)  # closed after the test by close_peer_connections
         await asyncio.sleep(30)  # never greets
-        writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
