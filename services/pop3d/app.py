@@ -81,6 +81,7 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
         sessions=lambda p: Session(p, authenticator, maildrops, recorder),
         policy=policy,
         tls=tls.current,
+        proxyclients=lambda: watcher.current.proxyclients,
         idle_timeout=idle_timeout,
     )
 

@@ -12,6 +12,11 @@ LOGINS = Counter(
     "Login attempts by result (ok, failed, tempfail, in-use)",
     ["result"],
 )
+PROXIED = Counter(
+    "qmesh_pop3d_proxy_headers_total",
+    "PROXY protocol headers from trusted balancers, accepted or refused (malformed or missing)",
+    ["result"],
+)
 RETRIEVED = Counter("qmesh_pop3d_messages_retrieved_total", "Messages sent by RETR")
 DELETED = Counter("qmesh_pop3d_messages_deleted_total", "Messages removed at QUIT")
 SESSION_SECONDS = Histogram(

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
 from typing import Literal
 
+from qmesh.control.parse import Network
+from qmesh.proxy import ProxyError, read_header, socket_recv, trusted
 from services.pop3d import metrics
 from services.pop3d.protocol import MAX_SASL_LINE
 from services.pop3d.session import Policy, Session
@@ -69,6 +72,40 @@ def discard_buffered(reader: asyncio.StreamReader) -> None:
         buffer.clear()
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening, non-blocking TCP socket (port 0 picks a free port)."""
+    if host in ("", "::"):
+        sock = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=128)
+    sock.setblocking(False)
+    return sock
+
+
+def peer_host(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return "unknown"
+
+
+async def open_stream(
+    sock: socket.socket, tls: ssl.SSLContext | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Streams on an accepted socket, server side (so a later STLS knows its role)."""
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = loop.create_future()
+    reader = asyncio.StreamReader(limit=READ_LIMIT)
+    protocol = asyncio.StreamReaderProtocol(
+        reader, lambda r, w: opened.set_result((r, w)) if not opened.done() else None
+    )
+    await loop.connect_accepted_socket(
+        lambda: protocol, sock, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None
+    )
+    return await opened
+
+
 class Pop3Server:
     """Service component: both listeners and their connections."""
 
@@ -80,6 +117,7 @@ class Pop3Server:
         sessions: SessionFactory,
         policy: PolicyFactory,
         tls: Callable[[], ssl.SSLContext | None],
+        proxyclients: Callable[[], tuple[Network, ...]] = tuple,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self._host = host
@@ -88,32 +126,37 @@ class Pop3Server:
         self._policy = policy
         self._tls = tls
         self._idle_timeout = idle_timeout
-        self._servers: dict[Listener, asyncio.Server] = {}
+        self._proxyclients = proxyclients
+        self._sockets: dict[Listener, socket.socket] = {}
+        self._acceptors: dict[Listener, asyncio.Task[None]] = {}
         self._connections: dict[asyncio.Task[None], bool] = {}  # task -> busy with a command
         self._stopping = False
 
     @property
     def ports(self) -> dict[Listener, int]:
         """The bound port of each listener (after :meth:`start`)."""
-        return {n: int(s.sockets[0].getsockname()[1]) for n, s in self._servers.items()}
+        return {n: int(sock.getsockname()[1]) for n, sock in self._sockets.items()}
 
     async def start(self) -> None:
         for name, port in self._want.items():
-            self._servers[name] = await asyncio.start_server(
-                self._client(name), self._host, port, limit=READ_LIMIT
-            )
+            sock = listening_socket(self._host, port)
+            self._sockets[name] = sock
+            self._acceptors[name] = asyncio.create_task(self._accept(name, sock))
         log.info("pop3d.listening", extra={"ports": self.ports})
 
     async def check(self) -> None:
         for name in self._want:
-            server = self._servers.get(name)
-            if server is None or not server.is_serving():
+            task = self._acceptors.get(name)
+            if task is None or task.done():
                 raise RuntimeError(f"{name} listener not serving")
 
     async def stop(self) -> None:
         self._stopping = True
-        for server in self._servers.values():
-            server.close()
+        for task in self._acceptors.values():
+            task.cancel()
+        await asyncio.gather(*self._acceptors.values(), return_exceptions=True)
+        for sock in self._sockets.values():
+            sock.close()
         for task, busy in list(self._connections.items()):
             if not busy:
                 task.cancel()
@@ -123,37 +166,52 @@ class Pop3Server:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def _client(
-        self, listener: Listener
-    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]:
-        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.create_task(self._connection(listener, reader, writer))
+    async def _accept(self, listener: Listener, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as err:  # EMFILE and the like: keep the listener, slow down
+                log.warning("pop3d.accept_failed", extra={"reason": str(err)})
+                await asyncio.sleep(0.5)
+                continue
+            conn.setblocking(False)
+            task = asyncio.create_task(self._connection(listener, conn))
             self._connections[task] = False
 
-            def finished(done: asyncio.Task[None]) -> None:
+            def finished(done: asyncio.Task[None], conn: socket.socket = conn) -> None:
                 self._connections.pop(done, None)
-                writer.close()  # also when the task was cancelled before it ever ran
+                if done.cancelled():
+                    conn.close()  # cancelled before it ever ran: nothing else owns the socket
 
             task.add_done_callback(finished)
 
-        return accept
-
-    async def _connection(
-        self, listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _connection(self, listener: Listener, sock: socket.socket) -> None:
         metrics.SESSIONS.labels(listener).inc()
         started = time.monotonic()
         context = self._tls()
         session: Session | None = None
+        writer: asyncio.StreamWriter | None = None
+        conn: socket.socket | None = sock  # ours until a transport owns it
+        remote = peer_host(sock)
         try:
-            if listener == "pop3s":
-                if context is None:
-                    log.warning("pop3d.tls_unavailable", extra={"listener": listener})
-                    return
-                await writer.start_tls(context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+            if trusted(remote, self._proxyclients()):
+                # before TLS on 995: the balancer's header is outside the client's TLS stream
+                proxied = await read_header(socket_recv(sock))
+                metrics.PROXIED.labels("accepted").inc()
+                remote = proxied.host if proxied else remote
+            if listener == "pop3s" and context is None:
+                log.warning("pop3d.tls_unavailable", extra={"listener": listener})
+                return
+            tls = context if listener == "pop3s" else None
+            conn = None
+            reader, writer = await open_stream(sock, tls)
             session = self._sessions(self._policy(context is not None, listener == "pop3s"))
             await self._write(writer, session.greeting())
             await self._dialogue(session, reader, writer, context)
+        except ProxyError as err:
+            metrics.PROXIED.labels("refused").inc()
+            log.warning("pop3d.proxy_refused", extra={"remote": remote, "reason": str(err)})
         except (Closed, ConnectionError, ssl.SSLError, TimeoutError) as err:
             log.debug("pop3d.disconnected", extra={"reason": type(err).__name__})
         except asyncio.CancelledError:
@@ -164,10 +222,21 @@ class Pop3Server:
             if session is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(session.close())
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 5)
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 5)
+            elif conn is not None:
+                conn.close()
             metrics.SESSION_SECONDS.observe(time.monotonic() - started)
+            log.info(
+                "pop3d.session",
+                extra={
+                    "listener": listener,
+                    "remote": remote,
+                    "duration_ms": round((time.monotonic() - started) * 1000),
+                },
+            )
 
     async def _dialogue(
         self,

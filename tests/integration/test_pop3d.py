@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import poplib
 import ssl
+import struct
 import subprocess
 import time
 import urllib.request
@@ -187,6 +189,10 @@ class Client:
     async def line(self) -> bytes:
         return await asyncio.wait_for(self.reader.readline(), 10)
 
+    async def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
     async def send(self, *lines: str) -> None:
         self.writer.write(b"".join(line.encode() + b"\r\n" for line in lines))
         await self.writer.drain()
@@ -210,7 +216,10 @@ class Client:
 
     async def closed(self) -> bool:
         """True when the server closed the connection; our end is closed too."""
-        eof = await asyncio.wait_for(self.reader.read(1), 10) == b""
+        try:
+            eof = await asyncio.wait_for(self.reader.read(1), 10) == b""
+        except ConnectionResetError:  # closed with our unread bytes in its buffer
+            eof = True
         if eof:
             await self.close()
         return eof
@@ -618,3 +627,81 @@ async def test_metrics_count_sessions_and_logins(stack: Stack) -> None:
     text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
     assert 'qmesh_pop3d_logins_total{result="ok"}' in text
     assert 'qmesh_pop3d_sessions_total{listener="pop3"}' in text
+
+
+# -- PROXY protocol behind a load balancer (SMTPD-86, for pop3d alike) ---------------------
+
+PROXY_V1 = b"PROXY TCP4 203.0.113.7 10.0.0.2 51234 110\r\n"
+
+
+def proxy_v2(client: str, port: int) -> bytes:
+    body = (
+        ipaddress.IPv4Address(client).packed
+        + ipaddress.IPv4Address("10.0.0.2").packed
+        + struct.pack("!HH", port, 995)
+    )
+    return b"\r\n\r\n\x00\r\nQUIT\n\x21\x11" + struct.pack("!H", len(body)) + body
+
+
+def session_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [getattr(r, "remote", "") for r in caplog.records if r.getMessage() == "pop3d.session"]
+
+
+async def test_proxy_v1_from_a_trusted_balancer_carries_the_client(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    (settings.control / "proxyclients").write_text("127.0.0.0/8\n")
+    caplog.set_level("INFO", logger="services.pop3d")
+    async for stack in open_stack(settings):
+        await stack.add_account("alice")
+        c = await Client.connect(stack.port)
+        await c.send_raw(PROXY_V1)
+        assert await c.line() == f"+OK {stack.domain} POP3 ready\r\n".encode()
+        assert await c.login("alice") == b"+OK \r\n"
+        assert await c.cmd("QUIT") == b"+OK \r\n"
+        assert await c.closed()
+    assert session_logs(caplog) == ["203.0.113.7"]
+
+
+async def test_proxy_v2_before_implicit_tls(
+    settings: Settings, certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The header comes before the client's TLS stream; not one byte of the hello is lost."""
+    (settings.control / "proxyclients").write_text("127.0.0.1/32\n")
+    caplog.set_level("INFO", logger="services.pop3d")
+    async for stack in open_stack(settings):
+        await stack.add_account("alice")
+        await stack.deliver("alice", MESSAGES[0], 0)
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", stack.tls_port)
+        c = Client(reader, writer)
+        Client.opened.append(c)
+        await c.send_raw(proxy_v2("198.51.100.9", 40000))
+        await writer.start_tls(client_tls(certificate[0]), server_hostname="127.0.0.1")
+        assert (await c.line()).startswith(b"+OK ")
+        assert await c.login("alice") == b"+OK \r\n"
+        assert await c.cmd("STAT") == f"+OK 1 {pop3_size(MESSAGES[0])}\r\n".encode()
+        assert await c.cmd("QUIT") == b"+OK \r\n"
+        assert await c.closed()
+    assert session_logs(caplog) == ["198.51.100.9"]
+
+
+async def test_proxy_trusted_peer_without_a_header_is_cut_off(settings: Settings) -> None:
+    """A listener that expects PROXY and does not get it closes the connection, no greeting."""
+    (settings.control / "proxyclients").write_text("127.0.0.0/8\n")
+    async for stack in open_stack(settings):
+        c = await Client.connect(stack.port)
+        await c.send("USER alice")
+        assert await c.closed()
+
+
+async def test_proxy_header_from_an_untrusted_peer_is_just_a_bad_command(
+    settings: Settings,
+) -> None:
+    """Only balancers in proxyclients may name a client; anyone else gets POP3 as usual."""
+    (settings.control / "proxyclients").write_text("10.0.0.0/8\n")
+    async for stack in open_stack(settings):
+        c = await Client.connect(stack.port)
+        assert (await c.line()).startswith(b"+OK ")
+        assert (await c.cmd(PROXY_V1.decode().rstrip("\r\n"))).startswith(b"-ERR")
+        await c.close()
