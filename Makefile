@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up fmt lint type unit integration e2e test chart smoke check bench clean
+.PHONY: help setup clients up fmt lint type unit integration e2e test chart smoke check bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install qmesh with its test tools
+
+clients: ## the Debian programs the tests use as real clients (mpop, openssl)
+	bash deploy/ci/system-packages.sh
 
 up: $(STAMP) ## start the whole cluster on this machine (Ctrl-C stops it)
 	$(BIN)/qmesh up
@@ -38,10 +41,10 @@ unit: $(STAMP) ## pure logic tests, no servers
 integration: $(STAMP) ## real nats-server and S3 server
 	$(BIN)/pytest tests/integration -q
 
-e2e: $(STAMP) ## real services driven by real clients
+e2e: $(STAMP) clients ## real services driven by real clients
 	$(BIN)/pytest tests/e2e -q
 
-test: $(STAMP) ## every pytest test
+test: $(STAMP) clients ## every pytest test
 	$(BIN)/pytest -q
 
 chart: ## Helm chart, manifests, Dockerfile and compose checks

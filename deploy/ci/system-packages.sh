@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The Debian programs the tests drive as real clients: mpop (POP3 over STLS and POP3S) and
+# openssl (test certificates). Installed with apt-get where missing and we are root; otherwise
+# the tests that need them say what is missing.
+set -euo pipefail
+PACKAGES=(mpop openssl)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  command -v "$p" >/dev/null || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "note: ${missing[*]} missing and not installable here; tests that need them will say so"
+  exit 0
+fi
+echo "installing ${missing[*]}"
+apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
