@@ -705,3 +705,42 @@ async def test_proxy_header_from_an_untrusted_peer_is_just_a_bad_command(
         assert (await c.line()).startswith(b"+OK ")
         assert (await c.cmd(PROXY_V1.decode().rstrip("\r\n"))).startswith(b"-ERR")
         await c.close()
+
+
+# -- two replicas on one mailbox store ------------------------------------------------------
+
+
+async def test_two_replicas_share_the_lease_and_the_uidls_pop3_26_pop3_13(
+    settings: Settings,
+) -> None:
+    """A session on one replica locks the maildrop on the other; a session killed before
+    QUIT deletes nothing (POP3-22); both replicas name each message the same (POP3-13)."""
+    async for a in open_stack(settings):
+        async for b in open_stack(settings):
+            await a.add_account("alice")
+            for seq, message in enumerate(MESSAGES[:2]):
+                await a.deliver("alice", message, seq)
+
+            first = await Client.connect(a.port)
+            await first.line()
+            assert await first.login("alice") == b"+OK \r\n"
+            uidls_a = await first.multi("UIDL")
+            assert await first.cmd("DELE 1") == b"+OK \r\n"
+            other = await Client.connect(b.port)
+            await other.line()
+            assert await other.login("alice") == (
+                b"-ERR [IN-USE] mailbox is locked by another session\r\n"
+            )
+            await first.close()  # killed: no QUIT, no update
+
+            for _ in range(50):  # the lease goes with the connection
+                second = await Client.connect(b.port)
+                await second.line()
+                if (reply := await second.login("alice")) == b"+OK \r\n":
+                    break
+                await second.close()
+                await asyncio.sleep(0.1)
+            assert reply == b"+OK \r\n"
+            assert (await second.cmd("STAT")).startswith(b"+OK 2 ")
+            assert await second.multi("UIDL") == uidls_a
+            assert await second.cmd("QUIT") == b"+OK \r\n"
