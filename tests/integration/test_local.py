@@ -33,6 +33,7 @@ from qmesh.store.base import BlobStore
 from qmesh.store.factory import open_store
 from qmesh.store.keys import body_key
 from services.local.app import build
+from services.local.consumer import NO_MESSAGE
 from tests.servers import S3Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -163,11 +164,12 @@ async def deliver(
     attempt: int = 1,
     qid: QueueId | None = None,
     copies: int = 1,
+    queued: bool = True,
 ) -> tuple[LocalJob, list[Result], list[Todo]]:
     """Queue ``message`` and publish its job (``copies`` times, as JetStream redelivery would);
     return the results and the forwards whose envelope mentions this test's domain."""
     qid = qid or new_queue_id()
-    if not await _exists(local.queue, body_key(qid)):
+    if queued and not await _exists(local.queue, body_key(qid)):
         await local.queue.put(body_key(qid), message)
     job = LocalJob(
         id=qid,
@@ -405,6 +407,16 @@ async def test_program_exit_codes(local: Local, domain: str) -> None:
     assert (stopped.outcome, stopped.report) == ("delivered", f"did 0+1+1\nqp {todo.qp}\n")
     _, [env], _ = await deliver(local, f"bob-env@{domain}")
     assert (env.outcome, env.report) == ("delivered", "did 0+0+1\n")
+    assert await mailbox(local, domain, "bob") == {}
+
+
+async def test_local_31_infrastructure_problems_are_temporary(local: Local, domain: str) -> None:
+    """LOCAL-31: K/D/Z are delivered/failed/deferred; a message that cannot be read is Z,
+    never a bounce, and nothing lands in the mailbox."""
+    await add_domain(local, domain)
+    await add_account(local, domain, "bob")
+    _, [result], _ = await deliver(local, f"bob@{domain}", queued=False)  # no body
+    assert (result.outcome, result.report) == ("deferred", NO_MESSAGE)
     assert await mailbox(local, domain, "bob") == {}
 
 
