@@ -33,9 +33,12 @@ from qmesh.runtime.service import Running, start
 from qmesh.runtime.settings import Settings
 from qmesh.store.base import BlobStore
 from qmesh.store.factory import open_store
+from qmesh.store.files import FileStore
 from qmesh.store.keys import mailbox_key, mailbox_prefix
 from qmesh.store.maildir import pop3_size, unique_name
 from services.pop3d.app import build
+from services.pop3d.mailbox import snapshot
+from services.pop3d.ports import Account
 from services.pop3d.server import Pop3Server
 from tests.servers import S3Server, free_ports
 
@@ -744,3 +747,39 @@ async def test_two_replicas_share_the_lease_and_the_uidls_pop3_26_pop3_13(
             assert (await second.cmd("STAT")).startswith(b"+OK 2 ")
             assert await second.multi("UIDL") == uidls_a
             assert await second.cmd("QUIT") == b"+OK \r\n"
+
+
+class CountingStore:
+    """A real store that counts body reads."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store, self.reads = store, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def get(self, key: str) -> bytes:
+        self.reads += 1
+        return await self.store.get(key)
+
+    def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        self.reads += 1
+        return self.store.stream(key, chunk_size)
+
+
+async def test_listing_10000_messages_reads_no_body_pop3_11(tmp_path: Path) -> None:
+    """RFC 1939 sizes come from the ``,W=`` in the names: a login lists, it never reads."""
+    store = CountingStore(FileStore(tmp_path / "store", "qmesh-mail"))
+    account = Account("mx.example.test", "alice")
+    content = b"Subject: many\n\nbody line\n"
+    names = []
+    for seq in range(10_000):
+        unique = unique_name(new_queue_id(now=1_732_510_000 + seq), 0, 0, content)
+        names.append(unique)
+        key = mailbox_key(account.domain, account.name, "INBOX", "new", unique)
+        await store.store.put(key, content)
+    messages = await snapshot(store, account)
+    assert store.reads == 0
+    assert len(messages) == 10_000
+    assert {m.size for m in messages} == {pop3_size(content)}
+    assert sorted(m.unique for m in messages) == sorted(names)
