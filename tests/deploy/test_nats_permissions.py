@@ -205,7 +205,7 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
         "publish": [subjects.RESULT_LOCAL, subjects.TODO],
     },
     "remote": {
-        "kv": [subjects.KV_LEASES],
+        "kv": [subjects.KV_TCPTO],
         "consumers": [(subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE)],
         "publish": [subjects.RESULT_REMOTE],
     },
@@ -213,7 +213,7 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
 }
 WRITABLE = {
     "send": {subjects.KV_QUEUE, subjects.KV_LEASES},
-    "remote": {subjects.KV_LEASES},
+    "remote": {subjects.KV_TCPTO},
     "pop3d": {subjects.KV_LEASES},
 }
 
