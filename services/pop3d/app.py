@@ -14,18 +14,18 @@ from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.control import ControlError, Controls, ControlWatcher
 from qmesh.control.derived import Derived, ignore_change
+from qmesh.directory.authenticate import DirectoryAuthenticator
 from qmesh.directory.namespaces import Namespaces
 from qmesh.directory.store import Directory
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
+from qmesh.runtime.tls import TlsContexts
 from qmesh.store.factory import open_store
-from services.pop3d.auth import DirectoryAuthenticator
 from services.pop3d.lease import KvLeases
 from services.pop3d.mailbox import StoreMaildrops
 from services.pop3d.metrics import PrometheusRecorder
 from services.pop3d.server import IDLE_TIMEOUT, Pop3Server
 from services.pop3d.session import Policy, Session
-from services.pop3d.tls import TlsContexts
 
 log = logging.getLogger(__name__)
 

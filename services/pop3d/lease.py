@@ -24,7 +24,8 @@ from nats.js.kv import KeyValue
 from qmesh.bus.connection import NotConnected
 from qmesh.bus.provision import LEASE_TTL
 from qmesh.contract.errors import Temporary
-from services.pop3d.ports import Account, MaildropInUse
+from qmesh.directory.authenticate import Account
+from services.pop3d.ports import MaildropInUse
 
 log = logging.getLogger(__name__)
 

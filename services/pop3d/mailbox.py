@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from qmesh.contract.errors import Temporary
+from qmesh.directory.authenticate import Account
 from qmesh.store.base import BlobInfo, BlobNotFound, BlobStore
 from qmesh.store.keys import mailbox_key, mailbox_prefix
 from qmesh.store.maildir import parse_entry, pop3_size
-from services.pop3d.ports import Account, MessageGone, MessageInfo
+from services.pop3d.ports import MessageGone, MessageInfo
 
 log = logging.getLogger(__name__)
 

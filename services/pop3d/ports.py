@@ -13,18 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from qmesh.directory.authenticate import Account
+
 LoginResult = Literal["ok", "failed", "tempfail", "in-use"]
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    """An authenticated maildrop: ``domain`` is the namespace domain (LOCAL-60)."""
-
-    domain: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.name}@{self.domain}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from qmesh.contract.errors import Temporary
+from qmesh.directory.authenticate import Account
 from services.pop3d.ports import (
-    Account,
     Authenticator,
     Maildrop,
     MaildropInUse,

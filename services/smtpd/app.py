@@ -8,61 +8,95 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
-from qmesh.bus.connection import NatsConnection
+from qmesh.bus.connection import NatsConnection, NotConnected
 from qmesh.contract import subjects
-from qmesh.control import ControlError, Controls, ControlWatcher
+from qmesh.contract.errors import Temporary
+from qmesh.control import Controls, ControlWatcher
 from qmesh.control.derived import Derived, ignore_change
+from qmesh.directory.authenticate import DirectoryAuthenticator
 from qmesh.directory.domains import DirectoryDomains
-from qmesh.routing.classify import RoutingRules
+from qmesh.directory.namespaces import Namespaces
+from qmesh.directory.store import Directory
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
+from qmesh.runtime.tls import TlsContexts
 from qmesh.store.factory import open_store
-from services.smtpd.handler import SmtpdConfig, SmtpHandler
-from services.smtpd.listener import SmtpListener
-from services.smtpd.policy import RelayPolicy
+from services.smtpd.config import smtpd_config
+from services.smtpd.enqueuer import Enqueuer
+from services.smtpd.login import SmtpLogin
+from services.smtpd.rcptcheck import NatsRecipientCheck
+from services.smtpd.server import SmtpServer
+from services.smtpd.session import Client, Session
 
 log = logging.getLogger(__name__)
 
 
-def smtpd_config(c: Controls) -> SmtpdConfig:
-    """What smtpd takes from the control files; a missing greeting stops startup (SMTPD-01)."""
-    greeting = c.smtpgreeting or c.me
-    if not greeting:
-        raise ControlError("smtpgreeting", "neither control/smtpgreeting nor control/me exists")
-    return SmtpdConfig(
-        greeting=greeting,
-        localname=c.me or greeting.split()[0],
-        relay=RelayPolicy(
-            rcpthosts=c.rcpthosts,
-            morercpthosts=c.morercpthosts,
-            rules=RoutingRules.from_controls(c),
-        ),
-        relayclients=c.relayclients,
-        databytes=c.databytes,
-    )
+def interface_addresses() -> frozenset[str]:
+    """This host's addresses as far as it can tell (SMTPD-41 without control/ipme)."""
+    found = {"127.0.0.1", "::1"}
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            found.add(str(info[4][0]))
+    except OSError:
+        pass
+    return frozenset(found)
+
+
+def namespaces(c: Controls) -> Namespaces:
+    return Namespaces.build(c.canonical_local_domain(), c.locals, c.virtualdomains)
 
 
 async def build(settings: Settings) -> Service:
     watcher = ControlWatcher(settings.control, os.environ, on_change=ignore_change)
-    config = Derived(watcher, smtpd_config)  # a bad control stops startup (SMTPD-01)
-    timeout = Derived(watcher, lambda c: float(max(1, c.timeoutsmtpd)))
+    interfaces = interface_addresses()
+    config = Derived(watcher, lambda c: smtpd_config(c, interfaces))  # SMTPD-01 at startup
     if watcher.current.rcpthosts is None:
         log.warning("smtpd.no_rcpthosts", extra={"relay": "hosted domains only (SMTPD-42)"})
     conn = NatsConnection(settings, "smtpd", kv_buckets=(subjects.KV_DIRECTORY,), background=True)
-    blobs = open_store(settings, settings.queue_bucket)
     domains = DirectoryDomains(conn)
-    handler = SmtpHandler(blobs=blobs, bus=conn, config=config, domains=domains)
-    listeners = [
-        SmtpListener(
-            name=name,
-            handler=handler,
-            config=config,
-            host=settings.listen_host,
-            port=port,
-            timeout=timeout,
+    queue = Enqueuer(open_store(settings, settings.queue_bucket), conn)
+    rcptcheck = NatsRecipientCheck(conn)
+
+    def directory() -> Directory:
+        try:
+            return Directory(conn.kv(subjects.KV_DIRECTORY))
+        except NotConnected as err:
+            raise Temporary("Unable to read the directory. (#4.3.0)") from err
+
+    login = SmtpLogin(DirectoryAuthenticator(directory, Derived(watcher, namespaces)))
+    tls = TlsContexts(lambda: watcher.current)
+    ports = {
+        "smtp": settings.smtp_port,
+        "submission": settings.submission_port,
+        "smtps": settings.smtps_port,
+    }
+
+    def session(client: Client) -> Session:
+        return Session(
+            config(),
+            client,
+            queue=queue,
+            rcptcheck=rcptcheck,
+            domains=lambda: domains.names,
+            authenticator=login,
         )
-        for name, port in (("smtp", settings.smtp_port), ("submission", settings.submission_port))
-    ]
-    checks = {f"listener-{x.name}": x.check for x in listeners}
-    return Service("smtpd", [watcher, conn, domains, *listeners], checks)
+
+    server = SmtpServer(
+        host=settings.listen_host,
+        ports=ports,
+        sessions=session,
+        tls=tls.current,
+        submission=frozenset({"submission", "smtps"}),
+        implicit_tls=frozenset({"smtps"}),
+        timeout=lambda: config().timeout,
+        greeting=lambda: config().greeting,
+        proxyclients=lambda: watcher.current.proxyclients,
+    )
+
+    async def controls_loaded() -> None:
+        config()  # loaded at construction; a bad file never replaces good values
+
+    checks = {"controls": controls_loaded, "listeners": server.check}
+    return Service("smtpd", [watcher, conn, domains, server], checks)

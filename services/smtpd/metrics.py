@@ -13,3 +13,17 @@ ENQUEUE_SECONDS = Histogram(
     "Time from end of DATA to the durable enqueue",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+SESSION_SECONDS = Histogram(
+    "qmesh_smtpd_session_seconds",
+    "Connection lifetime",
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 1200),
+)
+TLS = Counter("qmesh_smtpd_tls_sessions_total", "TLS started (STARTTLS or implicit)", ["listener"])
+AUTH = Counter(
+    "qmesh_smtpd_auth_total", "AUTH attempts by result (ok, failed, tempfail)", ["result"]
+)
+PROXIED = Counter(
+    "qmesh_smtpd_proxy_headers_total",
+    "PROXY protocol headers from trusted balancers, accepted or refused",
+    ["result"],
+)

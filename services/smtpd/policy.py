@@ -1,16 +1,17 @@
-"""Relay control and recipient policy (SMTPD-42, SMTPD-43). Pure: no sockets, no I/O."""
+"""Sender and recipient policy (SMTPD-35, SMTPD-41..43). Pure: no sockets, no I/O."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Container
 from dataclasses import dataclass
 
 from qmesh.contract.envelope import split_address
 from qmesh.routing.classify import Local, RoutingRules, classify, is_hosted
+from services.smtpd.replies import RCPT_OK
 
-RELAY_DENIED = "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+RELAY_DENIED = "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
 RELAY_BY_ROUTING = "553 5.7.1 sorry, relaying denied"
-RCPT_OK = "250 2.1.5 ok"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +57,27 @@ def check_rcpt(
     if not isinstance(classify(address, policy.rules, directory_domains), Local):
         return Verdict(False, RELAY_BY_ROUTING)  # percent hack or exception (SMTPD-43)
     return Verdict(True, RCPT_OK, address)
+
+
+def sender_is_bad(sender: str, badmailfrom: frozenset[str]) -> bool:
+    """SMTPD-35: the whole address or its ``@domain``, case-insensitively; never ``<>``."""
+    if not sender:
+        return False
+    sender = sender.lower()
+    at = sender.rfind("@")
+    return sender in badmailfrom or (at >= 0 and sender[at:] in badmailfrom)
+
+
+def localiphost(address: str, ipme: frozenset[str], name: str) -> str:
+    """SMTPD-41: ``user@[a.b.c.d]`` (or ``[IPv6:...]``) naming this system becomes ``user@name``."""
+    local, at, domain = address.rpartition("@")
+    if not at or not (domain.startswith("[") and domain.endswith("]")):
+        return address
+    literal = domain[1:-1]
+    if literal[:5].upper() == "IPV6:":
+        literal = literal[5:]
+    try:
+        ip = str(ipaddress.ip_address(literal))
+    except ValueError:
+        return address
+    return f"{local}@{name}" if ip in ipme else address

@@ -26,6 +26,7 @@ import pytest
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.contract.ids import new_queue_id
+from qmesh.directory.authenticate import Account
 from qmesh.directory.passwords import hash_password
 from qmesh.directory.records import AccountRecord, DomainRecord
 from qmesh.directory.store import Directory
@@ -38,7 +39,6 @@ from qmesh.store.keys import mailbox_key, mailbox_prefix
 from qmesh.store.maildir import pop3_size, unique_name
 from services.pop3d.app import build
 from services.pop3d.mailbox import snapshot
-from services.pop3d.ports import Account
 from services.pop3d.server import Pop3Server
 from tests.servers import S3Server, free_ports
 
@@ -442,8 +442,9 @@ async def test_lease_is_renewed_and_lost_when_taken_over_pop3_26(
 ) -> None:
     from qmesh.bus.provision import ensure_kv
     from qmesh.contract.errors import Temporary
+    from qmesh.directory.authenticate import Account
     from services.pop3d.lease import KvLeases, lease_key
-    from services.pop3d.ports import Account, MaildropInUse
+    from services.pop3d.ports import MaildropInUse
 
     nc = await nats.connect(nats_url)
     try:
@@ -580,9 +581,9 @@ async def test_idle_connection_is_closed_without_update_pop3_25(settings: Settin
 
 async def test_stale_tmp_objects_are_removed_at_login_pop3_27(stack: Stack) -> None:
     from qmesh.contract import subjects
+    from qmesh.directory.authenticate import Account
     from services.pop3d.lease import KvLeases
     from services.pop3d.mailbox import StoreMaildrops
-    from services.pop3d.ports import Account
 
     conn = next(c for c in stack.running.service.components if isinstance(c, NatsConnection))
     leases = KvLeases(lambda: conn.kv(subjects.KV_LEASES))

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qmesh.contract.errors import Temporary
+from qmesh.directory.authenticate import Account
 from qmesh.store.maildir import pop3_size
-from services.pop3d.ports import Account, MaildropInUse, MessageGone, MessageInfo
+from services.pop3d.ports import MaildropInUse, MessageGone, MessageInfo
 
 DOMAIN = "example.test"
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from qmesh.contract.errors import Temporary
+from qmesh.directory.authenticate import Account, DirectoryAuthenticator
 from qmesh.directory.namespaces import Namespaces
-from services.pop3d.auth import DirectoryAuthenticator
-from services.pop3d.ports import Account
 
 GOOD = "$good-verifier$"
 

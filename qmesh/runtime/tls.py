@@ -1,4 +1,4 @@
-"""The TLS server context from ``tlscert`` and ``tlskey`` (POP3-41, POP3-43).
+"""The TLS server context from ``tlscert`` and ``tlskey`` (SMTPD-80, POP3-41, POP3-43).
 
 Rebuilt when the control paths change or a file's modification time or size does (a renewed
 certificate under the same name), checked once per connection. A pair that cannot be loaded
@@ -49,7 +49,7 @@ class TlsContexts:
             if seen != self._seen:
                 self._seen = seen  # a bad pair is reported once, not per connection
                 self._context = server_context(c.tlscert, c.tlskey)
-                log.info("pop3d.tls_loaded", extra={"cert": str(c.tlscert)})
+                log.info("tls.loaded", extra={"cert": str(c.tlscert)})
         except (OSError, ssl.SSLError) as err:
-            log.warning("pop3d.tls_load_failed", extra={"reason": str(err)})
+            log.warning("tls.load_failed", extra={"reason": str(err)})
         return self._context

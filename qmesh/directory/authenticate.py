@@ -1,4 +1,4 @@
-"""checkpassword against the directory: from a login name and password to an account (POP3-05).
+"""checkpassword against the directory: a login name and password to an account (POP3-05, SMTPD-81).
 
 The login name maps to a namespace as mail does (:func:`qmesh.directory.namespaces.parse_login`):
 a ``locals`` domain or a bare name to the canonical local namespace, a directory domain to
@@ -12,13 +12,24 @@ A directory that cannot be read raises ``Temporary`` (``-ERR [SYS/TEMP]``, POP3-
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from qmesh.directory.namespaces import MAX_LOGIN_BYTES, Namespaces, parse_login
 from qmesh.directory.passwords import verify_password_async
-from services.pop3d.ports import Account
 
 Verify = Callable[[str | None, str], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An authenticated account: ``domain`` is the namespace domain (LOCAL-60)."""
+
+    domain: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.domain}"
 
 
 class DomainView(Protocol):
@@ -41,7 +52,7 @@ class DirectoryReader(Protocol):
 
 
 class DirectoryAuthenticator:
-    """:class:`services.pop3d.ports.Authenticator` on the ``qmesh_directory`` records."""
+    """Login names and passwords checked against the ``qmesh_directory`` records."""
 
     def __init__(
         self,

@@ -1,0 +1,67 @@
+"""What smtpd takes from the control files, parsed once per change (SMTPD-04)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from qmesh.control import ControlError, Controls
+from qmesh.routing.classify import RoutingRules
+from services.smtpd.policy import RelayPolicy
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpdConfig:
+    greeting: str
+    localname: str
+    relay: RelayPolicy
+    relayclients: tuple[tuple[IPNetwork, str], ...] = ()
+    databytes: int = 0
+    maxrcpt: int = 1000
+    badmailfrom: frozenset[str] = frozenset()
+    rcptcheck: bool = True
+    smtpauth: tuple[str, ...] = ("PLAIN", "LOGIN")
+    ipme: frozenset[str] = frozenset()
+    localiphost: str = ""
+    timeout: float = 1200.0
+
+    def relayclient(self, ip: str) -> str | None:
+        """RELAYCLIENT for a client address from ``relayclients`` (CTL table), else ``None``."""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        for network, value in self.relayclients:
+            if addr.version == network.version and addr in network:
+                return value
+        return None
+
+
+def smtpd_config(c: Controls, interfaces: frozenset[str] = frozenset()) -> SmtpdConfig:
+    """The controls smtpd reads; a missing greeting stops startup (SMTPD-01)."""
+    greeting = c.smtpgreeting or c.me
+    if not greeting:
+        raise ControlError("smtpgreeting", "neither control/smtpgreeting nor control/me exists")
+    localname = c.me or greeting.split()[0]
+    return SmtpdConfig(
+        greeting=greeting,
+        localname=localname,
+        relay=RelayPolicy(
+            rcpthosts=c.rcpthosts,
+            morercpthosts=c.morercpthosts,
+            rules=RoutingRules.from_controls(c),
+        ),
+        relayclients=c.relayclients,
+        databytes=c.databytes,
+        maxrcpt=c.maxrcpt,
+        badmailfrom=frozenset(x.lower() for x in c.badmailfrom),
+        rcptcheck=c.rcptcheck,
+        smtpauth=c.smtpauth,
+        ipme=c.own_addresses(interfaces),
+        localiphost=c.localiphost or localname,
+        timeout=float(max(1, c.timeoutsmtpd)),
+    )

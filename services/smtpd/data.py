@@ -1,0 +1,107 @@
+"""The bytes after ``354``: end of data, transparency, stored form, hops and size (SMTPD-51..55).
+
+qmail's state machine, which is what makes it immune to SMTP smuggling: only CR LF ``.`` CR LF
+ends the data; CR LF is stored as LF; a leading dot is removed; an LF without CR before it, or
+(MODERN) a CR without LF after it, anywhere in the data, is fatal (451 and close). Pure: the
+adapter feeds chunks as they arrive and learns where the data ended, so the bytes after the end
+stay the next command(s).
+"""
+
+from __future__ import annotations
+
+BARE_LINE_END = "451 See https://cr.yp.to/docs/smtplf.html."
+TOO_BIG = "552 sorry, that message size exceeds my databytes limit (#5.3.4)"
+LOOPING = "554 too many hops, this message is looping (#5.4.6)"
+MAX_HOPS = 100
+
+
+class DataReader:
+    """Feed with :meth:`feed` until it returns where the data ended (or :attr:`bare` is set)."""
+
+    def __init__(self, databytes: int) -> None:
+        self.limit = databytes  # 0: no limit
+        self.stored = bytearray()  # stored form, up to the limit
+        self.size = 0  # stored-form size of everything received (SMTPD-55)
+        self.hops = 0
+        self.bare = False
+        self.done = False
+        self._line_start = True
+        self._in_header = True
+        self._header_line = bytearray()  # the start of the current header line, for hops
+        self._cr = False  # the previous byte was a CR (its LF may be in the next chunk)
+        self._dot_line = False  # the current line began with a (removed) dot
+
+    @property
+    def too_big(self) -> bool:
+        return bool(self.limit) and self.size > self.limit
+
+    def verdict(self) -> str | None:
+        """After the end: the refusal, by SMTPD-60 precedence (hops, then size), or ``None``."""
+        if self.hops >= MAX_HOPS:
+            return LOOPING
+        if self.too_big:
+            return TOO_BIG
+        return None
+
+    def feed(self, data: bytes) -> int | None:
+        """Consume ``data``; the index just past the end of data when it ended in it."""
+        i, n = 0, len(data)
+        while i < n:
+            if self._cr:
+                self._cr = False
+                if data[i] != 0x0A:
+                    self.bare = True  # CR not followed by LF
+                    return None
+                i += 1
+                ended = self._end_line()
+                if ended:
+                    self.done = True
+                    return i
+                continue
+            if self._line_start and data[i] == 0x2E:  # a leading dot is removed
+                self._line_start = False
+                self._dot_line = True
+                i += 1
+                continue
+            j = i
+            while j < n and data[j] not in (0x0A, 0x0D):
+                j += 1
+            if j > i:
+                self._text(data[i:j])
+            if j == n:
+                return None
+            if data[j] == 0x0A:
+                self.bare = True  # LF without CR before it
+                return None
+            self._cr = True
+            i = j + 1
+        return None
+
+    def _text(self, chunk: bytes) -> None:
+        self._line_start = False
+        self._dot_line = False
+        self._store(chunk)
+        if self._in_header and len(self._header_line) < 9:
+            self._header_line += chunk[: 9 - len(self._header_line)]
+
+    def _end_line(self) -> bool:
+        """A CR LF: the end of data when the line was a lone dot."""
+        if self._dot_line:
+            return True
+        if self._in_header:
+            start = bytes(self._header_line)
+            if not start:
+                self._in_header = False  # the empty line ends the header
+            elif start[:8].lower() == b"received" or start[:9].lower() == b"delivered":
+                self.hops += 1
+            self._header_line.clear()
+        self._store(b"\n")
+        self._line_start = True
+        return False
+
+    def _store(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if not self.too_big:
+            self.stored += chunk
+        elif self.stored:
+            self.stored.clear()  # over the limit: stop holding the message (SMTPD-55)

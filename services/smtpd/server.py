@@ -1,0 +1,261 @@
+"""SMTP listeners on asyncio streams: the adapter between sockets and :class:`Session`.
+
+It reads command lines with a hard length bound (SMTPD-72) and the ``timeoutsmtpd`` idle bound
+(SMTPD-70), answers each in order and flushes when it needs more input (SMTPD-12), feeds DATA to
+the session's :class:`~services.smtpd.data.DataReader` chunk by chunk, keeping whatever follows
+the end of data as the next commands, and performs STARTTLS (SMTPD-80) and implicit TLS
+(SMTPD-87). On stop, readiness is already false: new commands get ``421`` and a transaction in
+DATA is finished first (ARCHITECTURE 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable
+
+from qmesh.control.parse import Network
+from qmesh.runtime.listeners import (
+    HANDSHAKE_TIMEOUT,
+    Accepted,
+    Listeners,
+    busy,
+    discard_buffered,
+)
+from services.smtpd import metrics, replies
+from services.smtpd.protocol import MAX_LINE
+from services.smtpd.session import Client, Session, Step
+
+log = logging.getLogger(__name__)
+
+MAX_AUTH_LINE = 12288  # SMTPD-72
+CHUNK = 65536
+WRITE_TIMEOUT = 60.0
+STOP_GRACE = 25.0
+
+SessionFactory = Callable[[Client], Session]
+
+
+class Closed(Exception):
+    """The client went away, or sent a bare line end in DATA."""
+
+
+class TimedOut(Exception):
+    """The client was silent for longer than ``timeoutsmtpd``."""
+
+
+class Connection:
+    """Buffered reading on one client stream: lines with a bound, and raw chunks for DATA."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.buffer = bytearray()
+
+    async def fill(self, idle: float) -> None:
+        try:
+            chunk = await asyncio.wait_for(self.reader.read(CHUNK), idle)
+        except TimeoutError as err:
+            raise TimedOut from err
+        if not chunk:
+            raise Closed("eof")
+        self.buffer += chunk
+
+    async def line(self, limit: int, idle: float) -> tuple[bytes, bool]:
+        """One line with its LF, and whether it was longer than ``limit`` (then cut)."""
+        overlong = False
+        while True:
+            end = self.buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self.buffer[: end + 1])
+                del self.buffer[: end + 1]
+                body = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+                return line, overlong or len(body) > limit
+            if len(self.buffer) > limit + 2:  # discard up to the next LF (SMTPD-72)
+                overlong = True
+                self.buffer.clear()
+            await self.fill(idle)
+
+    def discard(self) -> None:
+        """Drop everything pipelined after STARTTLS (SMTPD-80)."""
+        self.buffer.clear()
+        discard_buffered(self.reader)
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            self.writer.write(data)
+            await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
+
+
+class SmtpServer:
+    """Service component: the SMTP listeners (25, 587 and 465 in their container ports)."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        ports: dict[str, int],
+        sessions: SessionFactory,
+        tls: Callable[[], ssl.SSLContext | None],
+        submission: frozenset[str],
+        implicit_tls: frozenset[str],
+        timeout: Callable[[], float],
+        greeting: Callable[[], str],
+        proxyclients: Callable[[], tuple[Network, ...]] = tuple,
+    ) -> None:
+        self._sessions = sessions
+        self._tls = tls
+        self._submission = submission
+        self._implicit = implicit_tls
+        self._timeout = timeout
+        self._greeting = greeting
+        self._listeners = Listeners(
+            service="smtpd",
+            host=host,
+            ports=ports,
+            handler=self._connection,
+            proxyclients=proxyclients,
+            grace=STOP_GRACE,
+            on_proxy=lambda result: metrics.PROXIED.labels(result).inc(),
+        )
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return self._listeners.ports
+
+    async def start(self) -> None:
+        await self._listeners.start()
+
+    async def check(self) -> None:
+        await self._listeners.check()
+
+    async def stop(self) -> None:
+        await self._listeners.stop()
+
+    async def _connection(self, accepted: Accepted) -> None:
+        listener = accepted.listener
+        metrics.SESSIONS.labels(listener).inc()
+        context = self._tls()
+        implicit = listener in self._implicit
+        conn: Connection | None = None
+        started = time.monotonic()
+        try:
+            if implicit and context is None:
+                log.warning("smtpd.tls_unavailable", extra={"listener": listener})
+                return
+            reader, writer = await accepted.open(context if implicit else None)
+            conn = Connection(reader, writer)
+            if implicit:
+                metrics.TLS.labels(listener).inc()
+            client = Client(
+                ip=accepted.remote,
+                listener=listener,
+                submission=listener in self._submission,
+                tls_available=context is not None,
+                tls_active=implicit,
+            )
+            session = self._sessions(client)
+            await conn.write(session.greeting().encode() + b"\r\n")
+            await self._dialogue(session, conn, context)
+        except (Closed, ConnectionError, ssl.SSLError) as err:
+            log.debug("smtpd.disconnected", extra={"reason": type(err).__name__})
+        except TimedOut:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.write(replies.TIMEOUT.encode() + b"\r\n")  # SMTPD-70
+        except TimeoutError:
+            log.debug("smtpd.disconnected", extra={"reason": "write timeout"})
+        except asyncio.CancelledError:  # stopping while the client was idle
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.write(self._shutdown_reply()), 2)
+            log.debug("smtpd.disconnected", extra={"reason": "stopping"})
+        except Exception:
+            log.exception("smtpd.session_failed")
+        finally:
+            if conn is not None:
+                conn.writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.writer.wait_closed(), 5)
+            metrics.SESSION_SECONDS.observe(time.monotonic() - started)
+            log.info(
+                "smtpd.session",
+                extra={
+                    "listener": listener,
+                    "remote": accepted.remote,
+                    "proxied": accepted.proxied,
+                    "duration_ms": round((time.monotonic() - started) * 1000),
+                },
+            )
+
+    def _shutdown_reply(self) -> bytes:
+        return replies.shutting_down(self._greeting()).encode() + b"\r\n"
+
+    async def _dialogue(
+        self, session: Session, conn: Connection, context: ssl.SSLContext | None
+    ) -> None:
+        timeout = session.config.timeout
+        while True:
+            limit = MAX_AUTH_LINE if session.reading_auth else MAX_LINE
+            line, overlong = await conn.line(limit, timeout)
+            if self._listeners.stopping:
+                await conn.write(self._shutdown_reply())
+                return
+            busy(True)
+            step = await session.line(line, overlong=overlong)
+            if step.start_tls and context is not None:
+                conn.discard()  # before the reply: after it come the handshake bytes
+                conn.writer.write(step.wire())
+                await conn.writer.start_tls(context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+                metrics.TLS.labels(session.client.listener).inc()
+                session.tls_started()
+            elif step.data:
+                await conn.write(step.wire())
+                step = await self._data(session, conn, timeout)
+                await conn.write(step.wire())
+            else:
+                await conn.write(step.wire())
+            busy(False)
+            if step.close:
+                return
+
+    async def _data(self, session: Session, conn: Connection, idle: float) -> Step:
+        reader = session.data_reader()
+        while True:
+            if conn.buffer:
+                end = reader.feed(bytes(conn.buffer))
+                if reader.bare:
+                    break
+                if end is not None:
+                    del conn.buffer[:end]  # the rest is the next command(s)
+                    break
+                conn.buffer.clear()
+            await conn.fill(idle)
+        started = time.monotonic()
+        step, queued = await session.finish_data(reader)
+        outcome = "accepted" if queued else ("rejected" if step.wire()[:1] == b"5" else "deferred")
+        metrics.MESSAGES.labels(outcome).inc()
+        if queued is not None:
+            metrics.ENQUEUE_SECONDS.observe(time.monotonic() - started)
+            metrics.BYTES.inc(queued.size)
+            log.info(
+                "smtpd.accepted",
+                extra={
+                    "msg_id": queued.id,
+                    "qp": queued.qp,
+                    "remote": session.client.ip,
+                    "size": queued.size,
+                },
+            )
+        else:
+            log.info(
+                "smtpd.rejected",
+                extra={
+                    "stage": "data",
+                    "reply": (step.reply or "")[:3],
+                    "remote": session.client.ip,
+                },
+            )
+        return step

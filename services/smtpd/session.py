@@ -1,0 +1,395 @@
+"""One SMTP session as a state machine: a command line in, a reply out (SMTPD-01..87).
+
+No sockets here: the server adapter reads lines and DATA bytes and performs what a
+:class:`Step` asks (enter DATA, start TLS, close). The ports — the queue, the recipient check,
+the authenticator, the directory's domain names — are handed in, so the whole dialogue is
+tested without a network.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Container
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from qmesh.contract.errors import QueueFailure, Temporary
+from qmesh.contract.events import Origin
+from qmesh.contract.events import Verdict as RcptVerdict
+from qmesh.contract.queue import Queued
+from qmesh.routing.classify import Local, classify
+from services.smtpd import replies
+from services.smtpd.config import SmtpdConfig
+from services.smtpd.data import BARE_LINE_END, DataReader
+from services.smtpd.policy import check_rcpt, localiphost, sender_is_bad
+from services.smtpd.protocol import (
+    BAD_PARAM,
+    EMPTY_RCPT,
+    PathError,
+    check_ascii,
+    mail_params,
+    parse_command,
+    parse_path,
+)
+from services.smtpd.received import received_line
+
+
+class Queue(Protocol):
+    async def enqueue(
+        self, sender: str, recipients: list[str], body: bytes, origin: Origin, smtputf8: bool
+    ) -> Queued: ...
+
+
+class RecipientCheck(Protocol):
+    async def verify(self, recipient: str, namespace: str) -> RcptVerdict: ...
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, login: str, password: str) -> str | None:
+        """The authenticated identity (``account@domain``), or ``None``; may raise Temporary."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """What the connection tells about the client (SMTPD-03)."""
+
+    ip: str
+    listener: str
+    submission: bool = False  # SMTPD-82: MAIL needs AUTH first
+    tls_available: bool = False
+    tls_active: bool = False  # implicit TLS (SMTPD-87)
+    host: str = "unknown"  # reverse DNS is not looked up
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    reply: str | None  # None: nothing to say (a line of an AUTH exchange may still answer)
+    close: bool = False
+    data: bool = False  # read DATA bytes next, then call finish_data()
+    start_tls: bool = False
+
+    def wire(self) -> bytes:
+        return b"" if self.reply is None else self.reply.encode("utf-8", "replace") + b"\r\n"
+
+
+@dataclass(slots=True)
+class _Transaction:
+    sender: str
+    smtputf8: bool = False
+    recipients: list[str] = field(default_factory=list)
+
+
+AuthState = Literal["plain", "login-user", "login-password"]
+
+
+class Session:
+    def __init__(
+        self,
+        config: SmtpdConfig,
+        client: Client,
+        *,
+        queue: Queue,
+        rcptcheck: RecipientCheck,
+        domains: Callable[[], Container[str]],
+        authenticator: Authenticator | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config  # SMTPD-04: the controls as they were when the session began
+        self.client = client
+        self._queue = queue
+        self._rcptcheck = rcptcheck
+        self._domains = domains
+        self._authenticator = authenticator
+        self._clock = clock
+        self.tls = client.tls_active
+        self.helo: str | None = None
+        self.extended = False
+        self.auth_user: str | None = None
+        self.relayclient = config.relayclient(client.ip)
+        self._tx: _Transaction | None = None
+        self._auth: AuthState | None = None
+        self._auth_login = ""
+
+    # -- framing -----------------------------------------------------------------------------
+
+    def greeting(self) -> str:
+        return f"220 {self.config.greeting} ESMTP"
+
+    @property
+    def reading_auth(self) -> bool:
+        """The next line is an AUTH response, not a command (longer lines allowed)."""
+        return self._auth is not None
+
+    async def line(self, line: bytes, *, overlong: bool = False) -> Step:
+        if self._auth is not None:
+            return await self._auth_response(line, overlong)
+        if overlong:
+            return Step(replies.LINE_TOO_LONG)  # SMTPD-72
+        command = parse_command(line)
+        if command.has_nul:
+            return Step(replies.NUL_IN_COMMAND)  # SMTPD-14
+        handler = _COMMANDS.get(command.verb)
+        if handler is None:
+            return Step(replies.UNIMPLEMENTED)  # SMTPD-13
+        return await handler(self, command.arg)
+
+    def tls_started(self) -> None:
+        """SMTPD-80: after the handshake, forget HELO and the transaction."""
+        self.tls, self.helo, self.extended, self._tx = True, None, False, None
+
+    # -- HELO, EHLO, RSET, NOOP, VRFY, HELP, QUIT ------------------------------------------
+
+    async def _helo(self, arg: str) -> Step:
+        if not arg:
+            return Step(replies.HELO_ARGUMENT)  # SMTPD-23
+        self.helo, self.extended, self._tx = arg, False, None
+        return Step(f"250 {self.config.greeting}")
+
+    async def _ehlo(self, arg: str) -> Step:
+        if not arg:
+            return Step(replies.HELO_ARGUMENT)
+        self.helo, self.extended, self._tx = arg, True, None
+        lines = [self.config.greeting, *self.extensions()]
+        text = "\r\n".join(f"250-{x}" for x in lines[:-1]) + f"\r\n250 {lines[-1]}"
+        return Step(text)
+
+    def extensions(self) -> list[str]:
+        """SMTPD-22, in order."""
+        size = f"SIZE {self.config.databytes}" if self.config.databytes else "SIZE"
+        ext = ["PIPELINING", "8BITMIME", size, "ENHANCEDSTATUSCODES"]
+        if self.client.tls_available and not self.tls:
+            ext.append("STARTTLS")
+        if self._auth_offered():
+            ext.append("AUTH " + " ".join(self.config.smtpauth))
+        ext.append("SMTPUTF8")
+        return ext
+
+    def _auth_offered(self) -> bool:
+        """SMTPD-81/82: on the submission listeners, once TLS is active."""
+        return (
+            self._authenticator is not None
+            and self.client.submission
+            and self.tls
+            and bool(self.config.smtpauth)
+        )
+
+    async def _rset(self, arg: str) -> Step:
+        self._tx = None
+        return Step(replies.FLUSHED)  # SMTPD-61
+
+    async def _noop(self, arg: str) -> Step:
+        return Step(replies.OK)  # SMTPD-62
+
+    async def _vrfy(self, arg: str) -> Step:
+        return Step(replies.VRFY)  # SMTPD-63
+
+    async def _help(self, arg: str) -> Step:
+        return Step(replies.HELP)  # SMTPD-64
+
+    async def _quit(self, arg: str) -> Step:
+        return Step(f"221 2.0.0 {self.config.greeting}", close=True)  # SMTPD-65
+
+    # -- MAIL, RCPT --------------------------------------------------------------------------
+
+    async def _mail(self, arg: str) -> Step:
+        if self.client.submission and self.auth_user is None:
+            return Step(replies.AUTH_REQUIRED)  # SMTPD-82
+        try:
+            path = parse_path(arg, "FROM:")
+            size, smtputf8 = mail_params(
+                path.params, extended=self.extended, databytes=self.config.databytes
+            )
+            check_ascii(path.address, smtputf8)
+        except PathError as err:
+            return Step(err.reply)
+        del size  # advisory only (SMTPD-56); SMTPD-55 decides at the end of DATA
+        self._tx = _Transaction(path.address, smtputf8)  # SMTPD-30: a new transaction
+        return Step(replies.MAIL_OK)
+
+    async def _rcpt(self, arg: str) -> Step:
+        """SMTPD-48: the first failing check decides."""
+        tx = self._tx
+        if tx is None:
+            return Step(replies.MAIL_FIRST)
+        try:
+            path = parse_path(arg, "TO:")
+            if path.params:
+                raise PathError(BAD_PARAM)
+            check_ascii(path.address, tx.smtputf8)
+        except PathError as err:
+            return Step(err.reply)
+        if not path.address:
+            return Step(EMPTY_RCPT)  # SMTPD-47
+        if sender_is_bad(tx.sender, self.config.badmailfrom):
+            return Step(replies.BADMAILFROM)  # SMTPD-35
+        if len(tx.recipients) >= self.config.maxrcpt:
+            return Step(replies.TOO_MANY_RCPTS)  # SMTPD-44
+        address = localiphost(path.address, self.config.ipme, self.config.localiphost)
+        try:
+            domains = self._domains()
+        except Temporary:
+            return Step(replies.LOOKUP_FAILED)
+        verdict = check_rcpt(
+            address,
+            policy=self.config.relay,
+            relayclient=self.relayclient if self.auth_user is None else "",
+            directory_domains=domains,
+        )
+        if not verdict.accepted:
+            return Step(verdict.reply)
+        if self.config.rcptcheck:
+            route = classify(verdict.address, self.config.relay.rules, domains)
+            if isinstance(route, Local):  # SMTPD-45: local recipients are verified
+                answer = await self._rcptcheck.verify(route.address, route.namespace)
+                if answer == "invalid":
+                    return Step(replies.NO_MAILBOX)
+                if answer == "tempfail":
+                    return Step(replies.LOOKUP_FAILED)
+        tx.recipients.append(verdict.address)
+        return Step(replies.RCPT_OK)  # SMTPD-46
+
+    # -- DATA --------------------------------------------------------------------------------
+
+    async def _data(self, arg: str) -> Step:
+        if self._tx is None:
+            return Step(replies.MAIL_FIRST)  # SMTPD-50
+        if not self._tx.recipients:
+            return Step(replies.RCPT_FIRST)
+        return Step(replies.GO_AHEAD, data=True)
+
+    def data_reader(self) -> DataReader:
+        return DataReader(self.config.databytes)
+
+    async def finish_data(self, data: DataReader) -> tuple[Step, Queued | None]:
+        """After the end of data (or a bare line end): the reply, and what was queued."""
+        tx, self._tx = self._tx, None  # the transaction is consumed, whatever happens
+        assert tx is not None
+        if data.bare:
+            return Step(f"451 4.5.2 {BARE_LINE_END[4:]}", close=True), None  # SMTPD-51
+        refusal = data.verdict()
+        if refusal is not None:  # hops first, then databytes (SMTPD-60)
+            code, text = refusal.split(" ", 1)
+            enhanced = text[text.rindex("(#") + 2 : -1]
+            return Step(f"{code} {enhanced} {text}"), None
+        trace = received_line(
+            remotehost=self.client.host,
+            helo=self.helo,
+            remoteip=self.client.ip,
+            localname=self.config.localname,
+            proto=self._proto(tx.smtputf8),
+            when=self._clock(),
+        )
+        origin = Origin(kind="network", client_ip=self.client.ip, auth_user=self.auth_user)
+        try:
+            queued = await self._queue.enqueue(
+                tx.sender, tx.recipients, trace + bytes(data.stored), origin, tx.smtputf8
+            )
+        except QueueFailure as err:
+            return Step(replies.queue_failure(err.text, err.permanent)), None
+        return Step(replies.accepted(queued.at, queued.qp)), queued
+
+    def _proto(self, smtputf8: bool) -> str:
+        """SMTPD-58: RFC 3848 / RFC 6531 keywords."""
+        if not self.extended:
+            return "SMTP"
+        suffix = ("S" if self.tls else "") + ("A" if self.auth_user else "")
+        return ("UTF8SMTP" if smtputf8 else "ESMTP") + suffix
+
+    # -- STARTTLS, AUTH ----------------------------------------------------------------------
+
+    async def _starttls(self, arg: str) -> Step:
+        if not self.client.tls_available:
+            return Step(replies.UNIMPLEMENTED)
+        if arg:
+            return Step(replies.SYNTAX)
+        if self.tls:
+            return Step(replies.TLS_ACTIVE)
+        return Step(replies.TLS_READY, start_tls=True)  # SMTPD-80
+
+    async def _auth_command(self, arg: str) -> Step:
+        if self._authenticator is None or not self.client.submission:
+            return Step(replies.UNIMPLEMENTED)
+        if not self.tls:
+            return Step(replies.AUTH_NEEDS_TLS)  # SMTPD-81
+        if self.auth_user is not None or self._tx is not None:
+            return Step(replies.AUTH_NOT_NOW)
+        mechanism, _, initial = arg.partition(" ")
+        mechanism = mechanism.upper()
+        if mechanism not in self.config.smtpauth or mechanism not in ("PLAIN", "LOGIN"):
+            return Step(replies.AUTH_MECHANISM)
+        if mechanism == "PLAIN":
+            if initial:
+                return await self._auth_plain(initial.encode())
+            self._auth = "plain"
+            return Step("334 ")
+        if initial:
+            return await self._auth_login_user(initial.encode())
+        self._auth = "login-user"
+        return Step("334 VXNlcm5hbWU6")  # "Username:"
+
+    async def _auth_response(self, line: bytes, overlong: bool) -> Step:
+        state, self._auth = self._auth, None
+        response = line.rstrip(b"\r\n")
+        if response == b"*":
+            return Step(replies.AUTH_CANCELLED)
+        if overlong:
+            return Step(replies.AUTH_BASE64)
+        if state == "plain":
+            return await self._auth_plain(response)
+        if state == "login-user":
+            return await self._auth_login_user(response)
+        try:
+            password = base64.b64decode(response, validate=True)
+        except binascii.Error:
+            return Step(replies.AUTH_BASE64)
+        return await self._verify(self._auth_login, password)
+
+    async def _auth_plain(self, response: bytes) -> Step:
+        try:
+            fields = base64.b64decode(response, validate=True).split(b"\0")
+        except binascii.Error:
+            return Step(replies.AUTH_BASE64)
+        if len(fields) != 3:
+            return Step(replies.AUTH_BASE64)
+        authzid, login, password = fields
+        if authzid and authzid != login:
+            return Step(replies.AUTH_FAILED)
+        return await self._verify(login.decode("utf-8", "replace"), password)
+
+    async def _auth_login_user(self, response: bytes) -> Step:
+        try:
+            self._auth_login = base64.b64decode(response, validate=True).decode("utf-8", "replace")
+        except binascii.Error:
+            return Step(replies.AUTH_BASE64)
+        self._auth = "login-password"
+        return Step("334 UGFzc3dvcmQ6")  # "Password:"
+
+    async def _verify(self, login: str, password: bytes) -> Step:
+        assert self._authenticator is not None
+        try:
+            who = await self._authenticator.authenticate(login, password.decode("utf-8", "replace"))
+        except Temporary:
+            return Step(replies.AUTH_TEMPORARY)
+        if who is None:
+            return Step(replies.AUTH_FAILED)  # the delay is the authenticator's (SMTPD-81)
+        self.auth_user = who
+        return Step(replies.AUTH_OK)
+
+
+_COMMANDS = {
+    "HELO": Session._helo,
+    "EHLO": Session._ehlo,
+    "MAIL": Session._mail,
+    "RCPT": Session._rcpt,
+    "DATA": Session._data,
+    "RSET": Session._rset,
+    "NOOP": Session._noop,
+    "VRFY": Session._vrfy,
+    "HELP": Session._help,
+    "QUIT": Session._quit,
+    "STARTTLS": Session._starttls,
+    "AUTH": Session._auth_command,
+}
