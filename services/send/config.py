@@ -27,6 +27,8 @@ def send_config(c: Controls) -> SendConfig:
             bouncehost=c.bouncehost or me,
             doublebounceto=c.doublebounceto,
             doublebouncehost=c.doublebouncehost or me,
+            bounceformat=c.bounceformat,
+            bouncemaxbytes=c.bouncemaxbytes,
         ),
         queuelifetime=c.queuelifetime,
         concurrencylocal=min(c.concurrencylocal, c.spawnlimit),

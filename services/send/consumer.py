@@ -22,7 +22,7 @@ from qmesh.directory.domains import DirectoryDomains
 from qmesh.store.base import BlobNotFound, BlobStore, StoreUnavailable
 from qmesh.store.keys import body_key
 from services.send import metrics
-from services.send.bounce import bounce_target, qsbmf
+from services.send.bounce import bounce_message, bounce_target
 from services.send.config import SendConfig
 from services.send.plan import apply_result, due_channels, next_wakeup, preprocess, start_pass
 from services.send.schedule import Timer
@@ -175,14 +175,16 @@ class SendQueue:
             except (BlobNotFound, StoreUnavailable) as err:
                 raise Temporary(f"cannot read message for bounce: {err}") from err
             now = self._clock()
-            message = qsbmf(
+            message = bounce_message(
                 target=target,
                 original_sender=state.sender,
                 failures=state.bounces,
                 original=original,
                 c=config.bounce,
                 now=now,
+                birth=state.birth,
                 message_id=f"{int(now)}.{state.id}.{state.bounced}",
+                smtputf8=state.smtputf8,
             )
             try:
                 queued = await enqueue(
@@ -191,7 +193,8 @@ class SendQueue:
                     sender=target.sender,
                     recipients=[target.recipient],
                     body=message,
-                    origin=Origin(kind="bounce"),
+                    origin=Origin(kind="bounce"),  # BOUNCE-03
+                    smtputf8=state.smtputf8,
                 )
             except QueueFailure as err:
                 raise Temporary(f"cannot queue bounce: {err.text}") from err

@@ -4,10 +4,13 @@ server. Driven by real clients (smtplib, poplib) against ``qmesh up`` on both st
 
 from __future__ import annotations
 
+import email
+import email.policy
 import poplib
 import smtplib
 import time
 from collections.abc import Callable, Iterator
+from email.message import EmailMessage, Message
 from pathlib import Path
 
 import pytest
@@ -61,7 +64,7 @@ def test_smtp_in_pop3_out(cluster: Cluster) -> None:
         code, _ = smtp.rcpt("alice@example.test")
         assert code == 250
         code, reply = smtp.data(b"Subject: hello\r\n\r\nfirst message\r\n.. dotted line\r\n")
-    assert code == 250 and b" qp " in reply and reply.startswith(b"ok ")
+    assert code == 250 and b" qp " in reply and reply.startswith(b"2.0.0 ok ")
     wait_for(
         lambda: len(pop3_messages(cluster, "alice@mx.example.test", "alice-pw")) == 1,
         what="the message in alice's mailbox",
@@ -84,7 +87,7 @@ def test_relay_refused_and_remote_delivery(cluster: Cluster, sink: Sink) -> None
         code, reply = smtp.rcpt("someone@sink.test")
         assert (code, reply) == (
             553,
-            b"sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
+            b"5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
         )
         code, _ = smtp.rcpt("user%sink.test@example.test")  # SMTPD-43 percent hack
         assert code == 553
@@ -100,6 +103,58 @@ def test_relay_refused_and_remote_delivery(cluster: Cluster, sink: Sink) -> None
     got = sink.messages[0]
     assert got.sender == "alice@example.test" and got.recipients == ["someone@sink.test"]
     assert got.data.endswith(b"Subject: out\r\n\r\nto the world\r\n")
+
+
+def test_remote_refusal_comes_back_as_a_dsn(cluster: Cluster, sink: Sink) -> None:
+    """BOUNCE-02, -03, -20, -21: a 5xx from the remote MX reaches the sender's mailbox as an
+    RFC 3464 report (bounceformat is not set, so dsn)."""
+    sink.refuse["nobody@sink.test"] = "550 5.1.1 <nobody@sink.test>: no such user"
+    relay = ("127.0.0.2", 0)  # inside control/relayclients
+    with smtplib.SMTP("127.0.0.1", cluster.smtp_port, timeout=30, source_address=relay) as smtp:
+        smtp.ehlo("client.example")
+        smtp.mail("alice@example.test")
+        code, _ = smtp.rcpt("nobody@sink.test")
+        assert code == 250
+        code, _ = smtp.data(b"Subject: doomed\r\n\r\nnever arrives\r\n")
+        assert code == 250
+    wait_for(
+        lambda: len(pop3_messages(cluster, "alice@mx.example.test", "alice-pw")) == 1,
+        what="the bounce in alice's mailbox",
+    )
+    (raw,) = pop3_messages(cluster, "alice@mx.example.test", "alice-pw")
+    lines = raw.split(b"\n")
+    assert lines[0] == b"Return-Path: <>"  # BOUNCE-02: the bounce's sender is empty
+    assert lines[2].startswith(b"Received: (qmail ") and b"invoked for bounce" in lines[2]
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    assert (msg["From"], msg["To"], msg["Subject"]) == (
+        "MAILER-DAEMON@mx.example.test",
+        "alice@example.test",
+        "failure notice",
+    )
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    text, status, returned = msg.iter_parts()
+    assert isinstance(text, EmailMessage)
+    assert text.get_content().startswith("Hi. This is the qmail-send program at mx.example.test.\n")
+    assert "<nobody@sink.test>:\n127.0.0.1 does not like recipient.\n" in text.get_content()
+    assert status.get_content_type() == "message/delivery-status"
+    groups = status.get_payload()
+    assert isinstance(groups, list) and len(groups) == 2
+    per_message, rcpt = groups
+    assert isinstance(per_message, Message) and isinstance(rcpt, Message)
+    assert per_message["Reporting-MTA"] == "dns; mx.example.test"
+    assert (rcpt["Final-Recipient"], rcpt["Action"], rcpt["Status"]) == (
+        "rfc822; nobody@sink.test",
+        "failed",
+        "5.1.1",
+    )
+    assert rcpt["Remote-MTA"] == "dns; [127.0.0.1]"
+    assert rcpt["Diagnostic-Code"] == "smtp; 550 5.1.1 <nobody@sink.test>: no such user"
+    assert returned.get_content_type() == "message/rfc822"
+    (original,) = returned.iter_parts()
+    assert original["Subject"] == "doomed"
+    assert sink.messages == []
 
 
 def test_every_service_answers_health_and_metrics(cluster: Cluster) -> None:

@@ -21,6 +21,7 @@ DOMAIN_MODULES = [
     "services/send/plan.py",
     "services/send/retry.py",
     "services/send/bounce.py",
+    "services/send/dsn.py",
     "services/smtpd/policy.py",
     "services/local/resolve.py",
     "services/local/dotqmail.py",
