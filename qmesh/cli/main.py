@@ -14,6 +14,7 @@ from qmesh import __version__
 
 def parser() -> argparse.ArgumentParser:
     from qmesh.cli.admin import add_admin_commands
+    from qmesh.cli.queueadmin import add_queue_commands
 
     p = argparse.ArgumentParser(prog="qmesh", description="qmail rebuilt as a cluster")
     p.add_argument("--version", action="version", version=f"qmesh {__version__}")
@@ -25,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     control_sub = control.add_subparsers(dest="action", required=True)
     control_sub.add_parser("check", help="read every control file and report values and errors")
     add_admin_commands(sub)
+    add_queue_commands(sub)
     return p
 
 
@@ -53,6 +55,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from qmesh.cli.control import check_command
 
         return check_command(Path(os.environ.get("QMESH_CONTROL", "./control")), os.environ)
+    if args.command == "queue":
+        from qmesh.cli.queueadmin import run_queue
+
+        return asyncio.run(run_queue(args))
     from qmesh.cli.admin import run_admin
 
     return asyncio.run(run_admin(args))

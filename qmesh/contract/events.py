@@ -147,3 +147,25 @@ class RcptVerdict(Event):
 
     kind: Literal["qmesh.rcptverdict.v1"] = "qmesh.rcptverdict.v1"
     verdict: Verdict
+
+
+class FlushRequest(Event):
+    """``qmesh queue flush`` (SEND-25, qmail's SIGALRM), a core NATS request to
+    :data:`qmesh.contract.subjects.ADMIN_SEND_FLUSH`; one ``send`` of the queue group answers."""
+
+    kind: Literal["qmesh.admin.send.flush.v1"] = "qmesh.admin.send.flush.v1"
+
+
+class Flushed(Event):
+    """send's answer to :class:`FlushRequest`.
+
+    ``due`` messages have a pass due now (their next attempt was moved to now or had come
+    already); ``queued`` records were looked at; ``failed`` could not be read or written, with
+    the first ``error``.
+    """
+
+    kind: Literal["qmesh.admin.send.flushed.v1"] = "qmesh.admin.send.flushed.v1"
+    due: int = Field(ge=0)
+    queued: int = Field(ge=0)
+    failed: int = Field(default=0, ge=0)
+    error: str | None = Field(default=None, max_length=1000)

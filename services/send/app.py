@@ -1,4 +1,4 @@
-"""send's composition root: controls, NATS, the queue store, consumers and the timer."""
+"""send's composition root: controls, NATS, the queue store, consumers, the timer, flush."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from qmesh.runtime.settings import Settings
 from qmesh.store.factory import open_store
 from services.send.config import send_config
 from services.send.consumer import SendQueue
+from services.send.flush import Flusher
 from services.send.schedule import Timer
 from services.send.store import StateStore
 
@@ -51,14 +52,16 @@ async def build(settings: Settings) -> Service:
         handle=queue.on_result,
         concurrency=64,
     )
+    flusher = Flusher(conn=conn, states=states, timer=timer, config=config)  # SEND-25
     return Service(
         "send",
-        [watcher, conn, domains, timer, todo, results],
+        [watcher, conn, domains, timer, todo, results, flusher],
         {
             "nats": conn.check,
             "queue-store": blobs.ping,
             "directory": domains.check,
             "todo-consumer": todo.check,
             "result-consumer": results.check,
+            "flush": flusher.check,
         },
     )

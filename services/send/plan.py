@@ -179,3 +179,27 @@ def next_wakeup(state: MessageState) -> float | None:
         if state.pending(ch) and not p.inflight and p.next_at is not None
     ]
     return min(times) if times else None
+
+
+def flush(state: MessageState, now: float, held: Container[Channel] = ()) -> MessageState | None:
+    """SEND-25 (qmail's ALRM): every channel with NOT DONE recipients becomes due now.
+
+    Birth is kept, so the schedule (SEND-20) and the lifetime (SEND-24) still count from it.
+    A channel with deliveries in flight keeps its pass (SEND-22; qmail's ALRM moved only the
+    jobs waiting for their retry time), and a held channel (concurrency 0, SEND-26) stays held.
+    ``None`` when nothing changes: every such channel is due already.
+    """
+    passes = dict(state.passes)
+    for channel, p in state.passes.items():
+        if channel in held or p.inflight or not state.pending(channel):
+            continue
+        if p.next_at is not None and p.next_at > now:
+            passes[channel] = p.model_copy(update={"next_at": now})
+    if passes == state.passes:
+        return None
+    return state.model_copy(update={"passes": passes})
+
+
+def due_now(state: MessageState, now: float, held: Container[Channel] = ()) -> bool:
+    """Whether a pass of this message may start now on a channel that is not held."""
+    return any(channel not in held for channel in due_channels(state, now))

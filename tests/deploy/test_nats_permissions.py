@@ -21,6 +21,7 @@ from typing import Any
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from qmesh.bus.provision import ensure_consumer, ensure_kv, provision_streams
@@ -272,6 +273,41 @@ async def test_arch21_refusals_are_enforced(as_user: Any) -> None:
     remote: JetStreamContext = await as_user("remote")
     with pytest.raises((nats.errors.TimeoutError, asyncio.TimeoutError)):
         await remote.key_value(subjects.KV_DIRECTORY)
+
+
+@pytest.mark.integration
+async def test_send_25_admin_reads_the_queue_and_flushes_through_send(
+    nats_with_users: str, as_user: Any
+) -> None:
+    """What ``qmesh queue stat|list|flush`` do as the admin user, answered by send's user."""
+    send_js: JetStreamContext = await as_user("send")
+    await provision_streams(send_js, 1)
+    queue_kv = await ensure_kv(send_js, subjects.KV_QUEUE, 1)
+    await queue_kv.put("msg.1732510000123.0123456789abcdef", b"{}")
+
+    send = await connect(nats_with_users, "send")
+    admin = await connect(nats_with_users, "admin")
+    try:
+
+        async def answer(msg: Msg) -> None:
+            await msg.respond(b"flushed")
+
+        await send.subscribe(subjects.ADMIN_SEND_FLUSH, queue="send", cb=answer)
+        await send.flush()
+        reply = await admin.request(subjects.ADMIN_SEND_FLUSH, b"{}", timeout=2)
+        assert reply.data == b"flushed"
+
+        js = admin.jetstream(timeout=2)
+        assert (await js.stream_info(subjects.STREAM_TODO)).state.messages >= 0
+        kv = await js.key_value(subjects.KV_QUEUE)
+        assert "msg.1732510000123.0123456789abcdef" in await kv.keys()
+        watcher = await kv.watch("msg.>")
+        entry = await watcher.updates(timeout=2)
+        await watcher.stop()
+        assert entry is not None and entry.value == b"{}"
+    finally:
+        await send.close()
+        await admin.close()
 
 
 def test_permission_file_is_what_the_chart_renders(tools: Tools) -> None:
