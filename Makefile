@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install qmesh with its test tools
 
-clients: ## the Debian programs the tests use as real clients (mpop, openssl)
+clients: ## the Debian programs the tests use as real clients (mpop, swaks, openssl)
 	bash deploy/ci/system-packages.sh
 
 up: $(STAMP) ## start the whole cluster on this machine (Ctrl-C stops it)

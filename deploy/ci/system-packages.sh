@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The Debian programs the tests drive as real clients: mpop (POP3 over STLS and POP3S) and
-# openssl (test certificates). Installed with apt-get where missing and we are root; otherwise
+# The Debian programs the tests drive as real clients: mpop (POP3 over STLS and POP3S), swaks
+# (SMTP, STARTTLS, AUTH; with Net::SSLeay for TLS) and openssl (test certificates). Installed with apt-get where missing and we are root; otherwise
 # the tests that need them say what is missing.
 set -euo pipefail
-PACKAGES=(mpop openssl)
+PACKAGES=(mpop swaks openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   command -v "$p" >/dev/null || missing+=("$p")
@@ -15,4 +15,5 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "installing ${missing[*]}"
 apt-get update -q >/dev/null
+[[ " ${missing[*]} " == *" swaks "* ]] && missing+=(libnet-ssleay-perl)
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
