@@ -71,6 +71,7 @@ async def build(settings: Settings) -> Service:
         "smtp": settings.smtp_port,
         "submission": settings.submission_port,
         "smtps": settings.smtps_port,
+        "qmtp": settings.qmtp_port,
     }
 
     def session(client: Client) -> Session:
@@ -90,6 +91,7 @@ async def build(settings: Settings) -> Service:
         tls=tls.current,
         submission=frozenset({"submission", "smtps"}),
         implicit_tls=frozenset({"smtps"}),
+        qmtp=frozenset({"qmtp"}),
         timeout=lambda: config().timeout,
         greeting=lambda: config().greeting,
         proxyclients=lambda: watcher.current.proxyclients,

@@ -15,6 +15,21 @@ LOOPING = "554 too many hops, this message is looping (#5.4.6)"
 MAX_HOPS = 100
 
 
+def is_hop(line: bytes) -> bool:
+    """SMTPD-53: a header line beginning ``Received`` or ``Delivered``, any case."""
+    return line[:8].lower() == b"received" or line[:9].lower() == b"delivered"
+
+
+def count_hops(stored: bytes) -> int:
+    """SMTPD-53 / QMTP-17 over a whole message in stored form (LF line ends)."""
+    hops = 0
+    for line in stored.split(b"\n"):
+        if not line:
+            break  # the end of the header
+        hops += is_hop(line)
+    return hops
+
+
 class DataReader:
     """Feed with :meth:`feed` until it returns where the data ended (or :attr:`bare` is set)."""
 
@@ -92,7 +107,7 @@ class DataReader:
             start = bytes(self._header_line)
             if not start:
                 self._in_header = False  # the empty line ends the header
-            elif start[:8].lower() == b"received" or start[:9].lower() == b"delivered":
+            elif is_hop(start):
                 self.hops += 1
             self._header_line.clear()
         self._store(b"\n")

@@ -25,8 +25,9 @@ from qmesh.runtime.listeners import (
     busy,
     discard_buffered,
 )
-from services.smtpd import metrics, replies
+from services.smtpd import metrics, qmtp, replies
 from services.smtpd.protocol import MAX_LINE
+from services.smtpd.qmtp import Framing
 from services.smtpd.session import Client, Session, Step
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,21 @@ class Connection:
                 self.buffer.clear()
             await self.fill(idle)
 
+    async def exactly(self, n: int, idle: float) -> bytes:
+        while len(self.buffer) < n:
+            await self.fill(idle)
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return data
+
+    async def skip(self, n: int, idle: float) -> None:
+        while n > 0:
+            if not self.buffer:
+                await self.fill(idle)
+            taken = min(n, len(self.buffer))
+            del self.buffer[:taken]
+            n -= taken
+
     def discard(self) -> None:
         """Drop everything pipelined after STARTTLS (SMTPD-80)."""
         self.buffer.clear()
@@ -101,6 +117,7 @@ class SmtpServer:
         tls: Callable[[], ssl.SSLContext | None],
         submission: frozenset[str],
         implicit_tls: frozenset[str],
+        qmtp: frozenset[str] = frozenset(),
         timeout: Callable[[], float],
         greeting: Callable[[], str],
         proxyclients: Callable[[], tuple[Network, ...]] = tuple,
@@ -109,6 +126,7 @@ class SmtpServer:
         self._tls = tls
         self._submission = submission
         self._implicit = implicit_tls
+        self._qmtp = qmtp
         self._timeout = timeout
         self._greeting = greeting
         self._listeners = Listeners(
@@ -157,9 +175,12 @@ class SmtpServer:
                 tls_active=implicit,
             )
             session = self._sessions(client)
+            if listener in self._qmtp:
+                await self._packages(session, conn)
+                return
             await conn.write(session.greeting().encode() + b"\r\n")
             await self._dialogue(session, conn, context)
-        except (Closed, ConnectionError, ssl.SSLError) as err:
+        except (Closed, Framing, ConnectionError, ssl.SSLError) as err:
             log.debug("smtpd.disconnected", extra={"reason": type(err).__name__})
         except TimedOut:
             if conn is not None:
@@ -189,6 +210,48 @@ class SmtpServer:
                     "duration_ms": round((time.monotonic() - started) * 1000),
                 },
             )
+
+    async def _packages(self, session: Session, conn: Connection) -> None:
+        """QMTP: packages until the client closes, a framing error, or an hour (QMTP-01)."""
+        idle = session.config.timeout
+        databytes = session.config.databytes
+
+        async def read(n: int) -> bytes:
+            try:
+                return await conn.exactly(n, idle)
+            except Closed as err:
+                raise Framing("connection closed inside a package") from err
+
+        async def skip(n: int) -> None:
+            await conn.skip(n, idle)
+
+        async with asyncio.timeout(qmtp.SESSION_LIMIT):
+            while not self._listeners.stopping:
+                if not conn.buffer:
+                    try:
+                        await conn.fill(idle)
+                    except Closed:
+                        return  # between packages: a normal end
+                package = await qmtp.read_package(read, skip, databytes)
+                busy(True)
+                responses, queued = await qmtp.answer(
+                    package,
+                    config=session.config,
+                    client_ip=session.client.ip,
+                    relayclient=session.relayclient,
+                    domains=session.domains,
+                    rcptcheck=session.rcptcheck,
+                    queue=session.queue,
+                )
+                await conn.write(b"".join(qmtp.netstring(r) for r in responses))
+                busy(False)
+                metrics.MESSAGES.labels("accepted" if queued else "rejected").inc()
+                if queued is not None:
+                    metrics.BYTES.inc(queued.size)
+                    log.info(
+                        "smtpd.accepted",
+                        extra={"msg_id": queued.id, "qp": queued.qp, "remote": session.client.ip},
+                    )
 
     def _shutdown_reply(self) -> bytes:
         return replies.shutting_down(self._greeting()).encode() + b"\r\n"

@@ -99,9 +99,9 @@ class Session:
     ) -> None:
         self.config = config  # SMTPD-04: the controls as they were when the session began
         self.client = client
-        self._queue = queue
-        self._rcptcheck = rcptcheck
-        self._domains = domains
+        self.queue = queue
+        self.rcptcheck = rcptcheck
+        self.domains = domains
         self._authenticator = authenticator
         self._clock = clock
         self.tls = client.tls_active
@@ -227,28 +227,16 @@ class Session:
             return Step(replies.BADMAILFROM)  # SMTPD-35
         if len(tx.recipients) >= self.config.maxrcpt:
             return Step(replies.TOO_MANY_RCPTS)  # SMTPD-44
-        address = localiphost(path.address, self.config.ipme, self.config.localiphost)
-        try:
-            domains = self._domains()
-        except Temporary:
-            return Step(replies.LOOKUP_FAILED)
-        verdict = check_rcpt(
-            address,
-            policy=self.config.relay,
+        accepted, reply = await judge_recipient(
+            path.address,
+            config=self.config,
             relayclient=self.relayclient if self.auth_user is None else "",
-            directory_domains=domains,
+            domains=self.domains,
+            rcptcheck=self.rcptcheck,
         )
-        if not verdict.accepted:
-            return Step(verdict.reply)
-        if self.config.rcptcheck:
-            route = classify(verdict.address, self.config.relay.rules, domains)
-            if isinstance(route, Local):  # SMTPD-45: local recipients are verified
-                answer = await self._rcptcheck.verify(route.address, route.namespace)
-                if answer == "invalid":
-                    return Step(replies.NO_MAILBOX)
-                if answer == "tempfail":
-                    return Step(replies.LOOKUP_FAILED)
-        tx.recipients.append(verdict.address)
+        if accepted is None:
+            return Step(reply)
+        tx.recipients.append(accepted)
         return Step(replies.RCPT_OK)  # SMTPD-46
 
     # -- DATA --------------------------------------------------------------------------------
@@ -284,7 +272,7 @@ class Session:
         )
         origin = Origin(kind="network", client_ip=self.client.ip, auth_user=self.auth_user)
         try:
-            queued = await self._queue.enqueue(
+            queued = await self.queue.enqueue(
                 tx.sender, tx.recipients, trace + bytes(data.stored), origin, tx.smtputf8
             )
         except QueueFailure as err:
@@ -377,6 +365,36 @@ class Session:
             return Step(replies.AUTH_FAILED)  # the delay is the authenticator's (SMTPD-81)
         self.auth_user = who
         return Step(replies.AUTH_OK)
+
+
+async def judge_recipient(
+    address: str,
+    *,
+    config: SmtpdConfig,
+    relayclient: str | None,
+    domains: Callable[[], Container[str]],
+    rcptcheck: RecipientCheck,
+) -> tuple[str | None, str]:
+    """SMTPD-48 steps 7 to 9 (SMTPD-41..45): the address to queue, or ``None``, and the reply."""
+    address = localiphost(address, config.ipme, config.localiphost)
+    try:
+        names = domains()
+    except Temporary:
+        return None, replies.LOOKUP_FAILED
+    verdict = check_rcpt(
+        address, policy=config.relay, relayclient=relayclient, directory_domains=names
+    )
+    if not verdict.accepted:
+        return None, verdict.reply
+    if config.rcptcheck:
+        route = classify(verdict.address, config.relay.rules, names)
+        if isinstance(route, Local):  # SMTPD-45: local recipients are verified, remote ones not
+            answer = await rcptcheck.verify(route.address, route.namespace)
+            if answer == "invalid":
+                return None, replies.NO_MAILBOX
+            if answer == "tempfail":
+                return None, replies.LOOKUP_FAILED
+    return verdict.address, replies.RCPT_OK
 
 
 _COMMANDS = {

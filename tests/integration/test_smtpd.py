@@ -96,6 +96,7 @@ def settings(
         "smtp_port": 0,
         "submission_port": 0,
         "smtps_port": 0,
+        "qmtp_port": 0,
     }
     return Settings(**common)
 
@@ -340,3 +341,50 @@ async def test_shutdown_answers_421_to_the_next_command(settings: Settings) -> N
         assert await c.reply() == f"421 4.3.2 {DOMAIN} service shutting down, closing connection"
         assert await c.closed()
         await stopping
+
+
+def qmtp_package(message: bytes, sender: bytes, *rcpts: bytes) -> bytes:
+    def ns(data: bytes) -> bytes:
+        return b"%d:%s," % (len(data), data)
+
+    return ns(message) + ns(sender) + ns(b"".join(ns(r) for r in rcpts))
+
+
+async def read_netstring(reader: asyncio.StreamReader) -> bytes:
+    length = int((await asyncio.wait_for(reader.readuntil(b":"), 10))[:-1])
+    data = await reader.readexactly(length)
+    assert await reader.readexactly(1) == b","
+    return data
+
+
+async def test_qmtp_05_10_15_packages_on_the_wire(stack: Stack) -> None:
+    """Two pipelined packages answered in order; a framing error closes and queues nothing."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port("qmtp"))
+    try:
+        writer.write(
+            qmtp_package(b"\rSubject: one\r\n\r\nhi\r\n", b"joe@far.test", b"alice@example.test")
+            + qmtp_package(
+                b"\nSubject: two\n\nhi\n",
+                b"joe@far.test",
+                b"x@elsewhere.test",
+                b"alice@example.test",
+            )
+        )
+        await writer.drain()
+        assert (await read_netstring(reader)).startswith(b"Kok ")
+        assert await read_netstring(reader) == (
+            b"Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+        )
+        assert (await read_netstring(reader)).startswith(b"Kok ")
+        writer.write(b"12:\nSubject: thr")  # then a bad comma
+        writer.write(b"ee;")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(1), 10) == b""
+    finally:
+        writer.close()
+    bodies = sorted(await stack.queued())
+    assert len(bodies) == 2
+    assert all(b"with QMTP;" in b and b"HELO" not in b for b in bodies)
+    assert bodies[0].endswith(b"\nSubject: one\n\nhi\n") or bodies[1].endswith(
+        b"\nSubject: one\n\nhi\n"
+    )

@@ -1,0 +1,198 @@
+"""The QMTP server (QMTP-01..05, QMTP-10..17): packages in, one K/Z/D netstring per recipient.
+
+:func:`answer` decides a whole package (no sockets): the stored form (QMTP-11), sender and
+recipient checks as for SMTP (QMTP-12, QMTP-13), size and hops (QMTP-14, QMTP-17), and one
+enqueue for all acceptable recipients (QMTP-15). :func:`read_package` reads a package off a
+connection with the framing rules of QMTP-10; any framing error closes the connection.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Container
+from dataclasses import dataclass
+
+from qmesh.contract.errors import QueueFailure
+from qmesh.contract.events import Origin
+from qmesh.contract.queue import Queued
+from services.smtpd.config import SmtpdConfig
+from services.smtpd.data import MAX_HOPS, count_hops
+from services.smtpd.policy import sender_is_bad
+from services.smtpd.received import received_line
+from services.smtpd.session import Queue, RecipientCheck, judge_recipient
+
+MAX_PACKAGE = 200_000_000  # QMTP-10
+MAX_ENVELOPE = 1 << 20  # sender and recipient netstrings; a real one is far smaller
+SESSION_LIMIT = 3600.0  # QMTP-01
+
+BAD_SENDER = b"Dunacceptable sender (#5.1.7)"
+BAD_RECIPIENT = b"Dsorry, I can't handle that recipient (#5.1.3)"
+TOO_BIG = b"Dsorry, that message size exceeds my databytes limit (#5.3.4)"
+LOOPING = b"Dtoo many hops, this message is looping (#5.4.6)"
+BADMAILFROM = b"Dsorry, your envelope sender is in my badmailfrom list (#5.7.1)"
+
+_SMTP_REPLY = re.compile(r"^(\d)\d\d (\d\.\d{1,3}\.\d{1,3}) (.*)$")
+
+
+class Framing(Exception):
+    """QMTP-10: the connection is closed; nothing of this package is queued."""
+
+
+Read = Callable[[int], Awaitable[bytes]]  # exactly n bytes, or Framing at the end
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    message: bytes  # the encoded message, first byte included; empty when over the limit
+    size: int  # the stored-form size (exact when kept, announced otherwise)
+    sender: bytes
+    recipients: list[bytes]
+
+
+def netstring(data: bytes) -> bytes:
+    return b"%d:%s," % (len(data), data)
+
+
+async def _length(read: Read, limit: int) -> int:
+    digits = b""
+    while True:
+        byte = await read(1)
+        if byte == b":":
+            break
+        if not byte.isdigit() or len(digits) > 9:
+            raise Framing("bad netstring length")
+        digits += byte
+    if not digits or int(digits) > limit:
+        raise Framing("netstring length missing or too large")
+    return int(digits)
+
+
+async def _netstring(read: Read, limit: int) -> bytes:
+    data = await read(await _length(read, limit))
+    if await read(1) != b",":
+        raise Framing("netstring without its comma")
+    return data
+
+
+def stored_form(encoded: bytes) -> bytes:
+    """QMTP-11: CR-encoding turns each CR LF into LF (a lone CR stays); LF-encoding is as is."""
+    if encoded[:1] == b"\r":
+        return encoded[1:].replace(b"\r\n", b"\n")
+    return encoded[1:]
+
+
+async def read_package(
+    read: Read, skip: Callable[[int], Awaitable[None]], databytes: int
+) -> Package:
+    """One package; a message over ``databytes`` is skipped, not held (QMTP-14)."""
+    length = await _length(read, MAX_PACKAGE)
+    if length == 0:
+        raise Framing("empty message")
+    first = await read(1)
+    if first not in (b"\n", b"\r"):
+        raise Framing("message is neither LF- nor CR-encoded")
+    announced = length - 1
+    if databytes and announced > databytes and first == b"\n":
+        await skip(announced)  # LF-encoded: the announced length is the stored size
+        message, size = b"", announced
+    else:
+        message = first + await read(announced)
+        size = len(stored_form(message))
+    if await read(1) != b",":
+        raise Framing("message netstring without its comma")
+    sender = await _netstring(read, MAX_ENVELOPE)
+    listing = await _netstring(read, MAX_ENVELOPE)
+    recipients = []
+    position = 0
+    while position < len(listing):
+        colon = listing.find(b":", position)
+        if colon < 0 or not listing[position:colon].isdigit():
+            raise Framing("bad recipient netstring")
+        end = colon + 1 + int(listing[position:colon])
+        if end >= len(listing) or listing[end : end + 1] != b",":
+            raise Framing("bad recipient netstring")
+        recipients.append(listing[colon + 1 : end])
+        position = end + 1
+    return Package(message, size, sender, recipients)
+
+
+def _as_qmtp(reply: str) -> bytes:
+    """An SMTP reply of the shared recipient checks as a QMTP response (QMTP-13)."""
+    match = _SMTP_REPLY.match(reply)
+    if match is None:
+        return b"Z" + reply.encode()
+    klass, enhanced, text = match.groups()
+    if "(#" not in text:
+        text += f" (#{enhanced})"
+    return (b"D" if klass == "5" else b"Z") + text.encode()
+
+
+async def answer(
+    package: Package,
+    *,
+    config: SmtpdConfig,
+    client_ip: str,
+    relayclient: str | None,
+    domains: Callable[[], Container[str]],
+    rcptcheck: RecipientCheck,
+    queue: Queue,
+    clock: Callable[[], float] = time.time,
+) -> tuple[list[bytes], Queued | None]:
+    """One response per recipient, in order (QMTP-05), and what was queued."""
+    n = len(package.recipients)
+    sender = package.sender.decode("utf-8", "surrogateescape")
+    if len(package.sender) >= 1000 or b"\0" in package.sender:
+        return [BAD_SENDER] * n, None  # QMTP-12
+    if config.databytes and package.size > config.databytes:
+        return [TOO_BIG] * n, None  # QMTP-14
+    responses: list[bytes | None] = []
+    accepted: list[str] = []
+    bad_sender = sender_is_bad(sender, config.badmailfrom)
+    for raw in package.recipients:
+        if len(raw) + len(relayclient or "") >= 1000 or b"\0" in raw:
+            responses.append(BAD_RECIPIENT)
+            continue
+        if bad_sender:
+            responses.append(BADMAILFROM)  # SMTPD-35 also applies (QMTP-13)
+            continue
+        address, reply = await judge_recipient(
+            raw.decode("utf-8", "surrogateescape"),
+            config=config,
+            relayclient=relayclient,
+            domains=domains,
+            rcptcheck=rcptcheck,
+        )
+        if address is None:
+            responses.append(_as_qmtp(reply))
+        else:
+            responses.append(None)
+            accepted.append(address)
+    if not accepted:
+        return [r or b"" for r in responses], None
+    refusal = _refusal(package)
+    queued: Queued | None = None
+    if refusal is None:
+        trace = received_line(
+            remotehost="unknown",
+            helo=None,  # QMTP-16
+            remoteip=client_ip,
+            localname=config.localname,
+            proto="QMTP",
+            when=clock(),
+        )
+        origin = Origin(kind="network", client_ip=client_ip)
+        try:
+            queued = await queue.enqueue(
+                sender, accepted, trace + stored_form(package.message), origin, False
+            )
+            refusal = f"Kok {int(queued.at)} qp {queued.qp}".encode()
+        except QueueFailure as err:
+            refusal = (b"D" if err.permanent else b"Z") + err.text.encode()
+    return [r if r is not None else refusal for r in responses], queued
+
+
+def _refusal(package: Package) -> bytes | None:
+    if count_hops(stored_form(package.message)) >= MAX_HOPS:
+        return LOOPING  # QMTP-17
+    return None
