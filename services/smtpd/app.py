@@ -32,6 +32,8 @@ from services.smtpd.session import Client, Session
 
 log = logging.getLogger(__name__)
 
+PUBLIC_PORTS = {"smtp": 25, "submission": 587, "smtps": 465}  # as clients see the listeners
+
 
 def interface_addresses() -> frozenset[str]:
     """This host's addresses as far as it can tell (SMTPD-41 without control/ipme)."""
@@ -89,7 +91,9 @@ async def build(settings: Settings) -> Service:
         ports=ports,
         sessions=session,
         tls=tls.current,
-        submission=frozenset({"submission", "smtps"}),
+        submission=frozenset(
+            name for name, port in PUBLIC_PORTS.items() if port in watcher.current.submissionports
+        ),
         implicit_tls=frozenset({"smtps"}),
         qmtp=frozenset({"qmtp"}),
         timeout=lambda: config().timeout,

@@ -6,7 +6,7 @@ from prometheus_client import Counter, Histogram
 
 SESSIONS = Counter("qmesh_smtpd_sessions_total", "SMTP sessions opened", ["listener"])
 MESSAGES = Counter("qmesh_smtpd_messages_total", "Messages by result", ["result"])
-RECIPIENTS = Counter("qmesh_smtpd_recipients_total", "RCPT commands by result", ["result"])
+RECIPIENTS = Counter("qmesh_smtpd_recipients_total", "RCPT replies by reply code", ["code"])
 BYTES = Counter("qmesh_smtpd_message_bytes_total", "Bytes of accepted messages")
 ENQUEUE_SECONDS = Histogram(
     "qmesh_smtpd_enqueue_seconds",

@@ -268,6 +268,8 @@ class SmtpServer:
                 return
             busy(True)
             step = await session.line(line, overlong=overlong)
+            if line[:4].upper() == b"RCPT" and step.reply:
+                metrics.RECIPIENTS.labels(step.reply[:3]).inc()  # rejections by reason
             if step.start_tls and context is not None:
                 conn.discard()  # before the reply: after it come the handshake bytes
                 conn.writer.write(step.wire())
