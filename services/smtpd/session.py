@@ -37,6 +37,10 @@ from services.smtpd.received import received_line
 
 
 class Queue(Protocol):
+    def available(self) -> bool:
+        """False when the queue is known to be unreachable (SMTPD-50: 451 before 354)."""
+        ...
+
     async def enqueue(
         self, sender: str, recipients: list[str], body: bytes, origin: Origin, smtputf8: bool
     ) -> Queued: ...
@@ -246,6 +250,8 @@ class Session:
             return Step(replies.MAIL_FIRST)  # SMTPD-50
         if not self._tx.recipients:
             return Step(replies.RCPT_FIRST)
+        if not self.queue.available():
+            return Step(replies.QQT_FAILURE)
         return Step(replies.GO_AHEAD, data=True)
 
     def data_reader(self) -> DataReader:

@@ -42,6 +42,10 @@ CONFIG = SmtpdConfig(
 class FakeQueue:
     queued: list[tuple[str, list[str], bytes, Origin]] = field(default_factory=list)
     failure: QueueFailure | None = None
+    down: bool = False
+
+    def available(self) -> bool:
+        return not self.down
 
     async def enqueue(
         self, sender: str, recipients: list[str], body: bytes, origin: Origin, smtputf8: bool
@@ -266,6 +270,16 @@ async def test_smtpd_50_55_57_60_data_outcomes() -> None:
     d.queue.failure = QueueFailure(53)
     assert await d.data(b"x\r\n.\r\n") == "451 4.3.0 qq write error or disk full (#4.3.0)"
     assert d.queue.queued == []
+
+
+async def test_smtpd_50_queue_known_down_is_451_before_354() -> None:
+    d = dialogue()
+    await d.say("MAIL FROM:<joe@far.test>")
+    await d.say("RCPT TO:<alice@example.test>")
+    d.queue.down = True
+    assert await d.say("DATA") == "451 4.3.0 qqt failure (#4.3.0)"
+    d.queue.down = False
+    assert await d.say("DATA") == "354 go ahead"  # the transaction was kept
 
 
 async def test_smtpd_51_bare_lf_is_451_and_close() -> None:
