@@ -1,4 +1,5 @@
-"""send's composition root: controls, NATS, the queue store, consumers, the timer, flush."""
+"""send's composition root: controls, NATS, the queue store, consumers, the timer, flush and
+the orphan sweep."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from qmesh.directory.domains import DirectoryDomains
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.factory import open_store
+from services.send.cleaner import Cleaner, pending_todo_ids
 from services.send.config import send_config
 from services.send.consumer import SendQueue
 from services.send.flush import Flusher
@@ -53,9 +55,10 @@ async def build(settings: Settings) -> Service:
         concurrency=64,
     )
     flusher = Flusher(conn=conn, states=states, timer=timer, config=config)  # SEND-25
+    cleaner = Cleaner(states=states, blobs=blobs, todos=lambda: pending_todo_ids(conn.js))
     return Service(
         "send",
-        [watcher, conn, domains, timer, todo, results, flusher],
+        [watcher, conn, domains, timer, todo, results, flusher, cleaner],
         {
             "nats": conn.check,
             "queue-store": blobs.ping,

@@ -24,12 +24,21 @@ from qmesh.store.keys import body_key
 from services.send import metrics
 from services.send.bounce import bounce_message, bounce_target
 from services.send.config import SendConfig
-from services.send.plan import apply_result, due_channels, next_wakeup, preprocess, start_pass
-from services.send.schedule import Timer
+from services.send.plan import (
+    apply_result,
+    due_channels,
+    held_channels,
+    next_wakeup,
+    preprocess,
+    start_pass,
+)
+from services.send.schedule import SWEEP_INTERVAL, Timer
 from services.send.state import MessageState
 from services.send.store import StateStore
 
 log = logging.getLogger(__name__)
+
+HOLD_RECHECK = SWEEP_INTERVAL  # a held channel (SEND-26) is looked at again after this long
 
 
 class SendQueue:
@@ -126,17 +135,17 @@ class SendQueue:
             await self._finish(state)
             return
         now = self._clock()
+        config = self._config()
+        held = held_channels(config.concurrencylocal, config.concurrencyremote)
         for channel in due_channels(state, now):
-            state = await self._start_pass(state, channel, now)
-        wakeup = next_wakeup(state)
+            if channel not in held:  # SEND-26: a held channel starts nothing
+                state = await self._start_pass(state, channel, now)
+        wakeup = next_wakeup(state, now, held, HOLD_RECHECK)
         if wakeup is not None:
             self._timer.wake(qid, wakeup)
 
     async def _start_pass(self, state: MessageState, channel: Channel, now: float) -> MessageState:
         config = self._config()
-        limit = config.concurrencylocal if channel == "local" else config.concurrencyremote
-        if limit == 0:
-            return state  # SEND-26: the channel is on hold
         planned, jobs = start_pass(state, channel, now, config.queuelifetime)
         if not jobs:
             return state

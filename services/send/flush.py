@@ -24,9 +24,8 @@ from qmesh.bus.connection import NatsConnection
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.contract.events import Flushed, FlushRequest
-from qmesh.contract.subjects import Channel
 from services.send.config import SendConfig
-from services.send.plan import due_now, flush
+from services.send.plan import due_now, flush, held_channels
 from services.send.schedule import Timer
 from services.send.store import StateStore
 
@@ -108,11 +107,7 @@ class Flusher:
         """SEND-25 for every record: next attempts now, then the due passes started."""
         now = self._clock()
         config = self._config()
-        held: set[Channel] = set()
-        if config.concurrencylocal == 0:
-            held.add("local")
-        if config.concurrencyremote == 0:
-            held.add("remote")
+        held = held_channels(config.concurrencylocal, config.concurrencyremote)
         ids = await self._states.ids()
         slots = asyncio.Semaphore(PARALLEL)
 

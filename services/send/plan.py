@@ -171,14 +171,34 @@ def due_channels(state: MessageState, now: float) -> list[Channel]:
     return due
 
 
-def next_wakeup(state: MessageState) -> float | None:
-    """When this message next needs attention (the earliest due pass), if ever."""
-    times = [
-        p.next_at
-        for ch, p in state.passes.items()
-        if state.pending(ch) and not p.inflight and p.next_at is not None
-    ]
+def next_wakeup(
+    state: MessageState,
+    now: float = 0.0,
+    held: Container[Channel] = (),
+    recheck: float = 60.0,
+) -> float | None:
+    """When this message next needs attention (the earliest due pass), if ever.
+
+    A held channel (concurrency 0, SEND-26) starts no pass, so its due time may be past for
+    as long as the hold lasts; it is looked at again ``recheck`` seconds from ``now`` at the
+    earliest, never at a time already past (that would attend the message in a loop).
+    """
+    times = []
+    for ch, p in state.passes.items():
+        if not state.pending(ch) or p.inflight or p.next_at is None:
+            continue
+        times.append(max(p.next_at, now + recheck) if ch in held else p.next_at)
     return min(times) if times else None
+
+
+def held_channels(concurrencylocal: int, concurrencyremote: int) -> frozenset[Channel]:
+    """The channels whose concurrency is 0: nothing is attempted on them (SEND-26)."""
+    held: set[Channel] = set()
+    if concurrencylocal == 0:
+        held.add("local")
+    if concurrencyremote == 0:
+        held.add("remote")
+    return frozenset(held)
 
 
 def flush(state: MessageState, now: float, held: Container[Channel] = ()) -> MessageState | None:

@@ -22,6 +22,7 @@ DOMAIN_MODULES = [
     "services/send/retry.py",
     "services/send/bounce.py",
     "services/send/dsn.py",
+    "services/send/clean.py",
     "services/smtpd/policy.py",
     "services/local/resolve.py",
     "services/local/dotqmail.py",

@@ -13,6 +13,7 @@ from services.send.plan import (
     apply_result,
     delivery_sender,
     due_channels,
+    held_channels,
     next_wakeup,
     preprocess,
     start_pass,
@@ -137,3 +138,16 @@ def test_send_24_final_pass_turns_deferral_into_failure() -> None:
 )
 def test_send_28_verp_sender(sender: str, rcpt: str, expected: str) -> None:
     assert delivery_sender(sender, rcpt) == expected
+
+
+def test_send_26_held_channel_past_due_is_looked_at_later_not_now() -> None:
+    state, jobs = start_pass(preprocess(todo("b@far.test"), RULES, set(), 0.0), "remote", 0.0, WEEK)
+    state = applied(state, result(jobs[0], "deferred", "busy"), 1.0)
+    assert state.pass_of("remote").next_at == 400.0
+    held = held_channels(concurrencylocal=10, concurrencyremote=0)
+    assert held == {"remote"}
+    # the due time has passed but the channel is held: no wake-up at a past time (a loop)
+    assert next_wakeup(state, 1000.0, held, 60.0) == 1060.0
+    assert next_wakeup(state, 100.0, held, 60.0) == 400.0  # not due yet: its own time
+    assert next_wakeup(state, 1000.0) == 400.0  # not held: due, start it now
+    assert held_channels(0, 5) == {"local"} and held_channels(1, 1) == set()
