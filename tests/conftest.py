@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qmesh.cli.natsd import start_nats_server
+from qmesh.cli.natsd import NatsServer, start_nats_server
 from tests.servers import S3Server, start_seaweedfs
 
 
@@ -16,6 +16,14 @@ from tests.servers import S3Server, start_seaweedfs
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = start_nats_server(tmp_path_factory.mktemp("nats"))
     yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test alone: for tests that read a whole stream or stop the server."""
+    server = start_nats_server(tmp_path / "nats")
+    yield server
     server.stop()
 
 

@@ -19,6 +19,7 @@ from services.send.cleaner import Cleaner, pending_todo_ids
 from services.send.config import send_config
 from services.send.consumer import SendQueue
 from services.send.flush import Flusher
+from services.send.owner import Ownership
 from services.send.schedule import Timer
 from services.send.store import StateStore
 
@@ -35,7 +36,13 @@ async def build(settings: Settings) -> Service:
     states = StateStore(lambda: conn.kv(subjects.KV_QUEUE))
 
     queue = SendQueue(
-        bus=conn, states=states, blobs=blobs, config=config, domains=domains, timer=timer
+        bus=conn,
+        states=states,
+        blobs=blobs,
+        config=config,
+        domains=domains,
+        timer=timer,
+        owner=Ownership(lambda: conn.kv(subjects.KV_LEASES)),
     )
     timer.bind(queue.attend, states.ids)
     todo = Consumer(

@@ -24,6 +24,7 @@ from qmesh.store.keys import body_key
 from services.send import metrics
 from services.send.bounce import bounce_message, bounce_target
 from services.send.config import SendConfig
+from services.send.owner import Ownership
 from services.send.plan import (
     apply_result,
     due_channels,
@@ -39,6 +40,7 @@ from services.send.store import StateStore
 log = logging.getLogger(__name__)
 
 HOLD_RECHECK = SWEEP_INTERVAL  # a held channel (SEND-26) is looked at again after this long
+BUSY_RETRY = 2.0  # a message another replica owns is looked at again after this long
 
 
 class SendQueue:
@@ -51,6 +53,7 @@ class SendQueue:
         config: Callable[[], SendConfig],
         domains: DirectoryDomains,
         timer: Timer,
+        owner: Ownership,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._bus = bus
@@ -59,6 +62,7 @@ class SendQueue:
         self._config = config
         self._domains = domains
         self._timer = timer
+        self._owner = owner
         self._clock = clock
 
     async def on_todo(self, todo: Todo) -> None:
@@ -124,7 +128,15 @@ class SendQueue:
         await self.attend(result.id)
 
     async def attend(self, qid: str) -> None:
-        """Do whatever the message needs now: bounce, finish, or start due passes."""
+        """Do whatever the message needs now, as its only owner (ARCH-06)."""
+        async with self._owner.hold(qid) as owned:
+            if owned:
+                await self._attend(qid)
+                return
+        self._timer.wake(qid, self._clock() + BUSY_RETRY)  # another replica has it now
+
+    async def _attend(self, qid: str) -> None:
+        """Bounce, finish, or start due passes."""
         loaded = await self._states.load(qid)
         if loaded is None:
             return

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,14 +140,16 @@ def start_cluster(
     for service, port in http.items():
         env[f"QMESH_{service.upper()}_HTTP_PORT"] = str(port)
     if s3 is not None:
+        unique = uuid.uuid4().hex[:16]
         env.update(
             {
                 "QMESH_STORE": "s3",
                 "QMESH_S3_ENDPOINT": s3.endpoint,
                 "QMESH_S3_ACCESS_KEY": s3.access_key,
                 "QMESH_S3_SECRET_KEY": s3.secret_key,
-                "QMESH_QUEUE_BUCKET": f"q-{workdir.name[-20:]}".lower().replace("_", "-"),
-                "QMESH_MAIL_BUCKET": f"m-{workdir.name[-20:]}".lower().replace("_", "-"),
+                # buckets of their own: the S3 server is shared by the whole test session
+                "QMESH_QUEUE_BUCKET": f"q-{unique}",
+                "QMESH_MAIL_BUCKET": f"m-{unique}",
             }
         )
     env.update(extra_env or {})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -16,7 +16,7 @@ from minio import Minio
 
 from qmesh.bus.jetstream import JetStreamPublisher
 from qmesh.bus.provision import provision_streams
-from qmesh.cli.natsd import NatsServer, start_nats_server
+from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
 from qmesh.contract.errors import QueueFailure
 from qmesh.contract.events import Origin, Todo
@@ -30,14 +30,6 @@ from tests.servers import S3Server, free_ports
 pytestmark = pytest.mark.integration
 
 NETWORK = Origin(kind="network", client_ip="192.0.2.1")
-
-
-@pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    """A nats-server of this test alone: the test reads QMESH_TODO and may stop the server."""
-    server = start_nats_server(tmp_path / "nats")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["files", "s3"])

@@ -14,7 +14,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from nats.aio.msg import Msg
 from qmesh.bus.jetstream import JetStreamPublisher
 from qmesh.bus.provision import provision_streams
 from qmesh.cli.main import parser
-from qmesh.cli.natsd import NatsServer, start_nats_server
+from qmesh.cli.natsd import NatsServer
 from qmesh.cli.queueadmin import run_queue
 from qmesh.contract import subjects
 from qmesh.contract.events import Flushed, FlushRequest, Origin, RemoteJob, Result
@@ -45,13 +45,6 @@ pytestmark = pytest.mark.integration
 
 WAIT = 20.0
 BODY = b"Subject: hello\n\nhello\n"
-
-
-@pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = start_nats_server(tmp_path / "nats")
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.jetstream import JetStreamPublisher
 from qmesh.bus.provision import ensure_kv, provision_streams
-from qmesh.cli.natsd import NatsServer, start_nats_server
+from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
 from qmesh.contract.envelope import Envelope
 from qmesh.contract.events import Origin, RemoteJob, Result, Todo
@@ -39,6 +39,7 @@ from services.send.bounce import BounceControls
 from services.send.cleaner import Cleaner, pending_todo_ids
 from services.send.config import SendConfig
 from services.send.consumer import SendQueue
+from services.send.owner import Ownership
 from services.send.plan import preprocess
 from services.send.schedule import Timer
 from services.send.store import StateStore
@@ -51,13 +52,6 @@ BODY = b"Subject: orphan\n\nnever queued\n"
 RULES = RoutingRules.build(
     envnoathost="mx.example.test", percenthack=[], locals=["example.test"], virtualdomains=[]
 )
-
-
-@pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = start_nats_server(tmp_path / "nats")
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -225,12 +219,14 @@ async def test_clean_02_arch_05_body_deleted_only_after_the_record(
         concurrencyremote=20,
     )
     settings = Settings(nats_url=private_nats.url, store=f"file://{tmp_path / 'store'}")
+    leases = await ensure_kv(js, subjects.KV_LEASES, 1)
     queue = SendQueue(
         bus=JetStreamPublisher(js),
         states=states,
         blobs=blobs,
         config=lambda: config,
         domains=DirectoryDomains(NatsConnection(settings, "send")),  # not consulted here
+        owner=Ownership(lambda: leases),
         timer=Timer(),
     )
     jobs: list[RemoteJob] = []

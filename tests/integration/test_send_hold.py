@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.jetstream import JetStreamPublisher
 from qmesh.bus.provision import ensure_kv, provision_streams
-from qmesh.cli.natsd import NatsServer, start_nats_server
+from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
 from qmesh.contract.envelope import Envelope
 from qmesh.contract.events import Origin, Result, Todo
@@ -34,6 +34,7 @@ from qmesh.store.keys import body_key
 from services.send.bounce import BounceControls
 from services.send.config import SendConfig
 from services.send.consumer import SendQueue
+from services.send.owner import Ownership
 from services.send.plan import apply_result, preprocess, start_pass
 from services.send.schedule import Timer
 from services.send.store import StateStore
@@ -55,13 +56,6 @@ CONFIG = SendConfig(
     concurrencylocal=10,
     concurrencyremote=0,  # SEND-26: the remote channel is held
 )
-
-
-@pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    server = start_nats_server(tmp_path / "nats")
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -100,12 +94,14 @@ async def test_send_26_held_channel_past_due_is_not_attended_in_a_loop(
     config = CONFIG
     settings = Settings(nats_url=private_nats.url, store=f"file://{tmp_path / 'store'}")
     timer = Timer(sweep_interval=3600.0)
+    leases = await ensure_kv(js, subjects.KV_LEASES, 1)
     queue = SendQueue(
         bus=JetStreamPublisher(js),
         states=states,
         blobs=blobs,
         config=lambda: config,
         domains=DirectoryDomains(NatsConnection(settings, "send")),  # not consulted here
+        owner=Ownership(lambda: leases),
         timer=timer,
     )
     attended = 0

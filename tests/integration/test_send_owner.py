@@ -1,0 +1,45 @@
+"""ARCH-06: at most one send worker owns a message at a time (lease in qmesh_leases)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+
+from qmesh.bus.provision import ensure_kv
+from qmesh.cli.natsd import NatsServer
+from qmesh.contract import subjects
+from services.send.owner import Ownership
+
+pytestmark = pytest.mark.integration
+
+QID = "1796466031786.4958636f440ea3ad"
+
+
+async def test_arch_06_one_owner_across_replicas_and_within_one(private_nats: NatsServer) -> None:
+    nc = await nats.connect(private_nats.url)
+    try:
+        leases = await ensure_kv(nc.jetstream(), subjects.KV_LEASES, 1)
+        replica_a, replica_b = Ownership(lambda: leases), Ownership(lambda: leases)
+        inside: list[str] = []
+
+        async with replica_a.hold(QID) as owned_a:
+            assert owned_a
+            async with replica_b.hold(QID) as owned_b:
+                assert not owned_b  # another replica: told to leave it
+            inside.append("a")
+
+            async def second_handler_in_a() -> None:
+                async with replica_a.hold(QID) as owned:
+                    inside.append(f"a2:{owned}")
+
+            waiting = asyncio.create_task(second_handler_in_a())
+            await asyncio.sleep(0.1)
+            assert inside == ["a"]  # the same replica waits for its first handler
+        await waiting
+        assert inside == ["a", "a2:True"]
+        async with replica_b.hold(QID) as owned_b:
+            assert owned_b  # released: the other replica may take it now
+    finally:
+        await nc.close()
