@@ -208,6 +208,7 @@ async def test_smtpd_12_pipelined_group_answered_in_order(stack: Stack) -> None:
 
 
 async def test_smtpd_54_57_58_stored_form_and_trace(stack: Stack) -> None:
+    """SMTPD-03: the client's address from the connection; SMTPD-52: 8-bit bytes and NUL kept."""
     c = await Client.connect(stack.port())
     assert await c.cmd("HELO client.test") == f"250 {DOMAIN}"
     await transaction(c)
@@ -331,6 +332,17 @@ async def test_smtpd_86_proxy_header_names_the_client(settings: Settings) -> Non
         d = await Client.connect(stack.port(), greet=False)
         await d.send(b"EHLO client.test\r\n")  # a trusted peer without a header: cut off
         assert await d.closed()
+
+
+async def test_smtpd_71_disconnect_inside_data_queues_nothing(stack: Stack) -> None:
+    c = await Client.connect(stack.port())
+    await transaction(c)
+    await c.send(b"Subject: half\r\n\r\nthe client goes away here")
+    await c.close()
+    await asyncio.sleep(0.5)
+    assert await stack.queued() == []
+    d = await Client.connect(stack.port())  # the service is still fine
+    assert await d.cmd("NOOP") == "250 2.0.0 ok"
 
 
 async def test_shutdown_answers_421_to_the_next_command(settings: Settings) -> None:

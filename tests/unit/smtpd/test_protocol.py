@@ -86,7 +86,7 @@ def test_smtpd_32_address_over_900_bytes() -> None:
         ({"RET": "FULL"}, True, 0, BAD_PARAM),  # DSN is not offered
     ],
 )
-def test_smtpd_33_56_mail_parameters(
+def test_smtpd_33_56_84_mail_parameters(
     params: dict[str, str | None], extended: bool, databytes: int, outcome: object
 ) -> None:
     if isinstance(outcome, str):

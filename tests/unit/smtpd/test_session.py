@@ -167,6 +167,7 @@ async def test_smtpd_20_21_22_23_helo_and_ehlo() -> None:
 
 
 async def test_smtpd_20_30_helo_and_mail_reset_the_transaction() -> None:
+    """SMTPD-20, -30, -40 (RCPT and DATA before MAIL get 503), -46 (accepted RCPTs are kept)."""
     d = dialogue()
     await d.say("MAIL FROM:<joe@far.test>")
     assert await d.say("RCPT TO:<alice@example.test>") == "250 2.1.5 ok"
@@ -230,6 +231,7 @@ async def test_smtpd_42_relay_client_appends_relayclient_and_is_not_verified() -
 
 
 async def test_smtpd_44_maxrcpt_and_48_order() -> None:
+    """SMTPD-44, SMTPD-48: the first failing check decides the reply."""
     d = dialogue()
     await d.say("MAIL FROM:<joe@far.test>")
     for _ in range(3):
@@ -273,10 +275,11 @@ async def test_smtpd_50_55_57_60_data_outcomes() -> None:
 
 
 async def test_smtpd_50_queue_known_down_is_451_before_354() -> None:
+    """SMTPD-50; SMTPD-36: MAIL and RCPT still get 250 while the queue is down."""
     d = dialogue()
-    await d.say("MAIL FROM:<joe@far.test>")
-    await d.say("RCPT TO:<alice@example.test>")
     d.queue.down = True
+    assert await d.say("MAIL FROM:<joe@far.test>") == "250 2.1.0 ok"
+    assert await d.say("RCPT TO:<alice@example.test>") == "250 2.1.5 ok"
     assert await d.say("DATA") == "451 4.3.0 qqt failure (#4.3.0)"
     d.queue.down = False
     assert await d.say("DATA") == "354 go ahead"  # the transaction was kept
@@ -295,6 +298,8 @@ async def test_smtpd_51_bare_lf_is_451_and_close() -> None:
 
 
 async def test_smtpd_61_to_65_other_commands() -> None:
+    """SMTPD-61 RSET, SMTPD-62 NOOP, SMTPD-63 VRFY, SMTPD-64 HELP, SMTPD-65 QUIT; every 2xx
+    carries an enhanced code (SMTPD-83)."""
     d = dialogue()
     assert await d.say("RSET") == "250 2.0.0 flushed"
     assert await d.say("NOOP whatever") == "250 2.0.0 ok"
@@ -398,3 +403,12 @@ ALLOWED = {
     "214", "220", "221", "235", "250", "252", "334", "354", "421", "451", "452", "454",
     "500", "501", "502", "503", "504", "530", "535", "538", "550", "552", "553", "554", "555",
 }  # fmt: skip
+
+
+async def test_smtpd_04_a_session_keeps_the_controls_it_started_with() -> None:
+    """SMTPD-04: a control changed during a session affects new sessions only."""
+    d = dialogue()
+    assert d.session.config is CONFIG
+    await d.say("MAIL FROM:<joe@far.test>")
+    assert await d.say("RCPT TO:<alice@example.test>") == "250 2.1.5 ok"
+    assert d.session.config is CONFIG
