@@ -18,6 +18,7 @@ from qmesh.store.factory import open_store
 from services.send.cleaner import Cleaner, pending_todo_ids
 from services.send.config import send_config
 from services.send.consumer import SendQueue
+from services.send.depth import QueueDepth
 from services.send.flush import Flusher
 from services.send.owner import Ownership
 from services.send.schedule import Timer
@@ -62,10 +63,11 @@ async def build(settings: Settings) -> Service:
         concurrency=64,
     )
     flusher = Flusher(conn=conn, states=states, timer=timer, config=config)  # SEND-25
+    depth = QueueDepth(conn, states.ids)  # the gauges the chart's queue-age alerts read
     cleaner = Cleaner(states=states, blobs=blobs, todos=lambda: pending_todo_ids(conn.js))
     return Service(
         "send",
-        [watcher, conn, domains, timer, todo, results, flusher, cleaner],
+        [watcher, conn, domains, timer, todo, results, flusher, cleaner, depth],
         {
             "nats": conn.check,
             "queue-store": blobs.ping,

@@ -114,6 +114,9 @@ class SendQueue:
         if result.outcome == "deferred" and rcpt.done:
             event = "delivery_failure"  # turned permanent by the lifetime rule (SEND-24)
         metrics.DELIVERIES.labels(result.channel, result.outcome).inc()
+        metrics.ATTEMPTS.labels(result.channel).observe(result.attempt)
+        if result.outcome == "deferred" and result.channel == "remote":
+            metrics.DEFERRALS.labels(rcpt.address.rpartition("@")[2].lower()).inc()
         log.info(
             event,
             extra={

@@ -165,3 +165,10 @@ def test_every_service_answers_health_and_metrics(cluster: Cluster) -> None:
         assert status == 200, (service, body)
         status, body = cluster.http_get(service, "/metrics")
         assert status == 200 and f"qmesh_{service}_" in body, service
+    wait_for(  # the gauges the chart's queue-age alert reads
+        lambda: (
+            'qmesh_send_queue_oldest_seconds{stage="queue"}'
+            in cluster.http_get("send", "/metrics")[1]
+        ),
+        what="send's queue gauges",
+    )
