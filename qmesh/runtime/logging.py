@@ -43,5 +43,5 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access", "nats", "aiosmtpd", "mail.log"):
+    for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access", "nats"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
