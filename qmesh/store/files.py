@@ -179,13 +179,19 @@ class FileStore:
         raise AssertionError("unreachable")
 
     def _write_meta(self, path: Path, meta: dict[str, str]) -> None:
-        _makedirs(self._meta, path.parent, path.name)
         fd, name = tempfile.mkstemp(dir=self._staging, prefix="meta-")
         try:
             with os.fdopen(fd, "w", encoding="ascii") as f:
                 json.dump(meta, f, sort_keys=True)
                 _sync(f)
-            os.replace(name, path)
+            for attempt in range(3):
+                _makedirs(self._meta, path.parent, path.name)
+                try:
+                    os.replace(name, path)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:  # a concurrent delete keeps pruning the directory
+                        raise
         finally:
             Path(name).unlink(missing_ok=True)
         _fsync_dir(path.parent)
@@ -316,7 +322,7 @@ def _makedirs(top: Path, directory: Path, key: str) -> None:
     missing: list[Path] = []
     d = directory
     while d != top and not d.is_dir():
-        if d.exists():
+        if d.exists() and not d.is_dir():  # a directory made meanwhile by a concurrent put is fine
             raise BadKey(f"key {key!r} runs through an object of the directory store")
         missing.append(d)
         d = d.parent
