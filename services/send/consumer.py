@@ -31,6 +31,7 @@ from services.send.plan import (
     held_channels,
     next_wakeup,
     preprocess,
+    result_is_early,
     start_pass,
 )
 from services.send.schedule import SWEEP_INTERVAL, Timer
@@ -94,7 +95,16 @@ class SendQueue:
 
     async def on_result(self, result: Result) -> None:
         now = self._clock()
-        _, after = await self._states.update(result.id, lambda s: apply_result(s, result, now))
+        early = False
+
+        def record(state: MessageState) -> MessageState | None:
+            nonlocal early
+            early = result_is_early(state, result)
+            return None if early else apply_result(state, result, now)
+
+        _, after = await self._states.update(result.id, record)
+        if early:  # the pass that produced it is being recorded right now: take it again later
+            raise Temporary(f"result of attempt {result.attempt} before its pass was recorded")
         if after is None:
             log.info(
                 "send.result_ignored",

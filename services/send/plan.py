@@ -107,6 +107,15 @@ def start_pass(
     ), jobs
 
 
+def result_is_early(state: MessageState, result: Result) -> bool:
+    """A result of a pass not yet recorded: jobs go out before the record says so (SEND-22).
+
+    It must be applied later, not dropped: dropping it would leave the recipient in flight
+    for ever, with no new pass and no bounce.
+    """
+    return result.attempt > state.pass_of(result.channel).attempt
+
+
 def apply_result(state: MessageState, result: Result, now: float) -> MessageState | None:
     """SEND-30: record one outcome; ``None`` when it changes nothing (stale or repeated)."""
     if not 0 <= result.rcpt_index < len(state.recipients):

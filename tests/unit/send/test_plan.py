@@ -16,6 +16,7 @@ from services.send.plan import (
     held_channels,
     next_wakeup,
     preprocess,
+    result_is_early,
     start_pass,
 )
 from services.send.retry import LIFETIME_LINE, next_attempt
@@ -151,3 +152,13 @@ def test_send_26_held_channel_past_due_is_looked_at_later_not_now() -> None:
     assert next_wakeup(state, 100.0, held, 60.0) == 400.0  # not due yet: its own time
     assert next_wakeup(state, 1000.0) == 400.0  # not held: due, start it now
     assert held_channels(0, 5) == {"local"} and held_channels(1, 1) == set()
+
+
+def test_send_22_a_result_before_its_pass_is_recorded_is_taken_later() -> None:
+    """Jobs are published before the record says so; a fast failure must not be dropped."""
+    state = preprocess(todo("b@far.test"), RULES, set(), 0.0)
+    planned, jobs = start_pass(state, "remote", 0.0, WEEK)
+    failed = result(jobs[0], "failed", "Sorry (#5.1.1)")
+    assert result_is_early(state, failed)  # the record does not show the pass yet
+    assert not result_is_early(planned, failed)
+    assert applied(planned, failed, 1.0).bounces[0].report == "Sorry (#5.1.1)"
