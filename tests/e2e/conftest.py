@@ -25,6 +25,7 @@ class Sink:
     port: int = 0
     messages: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # recipient -> RCPT reply
+    attempts: list[str] = field(default_factory=list)  # every RCPT address, answered or not
 
     async def handle_RCPT(
         self,
@@ -34,6 +35,7 @@ class Sink:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        self.attempts.append(address)
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
