@@ -124,3 +124,15 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> S3Server:
         return S3Server(process, endpoint, ACCESS_KEY, SECRET_KEY, log)
     process.kill()
     raise TimeoutError(f"SeaweedFS S3 not ready after {timeout} s; see {log}")
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A throw-away certificate and key for ``name`` (ECDSA P-256, two days), made by openssl."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key

@@ -18,18 +18,18 @@ from nats.js.kv import KV_DEL, KV_PURGE
 from qmesh.bus.connection import NatsConnection
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
+from qmesh.runtime.background import Background
 
 log = logging.getLogger(__name__)
 
 PREFIX = "domain."
 
 
-class DirectoryDomains:
+class DirectoryDomains(Background):
     def __init__(self, conn: NatsConnection) -> None:
         self._conn = conn
         self._names: frozenset[str] = frozenset()
         self.loaded = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def names(self) -> frozenset[str]:
@@ -37,15 +37,6 @@ class DirectoryDomains:
         if not self.loaded.is_set():
             raise Temporary("Unable to read the directory. (#4.3.0)")
         return self._names
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def check(self) -> None:
         if not self.loaded.is_set():

@@ -102,7 +102,10 @@ def busy(flag: bool) -> None:
 
 
 class Listeners:
-    """Service component: accept loops on ``ports`` handing connections to ``handler``."""
+    """Service component: accept loops on ``ports`` handing connections to ``handler``.
+
+    A protocol server subclasses it and passes its own connection handler.
+    """
 
     def __init__(
         self,
@@ -172,7 +175,7 @@ class Listeners:
                 continue
             conn.setblocking(False)
             accepted = Accepted(listener, conn, _peer_host(conn))
-            task = asyncio.create_task(self._connection(accepted))
+            task = asyncio.create_task(self._admit(accepted))
             self._connections.add(task)
             _BUSY[task] = False
 
@@ -184,7 +187,8 @@ class Listeners:
 
             task.add_done_callback(finished)
 
-    async def _connection(self, accepted: Accepted) -> None:
+    async def _admit(self, accepted: Accepted) -> None:
+        """The PROXY header of a trusted balancer, then the service's handler."""
         if trusted(accepted.remote, self._proxyclients()):
             try:
                 proxied = await read_header(socket_recv(accepted.sock))

@@ -65,7 +65,7 @@ async def read_line(reader: asyncio.StreamReader, idle: float) -> tuple[bytes, b
         return (head, True) if overlong else (line, False)
 
 
-class Pop3Server:
+class Pop3Server(Listeners):
     """Service component: both listeners and their connections."""
 
     def __init__(
@@ -83,7 +83,7 @@ class Pop3Server:
         self._policy = policy
         self._tls = tls
         self._idle_timeout = idle_timeout
-        self._listeners = Listeners(
+        super().__init__(
             service="pop3d",
             host=host,
             ports={str(name): port for name, port in ports.items()},
@@ -92,20 +92,6 @@ class Pop3Server:
             grace=STOP_GRACE,
             on_proxy=lambda result: metrics.PROXIED.labels(result).inc(),
         )
-
-    @property
-    def ports(self) -> dict[str, int]:
-        """The bound port of each listener (after :meth:`start`)."""
-        return self._listeners.ports
-
-    async def start(self) -> None:
-        await self._listeners.start()
-
-    async def check(self) -> None:
-        await self._listeners.check()
-
-    async def stop(self) -> None:
-        await self._listeners.stop()
 
     async def _connection(self, accepted: Accepted) -> None:
         listener = accepted.listener
@@ -155,7 +141,7 @@ class Pop3Server:
         writer: asyncio.StreamWriter,
         context: ssl.SSLContext | None,
     ) -> None:
-        while not self._listeners.stopping:
+        while not self.stopping:
             line, overlong = await read_line(reader, self._idle_timeout)
             busy(True)
             step = await session.handle(line, overlong=overlong)

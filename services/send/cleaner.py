@@ -18,7 +18,6 @@ deleting anything further; the next sweep tries again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ from pydantic import ValidationError
 from qmesh.contract import subjects
 from qmesh.contract.events import Todo
 from qmesh.contract.ids import QueueId
+from qmesh.runtime.background import Background
 from qmesh.store.base import BlobStore
 from qmesh.store.keys import MESS_PREFIX, body_key
 from services.send.clean import CLEAN_INTERVAL, ORPHAN_AGE, old_bodies, orphans
@@ -67,7 +67,7 @@ async def pending_todo_ids(js: JetStreamContext) -> set[str]:
     return found
 
 
-class Cleaner:
+class Cleaner(Background):
     def __init__(
         self,
         *,
@@ -84,16 +84,6 @@ class Cleaner:
         self._clock = clock
         self._interval = interval
         self._age = age
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:

@@ -9,7 +9,6 @@ Only counting: a failure here is logged and tried again, it never touches a mess
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from qmesh.bus.connection import NatsConnection
 from qmesh.contract import subjects
 from qmesh.contract.ids import QUEUE_ID_RE, QueueId, queue_id_birth
+from qmesh.runtime.background import Background
 from services.send import metrics
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def oldest_age(ids: list[str], now: float) -> float:
     return max(0.0, now - min(births)) if births else 0.0
 
 
-class QueueDepth:
+class QueueDepth(Background):
     def __init__(
         self,
         conn: NatsConnection,
@@ -47,16 +47,6 @@ class QueueDepth:
         self._ids = ids
         self._interval = interval
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:

@@ -15,12 +15,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from qmesh.runtime.background import Background
+
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 60.0  # ARCH-08 asks for at most 25 minutes
 
 
-class Timer:
+class Timer(Background):
     def __init__(
         self,
         *,
@@ -34,7 +36,6 @@ class Timer:
         self._sweep_interval = sweep_interval
         self._clock = clock
         self._slots = asyncio.Semaphore(concurrency)
-        self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._attend: Callable[[str], Awaitable[None]] | None = None
         self._sweep: Callable[[], Awaitable[list[str]]] | None = None
@@ -50,15 +51,6 @@ class Timer:
         self._due[qid] = when
         heapq.heappush(self._heap, (when, qid))
         self._wakeup.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         next_sweep = 0.0

@@ -58,29 +58,12 @@ def _strip_keyword(arg: str, keyword: str) -> str:
     return arg[len(keyword) :].lstrip(" ")
 
 
-def _extract(arg: str) -> tuple[str, str]:
-    """(address, what follows it) per SMTPD-31 steps 1, 2, 4 and 5."""
+def _scan(text: str, stop: str) -> tuple[str, int]:
+    """Unquote ``text`` up to the first unquoted ``stop`` (SMTPD-31 step 4): the address and
+    the index of the stop character, ``len(text)`` when there is none."""
     out: list[str] = []
     quoted = escaped = False
-    if "<" in arg:
-        rest = arg[arg.index("<") + 1 :]
-        end = len(rest)
-        for i, ch in enumerate(rest):
-            if escaped:
-                out.append(ch)
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                quoted = not quoted
-            elif ch == ">" and not quoted:
-                end = i
-                break
-            else:
-                out.append(ch)
-        return "".join(out), rest[end + 1 :]
-    i = 0
-    for i, ch in enumerate(arg):
+    for i, ch in enumerate(text):
         if escaped:
             out.append(ch)
             escaped = False
@@ -88,11 +71,21 @@ def _extract(arg: str) -> tuple[str, str]:
             escaped = True
         elif ch == '"':
             quoted = not quoted
-        elif ch == " " and not quoted:
-            return "".join(out), arg[i:]
+        elif ch == stop and not quoted:
+            return "".join(out), i
         else:
             out.append(ch)
-    return "".join(out), ""
+    return "".join(out), len(text)
+
+
+def _extract(arg: str) -> tuple[str, str]:
+    """(address, what follows it) per SMTPD-31 steps 1, 2, 4 and 5."""
+    if "<" in arg:  # up to the first unquoted >, or the rest of the line
+        rest = arg[arg.index("<") + 1 :]
+        address, end = _scan(rest, ">")
+        return address, rest[end + 1 :]
+    address, end = _scan(arg, " ")  # no brackets: up to the first unquoted space
+    return address, arg[end:]
 
 
 def _params(text: str) -> dict[str, str | None]:

@@ -105,7 +105,7 @@ class Connection:
             await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
 
 
-class SmtpServer:
+class SmtpServer(Listeners):
     """Service component: the SMTP listeners (25, 587 and 465 in their container ports)."""
 
     def __init__(
@@ -129,7 +129,7 @@ class SmtpServer:
         self._qmtp = qmtp
         self._timeout = timeout
         self._greeting = greeting
-        self._listeners = Listeners(
+        super().__init__(
             service="smtpd",
             host=host,
             ports=ports,
@@ -138,19 +138,6 @@ class SmtpServer:
             grace=STOP_GRACE,
             on_proxy=lambda result: metrics.PROXIED.labels(result).inc(),
         )
-
-    @property
-    def ports(self) -> dict[str, int]:
-        return self._listeners.ports
-
-    async def start(self) -> None:
-        await self._listeners.start()
-
-    async def check(self) -> None:
-        await self._listeners.check()
-
-    async def stop(self) -> None:
-        await self._listeners.stop()
 
     async def _connection(self, accepted: Accepted) -> None:
         listener = accepted.listener
@@ -226,7 +213,7 @@ class SmtpServer:
             await conn.skip(n, idle)
 
         async with asyncio.timeout(qmtp.SESSION_LIMIT):
-            while not self._listeners.stopping:
+            while not self.stopping:
                 if not conn.buffer:
                     try:
                         await conn.fill(idle)
@@ -263,7 +250,7 @@ class SmtpServer:
         while True:
             limit = MAX_AUTH_LINE if session.reading_auth else MAX_LINE
             line, overlong = await conn.line(limit, timeout)
-            if self._listeners.stopping:
+            if self.stopping:
                 await conn.write(self._shutdown_reply())
                 return
             busy(True)

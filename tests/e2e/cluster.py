@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,10 +13,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers import S3Server, free_ports
+import pytest
+
+from tests.servers import S3Server, free_ports, self_signed
 
 SERVICES = ("smtpd", "send", "local", "remote", "pop3d")
 QMESH = [sys.executable, "-m", "qmesh.cli.main"]
@@ -171,3 +176,34 @@ def start_cluster(
         cluster.stop()
         raise
     return cluster
+
+
+def client_program(name: str) -> str:
+    """A Debian client the tests drive; CI installs it (deploy/ci/system-packages.sh)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (make check installs it: deploy/ci/system-packages.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@contextlib.contextmanager
+def tls_cluster(workdir: Path, user: str, password: str, **controls: str) -> Iterator[Cluster]:
+    """``qmesh up`` with a certificate for mx.example.test and one account."""
+    cert, key = self_signed(workdir / "tls", "mx.example.test")
+    base = {
+        "me": "mx.example.test",
+        "locals": "mx.example.test",
+        "rcpthosts": "mx.example.test",
+        "tlscert": str(cert),
+        "tlskey": str(key),
+    }
+    cluster = start_cluster(workdir / "site", {**base, **controls})
+    try:
+        add = cluster.cli("user", "add", user, "--password-stdin", stdin=password + "\n")
+        assert add.returncode == 0, add.stderr
+        yield cluster
+    finally:
+        cluster.stop()

@@ -5,9 +5,7 @@ implicit TLS on POP3S, download and delete, and a second run that finds nothing 
 from __future__ import annotations
 
 import hashlib
-import os
 import poplib
-import shutil
 import smtplib
 import ssl
 import subprocess
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import Cluster, start_cluster
+from tests.e2e.cluster import Cluster, client_program, tls_cluster
 from tests.e2e.test_mail_flow import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -26,40 +24,13 @@ USER, PASSWORD = "alice@mx.example.test", "alice-pw"
 
 @pytest.fixture(scope="module")
 def mpop() -> str:
-    path = shutil.which("mpop")
-    if path is None:
-        message = "mpop is not installed (make check installs it: deploy/ci/system-packages.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return client_program("mpop")
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    tls = tmp_path / "tls"
-    tls.mkdir()
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem"), "-days", "2",
-         "-subj", "/CN=mx.example.test"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    controls = {
-        "me": "mx.example.test",
-        "locals": "mx.example.test",
-        "rcpthosts": "mx.example.test",
-        "tlscert": str(tls / "cert.pem"),
-        "tlskey": str(tls / "key.pem"),
-        "pop3plaintext": "0",  # POP3-60: no password before TLS
-    }
-    c = start_cluster(tmp_path / "site", controls)
-    try:
-        add = c.cli("user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
-        assert add.returncode == 0, add.stderr
+    with tls_cluster(tmp_path, USER, PASSWORD, pop3plaintext="0") as c:
         yield c
-    finally:
-        c.stop()
 
 
 def fingerprint(cluster: Cluster) -> str:

@@ -13,7 +13,6 @@ import ipaddress
 import poplib
 import ssl
 import struct
-import subprocess
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -40,7 +39,7 @@ from qmesh.store.maildir import pop3_size, unique_name
 from services.pop3d.app import build
 from services.pop3d.mailbox import snapshot
 from services.pop3d.server import Pop3Server
-from tests.servers import S3Server, free_ports
+from tests.servers import S3Server, free_ports, self_signed
 
 pytestmark = pytest.mark.integration
 
@@ -54,15 +53,7 @@ MESSAGES = [
 
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", "/CN=pop.example.test"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(tmp_path_factory.mktemp("tls"), "pop.example.test")
 
 
 def client_tls(cert: Path) -> ssl.SSLContext:

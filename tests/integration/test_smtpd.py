@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from qmesh.runtime.settings import Settings
 from qmesh.store.files import FileStore
 from services.smtpd.app import build
 from services.smtpd.server import SmtpServer
+from tests.servers import self_signed
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +35,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", f"/CN={DOMAIN}"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed(tmp_path_factory.mktemp("tls"), DOMAIN)
 
 
 def client_tls() -> ssl.SSLContext:
