@@ -40,7 +40,7 @@ class PathError(ValueError):
 
 
 SYNTAX = "501 5.5.4 syntax error"
-TOO_LONG = "555 syntax error (#5.5.4)"
+TOO_LONG = "555 5.5.4 syntax error (#5.5.4)"
 EMPTY_RCPT = "501 5.1.3 bad recipient address syntax"
 NON_ASCII = "553 5.6.7 non-ASCII address requires SMTPUTF8"
 BAD_PARAM = "555 5.5.4 unsupported parameter"

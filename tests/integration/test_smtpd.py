@@ -392,3 +392,57 @@ async def test_qmtp_05_10_15_packages_on_the_wire(stack: Stack) -> None:
     assert bodies[0].endswith(b"\nSubject: one\n\nhi\n") or bodies[1].endswith(
         b"\nSubject: one\n\nhi\n"
     )
+
+
+# -- the dialogue over a raw socket, one rule a step ----------------------------------------
+
+RELAY = "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+BADMAILFROM = "553 5.7.1 sorry, your envelope sender is in my badmailfrom list (#5.7.1)"
+SIZE = "552 5.3.4 message size exceeds fixed maximum message size"
+HELP = "214 2.0.0 qmesh: qmail's behaviour, see https://cr.yp.to/qmail.html"
+DIALOGUE: list[tuple[str, bytes, str]] = [
+    ("SMTPD-02", b"MAIL FROM:<joe@far.test>", "250 2.1.0 ok"),
+    ("SMTPD-13", b"EXPN staff", "502 5.5.1 unimplemented (#5.5.1)"),
+    ("SMTPD-14", b"NOOP a\0b", "501 5.5.2 syntax error"),
+    ("SMTPD-23", b"HELO", "501 5.5.4 HELO/EHLO requires a domain"),
+    ("SMTPD-20", b"HELO client.test", f"250 {DOMAIN}"),
+    ("SMTPD-40", b"RCPT TO:<alice@example.test>", "503 5.5.1 MAIL first (#5.5.1)"),
+    ("SMTPD-50", b"DATA", "503 5.5.1 MAIL first (#5.5.1)"),
+    ("SMTPD-33", b"MAIL FROM:<joe@far.test> SIZE=10", "555 5.5.4 unsupported parameter"),
+    ("SMTPD-21", b"EHLO client.test", f"250-{DOMAIN}"),
+    ("SMTPD-56", b"MAIL FROM:<joe@far.test> SIZE=2001", SIZE),
+    ("SMTPD-31", b"MAIL <joe@far.test>", "501 5.5.4 syntax error"),
+    ("SMTPD-85", "MAIL FROM:<jöe@far.test>".encode(), "553 5.6.7 non-ASCII address requires SMTPUTF8"),  # noqa: E501
+    ("SMTPD-34", b"MAIL FROM: <>", "250 2.1.0 ok"),
+    ("SMTPD-47", b"RCPT TO:<>", "501 5.1.3 bad recipient address syntax"),
+    ("SMTPD-32", b"RCPT TO:<" + b"a" * 901 + b"@x.test>", "555 5.5.4 syntax error (#5.5.4)"),
+    ("SMTPD-42", b"RCPT TO:<x@elsewhere.test>", RELAY),
+    ("SMTPD-43", b"RCPT TO:<x%elsewhere.test@example.test>", "553 5.7.1 sorry, relaying denied"),
+    ("SMTPD-42", b"RCPT TO:<@example.test:x@elsewhere.test>", RELAY),
+    ("SMTPD-42", b"RCPT TO:<x@[192.0.2.1]>", RELAY),
+    ("SMTPD-41", b"RCPT TO:<postmaster@[127.0.0.1]>", "250 2.1.5 ok"),
+    ("SMTPD-42", b"RCPT TO:<Postmaster>", "250 2.1.5 ok"),
+    ("SMTPD-46", b'RCPT TO:<"x@elsewhere.test"@example.test>', "250 2.1.5 ok"),
+    ("SMTPD-44", b"RCPT TO:<elsewhere.test!x@example.test>", "452 4.5.3 too many recipients"),
+    ("SMTPD-30", b"MAIL FROM:<spammer@bad.test>", "250 2.1.0 ok"),
+    ("SMTPD-35", b"RCPT TO:<alice@example.test>", BADMAILFROM),
+    ("SMTPD-61", b"RSET", "250 2.0.0 flushed"),
+    ("SMTPD-62", b"NOOP anything", "250 2.0.0 ok"),
+    ("SMTPD-63", b"VRFY alice", "252 2.0.0 send some mail, i'll try my best"),
+    ("SMTPD-64", b"HELP", HELP),
+    ("SMTPD-65", b"QUIT", f"221 2.0.0 {DOMAIN}"),
+]  # fmt: skip
+
+
+async def test_smtpd_dialogue_over_a_raw_socket(settings: Settings) -> None:
+    """SMTPD-01..65 step by step on the wire; each reply exact (SMTPD-83 enhanced codes)."""
+    (settings.control / "maxrcpt").write_text("3\n")
+    (settings.control / "badmailfrom").write_text("spammer@bad.test\n")
+    (settings.control / "percenthack").write_text("example.test\n")
+    async for stack in open_stack(settings):
+        c = await Client.connect(stack.port(), greet=False)
+        assert await c.reply() == f"220 {DOMAIN} ESMTP"  # SMTPD-01
+        for rule, line, expected in DIALOGUE:
+            got = await c.cmd(line.decode("utf-8", "surrogateescape"))
+            assert got.split("\r\n")[0] == expected, rule
+        assert await c.closed()
