@@ -91,6 +91,8 @@ def test_relay_refused_and_remote_delivery(cluster: Cluster, sink: Sink) -> None
         )
         code, _ = smtp.rcpt("user%sink.test@example.test")  # SMTPD-43 percent hack
         assert code == 553
+        code, reply = smtp.rcpt("nobody@example.test")  # SMTPD-45: local answers "invalid"
+        assert (code, reply) == (550, b"5.1.1 sorry, no mailbox here by that name")
     relay = ("127.0.0.2", 0)  # inside control/relayclients
     with smtplib.SMTP("127.0.0.1", cluster.smtp_port, timeout=30, source_address=relay) as smtp:
         smtp.ehlo("client.example")
