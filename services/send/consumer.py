@@ -229,6 +229,7 @@ class SendQueue:
                     body=message,
                     origin=Origin(kind="bounce"),  # BOUNCE-03
                     smtputf8=state.smtputf8,
+                    clock=self._clock,
                 )
             except QueueFailure as err:
                 raise Temporary(f"cannot queue bounce: {err.text}") from err
