@@ -43,3 +43,19 @@ async def test_arch_06_one_owner_across_replicas_and_within_one(private_nats: Na
             assert owned_b  # released: the other replica may take it now
     finally:
         await nc.close()
+
+
+async def test_arch_06_a_dead_replicas_lease_is_taken_over(private_nats: NatsServer) -> None:
+    """A replica killed while attending leaves its lease; the next owner need not wait for TTL."""
+    nc = await nats.connect(private_nats.url)
+    try:
+        leases = await ensure_kv(nc.jetstream(), subjects.KV_LEASES, 1)
+        await leases.put(f"send.{QID}", b"deadbeef 1000.000")  # taken at t=1000, never released
+        fresh = Ownership(lambda: leases, clock=lambda: 1010.0)
+        async with fresh.hold(QID) as owned:
+            assert not owned  # ten seconds: maybe still working
+        later = Ownership(lambda: leases, clock=lambda: 1031.0)
+        async with later.hold(QID) as owned:
+            assert owned  # thirty-one seconds: its owner is gone
+    finally:
+        await nc.close()
