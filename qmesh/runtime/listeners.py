@@ -117,6 +117,7 @@ class Listeners:
         proxyclients: Callable[[], tuple[Network, ...]] = tuple,
         grace: float = 10.0,
         on_proxy: Callable[[str], None] = lambda result: None,
+        max_sessions: int = 500,
     ) -> None:
         self._service = service
         self._host = host
@@ -128,6 +129,7 @@ class Listeners:
         self._sockets: dict[str, socket.socket] = {}
         self._acceptors: dict[str, asyncio.Task[None]] = {}
         self._connections: set[asyncio.Task[None]] = set()
+        self._max_sessions = max_sessions
         self.stopping = False
 
     @property
@@ -166,10 +168,13 @@ class Listeners:
 
     async def _accept(self, listener: str, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        room = asyncio.Semaphore(self._max_sessions)  # per listener (SMTPD-73)
         while True:
+            await room.acquire()  # at the limit, new clients wait in the listen backlog
             try:
                 conn, _ = await loop.sock_accept(sock)
             except OSError as err:  # EMFILE and the like: keep the listener, slow down
+                room.release()
                 log.warning(f"{self._service}.accept_failed", extra={"reason": str(err)})
                 await asyncio.sleep(0.5)
                 continue
@@ -180,6 +185,7 @@ class Listeners:
             _BUSY[task] = False
 
             def finished(done: asyncio.Task[None], accepted: Accepted = accepted) -> None:
+                room.release()
                 self._connections.discard(done)
                 _BUSY.pop(done, None)
                 if not accepted.owned:

@@ -82,6 +82,7 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
         policy=policy,
         tls=tls.current,
         proxyclients=lambda: watcher.current.proxyclients,
+        max_sessions=settings.max_sessions,
         idle_timeout=idle_timeout,
     )
 

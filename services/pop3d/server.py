@@ -77,6 +77,7 @@ class Pop3Server(Listeners):
         policy: PolicyFactory,
         tls: Callable[[], ssl.SSLContext | None],
         proxyclients: Callable[[], tuple[Network, ...]] = tuple,
+        max_sessions: int = 500,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self._sessions = sessions
@@ -91,6 +92,7 @@ class Pop3Server(Listeners):
             proxyclients=proxyclients,
             grace=STOP_GRACE,
             on_proxy=lambda result: metrics.PROXIED.labels(result).inc(),
+            max_sessions=max_sessions,
         )
 
     async def _connection(self, accepted: Accepted) -> None:

@@ -99,6 +99,7 @@ async def build(settings: Settings) -> Service:
         timeout=lambda: config().timeout,
         greeting=lambda: config().greeting,
         proxyclients=lambda: watcher.current.proxyclients,
+        max_sessions=settings.max_sessions,
     )
 
     async def controls_loaded() -> None:

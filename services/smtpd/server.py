@@ -25,7 +25,8 @@ from qmesh.runtime.listeners import (
     busy,
     discard_buffered,
 )
-from services.smtpd import metrics, qmtp, replies
+from services.smtpd import metrics, replies
+from services.smtpd import qmtp as qmtp_protocol
 from services.smtpd.protocol import MAX_LINE
 from services.smtpd.qmtp import Framing
 from services.smtpd.session import Client, Session, Step
@@ -118,15 +119,18 @@ class SmtpServer(Listeners):
         submission: frozenset[str],
         implicit_tls: frozenset[str],
         qmtp: frozenset[str] = frozenset(),
+        qmtp_session_limit: float = qmtp_protocol.SESSION_LIMIT,
         timeout: Callable[[], float],
         greeting: Callable[[], str],
         proxyclients: Callable[[], tuple[Network, ...]] = tuple,
+        max_sessions: int = 500,
     ) -> None:
         self._sessions = sessions
         self._tls = tls
         self._submission = submission
         self._implicit = implicit_tls
         self._qmtp = qmtp
+        self.qmtp_session_limit = qmtp_session_limit
         self._timeout = timeout
         self._greeting = greeting
         super().__init__(
@@ -137,6 +141,7 @@ class SmtpServer(Listeners):
             proxyclients=proxyclients,
             grace=STOP_GRACE,
             on_proxy=lambda result: metrics.PROXIED.labels(result).inc(),
+            max_sessions=max_sessions,
         )
 
     async def _connection(self, accepted: Accepted) -> None:
@@ -212,16 +217,16 @@ class SmtpServer(Listeners):
         async def skip(n: int) -> None:
             await conn.skip(n, idle)
 
-        async with asyncio.timeout(qmtp.SESSION_LIMIT):
+        async with asyncio.timeout(self.qmtp_session_limit):
             while not self.stopping:
                 if not conn.buffer:
                     try:
                         await conn.fill(idle)
                     except Closed:
                         return  # between packages: a normal end
-                package = await qmtp.read_package(read, skip, databytes)
+                package = await qmtp_protocol.read_package(read, skip, databytes)
                 busy(True)
-                responses, queued = await qmtp.answer(
+                responses, queued = await qmtp_protocol.answer(
                     package,
                     config=session.config,
                     client_ip=session.client.ip,
@@ -230,7 +235,7 @@ class SmtpServer(Listeners):
                     rcptcheck=session.rcptcheck,
                     queue=session.queue,
                 )
-                await conn.write(b"".join(qmtp.netstring(r) for r in responses))
+                await conn.write(b"".join(qmtp_protocol.netstring(r) for r in responses))
                 busy(False)
                 metrics.MESSAGES.labels("accepted" if queued else "rejected").inc()
                 if queued is not None:

@@ -446,3 +446,23 @@ async def test_smtpd_dialogue_over_a_raw_socket(settings: Settings) -> None:
             got = await c.cmd(line.decode("utf-8", "surrogateescape"))
             assert got.split("\r\n")[0] == expected, rule
         assert await c.closed()
+
+
+async def test_smtpd_73_sessions_per_listener_are_capped(settings: Settings) -> None:
+    """With QMESH_MAX_SESSIONS 1 a second client waits until the first one leaves."""
+    async for stack in open_stack(settings.model_copy(update={"max_sessions": 1})):
+        first = await Client.connect(stack.port())
+        second = await Client.connect(stack.port(), greet=False)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(second.reader.readline(), 0.5)  # not served yet
+        assert await first.cmd("QUIT") == f"221 2.0.0 {DOMAIN}"
+        assert (await second.reply()).startswith("220 ")
+
+
+async def test_qmtp_01_a_session_ends_after_its_time_limit(stack: Stack) -> None:
+    stack.server.qmtp_session_limit = 0.5  # an hour in production
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port("qmtp"))
+    try:
+        assert await asyncio.wait_for(reader.read(1), 10) == b""  # closed by the server
+    finally:
+        writer.close()
