@@ -105,6 +105,7 @@ def test_probes_on_the_health_endpoints(rendered: dict[str, list[Manifest]], sce
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_restricted_pod_security(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    """ARCH-20: non-root, read-only root filesystem, no capabilities, one uid per service."""
     objects = objects_of(rendered, scenario)
     uids: dict[str, int] = {}
     for w in workloads(objects):

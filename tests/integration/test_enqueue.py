@@ -66,6 +66,8 @@ async def todos(url: str) -> list[Todo]:
 async def test_arch_01_body_then_todo_then_success(
     private_nats: NatsServer, blobs: BlobStore
 ) -> None:
+    """QUEUE-01: content stored unchanged after the Received line; QUEUE-04: the todo carries
+    the origin; QUEUE-05: the qp is in the first line and in the todo."""
     nc = await nats.connect(private_nats.url)
     js = nc.jetstream()
     await provision_streams(js)

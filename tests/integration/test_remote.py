@@ -417,7 +417,10 @@ async def test_remote_30_name_rejected(harness: Harness) -> None:
 
 
 async def test_remote_20_30_greeting_failed_then_the_next_address(harness: Harness) -> None:
-    """A relay name with AAAA ::1 (refusing greeting) and A 127.0.0.1 (a sink): REMOTE-20."""
+    """A relay name with AAAA ::1 (refusing greeting) and A 127.0.0.1 (a sink): REMOTE-20.
+
+    REMOTE-15: AAAA addresses are used too (the last report is from ::1).
+    """
     bad = Peer(greeting=b"554 5.3.2 not now")
     good = Sink()
     good_server, port = await start_sink(good)
@@ -595,7 +598,10 @@ async def mx_world(harness: Harness, sink: tuple[Sink, int]) -> tuple[Sink, int]
 async def test_remote_13_preference_order_with_fallback(
     harness: Harness, mx_world: tuple[Sink, int]
 ) -> None:
-    """MX 10 is ::1 where nothing listens on the port; MX 20 (127.0.0.1) gets the mail."""
+    """MX 10 is ::1 where nothing listens on the port; MX 20 (127.0.0.1) gets the mail.
+
+    REMOTE-01: host = the recipient's domain; the job's one recipient is sent as is.
+    """
     result = await harness.deliver("bob@order.test")
     assert result.outcome == "delivered" and result.remote_host == "127.0.0.1"
     assert mx_world[0].messages[0].recipients == ["bob@order.test"]
@@ -604,6 +610,21 @@ async def test_remote_13_preference_order_with_fallback(
 async def test_remote_13_implicit_mx(harness: Harness, mx_world: tuple[Sink, int]) -> None:
     result = await harness.deliver("bob@plain.test")
     assert result.outcome == "delivered" and result.remote_host == "127.0.0.1"
+
+
+async def test_remote_17_no_cname_rewriting(harness: Harness, mx_world: tuple[Sink, int]) -> None:
+    """REMOTE-17: the recipient's domain is never replaced by a CNAME target, nor looked up."""
+    harness.dns.records.update(
+        {
+            ("alias.test", "MX"): ["10 v4.order.test"],
+            ("alias.test", "CNAME"): ["canonical.test."],
+        }
+    )
+    harness.dns.servfail.add("canonical.test")
+    result = await harness.deliver("bob@alias.test")
+    assert result.outcome == "delivered" and result.remote_host == "127.0.0.1"
+    assert mx_world[0].messages[-1].recipients == ["bob@alias.test"]
+    assert not [q for q in harness.dns.queries if q[1] == "CNAME" or q[0] == "canonical.test"]
 
 
 @pytest.mark.parametrize(

@@ -67,3 +67,12 @@ def test_services_never_import_each_other(service: str) -> None:
 def test_domain_modules_import_no_infrastructure(module: str) -> None:
     bad = [m for m in imported(ROOT / module) if m.split(".")[0] in INFRASTRUCTURE]
     assert not bad, f"{module} imports {bad}"
+
+
+@pytest.mark.parametrize("service", ["send", "local"])
+def test_arch_25_broad_credential_services_use_no_message_parser(service: str) -> None:
+    """ARCH-25: send and local do not parse message content with a MIME/header library."""
+    parsers = ("email", "mailparser", "flanker")
+    for path in python_files(f"services/{service}"):
+        bad = [m for m in imported(path) if m.split(".")[0] in parsers]
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

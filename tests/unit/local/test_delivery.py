@@ -78,6 +78,7 @@ def test_from_line() -> None:
     [("bob@x.test", ("bob", "x.test")), ("@x.test", ("", "x.test")), ("a@b@c", ("a@b", "c"))],
 )
 def test_split_recipient(recipient: str, expected: tuple[str, str]) -> None:
+    """SEND-15: local part before the last ``@``, domain after it."""
     assert split_recipient(recipient) == expected
 
 

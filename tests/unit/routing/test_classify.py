@@ -90,3 +90,19 @@ def test_send_13_exception_line_and_suffixes() -> None:
 )
 def test_send_17_hosted_domains(domain: str, hosted: bool) -> None:
     assert is_hosted(domain, PROFILE, DIRECTORY) is hosted
+
+
+def test_send_14_matching_ignores_case_addresses_keep_theirs() -> None:
+    rules = RoutingRules.build(
+        envnoathost="L.Test",
+        percenthack=["GW.Test"],
+        locals=["L.Test"],
+        virtualdomains=[("V.Test", "Virt"), ("Joe@X.Test", "joe")],
+    )
+    assert classify("Bob@l.TEST", rules, set()) == Local("Bob@l.TEST", "l.test", "Bob@l.TEST")
+    assert classify("Ann@v.test", rules, set()) == Local("Virt-Ann@l.test", "l.test", "Ann@v.test")
+    assert classify("JOE@x.test", rules, set()) == Local("joe-JOE@l.test", "l.test", "JOE@x.test")
+    assert classify("Kim%Far.Test@gw.test", rules, set()) == Remote("Kim@Far.Test")
+    assert classify("Eve@Dir.Test", rules, {"dir.test"}) == Local(
+        "Eve@Dir.Test", "dir.test", "Eve@Dir.Test"
+    )

@@ -72,6 +72,7 @@ def test_send_20_late_pass_lands_on_next_square() -> None:
 
 
 def test_send_01_preprocess_classifies_every_recipient_not_done() -> None:
+    """ARCH-12: the birth time is the moment preprocessing finished."""
     state = preprocess(todo("a@example.test", "b@far.test", "a@example.test"), RULES, set(), 50.0)
     assert [(r.index, r.channel, r.done) for r in state.recipients] == [
         (0, "local", False),
@@ -162,3 +163,19 @@ def test_send_22_a_result_before_its_pass_is_recorded_is_taken_later() -> None:
     assert result_is_early(state, failed)  # the record does not show the pass yet
     assert not result_is_early(planned, failed)
     assert applied(planned, failed, 1.0).bounces[0].report == "Sorry (#5.1.1)"
+
+
+def test_send_27_each_job_names_one_recipient() -> None:
+    state = preprocess(todo("a@far.test", "b@far.test", "a@example.test"), RULES, set(), 0.0)
+    _, jobs = start_pass(state, "remote", 0.0, WEEK)
+    assert [(j.rcpt_index, j.recipient) for j in jobs] == [(0, "a@far.test"), (1, "b@far.test")]
+    _, jobs = start_pass(state, "local", 0.0, WEEK)
+    assert [(j.rcpt_index, j.recipient) for j in jobs] == [(2, "a@example.test")]
+
+
+def test_send_33_send_keeps_at_most_10000_bytes_of_a_report() -> None:
+    state, jobs = start_pass(preprocess(todo("b@far.test"), RULES, set(), 0.0), "remote", 0.0, WEEK)
+    long = "\u00e9" * 8000  # 16 000 bytes of UTF-8
+    state = applied(state, result(jobs[0], "failed", long), 1.0)
+    kept = state.bounces[0].report
+    assert len(kept.encode()) <= 10_000 and long.startswith(kept) and len(kept) == 5000

@@ -1,0 +1,62 @@
+"""The durable consumer against a real nats-server: in-progress acks keep a job (SEND-34)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from qmesh.bus.connection import NatsConnection
+from qmesh.bus.consumer import Consumer
+from qmesh.cli.natsd import NatsServer
+from qmesh.contract import subjects
+from qmesh.contract.envelope import Envelope
+from qmesh.contract.events import Origin, Todo
+from qmesh.runtime.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+ACK_WAIT = 1.0
+
+
+async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
+    private_nats: NatsServer,
+) -> None:
+    """SEND-34: a handler running 3 x AckWait is not redelivered; it is acked once at the end."""
+    conn = NatsConnection(Settings(nats_url=private_nats.url), "test-send-34")
+    await conn.start()
+    calls: list[str] = []
+    done = asyncio.Event()
+
+    async def handle(todo: Todo) -> None:
+        calls.append(todo.id)
+        await asyncio.sleep(3 * ACK_WAIT)
+        done.set()
+
+    consumer = Consumer(
+        conn,
+        stream=subjects.STREAM_TODO,
+        durable="test-send-34",
+        event=Todo,
+        handle=handle,
+        concurrency=2,
+        ack_wait=ACK_WAIT,
+    )
+    await consumer.start()
+    await asyncio.wait_for(consumer.subscribed.wait(), 10)
+    todo = Todo(
+        id="1732510000123.0123456789abcdef",
+        qp=4711,
+        envelope=Envelope(sender="joe@far.test", recipients=("a@example.test",)),
+        origin=Origin(kind="inject"),
+        size=1,
+        queued_at=0.0,
+    )
+    await conn.js.publish(subjects.TODO, todo.encode())
+    await asyncio.wait_for(done.wait(), 10)
+    await asyncio.sleep(2 * ACK_WAIT)  # a redelivery would have arrived by now
+    info = await conn.js.consumer_info(subjects.STREAM_TODO, "test-send-34")
+    await consumer.stop()
+    await conn.stop()
+    assert calls == [todo.id]
+    assert info.num_redelivered == 0 and info.num_ack_pending == 0
