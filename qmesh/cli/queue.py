@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from qmesh.contract import wire
 from qmesh.contract.events import Flushed, Origin
 from qmesh.contract.subjects import CHANNELS, Channel
 
@@ -70,7 +71,7 @@ class QueueRecord(_View):
 
     @classmethod
     def decode(cls, data: bytes) -> QueueRecord:
-        return cls.model_validate_json(data)
+        return wire.loads(cls, data)
 
     def pass_of(self, channel: Channel) -> PassView:
         return self.passes.get(channel, PassView())

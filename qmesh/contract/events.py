@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from qmesh.contract import wire
 from qmesh.contract.envelope import Address, Envelope
 from qmesh.contract.ids import QueueId, parse_queue_id
 from qmesh.contract.outcome import Outcome, clip_report
@@ -30,11 +31,11 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def encode(self) -> bytes:
-        return self.model_dump_json().encode()
+        return wire.dumps(self)
 
     @classmethod
     def decode(cls, data: bytes) -> Self:
-        return cls.model_validate_json(data)
+        return wire.loads(cls, data)
 
 
 class Origin(BaseModel):

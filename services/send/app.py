@@ -63,7 +63,9 @@ async def build(settings: Settings) -> Service:
         concurrency=64,
     )
     flusher = Flusher(conn=conn, states=states, timer=timer, config=config)  # SEND-25
-    depth = QueueDepth(conn, states.ids)  # the gauges the chart's queue-age alerts read
+    depth = QueueDepth(  # the gauges the chart's queue-age alerts read; the status line
+        conn, states.ids, lambda: (config().concurrencylocal, config().concurrencyremote)
+    )
     cleaner = Cleaner(states=states, blobs=blobs, todos=lambda: pending_todo_ids(conn.js))
     return Service(
         "send",

@@ -191,6 +191,7 @@ class SendQueue:
                     "msg_id": state.id,
                     "channel": channel,
                     "rcpt_index": job.rcpt_index,
+                    "rcpt": state.recipients[job.rcpt_index].address,
                     "attempt": job.attempt,
                 },
             )

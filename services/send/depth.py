@@ -1,8 +1,10 @@
 """Queue depth and age for Prometheus: what an operator watches (and the chart's alerts use).
 
-Every ``interval`` seconds: messages per stage — ``todo`` (not yet preprocessed: QMESH_TODO),
-``queue`` (records in ``qmesh_queue``), ``local`` and ``remote`` (jobs waiting in their
-streams) — and the age of the oldest record, read from its queue id, so no record is loaded.
+Every ``interval`` seconds: the ``status`` log line (deliveries in flight per channel and their
+limits, SEND-40) and, for Prometheus, messages per stage — ``todo`` (not yet preprocessed:
+QMESH_TODO), ``queue`` (records in ``qmesh_queue``), ``local`` and ``remote`` (jobs waiting in
+their streams) — and the age of the oldest record, read from its queue id, so no record is
+loaded.
 Only counting: a failure here is logged and tried again, it never touches a message.
 """
 
@@ -12,6 +14,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+
+from nats.js.errors import NotFoundError
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.contract import subjects
@@ -39,12 +43,14 @@ class QueueDepth(Background):
         self,
         conn: NatsConnection,
         ids: Callable[[], Awaitable[list[str]]],
+        limits: Callable[[], tuple[int, int]] = lambda: (0, 0),
         *,
         interval: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._conn = conn
         self._ids = ids
+        self._limits = limits
         self._interval = interval
         self._clock = clock
 
@@ -64,3 +70,23 @@ class QueueDepth(Background):
         for stage, stream in STREAMS.items():
             info = await self._conn.js.stream_info(stream)
             metrics.QUEUE_MESSAGES.labels(stage).set(info.state.messages)
+        busy = {}
+        for channel in subjects.CHANNELS:
+            try:
+                consumer = await self._conn.js.consumer_info(
+                    subjects.job_stream(channel), subjects.job_consumer(channel)
+                )
+            except NotFoundError:  # no local/remote has started yet: nothing in flight
+                busy[channel] = 0
+                continue
+            busy[channel] = consumer.num_ack_pending or 0
+        local_limit, remote_limit = self._limits()
+        log.info(  # SEND-40: qmail's "status: local l/L remote r/R"
+            "status",
+            extra={
+                "local": busy["local"],
+                "local_limit": local_limit,
+                "remote": busy["remote"],
+                "remote_limit": remote_limit,
+            },
+        )

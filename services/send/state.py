@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qmesh.contract import wire
 from qmesh.contract.envelope import Address
 from qmesh.contract.events import Origin, Qp, QueueIdField
 from qmesh.contract.subjects import Channel
@@ -72,11 +73,11 @@ class MessageState(BaseModel):
     bounced: int = 0  # how many bounces have been injected for this message
 
     def encode(self) -> bytes:
-        return self.model_dump_json().encode()
+        return wire.dumps(self)
 
     @classmethod
     def decode(cls, data: bytes) -> MessageState:
-        return cls.model_validate_json(data)
+        return wire.loads(cls, data)
 
     def pending(self, channel: Channel) -> tuple[Recipient, ...]:
         return tuple(r for r in self.recipients if r.channel == channel and not r.done)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import poplib
 import smtplib
 import time
@@ -167,6 +168,16 @@ def test_every_service_answers_health_and_metrics(cluster: Cluster) -> None:
         assert status == 200, (service, body)
         status, body = cluster.http_get(service, "/metrics")
         assert status == 200 and f"qmesh_{service}_" in body, service
+    wait_for(  # SEND-40: qmail's "status: local l/L remote r/R" as a structured line
+        lambda: '"event": "status"' in (cluster.data / "log" / "send.log").read_text(),
+        what="send's status line",
+    )
+    status = next(
+        json.loads(line)
+        for line in (cluster.data / "log" / "send.log").read_text().splitlines()
+        if '"event": "status"' in line
+    )
+    assert (status["local"], status["local_limit"], status["remote_limit"]) == (0, 10, 20)
     wait_for(  # the gauges the chart's queue-age alert reads
         lambda: (
             'qmesh_send_queue_oldest_seconds{stage="queue"}'
