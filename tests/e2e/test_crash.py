@@ -1,5 +1,7 @@
 """ARCH-02 under SIGKILL: kill send and local in the middle of a few hundred messages; after
-``qmesh up`` restarts them every accepted message is in its mailbox, exactly once (ARCH-11)."""
+``qmesh up`` restarts them every accepted message is in its mailbox, exactly once (ARCH-11).
+A todo is acknowledged only once its record is durable (ARCH-04, CLEAN-01), so a send killed
+in between loses nothing."""
 
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path, sink: Sink) -> Itera
 
 
 def test_smtp_in_pop3_out(cluster: Cluster) -> None:
-    """ARCH-01, SMTPD-57: 250 with qp only after the enqueue; the message reaches POP3."""
+    """ARCH-01, SMTPD-57: 250 with qp only after the enqueue; the message reaches POP3 in
+    seconds, not at send's next sweep a minute later (QUEUE-09)."""
     with smtplib.SMTP("127.0.0.1", cluster.smtp_port, timeout=30) as smtp:
         smtp.ehlo("client.example")
         smtp.mail("joe@far.test")

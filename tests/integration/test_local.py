@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import nats
 import pytest
@@ -285,6 +286,20 @@ async def test_unknown_address_is_no_mailbox(local: Local, domain: str) -> None:
             "failed",
             "Sorry, no mailbox here by that name. (#5.1.1)",
         )
+    assert await mailbox(local, domain, "bob") == {}
+
+
+async def test_arch_24_an_address_never_names_a_program_or_file(
+    local: Local, domain: str, tmp_path: Path
+) -> None:
+    """ARCH-24: only rules in the directory run programs or write mailboxes."""
+    await add_domain(local, domain)
+    await add_account(local, domain, "bob")
+    marker = tmp_path / "ran"
+    for address in (f"|touch {marker}@{domain}", f"./Maildir/@{domain}", f"/tmp/x@{domain}"):
+        _, [result], _ = await deliver(local, address)
+        assert result.outcome == "failed", address
+    assert not marker.exists()
     assert await mailbox(local, domain, "bob") == {}
 
 
