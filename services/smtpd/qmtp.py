@@ -20,7 +20,8 @@ from services.smtpd.config import SmtpdConfig
 from services.smtpd.data import MAX_HOPS, count_hops
 from services.smtpd.policy import sender_is_bad
 from services.smtpd.received import received_line
-from services.smtpd.session import Queue, RecipientCheck, judge_recipient
+from services.smtpd.recipients import RecipientCheck, judge_recipient
+from services.smtpd.session import Queue
 
 MAX_PACKAGE = 200_000_000  # QMTP-10
 MAX_ENVELOPE = 1 << 20  # sender and recipient netstrings; a real one is far smaller

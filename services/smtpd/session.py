@@ -17,13 +17,11 @@ from typing import Literal, Protocol
 
 from qmesh.contract.errors import QueueFailure, Temporary
 from qmesh.contract.events import Origin
-from qmesh.contract.events import Verdict as RcptVerdict
 from qmesh.contract.queue import Queued
-from qmesh.routing.classify import Local, classify
 from services.smtpd import replies
 from services.smtpd.config import SmtpdConfig
 from services.smtpd.data import BARE_LINE_END, DataReader
-from services.smtpd.policy import check_rcpt, localiphost, sender_is_bad
+from services.smtpd.policy import sender_is_bad
 from services.smtpd.protocol import (
     BAD_PARAM,
     EMPTY_RCPT,
@@ -34,6 +32,7 @@ from services.smtpd.protocol import (
     parse_path,
 )
 from services.smtpd.received import received_line
+from services.smtpd.recipients import RecipientCheck, judge_recipient
 
 
 class Queue(Protocol):
@@ -44,10 +43,6 @@ class Queue(Protocol):
     async def enqueue(
         self, sender: str, recipients: list[str], body: bytes, origin: Origin, smtputf8: bool
     ) -> Queued: ...
-
-
-class RecipientCheck(Protocol):
-    async def verify(self, recipient: str, namespace: str) -> RcptVerdict: ...
 
 
 class Authenticator(Protocol):
@@ -371,36 +366,6 @@ class Session:
             return Step(replies.AUTH_FAILED)  # the delay is the authenticator's (SMTPD-81)
         self.auth_user = who
         return Step(replies.AUTH_OK)
-
-
-async def judge_recipient(
-    address: str,
-    *,
-    config: SmtpdConfig,
-    relayclient: str | None,
-    domains: Callable[[], Container[str]],
-    rcptcheck: RecipientCheck,
-) -> tuple[str | None, str]:
-    """SMTPD-48 steps 7 to 9 (SMTPD-41..45): the address to queue, or ``None``, and the reply."""
-    address = localiphost(address, config.ipme, config.localiphost)
-    try:
-        names = domains()
-    except Temporary:
-        return None, replies.LOOKUP_FAILED
-    verdict = check_rcpt(
-        address, policy=config.relay, relayclient=relayclient, directory_domains=names
-    )
-    if not verdict.accepted:
-        return None, verdict.reply
-    if config.rcptcheck:
-        route = classify(verdict.address, config.relay.rules, names)
-        if isinstance(route, Local):  # SMTPD-45: local recipients are verified, remote ones not
-            answer = await rcptcheck.verify(route.address, route.namespace)
-            if answer == "invalid":
-                return None, replies.NO_MAILBOX
-            if answer == "tempfail":
-                return None, replies.LOOKUP_FAILED
-    return verdict.address, replies.RCPT_OK
 
 
 _COMMANDS = {
