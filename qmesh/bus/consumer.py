@@ -6,6 +6,10 @@ in-progress acks while a handler runs (SEND-34), and acknowledges only after the
 returned, i.e. after its effects are durable. A handler that raises leaves the event to be
 delivered again: :class:`~qmesh.contract.errors.Temporary` after ``retry_delay``, anything else
 (a bug) after a longer delay with the traceback logged.
+
+With a batch handler (``handle_batch`` and ``batch_key``), the events of one fetch that share a
+key are handed over together, at most ``max_batch`` at a time; the group is kept in progress,
+acknowledged, or delivered again as a whole. Events of different keys run side by side.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from nats.aio.msg import Msg
@@ -45,7 +49,12 @@ class Consumer(Generic[E]):
         max_ack_pending: int | None = None,
         ack_wait: float = ACK_WAIT,
         retry_delay: float = 5.0,
+        handle_batch: Callable[[list[E]], Awaitable[None]] | None = None,
+        batch_key: Callable[[E], Hashable] | None = None,
+        max_batch: int = 100,
     ) -> None:
+        if (handle_batch is None) != (batch_key is None):
+            raise ValueError("handle_batch and batch_key go together")
         self._conn = conn
         self._stream = stream
         self._durable = durable
@@ -55,6 +64,9 @@ class Consumer(Generic[E]):
         self._max_ack_pending = max_ack_pending or self._concurrency
         self._ack_wait = ack_wait
         self._retry_delay = retry_delay
+        self._handle_batch = handle_batch
+        self._batch_key = batch_key
+        self._max_batch = max(1, max_batch)
         self._slots = asyncio.Semaphore(self._concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -120,54 +132,109 @@ class Consumer(Generic[E]):
                 await asyncio.sleep(1.0)
             for _ in range(free - len(msgs)):
                 self._slots.release()
+            if self._handle_batch is not None and msgs:
+                self._track(self._batches(msgs))
+                continue
             for msg in msgs:
-                task = asyncio.create_task(self._one(msg))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+                self._track(self._one(msg))
+
+    def _track(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _decode(self, msg: Msg) -> E | None:
+        """The event, or None after refusing a malformed payload for good (ARCH-22)."""
+        try:
+            return self._event.decode(msg.data)
+        except ValidationError as err:
+            log.error(
+                "consumer.invalid_event",
+                extra={
+                    "consumer": self._durable,
+                    "bytes": len(msg.data),
+                    "reason": str(err)[:500],
+                },
+            )
+            await msg.term()
+            return None
 
     async def _one(self, msg: Msg) -> None:
         try:
-            try:
-                event = self._event.decode(msg.data)
-            except ValidationError as err:
-                log.error(
-                    "consumer.invalid_event",
-                    extra={
-                        "consumer": self._durable,
-                        "bytes": len(msg.data),
-                        "reason": str(err)[:500],
-                    },
-                )
-                await msg.term()
-                return
-            keepalive = asyncio.create_task(self._keepalive(msg))
-            try:
-                await self._handle(event)
-            except Temporary as err:
-                log.warning(
-                    "consumer.deferred",
-                    extra={
-                        "consumer": self._durable,
-                        "msg_id": getattr(event, "id", None),
-                        "reason": err.text,
-                    },
-                )
-                await msg.nak(delay=self._retry_delay)
-                return
-            except Exception:
-                log.exception(
-                    "consumer.handler_failed",
-                    extra={"consumer": self._durable, "msg_id": getattr(event, "id", None)},
-                )
-                await msg.nak(delay=BUG_RETRY_DELAY)
-                return
-            finally:
-                keepalive.cancel()
-            await msg.ack()
+            event = await self._decode(msg)
+            if event is not None:
+                await self._settle([(msg, event)], self._handle(event))
         except Exception:
             log.exception("consumer.ack_failed", extra={"consumer": self._durable})
         finally:
             self._slots.release()
+
+    async def _batches(self, msgs: list[Msg]) -> None:
+        """One fetch in batch mode: decode, group by key, run the groups side by side."""
+        assert self._handle_batch is not None and self._batch_key is not None
+        groups: dict[Hashable, list[tuple[Msg, E]]] = {}
+        batches: list[list[tuple[Msg, E]]] = []
+        for msg in msgs:
+            try:
+                event = await self._decode(msg)
+            except Exception:
+                log.exception("consumer.ack_failed", extra={"consumer": self._durable})
+                event = None
+            if event is None:
+                self._slots.release()
+                continue
+            key = self._batch_key(event)
+            group = groups.get(key)
+            if group is None or len(group) >= self._max_batch:
+                group = groups[key] = []
+                batches.append(group)
+            group.append((msg, event))
+        await asyncio.gather(*(self._batch(batch) for batch in batches))
+
+    async def _batch(self, items: list[tuple[Msg, E]]) -> None:
+        assert self._handle_batch is not None
+        try:
+            await self._settle(items, self._handle_batch([event for _, event in items]))
+        except Exception:
+            log.exception("consumer.ack_failed", extra={"consumer": self._durable})
+        finally:
+            for _ in items:
+                self._slots.release()
+
+    async def _settle(self, items: list[tuple[Msg, E]], handling: Awaitable[None]) -> None:
+        """Run the handler with every message kept in progress; ack all, or nak all."""
+        ids = [getattr(event, "id", None) for _, event in items]
+        msg_id = ids[0] if len(ids) == 1 else ids
+        keepalives = [asyncio.create_task(self._keepalive(msg)) for msg, _ in items]
+        try:
+            await handling
+        except Temporary as err:
+            log.warning(
+                "consumer.deferred",
+                extra={"consumer": self._durable, "msg_id": msg_id, "reason": err.text},
+            )
+            await self._each(items, lambda msg: msg.nak(delay=self._retry_delay))
+            return
+        except Exception:
+            log.exception(
+                "consumer.handler_failed", extra={"consumer": self._durable, "msg_id": msg_id}
+            )
+            await self._each(items, lambda msg: msg.nak(delay=BUG_RETRY_DELAY))
+            return
+        finally:
+            for keepalive in keepalives:
+                keepalive.cancel()
+        await self._each(items, lambda msg: msg.ack())
+
+    async def _each(
+        self, items: list[tuple[Msg, E]], settle: Callable[[Msg], Awaitable[None]]
+    ) -> None:
+        """Ack or nak every message; one that fails is logged and the rest still settled."""
+        for msg, _ in items:
+            try:
+                await settle(msg)
+            except Exception:
+                log.exception("consumer.ack_failed", extra={"consumer": self._durable})
 
     async def _keepalive(self, msg: Msg) -> None:
         while True:

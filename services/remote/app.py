@@ -18,7 +18,7 @@ from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.base import BlobStore
 from qmesh.store.factory import open_store
-from services.remote.consumer import RemoteDelivery
+from services.remote.consumer import RemoteDelivery, batch_key
 from services.remote.mx import make_resolver
 from services.remote.routes import SMTP_PORT
 from services.remote.tcpto import SharedTimeouts
@@ -76,6 +76,8 @@ def assemble(
         event=RemoteJob,
         handle=delivery.handle,
         concurrency=concurrency(watcher.current),
+        handle_batch=delivery.handle_batch,  # REMOTE-40: one transaction per message and domain
+        batch_key=batch_key,
     )
     return Service(
         "remote",

@@ -2,9 +2,11 @@
 
 Every read and every write has its own timeout (``timeoutremote``, REMOTE-33); a timeout, an
 EOF or an oversized reply is :class:`ConnectionDied`. :func:`transaction` speaks one mail
-transaction (REMOTE-30, REMOTE-41..46) and returns an :class:`Attempt`: the outcome, the report
-text, and whether the next address is worth trying (REMOTE-20) or the delivery should be made
-again in plaintext (REMOTE-42). Reply parsing (REMOTE-31) is pure and unit-tested.
+transaction (REMOTE-30, REMOTE-41..46) for one or more recipients of one domain (REMOTE-40)
+and returns an :class:`Attempt`: the outcome, the report text, each recipient's own result once
+RCPT was reached (REMOTE-32), and whether the next address is worth trying (REMOTE-20) or the
+delivery should be made again in plaintext (REMOTE-42). Reply parsing (REMOTE-31) is pure
+and unit-tested.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ class Letter:
     """What one transaction sends: the envelope and the stored form in chunks."""
 
     sender: str  # already "" for the double-bounce sender (ADDR-03)
-    recipient: str
+    recipients: tuple[str, ...]  # one, or up to 100 of one domain (REMOTE-40)
     smtputf8: bool  # the envelope or the message needs SMTPUTF8 (REMOTE-46)
     eightbit: bool  # the body holds a byte >= 128 (REMOTE-45)
     wire_size: int  # the DATA content's size, for SIZE (REMOTE-44)
@@ -153,10 +155,26 @@ class Letter:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
+    """The message's outcome and text; ``refused`` holds, per recipient, the outcome and text of
+    a refusal at RCPT (None: accepted or not reached)."""
+
     outcome: Outcome
     report: str
     next_address: bool = False  # REMOTE-20 [MODERN]: nothing was accepted, try the next one
     tls_failed: bool = False  # REMOTE-42: try this address again in plaintext
+    refused: tuple[tuple[Outcome, str] | None, ...] = ()
+
+    def results(self, count: int) -> list[tuple[Outcome, str]]:
+        """REMOTE-32: each recipient's outcome and report; a refusal at RCPT takes precedence
+        over the message's outcome, and its text comes before the message's."""
+        found: list[tuple[Outcome, str]] = []
+        for index in range(count):
+            refusal = self.refused[index] if index < len(self.refused) else None
+            if refusal is None:
+                found.append((self.outcome, self.report))
+            else:
+                found.append((refusal[0], report.combined(refusal[1], self.report)))
+        return found
 
 
 async def transaction(
@@ -174,9 +192,14 @@ async def transaction(
         return await dialogue.run(letter, tls, server_name)
     except ConnectionDied:
         died = report.connection_died(ip, possible_duplicate=dialogue.critical)
-        return Attempt("deferred", died, next_address=not dialogue.mail_accepted)
+        return Attempt(
+            "deferred",
+            died,
+            next_address=not dialogue.mail_accepted,
+            refused=tuple(dialogue.refused),
+        )
     except BodyUnreadable:
-        return Attempt("deferred", report.MESSAGE_UNREADABLE)
+        return Attempt("deferred", report.MESSAGE_UNREADABLE, refused=tuple(dialogue.refused))
     finally:
         await stream.close(quit_first=dialogue.quit_on_close)
 
@@ -189,6 +212,7 @@ class _Dialogue:
         self.mail_accepted = False
         self.critical = False  # the final "." was sent: a loss now may be a duplicate
         self.quit_on_close = False
+        self.refused: list[tuple[Outcome, str] | None] = []  # per recipient, once RCPT was sent
 
     async def hello(self) -> dict[str, str] | Attempt:
         """EHLO, and HELO after a 5xx (REMOTE-41); the extensions, or a failed attempt."""
@@ -251,25 +275,28 @@ class _Dialogue:
             outcome: Outcome = "failed" if reply.code >= 500 else "deferred"
             return Attempt(outcome, report.sender_rejected(ip, reply.lines))
         self.mail_accepted = True
-        reply = await self.stream.command(
-            b"RCPT TO:<" + _path(letter.recipient, utf8_session) + b">"
-        )
-        if reply.code >= 400:
-            outcome = "failed" if reply.code >= 500 else "deferred"
-            text = report.combined(report.recipient_rejected(ip, reply.lines), report.giving_up(ip))
-            return Attempt(outcome, text)
+        for recipient in letter.recipients:  # REMOTE-30 step 4, REMOTE-40
+            reply = await self.stream.command(b"RCPT TO:<" + _path(recipient, utf8_session) + b">")
+            if reply.code >= 400:
+                outcome = "failed" if reply.code >= 500 else "deferred"
+                self.refused.append((outcome, report.recipient_rejected(ip, reply.lines)))
+            else:
+                self.refused.append(None)
+        refused = tuple(self.refused)
+        if all(r is not None for r in refused):
+            return Attempt("failed", report.giving_up(ip), refused=refused)
         reply = await self.stream.command(b"DATA")
         if reply.code >= 400:
             outcome = "failed" if reply.code >= 500 else "deferred"
-            return Attempt(outcome, report.data_failed(ip, reply.lines))
+            return Attempt(outcome, report.data_failed(ip, reply.lines), refused=refused)
         await self.body(letter)
         self.critical = True
         reply = await self.stream.reply()
         self.critical = False
         if reply.code >= 400:
             outcome = "failed" if reply.code >= 500 else "deferred"
-            return Attempt(outcome, report.message_failed(ip, reply.lines))
-        return Attempt("delivered", report.accepted(ip, reply.lines))
+            return Attempt(outcome, report.message_failed(ip, reply.lines), refused=refused)
+        return Attempt("delivered", report.accepted(ip, reply.lines), refused=refused)
 
     async def body(self, letter: Letter) -> None:
         """REMOTE-35/36: the stored form, encoded, then ``.`` CR LF."""

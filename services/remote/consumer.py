@@ -1,4 +1,7 @@
-"""remote's adapter: one ``qmesh.job.remote`` in, one delivery, one ``qmesh.result.remote`` out.
+"""remote's adapter: ``qmesh.job.remote`` in, deliveries, one ``qmesh.result.remote`` per job out.
+
+Jobs of one message, sender and recipient domain that arrive together share one SMTP
+transaction (REMOTE-40, :func:`batch_key`); each still gets its own result (REMOTE-32).
 
 The handler takes the current controls (REMOTE-02), chooses the route (REMOTE-10, QMTP-30),
 reads the queued body, finds the addresses to try (REMOTE-13..16), connects to them in order
@@ -16,8 +19,8 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Hashable
+from dataclasses import dataclass, replace
 
 import dns.asyncresolver
 
@@ -46,6 +49,18 @@ class Delivery:
     outcome: Outcome
     report: str
     remote_host: str | None = None
+
+
+def per_recipient(attempt: Attempt, address: str, count: int) -> list[Delivery]:
+    return [Delivery(outcome, text, address) for outcome, text in attempt.results(count)]
+
+
+def batch_key(job: RemoteJob) -> Hashable:
+    """REMOTE-40: jobs that may share one transaction: one message, sender, recipient domain
+    (hence one route), attempt, and the same need for SMTPUTF8."""
+    domain = split_address(job.recipient)[1].lower()
+    utf8 = job.smtputf8 or not (job.sender + job.recipient).isascii()
+    return (job.id, job.sender, domain, job.attempt, utf8)
 
 
 def opportunistic_tls() -> ssl.SSLContext:
@@ -81,27 +96,34 @@ class RemoteDelivery:
         self._rng = rng or random.Random()
 
     async def handle(self, job: RemoteJob) -> None:
-        """The Consumer's handler: deliver, publish the result, return (then the ack)."""
+        """The Consumer's handler for one job: deliver, publish the result, return (the ack)."""
+        await self.handle_batch([job])
+
+    async def handle_batch(self, jobs: list[RemoteJob]) -> None:
+        """The Consumer's batch handler: jobs of one :func:`batch_key`, delivered in one
+        transaction (REMOTE-40); one result per job, all published before it returns."""
         started = time.monotonic()
-        done = await self.deliver(job)
-        result = Result.for_job(job, done.outcome, done.report, remote_host=done.remote_host)
-        await self._publish(result)
+        deliveries = await self.deliver_batch(jobs)
         elapsed = time.monotonic() - started
-        metrics.DELIVERIES.labels(done.outcome).inc()
-        metrics.DELIVERY_SECONDS.observe(elapsed)
-        log.info(
-            "delivery.result",
-            extra={
-                "msg_id": job.id,
-                "rcpt": job.recipient,
-                "rcpt_index": job.rcpt_index,
-                "attempt": job.attempt,
-                "outcome": done.outcome,
-                "remote": done.remote_host,
-                "report": result.report[:300],
-                "duration_ms": int(elapsed * 1000),
-            },
-        )
+        for job, done in zip(jobs, deliveries, strict=True):
+            result = Result.for_job(job, done.outcome, done.report, remote_host=done.remote_host)
+            await self._publish(result)
+            metrics.DELIVERIES.labels(done.outcome).inc()
+            metrics.DELIVERY_SECONDS.observe(elapsed)
+            log.info(
+                "delivery.result",
+                extra={
+                    "msg_id": job.id,
+                    "rcpt": job.recipient,
+                    "rcpt_index": job.rcpt_index,
+                    "attempt": job.attempt,
+                    "outcome": done.outcome,
+                    "remote": done.remote_host,
+                    "report": result.report[:300],
+                    "batch": len(jobs),
+                    "duration_ms": int(elapsed * 1000),
+                },
+            )
 
     async def _publish(self, result: Result) -> None:
         for attempt in range(1, PUBLISH_TRIES + 1):
@@ -117,18 +139,26 @@ class RemoteDelivery:
 
     async def deliver(self, job: RemoteJob) -> Delivery:
         """The outcome and report of one delivery; never raises for mail trouble."""
-        try:
-            return await self._deliver(job)
-        except Permanent as err:
-            return Delivery("failed", err.text)
-        except Temporary as err:
-            return Delivery("deferred", err.text)
-        except Exception:
-            log.exception("delivery.bug", extra={"msg_id": job.id, "rcpt_index": job.rcpt_index})
-            return Delivery("deferred", report.INTERNAL)
+        return (await self.deliver_batch([job]))[0]
 
-    async def _deliver(self, job: RemoteJob) -> Delivery:
+    async def deliver_batch(self, jobs: list[RemoteJob]) -> list[Delivery]:
+        """One delivery per job (jobs of one :func:`batch_key`); never raises for mail trouble."""
+        try:
+            return await self._deliver(jobs)
+        except Permanent as err:
+            return [Delivery("failed", err.text)] * len(jobs)
+        except Temporary as err:
+            return [Delivery("deferred", err.text)] * len(jobs)
+        except Exception:
+            log.exception(
+                "delivery.bug",
+                extra={"msg_id": jobs[0].id, "rcpt_index": [j.rcpt_index for j in jobs]},
+            )
+            return [Delivery("deferred", report.INTERNAL)] * len(jobs)
+
+    async def _deliver(self, jobs: list[RemoteJob]) -> list[Delivery]:
         c = self._controls()
+        job = jobs[0]
         host = split_address(job.recipient)[1]
         try:
             route = choose_route(host, c.smtproutes, c.qmtproutes)
@@ -136,16 +166,24 @@ class RemoteDelivery:
             log.warning("delivery.bad_route", extra={"msg_id": job.id, "reason": str(err)})
             raise Temporary(report.bad_route(str(err))) from err
         sender = "" if job.sender == DOUBLE_BOUNCE_SENDER else job.sender  # ADDR-03
+        done: dict[int, Delivery] = {}
         if route.protocol == "smtp":
             if c.helohost is None:
                 raise Temporary(report.CONTROLS)  # REMOTE-34
-            if any(ch in a for a in (sender, job.recipient) for ch in "\r\n"):
+            if any(ch in sender for ch in "\r\n"):
                 raise Permanent(report.UNSENDABLE_ADDRESS)
+            for index, each in enumerate(jobs):
+                if any(ch in each.recipient for ch in "\r\n"):
+                    done[index] = Delivery("failed", report.UNSENDABLE_ADDRESS)
+        sending = [index for index in range(len(jobs)) if index not in done]
+        if not sending:
+            return [done[index] for index in range(len(jobs))]
+        recipients = tuple(jobs[index].recipient for index in sending)
         message = await open_message(self._queue, job.id)
         letter = Letter(
             sender=sender,
-            recipient=job.recipient,
-            smtputf8=job.smtputf8 or not (sender + job.recipient).isascii(),
+            recipients=recipients,
+            smtputf8=any(j.smtputf8 for j in jobs) or not (sender + "".join(recipients)).isascii(),
             eightbit=message.eightbit,
             wire_size=message.wire_size,
             chunks=message.chunks,
@@ -153,12 +191,23 @@ class RemoteDelivery:
         targets, port = await self._targets(route, host, c)
         log.debug(
             "delivery.route",
-            extra={"msg_id": job.id, "protocol": route.protocol, "targets": len(targets)},
+            extra={
+                "msg_id": job.id,
+                "protocol": route.protocol,
+                "targets": len(targets),
+                "recipients": len(recipients),
+            },
         )
-        if route.protocol == "qmtp":
-            return await self._qmtp(targets, port, letter, message, c)
-        assert c.helohost is not None
-        return await self._smtp(targets, port, letter, c, c.helohost)
+        if route.protocol == "qmtp":  # one package per recipient
+            sent = [
+                await self._qmtp(targets, port, replace(letter, recipients=(r,)), message, c)
+                for r in recipients
+            ]
+        else:
+            assert c.helohost is not None
+            sent = await self._smtp(targets, port, letter, c, c.helohost)
+        done.update(zip(sending, sent, strict=True))
+        return [done[index] for index in range(len(jobs))]
 
     async def _targets(self, route: Route, host: str, c: Controls) -> tuple[list[Target], int]:
         if route.relay is None:
@@ -203,7 +252,8 @@ class RemoteDelivery:
 
     async def _smtp(
         self, targets: list[Target], port: int, letter: Letter, c: Controls, helohost: str
-    ) -> Delivery:
+    ) -> list[Delivery]:
+        """One delivery per recipient of ``letter`` (REMOTE-32)."""
         last: tuple[Attempt, str] | None = None
         for target in targets:
             attempt = await self._smtp_once(target, port, letter, c, helohost, self._tls)
@@ -215,10 +265,10 @@ class RemoteDelivery:
             if attempt.next_address:
                 last = (attempt, target.address)
                 continue
-            return Delivery(attempt.outcome, attempt.report, target.address)
+            return per_recipient(attempt, target.address, len(letter.recipients))
         if last is not None:
-            return Delivery(last[0].outcome, last[0].report, last[1])
-        return Delivery("deferred", report.NO_CONNECTION)  # REMOTE-21
+            return per_recipient(last[0], last[1], len(letter.recipients))
+        return [Delivery("deferred", report.NO_CONNECTION)] * len(letter.recipients)  # REMOTE-21
 
     async def _smtp_once(
         self,

@@ -68,7 +68,7 @@ async def read_response(stream: Stream) -> bytes:
 
 
 async def transaction(stream: Stream, ip: str, *, letter: Letter, size: int) -> Attempt:
-    """Send one package for one recipient and read its response (QMTP-32)."""
+    """Send one package for the letter's (one) recipient and read its response (QMTP-32)."""
     sent = False
     try:
         await stream.send(package_head(size))
@@ -83,7 +83,7 @@ async def transaction(stream: Stream, ip: str, *, letter: Letter, size: int) -> 
             raise BodyUnreadable(str(err)) from err
         if seen != size:
             raise BodyUnreadable("body changed size")
-        await stream.send(envelope_tail(letter.sender, letter.recipient))
+        await stream.send(envelope_tail(letter.sender, letter.recipients[0]))
         sent = True
         response = await read_response(stream)
     except ConnectionDied:

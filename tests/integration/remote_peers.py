@@ -38,10 +38,12 @@ class Received:
 
 @dataclass
 class Sink:
-    """aiosmtpd handler: records mail; ``rcpt``/``mail``/``data`` replace the 250 answers."""
+    """aiosmtpd handler: records mail; ``rcpt``/``mail``/``data`` replace the 250 answers,
+    ``rcpt_answers`` the answer to RCPT for one address."""
 
     mail: str | None = None
     rcpt: str | None = None
+    rcpt_answers: dict[str, str] = field(default_factory=dict)
     data: str = "250 2.0.0 sunk"
     drop_after_data: bool = False
     messages: list[Received] = field(default_factory=list)
@@ -60,6 +62,8 @@ class Sink:
     ) -> str:
         if self.rcpt:
             return self.rcpt
+        if address in self.rcpt_answers:
+            return self.rcpt_answers[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

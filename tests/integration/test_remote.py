@@ -120,6 +120,50 @@ class Harness:
         )
         return job
 
+    async def jobs(self, recipients: list[str], *, body: bytes = BODY) -> list[RemoteJob]:
+        """One message to several recipients: one job per recipient, as send publishes them."""
+        qid = new_queue_id()
+        await self.store.put(body_key(qid), body)
+        jobs = [
+            RemoteJob(
+                id=qid,
+                qp=4242,
+                sender="joe@example.test",
+                recipient=recipient,
+                rcpt_index=index,
+                attempt=1,
+                size=len(body),
+            )
+            for index, recipient in enumerate(recipients)
+        ]
+        for job in jobs:
+            await JetStreamPublisher(self.js).publish(
+                subjects.JOB_REMOTE, job.encode(), msg_id=job.msg_id()
+            )
+        return jobs
+
+    async def results(self, jobs: list[RemoteJob], within: float = 30.0) -> list[Result]:
+        """The results of ``jobs`` (one message), in the order of the jobs."""
+        deadline = time.monotonic() + within
+        found: dict[int, Result] = {}
+        seq = 1
+        while len(found) < len(jobs):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"results for {jobs[0].id}: {sorted(found)}")
+            try:
+                msg = await self.js.get_msg(
+                    subjects.STREAM_RESULT, seq, subject=subjects.RESULT_REMOTE, next=True
+                )
+            except NotFoundError:
+                await asyncio.sleep(0.05)
+                continue
+            assert msg.seq is not None and msg.data is not None
+            seq = msg.seq + 1
+            result = Result.decode(msg.data)
+            if result.id == jobs[0].id:
+                found[result.rcpt_index] = result
+        return [found[job.rcpt_index] for job in jobs]
+
     async def result(self, job: RemoteJob, within: float = 30.0) -> Result:
         """The result of ``job`` on ``qmesh.result.remote``, read by sequence (the work-queue
         stream admits no second consumer next to send's)."""
@@ -330,6 +374,41 @@ async def test_remote_30_32_replies_become_outcomes_with_qmail_texts(
     await harness.start()
     result = await harness.deliver("bob@sink.test")
     assert (result.outcome, result.report) == (outcome, text)
+
+
+async def test_remote_40_mixed_outcomes_in_one_transaction(
+    harness: Harness, sink: tuple[Sink, int]
+) -> None:
+    """REMOTE-40, REMOTE-32, SEND-27: one job per recipient of one message and domain, one SMTP
+    transaction for all; the recipient refused at RCPT fails with the RCPT reply, the others
+    are delivered with the DATA reply, each job with its own result."""
+    s, port = sink
+    s.rcpt_answers["carol@sink.test"] = "550 5.1.1 no such user"
+    harness.controls(smtproutes=f"sink.test:127.0.0.1:{port}")
+    jobs = await harness.jobs(["bob@sink.test", "carol@sink.test", "dave@sink.test"])
+    await harness.start()  # all three are there for the first fetch
+    bob, carol, dave = await harness.results(jobs)
+    (got,) = s.messages
+    assert got.recipients == ["bob@sink.test", "dave@sink.test"]
+    assert (
+        got.data == b"Received: (qmail 1 invoked by inject); 5 Nov 2024 07:03:09 -0000\r\n"
+        b"Subject: hi\r\n\r\nhello\r\n"
+    )
+    accepted = "Connected to 127.0.0.1 accepted message.\nRemote host said: 250 2.0.0 sunk\n"
+    for result in (bob, dave):
+        assert (result.outcome, result.report) == ("delivered", accepted)
+        assert result.remote_host == "127.0.0.1"
+    assert carol.outcome == "failed"
+    assert carol.report == (
+        "127.0.0.1 does not like recipient.\nRemote host said: 550 5.1.1 no such user\n" + accepted
+    )
+    assert [(r.rcpt_index, r.attempt) for r in (bob, carol, dave)] == [(0, 1), (1, 1), (2, 1)]
+    for _ in range(100):  # every job is acknowledged (just after its result is published)
+        info = await harness.js.consumer_info(subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE)
+        if info.num_ack_pending == 0 and info.num_pending == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
 async def test_remote_30_data_command_refused_and_multiline_reply(harness: Harness) -> None:

@@ -1,10 +1,19 @@
-"""Reply parsing and EHLO extensions (REMOTE-31, REMOTE-41, REMOTE-44)."""
+"""Reply parsing, EHLO extensions, per-recipient results (REMOTE-31, REMOTE-32, REMOTE-41,
+REMOTE-44)."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.remote.client import Reply, continues, extensions, parse_reply, reply_code, size_limit
+from services.remote.client import (
+    Attempt,
+    Reply,
+    continues,
+    extensions,
+    parse_reply,
+    reply_code,
+    size_limit,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,3 +71,20 @@ def test_remote_41_ehlo_keywords_upper_cased_with_their_parameters() -> None:
 @pytest.mark.parametrize(("params", "limit"), [("1000", 1000), ("", 0), ("0", 0), ("x", 0)])
 def test_remote_44_size_parameter(params: str, limit: int) -> None:
     assert size_limit(params) == limit
+
+
+def test_remote_32_40_results_per_recipient() -> None:
+    """A refusal at RCPT decides its recipient's outcome and comes before the message's text;
+    an accepted recipient (or one not reached) takes the message's outcome and text."""
+    attempt = Attempt(
+        "delivered",
+        "accepted.\n",
+        refused=(None, ("failed", "refused.\n"), ("deferred", "later.\n")),
+    )
+    assert attempt.results(4) == [
+        ("delivered", "accepted.\n"),
+        ("failed", "refused.\naccepted.\n"),
+        ("deferred", "later.\naccepted.\n"),
+        ("delivered", "accepted.\n"),
+    ]
+    assert Attempt("deferred", "died.\n").results(2) == [("deferred", "died.\n")] * 2
