@@ -179,8 +179,9 @@ async def up(environ: Mapping[str, str], site: Site, nats: NatsServer) -> int:
     _say(f"qmesh: control {control} (canonical domain {domain})")
     _say(
         f"qmesh: SMTP {host}:{env['QMESH_SMTP_PORT']}, submission {host}:"
-        f"{env['QMESH_SUBMISSION_PORT']}, QMTP {host}:{env['QMESH_QMTP_PORT']}, "
-        f"POP3 {host}:{env['QMESH_POP3_PORT']}"
+        f"{env['QMESH_SUBMISSION_PORT']} and {host}:{env['QMESH_SMTPS_PORT']} (TLS), "
+        f"QMTP {host}:{env['QMESH_QMTP_PORT']}, POP3 {host}:{env['QMESH_POP3_PORT']} and "
+        f"{host}:{env['QMESH_POP3S_PORT']} (TLS)"
     )
     _say(
         "qmesh: health "
