@@ -9,14 +9,12 @@ that cannot be found within 2 s is ``tempfail``, never ``invalid``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
 from qmesh.bus.connection import NatsConnection
+from qmesh.bus.responder import Responder
 from qmesh.contract import subjects
 from qmesh.contract.envelope import split_address
 from qmesh.contract.errors import Temporary
@@ -47,66 +45,34 @@ async def verdict(directory: DirectorySource, question: RcptCheck) -> Verdict:
     return "valid" if has_rule(t) else "invalid"
 
 
-class RcptCheckService:
-    """The NATS side: one subscription, each question answered in its own task."""
+class RcptCheckService(Responder):
+    """The NATS side: one queue-group subscription, each question answered in its own task."""
 
     def __init__(self, conn: NatsConnection, directory: DirectorySource) -> None:
-        self._conn = conn
-        self._directory = directory
-        self._sub: Subscription | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._subscribe())
-
-    async def _subscribe(self) -> None:
-        await self._conn.ready.wait()
-        self._sub = await self._conn.nc.subscribe(
-            subjects.RCPTCHECK, queue=QUEUE_GROUP, cb=self._on_request
+        super().__init__(
+            conn,
+            subject=subjects.RCPTCHECK,
+            group=QUEUE_GROUP,
+            drain=ANSWER_WITHIN + 1,
+            max_pending=MAX_PENDING,
+            overloaded=lambda: self._verdict("tempfail"),
         )
-        log.info("rcptcheck.subscribed", extra={"subject": subjects.RCPTCHECK})
+        self._directory = directory
 
-    async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-        if self._inflight:
-            await asyncio.wait(self._inflight, timeout=ANSWER_WITHIN + 1)
-
-    async def check(self) -> None:
-        if self._sub is None:
-            raise Temporary("recipient check not subscribed yet")
-
-    async def _on_request(self, msg: Msg) -> None:
-        if len(self._inflight) >= MAX_PENDING:
-            await self._reply(msg, "tempfail")
-            return
-        task = asyncio.create_task(self._answer(msg))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-
-    async def _answer(self, msg: Msg) -> None:
+    async def answer(self, request: bytes) -> bytes:
         try:
-            question = RcptCheck.decode(msg.data)
+            question = RcptCheck.decode(request)
         except ValidationError:
-            log.warning("rcptcheck.invalid_request", extra={"bytes": len(msg.data)})
-            await self._reply(msg, "tempfail")
-            return
+            log.warning("rcptcheck.invalid_request", extra={"bytes": len(request)})
+            return self._verdict("tempfail")
         try:
             answer = await verdict(self._directory, question)
         except Exception:
             log.exception("rcptcheck.failed")
             answer = "tempfail"
-        await self._reply(msg, answer)
+        return self._verdict(answer)
 
-    async def _reply(self, msg: Msg, answer: Verdict) -> None:
+    @staticmethod
+    def _verdict(answer: Verdict) -> bytes:
         metrics.RCPTCHECKS.labels(answer).inc()
-        if not msg.reply:
-            return
-        with contextlib.suppress(Exception):
-            await msg.respond(RcptVerdict(verdict=answer).encode())
+        return RcptVerdict(verdict=answer).encode()

@@ -11,16 +11,14 @@ the pass is in flight already and nothing happens twice (SEND-22).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
 from qmesh.bus.connection import NatsConnection
+from qmesh.bus.responder import Responder
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.contract.events import Flushed, FlushRequest
@@ -35,7 +33,7 @@ QUEUE_GROUP = "send"
 PARALLEL = 16  # records changed at once
 
 
-class Flusher:
+class Flusher(Responder):
     def __init__(
         self,
         *,
@@ -45,63 +43,27 @@ class Flusher:
         config: Callable[[], SendConfig],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._conn = conn
+        super().__init__(conn, subject=subjects.ADMIN_SEND_FLUSH, group=QUEUE_GROUP)
         self._states = states
         self._timer = timer
         self._config = config
         self._clock = clock
-        self._sub: Subscription | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._subscribe())
-
-    async def _subscribe(self) -> None:
-        await self._conn.ready.wait()
-        self._sub = await self._conn.nc.subscribe(
-            subjects.ADMIN_SEND_FLUSH, queue=QUEUE_GROUP, cb=self._on_request
-        )
-        log.info("send.flush_subscribed", extra={"subject": subjects.ADMIN_SEND_FLUSH})
-
-    async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-        if self._inflight:
-            await asyncio.wait(self._inflight, timeout=10)
-
-    async def check(self) -> None:
-        if self._sub is None:
-            raise Temporary("flush not subscribed yet")
-
-    async def _on_request(self, msg: Msg) -> None:
-        task = asyncio.create_task(self._answer(msg))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-
-    async def _answer(self, msg: Msg) -> None:
+    async def answer(self, request: bytes) -> bytes:
         try:
-            FlushRequest.decode(msg.data)
+            FlushRequest.decode(request)
         except ValidationError:
-            log.warning("send.flush_invalid_request", extra={"bytes": len(msg.data)})
-            answer = Flushed(due=0, queued=0, error="invalid flush request")
-        else:
-            try:
-                answer = await self.flush_all()
-            except Temporary as err:
-                log.warning("send.flush_failed", extra={"reason": err.text})
-                answer = Flushed(due=0, queued=0, error=err.text[:1000])
-            except Exception:
-                log.exception("send.flush_failed")
-                answer = Flushed(due=0, queued=0, error="internal error; see send's log")
-        if msg.reply:
-            with contextlib.suppress(Exception):
-                await msg.respond(answer.encode())
+            log.warning("send.flush_invalid_request", extra={"bytes": len(request)})
+            return Flushed(due=0, queued=0, error="invalid flush request").encode()
+        try:
+            answer = await self.flush_all()
+        except Temporary as err:
+            log.warning("send.flush_failed", extra={"reason": err.text})
+            answer = Flushed(due=0, queued=0, error=err.text[:1000])
+        except Exception:
+            log.exception("send.flush_failed")
+            answer = Flushed(due=0, queued=0, error="internal error; see send's log")
+        return answer.encode()
 
     async def flush_all(self) -> Flushed:
         """SEND-25 for every record: next attempts now, then the due passes started."""
