@@ -68,9 +68,10 @@ def s3_client(
 class S3Store:
     """A :class:`~qmesh.store.base.BlobStore` on one S3 bucket."""
 
-    def __init__(self, client: Minio, bucket: str) -> None:
+    def __init__(self, client: Minio, bucket: str, *, single_put_max: int = SINGLE_PUT_MAX) -> None:
         self._client = client
         self.bucket = bucket
+        self._single_put_max = single_put_max  # larger create-only bodies go multipart
 
     def __repr__(self) -> str:
         return f"S3Store({self.bucket!r})"
@@ -111,7 +112,7 @@ class S3Store:
         self, key: str, spool: IO[bytes], size: int, headers: dict[str, str], create_only: bool
     ) -> None:
         """One attempt; S3 errors come back raw so that ``put`` can handle NoSuchBucket."""
-        if create_only and size <= SINGLE_PUT_MAX:
+        if create_only and size <= self._single_put_max:
             data = await self._run(spool.read)
             conditional = {
                 "Content-Type": "application/octet-stream",

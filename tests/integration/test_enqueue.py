@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -25,27 +24,11 @@ from qmesh.store.base import BlobStore
 from qmesh.store.files import FileStore
 from qmesh.store.keys import body_key
 from qmesh.store.s3 import S3Store
-from tests.servers import S3Server, free_ports
+from tests.servers import free_ports
 
 pytestmark = pytest.mark.integration
 
 NETWORK = Origin(kind="network", client_ip="192.0.2.1")
-
-
-@pytest.fixture(params=["files", "s3"])
-async def blobs(
-    request: pytest.FixtureRequest, tmp_path: Path, unique: str
-) -> AsyncIterator[BlobStore]:
-    if request.param == "files":
-        yield FileStore(tmp_path / "store", "qmesh-queue")
-        return
-    s3: S3Server = request.getfixturevalue("s3_server")
-    store = S3Store(
-        Minio(s3.endpoint, s3.access_key, s3.secret_key, secure=False, region="us-east-1"),
-        f"queue-{unique}",
-    )
-    await store.ensure_bucket()
-    yield store
 
 
 async def todos(url: str) -> list[Todo]:

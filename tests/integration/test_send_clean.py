@@ -15,7 +15,6 @@ from pathlib import Path
 
 import nats
 import pytest
-from minio import Minio
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
@@ -34,7 +33,6 @@ from qmesh.runtime.settings import Settings
 from qmesh.store.base import BlobNotFound, BlobStore
 from qmesh.store.files import FileStore
 from qmesh.store.keys import body_key
-from qmesh.store.s3 import S3Store
 from services.send.bounce import BounceControls
 from services.send.cleaner import Cleaner, pending_todo_ids
 from services.send.config import SendConfig
@@ -43,7 +41,6 @@ from services.send.owner import Ownership
 from services.send.plan import preprocess
 from services.send.schedule import Timer
 from services.send.store import StateStore
-from tests.servers import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -60,22 +57,6 @@ async def nc(private_nats: NatsServer) -> AsyncIterator[NATS]:
     await provision_streams(client.jetstream())
     yield client
     await client.close()
-
-
-@pytest.fixture(params=["files", "s3"])
-async def blobs(
-    request: pytest.FixtureRequest, tmp_path: Path, unique: str
-) -> AsyncIterator[BlobStore]:
-    if request.param == "files":
-        yield FileStore(tmp_path / "store", "qmesh-queue")
-        return
-    s3: S3Server = request.getfixturevalue("s3_server")
-    store = S3Store(
-        Minio(s3.endpoint, s3.access_key, s3.secret_key, secure=False, region="us-east-1"),
-        f"queue-{unique}",
-    )
-    await store.ensure_bucket()
-    yield store
 
 
 async def states_of(nc: NATS) -> StateStore:

@@ -16,13 +16,13 @@ import pytest
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import enqueue
 from qmesh.runtime.settings import Settings
-from qmesh.store import s3 as s3_module
 from qmesh.store.base import BlobExists, BlobInfo, BlobNotFound, BlobStore, StoreUnavailable
 from qmesh.store.factory import open_store
 from qmesh.store.files import FileStore
 from qmesh.store.keys import BadKey, body_key
 from qmesh.store.s3 import S3Store, s3_client
 from qmesh.store.upload import BadMetadata
+from tests.integration.stores import open_test_store
 from tests.servers import S3Server, free_ports
 
 pytestmark = pytest.mark.integration
@@ -33,12 +33,13 @@ BAD_KEYS = ["", "a//b", "../x", "a/./b", "a\\b", "a/\x00", "a\nb", "/a", "a/"]
 
 @pytest.fixture(params=["files", "s3"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> BlobStore:
-    if request.param == "files":
-        return FileStore(tmp_path / "store", f"contract-{unique}")
-    s3: S3Server = request.getfixturevalue("s3_server")
-    blobs = S3Store(s3_client(s3.endpoint, s3.access_key, s3.secret_key), f"contract-{unique}")
-    await blobs.ensure_bucket()
-    return blobs
+    return await open_test_store(request, tmp_path, f"contract-{unique}")
+
+
+@pytest.fixture(params=["files", "s3"])
+async def small_put_store(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> BlobStore:
+    """S3 switches to multipart above 1 MiB here, so a 6 MiB body takes that path."""
+    return await open_test_store(request, tmp_path, f"contract-{unique}", single_put_max=MIB)
 
 
 @pytest.fixture(params=["files", "s3"])
@@ -105,9 +106,9 @@ async def test_arch_26_bodies_of_several_mib_stream_in_and_out(store: BlobStore)
 
 
 async def test_arch_10_create_only_holds_for_bodies_too_large_for_one_put(
-    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+    small_put_store: BlobStore,
 ) -> None:
-    monkeypatch.setattr(s3_module, "SINGLE_PUT_MAX", MIB)  # take S3's multipart path
+    store = small_put_store
     body = b"x" * (6 * MIB)
     await store.put("mess/huge", chunks(body), metadata={"qp": "7"}, create_only=True)
     with pytest.raises(BlobExists):
