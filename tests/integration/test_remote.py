@@ -167,22 +167,8 @@ class Harness:
     async def result(self, job: RemoteJob, within: float = 30.0) -> Result:
         """The result of ``job`` on ``qmesh.result.remote``, read by sequence (the work-queue
         stream admits no second consumer next to send's)."""
-        deadline = time.monotonic() + within
-        seq = 1
-        while time.monotonic() < deadline:
-            try:
-                msg = await self.js.get_msg(
-                    subjects.STREAM_RESULT, seq, subject=subjects.RESULT_REMOTE, next=True
-                )
-            except NotFoundError:
-                await asyncio.sleep(0.05)
-                continue
-            assert msg.seq is not None and msg.data is not None
-            seq = msg.seq + 1
-            result = Result.decode(msg.data)
-            if result.id == job.id:
-                return result
-        raise TimeoutError(f"no result for {job.id}")
+        (found,) = await self.results([job], within)
+        return found
 
     async def deliver(self, recipient: str, **job: object) -> Result:
         return await self.result(await self.job(recipient, **job))  # type: ignore[arg-type]
