@@ -4,11 +4,12 @@ minio is blocking, so every call runs in a worker thread. The HTTP pool has shor
 and few retries (:func:`s3_client`), so an outage becomes :class:`StoreUnavailable` within
 seconds instead of a hang (ARCH-26).
 
-A put spools the body (8 MiB in memory, then a temporary file) to learn its length. A
-create-only put of up to 64 MiB is one ``PUT`` with ``If-None-Match: *``: the server refuses
+A put spools the body (1 MiB in memory, then a temporary file) to learn its length. A
+create-only put of up to 8 MiB is one ``PUT`` with ``If-None-Match: *``: the server refuses
 it atomically if the key exists (ARCH-10). Above that, minio's multipart upload follows a
 ``HEAD`` check; a writer racing between the two could replace the object, but the only
 create-only keys are ``mess/<id>`` with 64 random bits in the id, so no two writers share one.
+Either way a put holds at most about 8 MiB of the body in memory, whatever its size (SMTPD-73).
 S3 makes an object visible only once it is complete, so readers never see part of one.
 """
 
@@ -31,8 +32,8 @@ from qmesh.store.base import BlobExists, BlobInfo, BlobNotFound, Body, StoreUnav
 from qmesh.store.keys import check_key
 from qmesh.store.upload import check_metadata, write_body
 
-SPOOL_IN_MEMORY = 8 << 20
-SINGLE_PUT_MAX = 64 << 20
+SPOOL_IN_MEMORY = 1 << 20
+SINGLE_PUT_MAX = 8 << 20
 META_PREFIX = "x-amz-meta-"
 T = TypeVar("T")
 

@@ -4,15 +4,22 @@ qmail's state machine, which is what makes it immune to SMTP smuggling: only CR 
 ends the data; CR LF is stored as LF; a leading dot is removed; an LF without CR before it, or
 (MODERN) a CR without LF after it, anywhere in the data, is fatal (451 and close). Pure: the
 adapter feeds chunks as they arrive and learns where the data ended, so the bytes after the end
-stay the next command(s).
+stay the next command(s). The stored form collects in :attr:`DataReader.stored` until the adapter
+moves it to a :class:`~services.smtpd.spool.Spool` with :meth:`DataReader.spill`, so a message
+of any size costs a bounded amount of memory (SMTPD-73).
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from services.smtpd.spool import Spool
 
 BARE_LINE_END = "451 See https://cr.yp.to/docs/smtplf.html."
 TOO_BIG = "552 sorry, that message size exceeds my databytes limit (#5.3.4)"
 LOOPING = "554 too many hops, this message is looping (#5.4.6)"
 MAX_HOPS = 100
+SPILL = 1 << 16  # stored bytes held before they move to the spool
 
 
 def is_hop(line: bytes) -> bool:
@@ -22,12 +29,43 @@ def is_hop(line: bytes) -> bool:
 
 def count_hops(stored: bytes) -> int:
     """SMTPD-53 / QMTP-17 over a whole message in stored form (LF line ends)."""
-    hops = 0
-    for line in stored.split(b"\n"):
-        if not line:
-            break  # the end of the header
-        hops += is_hop(line)
-    return hops
+    counter = HopCounter()
+    counter.feed(stored)
+    return counter.end()
+
+
+class HopCounter:
+    """SMTPD-53 / QMTP-17 over a message in stored form fed in pieces of any size."""
+
+    def __init__(self) -> None:
+        self.hops = 0
+        self._in_header = True
+        self._line = bytearray()  # the first bytes of the current line: enough to judge it
+
+    def feed(self, stored: bytes) -> None:
+        start = 0
+        while self._in_header and start < len(stored):
+            end = stored.find(b"\n", start)
+            piece = stored[start:] if end < 0 else stored[start:end]
+            if len(self._line) < 9:
+                self._line += piece[: 9 - len(self._line)]
+            if end < 0:
+                return
+            self._end_line()
+            start = end + 1
+
+    def end(self) -> int:
+        """The count, with a last line that has no LF (QMTP can carry one)."""
+        if self._line:
+            self._end_line()
+        return self.hops
+
+    def _end_line(self) -> None:
+        if not self._line:
+            self._in_header = False  # the empty line ends the header
+        elif self._in_header:
+            self.hops += is_hop(bytes(self._line))
+        self._line.clear()
 
 
 class DataReader:
@@ -35,7 +73,8 @@ class DataReader:
 
     def __init__(self, databytes: int) -> None:
         self.limit = databytes  # 0: no limit
-        self.stored = bytearray()  # stored form, up to the limit
+        self.stored = bytearray()  # stored form not yet spilled, up to the limit
+        self._spool: Spool | None = None
         self.size = 0  # stored-form size of everything received (SMTPD-55)
         self.hops = 0
         self.bare = False
@@ -57,6 +96,28 @@ class DataReader:
         if self.too_big:
             return TOO_BIG
         return None
+
+    async def spill(self, at_least: int = SPILL) -> None:
+        """Move the stored form held in memory to the spool once it reaches ``at_least``."""
+        if self.too_big:
+            if self._spool is not None:
+                self._spool.discard()  # SMTPD-55: over the limit, nothing is kept
+            return
+        if len(self.stored) >= at_least:
+            if self._spool is None:
+                self._spool = Spool()
+            await self._spool.write(bytes(self.stored))
+            self.stored.clear()
+
+    def body(self, head: bytes) -> AsyncIterator[bytes]:
+        """``head`` and the whole stored form, in chunks (for ``enqueue()``)."""
+        if self._spool is None:
+            return _once(head + bytes(self.stored))
+        return self._spool.chunks(head, tail=bytes(self.stored))
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
 
     def feed(self, data: bytes) -> int | None:
         """Consume ``data``; the index just past the end of data when it ended in it."""
@@ -120,3 +181,7 @@ class DataReader:
             self.stored += chunk
         elif self.stored:
             self.stored.clear()  # over the limit: stop holding the message (SMTPD-55)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

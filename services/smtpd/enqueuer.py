@@ -5,7 +5,7 @@ from __future__ import annotations
 from qmesh.bus.connection import NatsConnection, NotConnected
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued, enqueue
-from qmesh.store.base import BlobStore
+from qmesh.store.base import BlobStore, Body
 
 
 class Enqueuer:
@@ -21,7 +21,7 @@ class Enqueuer:
             return False
 
     async def enqueue(
-        self, sender: str, recipients: list[str], body: bytes, origin: Origin, smtputf8: bool
+        self, sender: str, recipients: list[str], body: Body, origin: Origin, smtputf8: bool
     ) -> Queued:
         return await enqueue(
             self._blobs,

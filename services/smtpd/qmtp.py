@@ -3,25 +3,29 @@
 :func:`answer` decides a whole package (no sockets): the stored form (QMTP-11), sender and
 recipient checks as for SMTP (QMTP-12, QMTP-13), size and hops (QMTP-14, QMTP-17), and one
 enqueue for all acceptable recipients (QMTP-15). :func:`read_package` reads a package off a
-connection with the framing rules of QMTP-10; any framing error closes the connection.
+connection with the framing rules of QMTP-10; any framing error closes the connection. The
+message is read in pieces into a :class:`~services.smtpd.spool.Spool`, converted to stored form
+and counted on the way, so a package of any size costs a bounded amount of memory and one over
+``databytes`` is never kept, whatever its encoding (SMTPD-73, QMTP-14).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from dataclasses import dataclass
 
 from qmesh.contract.errors import QueueFailure
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
 from services.smtpd.config import SmtpdConfig
-from services.smtpd.data import MAX_HOPS, count_hops
+from services.smtpd.data import MAX_HOPS, HopCounter, count_hops
 from services.smtpd.policy import sender_is_bad
 from services.smtpd.received import received_line
 from services.smtpd.recipients import RecipientCheck, judge_recipient
 from services.smtpd.session import Queue
+from services.smtpd.spool import CHUNK, Spool
 
 MAX_PACKAGE = 200_000_000  # QMTP-10
 MAX_ENVELOPE = 1 << 20  # sender and recipient netstrings; a real one is far smaller
@@ -45,10 +49,32 @@ Read = Callable[[int], Awaitable[bytes]]  # exactly n bytes, or Framing at the e
 
 @dataclass(frozen=True, slots=True)
 class Package:
-    message: bytes  # the encoded message, first byte included; empty when over the limit
-    size: int  # the stored-form size (exact when kept, announced otherwise)
+    """One package. Off a connection the stored form is in ``spool`` and ``message`` is empty;
+    a package built whole (in tests) carries its encoded ``message`` instead."""
+
+    message: bytes  # the encoded message, first byte included, when held whole
+    size: int  # the stored-form size (exact when read, announced when skipped)
     sender: bytes
     recipients: list[bytes]
+    spool: Spool | None = None  # the stored form, kept only while within databytes
+    hops: int = 0  # counted while reading into ``spool``
+
+    def hop_count(self) -> int:
+        return self.hops if self.spool is not None else count_hops(stored_form(self.message))
+
+    def stored(self, head: bytes) -> AsyncIterator[bytes]:
+        """``head`` and the stored form in chunks (for ``enqueue()``)."""
+        if self.spool is not None:
+            return self.spool.chunks(head)
+        return _once(head + stored_form(self.message))
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def netstring(data: bytes) -> bytes:
@@ -83,10 +109,61 @@ def stored_form(encoded: bytes) -> bytes:
     return encoded[1:]
 
 
+class CrDecoder:
+    """QMTP-11 for a CR-encoded message read in pieces: CR LF becomes LF, a lone CR stays."""
+
+    def __init__(self) -> None:
+        self._cr = False  # the last piece ended in a CR whose LF may come next
+
+    def feed(self, piece: bytes) -> bytes:
+        if self._cr:
+            piece = b"\r" + piece
+        self._cr = piece.endswith(b"\r")
+        if self._cr:
+            piece = piece[:-1]
+        return piece.replace(b"\r\n", b"\n")
+
+    def end(self) -> bytes:
+        return b"\r" if self._cr else b""
+
+
+async def _read_message(read: Read, first: bytes, length: int, databytes: int) -> Package:
+    """Read ``length`` encoded bytes in pieces into a spool; past databytes keep nothing."""
+    spool = Spool()
+    hops = HopCounter()
+    decoder = CrDecoder() if first == b"\r" else None
+    size = 0
+
+    async def keep(stored: bytes) -> None:
+        nonlocal size
+        size += len(stored)
+        if databytes and size > databytes:
+            spool.discard()  # QMTP-14: counted to the end, never kept
+            return
+        hops.feed(stored)
+        await spool.write(stored)
+
+    try:
+        left = length
+        while left > 0:
+            piece = await read(min(CHUNK, left))
+            left -= len(piece)
+            await keep(decoder.feed(piece) if decoder is not None else piece)
+        if decoder is not None:
+            await keep(decoder.end())
+    except BaseException:
+        spool.close()
+        raise
+    if databytes and size > databytes:
+        spool.close()
+        return Package(b"", size, b"", [])
+    return Package(b"", size, b"", [], spool=spool, hops=hops.end())
+
+
 async def read_package(
     read: Read, skip: Callable[[int], Awaitable[None]], databytes: int
 ) -> Package:
-    """One package; a message over ``databytes`` is skipped, not held (QMTP-14)."""
+    """One package; the message is spooled, and one over ``databytes`` is not kept (QMTP-14)."""
     length = await _length(read, MAX_PACKAGE)
     if length == 0:
         raise Framing("empty message")
@@ -96,26 +173,29 @@ async def read_package(
     announced = length - 1
     if databytes and announced > databytes and first == b"\n":
         await skip(announced)  # LF-encoded: the announced length is the stored size
-        message, size = b"", announced
+        message = Package(b"", announced, b"", [])
     else:
-        message = first + await read(announced)
-        size = len(stored_form(message))
-    if await read(1) != b",":
-        raise Framing("message netstring without its comma")
-    sender = await _netstring(read, MAX_ENVELOPE)
-    listing = await _netstring(read, MAX_ENVELOPE)
-    recipients = []
-    position = 0
-    while position < len(listing):
-        colon = listing.find(b":", position)
-        if colon < 0 or not listing[position:colon].isdigit():
-            raise Framing("bad recipient netstring")
-        end = colon + 1 + int(listing[position:colon])
-        if end >= len(listing) or listing[end : end + 1] != b",":
-            raise Framing("bad recipient netstring")
-        recipients.append(listing[colon + 1 : end])
-        position = end + 1
-    return Package(message, size, sender, recipients)
+        message = await _read_message(read, first, announced, databytes)
+    try:
+        if await read(1) != b",":
+            raise Framing("message netstring without its comma")
+        sender = await _netstring(read, MAX_ENVELOPE)
+        listing = await _netstring(read, MAX_ENVELOPE)
+        recipients = []
+        position = 0
+        while position < len(listing):
+            colon = listing.find(b":", position)
+            if colon < 0 or not listing[position:colon].isdigit():
+                raise Framing("bad recipient netstring")
+            end = colon + 1 + int(listing[position:colon])
+            if end >= len(listing) or listing[end : end + 1] != b",":
+                raise Framing("bad recipient netstring")
+            recipients.append(listing[colon + 1 : end])
+            position = end + 1
+    except BaseException:
+        message.close()
+        raise
+    return Package(b"", message.size, sender, recipients, spool=message.spool, hops=message.hops)
 
 
 def _as_qmtp(reply: str) -> bytes:
@@ -184,9 +264,7 @@ async def answer(
         )
         origin = Origin(kind="network", client_ip=client_ip)
         try:
-            queued = await queue.enqueue(
-                sender, accepted, trace + stored_form(package.message), origin, False
-            )
+            queued = await queue.enqueue(sender, accepted, package.stored(trace), origin, False)
             refusal = f"Kok {int(queued.at)} qp {queued.qp}".encode()
         except QueueFailure as err:
             refusal = (b"D" if err.permanent else b"Z") + err.text.encode()
@@ -194,6 +272,6 @@ async def answer(
 
 
 def _refusal(package: Package) -> bytes | None:
-    if count_hops(stored_form(package.message)) >= MAX_HOPS:
+    if package.hop_count() >= MAX_HOPS:
         return LOOPING  # QMTP-17
     return None

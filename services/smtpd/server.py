@@ -226,15 +226,18 @@ class SmtpServer(Listeners):
                         return  # between packages: a normal end
                 package = await qmtp_protocol.read_package(read, skip, databytes)
                 busy(True)
-                responses, queued = await qmtp_protocol.answer(
-                    package,
-                    config=session.config,
-                    client_ip=session.client.ip,
-                    relayclient=session.relayclient,
-                    domains=session.domains,
-                    rcptcheck=session.rcptcheck,
-                    queue=session.queue,
-                )
+                try:
+                    responses, queued = await qmtp_protocol.answer(
+                        package,
+                        config=session.config,
+                        client_ip=session.client.ip,
+                        relayclient=session.relayclient,
+                        domains=session.domains,
+                        rcptcheck=session.rcptcheck,
+                        queue=session.queue,
+                    )
+                finally:
+                    package.close()
                 await conn.write(b"".join(qmtp_protocol.netstring(r) for r in responses))
                 busy(False)
                 metrics.MESSAGES.labels("accepted" if queued else "rejected").inc()
@@ -280,18 +283,22 @@ class SmtpServer(Listeners):
 
     async def _data(self, session: Session, conn: Connection, idle: float) -> Step:
         reader = session.data_reader()
-        while True:
-            if conn.buffer:
-                end = reader.feed(bytes(conn.buffer))
-                if reader.bare:
-                    break
-                if end is not None:
-                    del conn.buffer[:end]  # the rest is the next command(s)
-                    break
-                conn.buffer.clear()
-            await conn.fill(idle)
-        started = time.monotonic()
-        step, queued = await session.finish_data(reader)
+        try:
+            while True:
+                if conn.buffer:
+                    end = reader.feed(bytes(conn.buffer))
+                    if reader.bare:
+                        break
+                    if end is not None:
+                        del conn.buffer[:end]  # the rest is the next command(s)
+                        break
+                    conn.buffer.clear()
+                    await reader.spill()  # SMTPD-73: memory stays bounded
+                await conn.fill(idle)
+            started = time.monotonic()
+            step, queued = await session.finish_data(reader)
+        finally:
+            reader.close()
         outcome = "accepted" if queued else ("rejected" if step.wire()[:1] == b"5" else "deferred")
         metrics.MESSAGES.labels(outcome).inc()
         if queued is not None:

@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 from qmesh.contract.errors import QueueFailure, Temporary
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
+from qmesh.store.base import Body
 from services.smtpd import replies
 from services.smtpd.config import SmtpdConfig
 from services.smtpd.data import BARE_LINE_END, DataReader
@@ -41,7 +42,7 @@ class Queue(Protocol):
         ...
 
     async def enqueue(
-        self, sender: str, recipients: list[str], body: bytes, origin: Origin, smtputf8: bool
+        self, sender: str, recipients: list[str], body: Body, origin: Origin, smtputf8: bool
     ) -> Queued: ...
 
 
@@ -274,7 +275,7 @@ class Session:
         origin = Origin(kind="network", client_ip=self.client.ip, auth_user=self.auth_user)
         try:
             queued = await self.queue.enqueue(
-                tx.sender, tx.recipients, trace + bytes(data.stored), origin, tx.smtputf8
+                tx.sender, tx.recipients, data.body(trace), origin, tx.smtputf8
             )
         except QueueFailure as err:
             return Step(replies.queue_failure(err.text, err.permanent)), None

@@ -8,12 +8,15 @@ import pytest
 
 from qmesh.store.base import BlobStore
 from qmesh.store.files import FileStore
-from qmesh.store.s3 import S3Store, s3_client
+from qmesh.store.s3 import SINGLE_PUT_MAX, S3Store, s3_client
 from tests.servers import S3Server
 
 
 async def open_test_store(
-    request: pytest.FixtureRequest, tmp_path: Path, bucket: str, single_put_max: int = 64 << 20
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    bucket: str,
+    single_put_max: int = SINGLE_PUT_MAX,
 ) -> BlobStore:
     if request.param == "files":
         return FileStore(tmp_path / "store", bucket)

@@ -15,6 +15,7 @@ from qmesh.contract.events import Origin, Verdict
 from qmesh.contract.ids import QueueId
 from qmesh.contract.queue import Queued
 from qmesh.routing.classify import RoutingRules
+from qmesh.store.base import Body
 from services.smtpd.config import SmtpdConfig
 from services.smtpd.policy import RelayPolicy
 from services.smtpd.session import Client, Session
@@ -48,10 +49,12 @@ class FakeQueue:
         return not self.down
 
     async def enqueue(
-        self, sender: str, recipients: list[str], body: bytes, origin: Origin, smtputf8: bool
+        self, sender: str, recipients: list[str], body: Body, origin: Origin, smtputf8: bool
     ) -> Queued:
         if self.failure:
             raise self.failure
+        if not isinstance(body, bytes):
+            body = b"".join([chunk async for chunk in body])
         self.queued.append((sender, list(recipients), body, origin))
         return Queued(QueueId("1732510000000.0123456789abcdef"), 4711, len(body), 1732510000.5)
 
