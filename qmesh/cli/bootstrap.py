@@ -10,6 +10,7 @@ from pathlib import Path
 from qmesh.bus.provision import provision_streams
 from qmesh.cli.connect import nats_session
 from qmesh.control import load_controls, write_default_controls
+from qmesh.control.initial import guard_plaintext
 from qmesh.directory.admin import add_domain
 from qmesh.directory.namespaces import Namespaces
 from qmesh.directory.store import Directory
@@ -20,20 +21,20 @@ from qmesh.store.s3 import S3Store
 log = logging.getLogger(__name__)
 
 DEFAULT_ME = "mail.localhost"  # RFC 6761: a name that stays on this machine
-# qmesh up listens on loopback only, where POP3 without TLS is acceptable (POP3-60); set
-# pop3plaintext to 0, and give tlscert/tlskey, before listening anywhere else.
-LOOPBACK_EXTRAS = {"pop3plaintext": "1\n"}
+LISTEN_HOST = "127.0.0.1"  # QMESH_LISTEN_HOST unless set
 
 
-def ensure_control_dir(control: Path, me: str = DEFAULT_ME) -> bool:
-    """Write safe defaults when ``control`` is missing or empty; ``True`` if it did."""
+def ensure_control_dir(
+    control: Path, me: str = DEFAULT_ME, *, listen_host: str = LISTEN_HOST
+) -> bool:
+    """Write safe defaults when ``control`` is missing or empty; ``True`` if it did.
+
+    POP3 without TLS is allowed only while every listener is on loopback (POP3-60).
+    """
     if control.is_dir() and any(control.iterdir()):
+        guard_plaintext(control, listen_host)
         return False
-    write_default_controls(control, me)
-    for name, text in LOOPBACK_EXTRAS.items():
-        path = control / name
-        if not path.exists():
-            path.write_text(text)
+    write_default_controls(control, me, listen_host=listen_host)
     return True
 
 

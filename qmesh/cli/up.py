@@ -139,7 +139,8 @@ def prepare(environ: Mapping[str, str]) -> Site:
     data = Path(environ.get("QMESH_DATA", "./qmesh-data")).resolve()
     control = Path(environ.get("QMESH_CONTROL", "./control")).resolve()
     (data / "log").mkdir(parents=True, exist_ok=True)
-    return Site(data, control, ensure_control_dir(control))
+    listen_host = environ.get("QMESH_LISTEN_HOST", "127.0.0.1")  # as cluster_env defaults it
+    return Site(data, control, ensure_control_dir(control, listen_host=listen_host))
 
 
 def start_nats(environ: Mapping[str, str], site: Site) -> NatsServer:

@@ -208,6 +208,9 @@ def _read(r: _Reader) -> Controls:
         defaultdelivery=r.parsed("defaultdelivery", str, delivery),
         pop3plaintext=r.flag("pop3plaintext"),
         spawnlimit=r.number("spawnlimit"),
+        maxconnip=r.number("maxconnip"),
+        timeoutdata=max(1, r.number("timeoutdata")),
+        timeoutsession=max(1, r.number("timeoutsession")),
         sources=MappingProxyType(dict(r.sources)),
     )
 

@@ -16,6 +16,10 @@ ServiceName = Literal["smtpd", "send", "local", "remote", "pop3d", "inject"]
 
 ALL: tuple[ServiceName, ...] = ("smtpd", "send", "local", "remote", "pop3d", "inject")
 
+# The shipped message size limit (50 MiB, between Postfix's 10 MB and Stalwart's): qmail's 0
+# lets one client fill the queue store with a single message.
+DATABYTES = 52428800
+
 
 @dataclass(frozen=True, slots=True)
 class MeOr:
@@ -62,8 +66,10 @@ SPECS: tuple[ControlSpec, ...] = (
        "without `me` smtpd answers 421."),
     _c("localiphost", "line", MeOr(), ("smtpd",),
        "Replaces `[a.b.c.d]` in `box@[a.b.c.d]` when the address is in `ipme` (SMTPD-41)."),
-    _c("timeoutsmtpd", "number", 1200, ("smtpd",),
-       "Seconds to wait for each read from an SMTP or QMTP client; 0 means 1."),
+    _c("timeoutsmtpd", "number", 300, ("smtpd",),
+       "Seconds an SMTP client may take for one whole command line, and smtpd waits for each "
+       "read in DATA and QMTP; 0 means 1 (SMTPD-70). qmail's 1200 is kinder to trickling "
+       "clients than a public server can afford."),
     _c("rcpthosts", "list", None, ("smtpd",),
        "Domains accepted from non-relay clients; `.host` matches subdomains. When missing, "
        "only hosted domains are accepted, never an open relay (SMTPD-42)."),
@@ -71,9 +77,10 @@ SPECS: tuple[ControlSpec, ...] = (
        "More `rcpthosts` entries; consulted only if `rcpthosts` exists."),
     _c("badmailfrom", "list", None, ("smtpd",),
        "Envelope senders refused at MAIL: full addresses or `@domain` (SMTPD-35)."),
-    _c("databytes", "number", 0, ("smtpd",),
-       "Maximum message size in stored-form bytes, 0 = unlimited (SMTPD-55); "
-       "overridden by `DATABYTES`."),
+    _c("databytes", "number", DATABYTES, ("smtpd",),
+       "Maximum message size in stored-form bytes (SMTPD-55, QMTP-14); overridden by "
+       "`DATABYTES`. `0` = unlimited as in qmail; the body streams to the store either way, "
+       "so memory stays bounded (SMTPD-73)."),
     _c("locals", "list", MeOr(), ("send", "smtpd"),
        "Domains delivered locally (SEND-12); the first entry is the canonical local domain "
        "(SEND-16). Without it and without `me`, send refuses to start."),
@@ -160,6 +167,17 @@ SPECS: tuple[ControlSpec, ...] = (
        "`1` allows USER/PASS and SASL PLAIN without TLS (POP3-60).", ext=True),
     _c("spawnlimit", "number", 120, ("send",),
        "Upper bound for `concurrencylocal` and `concurrencyremote`.", ext=True),
+    _c("maxconnip", "number", 20, ("smtpd", "pop3d"),
+       "Connections one client address may hold at once on one replica, all listeners of the "
+       "service together (IPv6 counted per /64; behind a balancer, the PROXY header's address); "
+       "more get `421` (SMTP) or `-ERR [SYS/TEMP]` (POP3) and are closed. `0` = no limit "
+       "(SMTPD-73).", ext=True),
+    _c("timeoutdata", "number", 1200, ("smtpd",),
+       "Seconds the whole of one DATA may take, however steadily the bytes trickle in; then "
+       "`451` and close (SMTPD-70).", ext=True),
+    _c("timeoutsession", "number", 3600, ("smtpd",),
+       "Seconds one SMTP or QMTP connection may last in all (QMTP-01's hour); then `451` "
+       "(SMTP) or close (SMTPD-70).", ext=True),
 )
 # fmt: on
 

@@ -65,6 +65,9 @@ class Controls:
     defaultdelivery: str
     pop3plaintext: bool
     spawnlimit: int
+    maxconnip: int
+    timeoutdata: int
+    timeoutsession: int
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
 
     def me_or(self, literal: str) -> str:

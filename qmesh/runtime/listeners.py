@@ -8,14 +8,24 @@ stream exists, so nothing the client sends after it (a TLS ClientHello) is lost.
 
 On stop the listeners close, idle connections are cancelled, and connections busy with a
 command get ``grace`` seconds to finish (a handler says which it is with :func:`busy`).
+
+Two bounds keep one replica serving (SMTPD-73): at most ``max_sessions`` connections per
+listener (more wait in the listen backlog), and at most ``maxconnip`` connections from one
+client address across all the listeners (IPv6 counted per /64), counted after the PROXY
+header so that behind a balancer the client is the proxied address. A client over its share
+hears the service's ``too_many`` reply and is closed at once, so it never holds a slot that
+another client is waiting for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
 import socket
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -25,6 +35,7 @@ from qmesh.proxy import ProxyError, read_header, socket_recv, trusted
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 60.0
+REFUSAL_TIMEOUT = 5.0
 
 
 @dataclass(slots=True)
@@ -91,6 +102,19 @@ def _peer_host(sock: socket.socket) -> str:
         return "unknown"
 
 
+def client_key(remote: str) -> str:
+    """What the per-client cap counts: the address, an IPv6 one by its /64."""
+    try:
+        addr = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
 _BUSY: dict[asyncio.Task[None], bool] = {}
 
 
@@ -118,6 +142,8 @@ class Listeners:
         grace: float = 10.0,
         on_proxy: Callable[[str], None] = lambda result: None,
         max_sessions: int = 500,
+        maxconnip: Callable[[], int] = lambda: 0,
+        too_many: Callable[[str], bytes] = lambda listener: b"",
     ) -> None:
         self._service = service
         self._host = host
@@ -130,6 +156,9 @@ class Listeners:
         self._acceptors: dict[str, asyncio.Task[None]] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self._max_sessions = max_sessions
+        self._maxconnip = maxconnip
+        self._too_many = too_many
+        self._per_client: Counter[str] = Counter()
         self.stopping = False
 
     @property
@@ -208,4 +237,28 @@ class Listeners:
             self._on_proxy("accepted")
             if proxied is not None:
                 accepted.remote, accepted.proxied = proxied.host, True
-        await self._handler(accepted)
+        client = client_key(accepted.remote)
+        limit = self._maxconnip()
+        if limit > 0 and self._per_client[client] >= limit:
+            await self._refuse(accepted)
+            return
+        self._per_client[client] += 1
+        try:
+            await self._handler(accepted)
+        finally:
+            self._per_client[client] -= 1
+            if self._per_client[client] <= 0:
+                del self._per_client[client]
+
+    async def _refuse(self, accepted: Accepted) -> None:
+        """Over ``maxconnip``: the service's reply (if it has one here), then close."""
+        log.info(
+            f"{self._service}.too_many_connections",
+            extra={"remote": accepted.remote, "listener": accepted.listener},
+        )
+        reply = self._too_many(accepted.listener)
+        if reply:
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(loop.sock_sendall(accepted.sock, reply), REFUSAL_TIMEOUT)
+                accepted.sock.shutdown(socket.SHUT_WR)

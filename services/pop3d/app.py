@@ -83,6 +83,7 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
         tls=tls.current,
         proxyclients=lambda: watcher.current.proxyclients,
         max_sessions=settings.max_sessions,
+        maxconnip=lambda: watcher.current.maxconnip,
         idle_timeout=idle_timeout,
     )
 

@@ -35,6 +35,7 @@ Listener = Literal["pop3", "pop3s"]
 IDLE_TIMEOUT = 1200.0  # POP3-25
 WRITE_TIMEOUT = 60.0
 STOP_GRACE = 10.0
+TOO_MANY = b"-ERR [SYS/TEMP] too many connections from your address\r\n"  # maxconnip
 READ_LIMIT = MAX_SASL_LINE + 2  # longer lines are cut and answered "-ERR line too long"
 
 SessionFactory = Callable[[Policy], Session]
@@ -78,6 +79,7 @@ class Pop3Server(Listeners):
         tls: Callable[[], ssl.SSLContext | None],
         proxyclients: Callable[[], tuple[Network, ...]] = tuple,
         max_sessions: int = 500,
+        maxconnip: Callable[[], int] = lambda: 0,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self._sessions = sessions
@@ -93,6 +95,8 @@ class Pop3Server(Listeners):
             grace=STOP_GRACE,
             on_proxy=lambda result: metrics.PROXIED.labels(result).inc(),
             max_sessions=max_sessions,
+            maxconnip=maxconnip,
+            too_many=lambda listener: TOO_MANY if listener == "pop3" else b"",
         )
 
     async def _connection(self, accepted: Accepted) -> None:

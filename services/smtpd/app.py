@@ -100,6 +100,7 @@ async def build(settings: Settings) -> Service:
         greeting=lambda: config().greeting,
         proxyclients=lambda: watcher.current.proxyclients,
         max_sessions=settings.max_sessions,
+        maxconnip=lambda: watcher.current.maxconnip,
     )
 
     async def controls_loaded() -> None:

@@ -25,7 +25,9 @@ class SmtpdConfig:
     smtpauth: tuple[str, ...] = ("PLAIN", "LOGIN")
     ipme: frozenset[str] = frozenset()
     localiphost: str = ""
-    timeout: float = 1200.0
+    timeout: float = 300.0  # one command line, one read in DATA or QMTP (SMTPD-70)
+    data_timeout: float = 1200.0  # the whole of one DATA
+    session_timeout: float = 3600.0  # the whole connection
 
     def relayclient(self, ip: str) -> str | None:
         """RELAYCLIENT for a client address from ``relayclients`` (CTL table), else ``None``."""
@@ -64,4 +66,6 @@ def smtpd_config(c: Controls, interfaces: frozenset[str] = frozenset()) -> Smtpd
         ipme=c.own_addresses(interfaces),
         localiphost=c.localiphost or localname,
         timeout=float(max(1, c.timeoutsmtpd)),
+        data_timeout=float(c.timeoutdata),
+        session_timeout=float(c.timeoutsession),
     )

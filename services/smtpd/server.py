@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -41,6 +42,10 @@ STOP_GRACE = 25.0
 SessionFactory = Callable[[Client], Session]
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class Closed(Exception):
     """The client went away, or sent a bare line end in DATA."""
 
@@ -52,13 +57,20 @@ class TimedOut(Exception):
 class Connection:
     """Buffered reading on one client stream: lines with a bound, and raw chunks for DATA."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, lifetime: float
+    ) -> None:
         self.reader, self.writer = reader, writer
         self.buffer = bytearray()
+        self.deadline = _now() + lifetime  # the whole session (SMTPD-70, QMTP-01)
 
-    async def fill(self, idle: float) -> None:
+    async def fill(self, idle: float, until: float = math.inf) -> None:
+        """One read, waiting at most ``idle``, and never past ``until`` or the session's end."""
+        wait = min(idle, until - _now(), self.deadline - _now())
+        if wait <= 0:
+            raise TimedOut
         try:
-            chunk = await asyncio.wait_for(self.reader.read(CHUNK), idle)
+            chunk = await asyncio.wait_for(self.reader.read(CHUNK), wait)
         except TimeoutError as err:
             raise TimedOut from err
         if not chunk:
@@ -66,7 +78,12 @@ class Connection:
         self.buffer += chunk
 
     async def line(self, limit: int, idle: float) -> tuple[bytes, bool]:
-        """One line with its LF, and whether it was longer than ``limit`` (then cut)."""
+        """One line with its LF, and whether it was longer than ``limit`` (then cut).
+
+        The whole line must arrive within ``idle`` seconds, not each of its bytes: a client
+        trickling a byte at a time cannot hold the session (SMTPD-70).
+        """
+        until = _now() + idle
         overlong = False
         while True:
             end = self.buffer.find(b"\n")
@@ -78,7 +95,7 @@ class Connection:
             if len(self.buffer) > limit + 2:  # discard up to the next LF (SMTPD-72)
                 overlong = True
                 self.buffer.clear()
-            await self.fill(idle)
+            await self.fill(idle, until)
 
     async def exactly(self, n: int, idle: float) -> bytes:
         while len(self.buffer) < n:
@@ -124,6 +141,7 @@ class SmtpServer(Listeners):
         greeting: Callable[[], str],
         proxyclients: Callable[[], tuple[Network, ...]] = tuple,
         max_sessions: int = 500,
+        maxconnip: Callable[[], int] = lambda: 0,
     ) -> None:
         self._sessions = sessions
         self._tls = tls
@@ -142,7 +160,15 @@ class SmtpServer(Listeners):
             grace=STOP_GRACE,
             on_proxy=lambda result: metrics.PROXIED.labels(result).inc(),
             max_sessions=max_sessions,
+            maxconnip=maxconnip,
+            too_many=self._too_many,
         )
+
+    def _too_many(self, listener: str) -> bytes:
+        """SMTPD-73: a plaintext SMTP listener says why; TLS and QMTP ones just close."""
+        if listener in self._implicit or listener in self._qmtp:
+            return b""
+        return replies.TOO_MANY_CONNECTIONS.encode() + b"\r\n"
 
     async def _connection(self, accepted: Accepted) -> None:
         listener = accepted.listener
@@ -155,10 +181,6 @@ class SmtpServer(Listeners):
             if implicit and context is None:
                 log.warning("smtpd.tls_unavailable", extra={"listener": listener})
                 return
-            reader, writer = await accepted.open(context if implicit else None)
-            conn = Connection(reader, writer)
-            if implicit:
-                metrics.TLS.labels(listener).inc()
             client = Client(
                 ip=accepted.remote,
                 listener=listener,
@@ -166,7 +188,14 @@ class SmtpServer(Listeners):
                 tls_available=context is not None,
                 tls_active=implicit,
             )
+            reader, writer = await accepted.open(context if implicit else None)
             session = self._sessions(client)
+            lifetime = session.config.session_timeout
+            if listener in self._qmtp:
+                lifetime = min(lifetime, self.qmtp_session_limit)  # QMTP-01
+            conn = Connection(reader, writer, lifetime=lifetime)
+            if implicit:
+                metrics.TLS.labels(listener).inc()
             if listener in self._qmtp:
                 await self._packages(session, conn)
                 return
@@ -175,7 +204,8 @@ class SmtpServer(Listeners):
         except (Closed, Framing, ConnectionError, ssl.SSLError) as err:
             log.debug("smtpd.disconnected", extra={"reason": type(err).__name__})
         except TimedOut:
-            if conn is not None:
+            log.debug("smtpd.disconnected", extra={"reason": "timeout"})
+            if conn is not None and listener not in self._qmtp:
                 with contextlib.suppress(Exception):
                     await conn.write(replies.TIMEOUT.encode() + b"\r\n")  # SMTPD-70
         except TimeoutError:
@@ -217,36 +247,35 @@ class SmtpServer(Listeners):
         async def skip(n: int) -> None:
             await conn.skip(n, idle)
 
-        async with asyncio.timeout(self.qmtp_session_limit):
-            while not self.stopping:
-                if not conn.buffer:
-                    try:
-                        await conn.fill(idle)
-                    except Closed:
-                        return  # between packages: a normal end
-                package = await qmtp_protocol.read_package(read, skip, databytes)
-                busy(True)
+        while not self.stopping:
+            if not conn.buffer:
                 try:
-                    responses, queued = await qmtp_protocol.answer(
-                        package,
-                        config=session.config,
-                        client_ip=session.client.ip,
-                        relayclient=session.relayclient,
-                        domains=session.domains,
-                        rcptcheck=session.rcptcheck,
-                        queue=session.queue,
-                    )
-                finally:
-                    package.close()
-                await conn.write(b"".join(qmtp_protocol.netstring(r) for r in responses))
-                busy(False)
-                metrics.MESSAGES.labels("accepted" if queued else "rejected").inc()
-                if queued is not None:
-                    metrics.BYTES.inc(queued.size)
-                    log.info(
-                        "smtpd.accepted",
-                        extra={"msg_id": queued.id, "qp": queued.qp, "remote": session.client.ip},
-                    )
+                    await conn.fill(idle)
+                except Closed:
+                    return  # between packages: a normal end
+            package = await qmtp_protocol.read_package(read, skip, databytes)
+            busy(True)
+            try:
+                responses, queued = await qmtp_protocol.answer(
+                    package,
+                    config=session.config,
+                    client_ip=session.client.ip,
+                    relayclient=session.relayclient,
+                    domains=session.domains,
+                    rcptcheck=session.rcptcheck,
+                    queue=session.queue,
+                )
+            finally:
+                package.close()
+            await conn.write(b"".join(qmtp_protocol.netstring(r) for r in responses))
+            busy(False)
+            metrics.MESSAGES.labels("accepted" if queued else "rejected").inc()
+            if queued is not None:
+                metrics.BYTES.inc(queued.size)
+                log.info(
+                    "smtpd.accepted",
+                    extra={"msg_id": queued.id, "qp": queued.qp, "remote": session.client.ip},
+                )
 
     def _shutdown_reply(self) -> bytes:
         return replies.shutting_down(self._greeting()).encode() + b"\r\n"
@@ -273,7 +302,7 @@ class SmtpServer(Listeners):
                 session.tls_started()
             elif step.data:
                 await conn.write(step.wire())
-                step = await self._data(session, conn, timeout)
+                step = await self._data(session, conn, timeout, session.config.data_timeout)
                 await conn.write(step.wire())
             else:
                 await conn.write(step.wire())
@@ -281,7 +310,9 @@ class SmtpServer(Listeners):
             if step.close:
                 return
 
-    async def _data(self, session: Session, conn: Connection, idle: float) -> Step:
+    async def _data(self, session: Session, conn: Connection, idle: float, limit: float) -> Step:
+        """DATA within ``limit`` seconds in all and ``idle`` per read (SMTPD-70)."""
+        until = _now() + limit
         reader = session.data_reader()
         try:
             while True:
@@ -294,7 +325,7 @@ class SmtpServer(Listeners):
                         break
                     conn.buffer.clear()
                     await reader.spill()  # SMTPD-73: memory stays bounded
-                await conn.fill(idle)
+                await conn.fill(idle, until)
             started = time.monotonic()
             step, queued = await session.finish_data(reader)
         finally:

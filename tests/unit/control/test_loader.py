@@ -29,7 +29,11 @@ def test_ctl02_me_first_line_without_trailing_whitespace(control_dir: Path) -> N
     ("name", "text", "expected"),
     [
         ("databytes", "1000 bytes\n", 1000),  # CTL-03 prefix
-        ("databytes", "abc\n", 0),  # CTL-03 garbage keeps the default
+        ("databytes", "abc\n", 52428800),  # CTL-03 garbage keeps the default
+        ("databytes", "0\n", 0),  # an operator's 0 still means no limit (SMTPD-55)
+        ("maxconnip", "0\n", 0),  # no per-client limit
+        ("timeoutdata", "0\n", 1),
+        ("timeoutsession", "0\n", 1),
         ("timeoutsmtpd", "30\n", 30),
         ("timeoutsmtpd", "0\n", 1),  # spec 2.2: values <= 0 mean 1
         ("concurrencyremote", "junk\n", 20),
@@ -45,8 +49,11 @@ def test_ctl03_numeric_controls(control_dir: Path, name: str, text: str, expecte
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("timeoutsmtpd", 1200),
-        ("databytes", 0),
+        ("timeoutsmtpd", 300),  # hardening #7: qmail's 1200 is too kind for a public server
+        ("databytes", 52428800),  # hardening #6: 50 MiB, not qmail's unlimited
+        ("maxconnip", 20),  # hardening #7 (SMTPD-73)
+        ("timeoutdata", 1200),
+        ("timeoutsession", 3600),
         ("queuelifetime", 604800),
         ("concurrencylocal", 10),
         ("concurrencyremote", 20),

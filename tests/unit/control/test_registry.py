@@ -13,7 +13,8 @@ from qmesh.control.values import CONTROL_NAMES
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "controls.md"
 
-# Spec 2.2, both tables, plus proxyclients (SMTPD-86).
+# Spec 2.2, both tables, plus proxyclients (SMTPD-86) and the per-replica bounds of SMTPD-73
+# (hardening #7).
 # fmt: off
 SPEC_CONTROLS = [
     "me", "smtpgreeting", "localiphost", "timeoutsmtpd", "rcpthosts", "morercpthosts",
@@ -23,7 +24,7 @@ SPEC_CONTROLS = [
     "timeoutconnect", "defaultdomain", "defaulthost", "plusdomain", "idhost", "relayclients",
     "ipme", "rcptcheck", "maxrcpt", "smtpauth", "tlscert", "tlskey", "submissionports",
     "bounceformat", "bouncemaxbytes", "programdelivery", "defaultdelivery", "pop3plaintext",
-    "spawnlimit", "proxyclients",
+    "spawnlimit", "proxyclients", "maxconnip", "timeoutdata", "timeoutsession",
 ]
 # fmt: on
 
