@@ -139,9 +139,7 @@ class DataReader:
                 self._dot_line = True
                 i += 1
                 continue
-            j = i
-            while j < n and data[j] not in (0x0A, 0x0D):
-                j += 1
+            j = _line_end(data, i)
             if j > i:
                 self._text(data[i:j])
             if j == n:
@@ -181,6 +179,15 @@ class DataReader:
             self.stored += chunk
         elif self.stored:
             self.stored.clear()  # over the limit: stop holding the message (SMTPD-55)
+
+
+def _line_end(data: bytes, start: int) -> int:
+    """The index of the first CR or LF at or after ``start``, else ``len(data)``."""
+    cr = data.find(b"\r", start)
+    lf = data.find(b"\n", start, cr if cr >= 0 else len(data))
+    if lf >= 0:
+        return lf
+    return cr if cr >= 0 else len(data)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
