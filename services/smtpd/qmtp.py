@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
 
+from qmesh.contract.envelope import has_control
 from qmesh.contract.errors import QueueFailure
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
@@ -143,32 +144,33 @@ async def answer(
     """One response per recipient, in order (QMTP-05), and what was queued."""
     n = len(package.recipients)
     sender = package.sender.decode("utf-8", "surrogateescape")
-    if len(package.sender) >= 1000 or b"\0" in package.sender:
-        return [BAD_SENDER] * n, None  # QMTP-12
+    if len(package.sender) >= 1000 or has_control(sender):
+        return [BAD_SENDER] * n, None  # QMTP-12; any control character (hardening #4)
     if config.databytes and package.size > config.databytes:
         return [TOO_BIG] * n, None  # QMTP-14
     responses: list[bytes | None] = []
     accepted: list[str] = []
     bad_sender = sender_is_bad(sender, config.badmailfrom)
     for raw in package.recipients:
-        if len(raw) + len(relayclient or "") >= 1000 or b"\0" in raw:
-            responses.append(BAD_RECIPIENT)
+        address = raw.decode("utf-8", "surrogateescape")
+        if len(raw) + len(relayclient or "") >= 1000 or has_control(address):
+            responses.append(BAD_RECIPIENT)  # QMTP-13; any control character (hardening #4)
             continue
         if bad_sender:
             responses.append(BADMAILFROM)  # SMTPD-35 also applies (QMTP-13)
             continue
-        address, reply = await judge_recipient(
-            raw.decode("utf-8", "surrogateescape"),
+        accepted_as, reply = await judge_recipient(
+            address,
             config=config,
             relayclient=relayclient,
             domains=domains,
             rcptcheck=rcptcheck,
         )
-        if address is None:
+        if accepted_as is None:
             responses.append(_as_qmtp(reply))
         else:
             responses.append(None)
-            accepted.append(address)
+            accepted.append(accepted_as)
     if not accepted:
         return [r or b"" for r in responses], None
     refusal = _refusal(package)

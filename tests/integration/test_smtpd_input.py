@@ -73,3 +73,30 @@ async def test_qmtp_13_percent_hack_never_relays_for_a_stranger(stack: Stack) ->
     )
     assert responses == [b"Dsorry, relaying denied (#5.7.1)"] * len(hostile)
     assert await stack.queued() == []
+
+
+async def test_smtpd_31_control_characters_never_enter_an_envelope(stack: Stack) -> None:
+    """hardening #4: a bare CR in a path would become a header line in Return-Path or
+    Delivered-To (and at the next hop after a forward): refused at MAIL and RCPT."""
+    c = await Client.connect(stack.port())
+    await c.send(b"MAIL FROM:<joe\rX-Injected: yes@far.test>\r\n")
+    assert await c.reply() == "501 5.1.7 bad sender address syntax"
+    await c.send(b'MAIL FROM:<"joe\\\rX"@far.test>\r\n')
+    assert await c.reply() == "501 5.1.7 bad sender address syntax"
+    assert await c.cmd("MAIL FROM:<joe@far.test>") == "250 2.1.0 ok"
+    await c.send(b"RCPT TO:<alice\r@example.test>\r\n")
+    assert await c.reply() == "501 5.1.3 bad recipient address syntax"
+    await c.send(b'RCPT TO:<"alice\tX"@example.test>\r\n')
+    assert await c.reply() == "501 5.1.3 bad recipient address syntax"
+    assert await c.cmd("DATA") == "503 5.5.1 RCPT first (#5.5.1)"
+    replies = await qmtp(
+        stack,
+        qmtp_package(b"\nSubject: x\n\nhi\n", b"joe\r@far.test", b"alice@example.test")
+        + qmtp_package(b"\nSubject: x\n\nhi\n", b"joe@far.test", b"alice\r@example.test"),
+        2,
+    )
+    assert replies == [
+        b"Dunacceptable sender (#5.1.7)",
+        b"Dsorry, I can't handle that recipient (#5.1.3)",
+    ]
+    assert await stack.queued() == []
