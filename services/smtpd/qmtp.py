@@ -32,6 +32,7 @@ BAD_SENDER = b"Dunacceptable sender (#5.1.7)"
 BAD_RECIPIENT = b"Dsorry, I can't handle that recipient (#5.1.3)"
 TOO_BIG = b"Dsorry, that message size exceeds my databytes limit (#5.3.4)"
 LOOPING = b"Dtoo many hops, this message is looping (#5.4.6)"
+NUL = b"Dsorry, a message may not contain NUL characters (#5.6.0)"
 BADMAILFROM = b"Dsorry, your envelope sender is in my badmailfrom list (#5.7.1)"
 
 _SMTP_REPLY = re.compile(r"^(\d)\d\d (\d\.\d{1,3}\.\d{1,3}) (.*)$")
@@ -198,4 +199,6 @@ async def answer(
 def _refusal(package: Package) -> bytes | None:
     if count_hops(stored_form(package.message)) >= MAX_HOPS:
         return LOOPING  # QMTP-17
+    if b"\0" in package.message:
+        return NUL  # relayed over SMTP, NUL could end the data early (hardening #5)
     return None

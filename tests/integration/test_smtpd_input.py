@@ -100,3 +100,25 @@ async def test_smtpd_31_control_characters_never_enter_an_envelope(stack: Stack)
         b"Dsorry, I can't handle that recipient (#5.1.3)",
     ]
     assert await stack.queued() == []
+
+
+async def test_smtpd_51_nul_before_a_dot_is_refused_and_nothing_is_queued(stack: Stack) -> None:
+    """hardening #5: CR LF NUL "." CR LF is no end of data here, but would be at a next hop
+    that drops NUL; the whole message is refused and the session goes on."""
+    c = await Client.connect(stack.port())
+    assert await c.cmd("MAIL FROM:<joe@far.test>") == "250 2.1.0 ok"
+    assert await c.cmd("RCPT TO:<alice@example.test>") == "250 2.1.5 ok"
+    assert await c.cmd("DATA") == "354 go ahead"
+    await c.send(
+        b"Subject: s\r\n\r\na\r\n\x00.\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<x@example.test>\r\n"
+        b"DATA\r\nsmuggled\r\n.\r\n"
+    )
+    assert await c.reply() == "554 5.6.0 sorry, a message may not contain NUL characters (#5.6.0)"
+    assert await c.cmd("NOOP") == "250 2.0.0 ok"
+    replies = await qmtp(
+        stack,
+        qmtp_package(b"\nSubject: q\n\na\n\x00.\nb\n", b"joe@far.test", b"alice@example.test"),
+        1,
+    )
+    assert replies == [b"Dsorry, a message may not contain NUL characters (#5.6.0)"]
+    assert await stack.queued() == []

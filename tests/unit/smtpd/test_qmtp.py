@@ -9,6 +9,7 @@ from services.smtpd.qmtp import (
     BAD_RECIPIENT,
     BAD_SENDER,
     LOOPING,
+    NUL,
     TOO_BIG,
     Framing,
     Package,
@@ -126,6 +127,11 @@ async def test_qmtp_12_14_17_whole_package_refusals() -> None:
     assert await decide(Package(b"\nx\n", 1001, b"joe@far.test", ok)) == [TOO_BIG] * 2
     hops = b"\n" + b"Received\n" * 100 + b"\nb\n"  # 903 bytes: under databytes
     assert await decide(Package(hops, len(hops) - 1, b"joe@far.test", ok)) == [LOOPING] * 2
+    queue = FakeQueue()
+    for message in (b"\na\n\x00.\nb\n", b"\ra\r\n\x00.\r\n"):  # hardening #5
+        package = Package(message, len(message) - 1, b"joe@far.test", ok)
+        assert await decide(package, queue=queue) == [NUL] * 2
+    assert queue.queued == []
 
 
 async def test_qmtp_13_relay_client_and_badmailfrom() -> None:
