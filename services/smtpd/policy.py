@@ -23,7 +23,12 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class RelayPolicy:
-    """``rcpthosts`` as loaded: ``None`` when the file does not exist (SMTPD-42 [MODERN])."""
+    """``rcpthosts`` as loaded: ``None`` when the file does not exist (SMTPD-42 [MODERN]).
+
+    The directory's domains count as entries too, as vadddomain adds a domain to
+    ``rcpthosts``: ``qmesh domain add`` alone makes a domain's mail welcome, and ``domain
+    del`` alone refuses it again, live (SEND-16, hardening #13).
+    """
 
     rcpthosts: frozenset[str] | None
     morercpthosts: frozenset[str]
@@ -31,6 +36,8 @@ class RelayPolicy:
 
     def listed(self, domain: str, directory_domains: Container[str]) -> bool:
         domain = domain.lower()
+        if domain in directory_domains:
+            return True
         if self.rcpthosts is None:  # never an open relay: the hosted domains instead
             return is_hosted(domain, self.rules, directory_domains)
         entries = self.rcpthosts | self.morercpthosts

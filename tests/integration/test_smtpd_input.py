@@ -3,14 +3,18 @@ nats-server and queue store, driven over raw SMTP and QMTP sockets."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import io
 from collections.abc import AsyncIterator
 
 import pytest
 
+from qmesh.cli.admin import add_admin_commands, run_admin
 from qmesh.runtime.settings import Settings
 from tests.integration.test_smtpd import (
     DOMAIN,
+    RELAY,
     Client,
     Stack,
     certificate,
@@ -122,3 +126,52 @@ async def test_smtpd_51_nul_before_a_dot_is_refused_and_nothing_is_queued(stack:
     )
     assert replies == [b"Dsorry, a message may not contain NUL characters (#5.6.0)"]
     assert await stack.queued() == []
+
+
+async def admin(environ: dict[str, str], *argv: str) -> str:
+    parser = argparse.ArgumentParser(prog="qmesh")
+    add_admin_commands(parser.add_subparsers(dest="command", required=True))
+    out, err = io.StringIO(), io.StringIO()
+    code = await run_admin(parser.parse_args(argv), environ=environ, stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    return out.getvalue()
+
+
+async def rcpt_until(c: Client, address: str, expected: str) -> None:
+    """RCPT until the reply is ``expected``: the domain watch follows a change within moments."""
+    for _ in range(100):
+        assert await c.cmd("RSET") == "250 2.0.0 flushed"
+        assert await c.cmd("MAIL FROM:<joe@far.test>") == "250 2.1.0 ok"
+        if await c.cmd(f"RCPT TO:<{address}>") == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"RCPT TO:<{address}> never got {expected!r}")
+
+
+async def test_smtpd_42_directory_domains_are_accepted_like_rcpthosts(
+    stack: Stack, unique: str
+) -> None:
+    """hardening #13: ``qmesh domain add`` alone (no rcpthosts edit) makes the domain's mail
+    welcome over SMTP and QMTP; ``qmesh domain del`` refuses it again, without a restart."""
+    domain = f"{unique}.hosted.test"
+    assert domain not in (stack.control / "rcpthosts").read_text()
+    environ = {"QMESH_NATS_URL": stack.settings.nats_url, "QMESH_CONTROL": str(stack.control)}
+    c = await Client.connect(stack.port())
+    assert await c.cmd("MAIL FROM:<joe@far.test>") == "250 2.1.0 ok"
+    assert await c.cmd(f"RCPT TO:<bob@{domain}>") == RELAY
+    assert "added domain" in await admin(environ, "domain", "add", domain)
+    await rcpt_until(c, f"bob@{domain}", "250 2.1.5 ok")
+    await c.send(b"DATA\r\n")
+    assert await c.reply() == "354 go ahead"
+    await c.send(b"Subject: welcome\r\n\r\n.\r\n")
+    assert (await c.reply()).startswith("250 2.0.0 ok ")
+    package = qmtp_package(b"\nSubject: q\n\n", b"joe@far.test", f"bob@{domain}".encode())
+    assert (await qmtp(stack, package, 1))[0].startswith(b"Kok ")
+    assert len(await stack.queued()) == 2
+
+    await admin(environ, "user", "del", f"postmaster@{domain}")  # made by domain add
+    await admin(environ, "domain", "del", domain)
+    await rcpt_until(c, f"bob@{domain}", RELAY)
+    assert await qmtp(stack, package, 1) == [
+        b"Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+    ]
