@@ -139,8 +139,14 @@ async def _domain_enable(ctx: Context, args: argparse.Namespace) -> None:
 async def _user_add(ctx: Context, args: argparse.Namespace) -> None:
     target = ctx.address(args.address)
     password = ctx.password(args)
-    record = await admin.add_user(await ctx.directory(), target, password, mailboxes=ctx.mailboxes)
+    directory = await ctx.directory()
+    record = await admin.add_user(directory, target, password, mailboxes=ctx.mailboxes)
     ctx.say(f"added account {record.address}" + ("" if password else " (no password)"))
+    for rule in await admin.rules_shadowed_by(directory, target):
+        ctx.say(
+            f"note: the domain rule {rule_file_name(rule)} of @{target.domain} is no longer "
+            f"used: account {record.address} receives that mail first"
+        )
 
 
 async def _user_list(ctx: Context, args: argparse.Namespace) -> None:
@@ -202,8 +208,17 @@ async def _user_quota(ctx: Context, args: argparse.Namespace) -> None:
 async def _rule_set(ctx: Context, args: argparse.Namespace) -> None:
     target = ctx.target(args.target)
     text = ctx.stdin.read().replace("\r\n", "\n")
-    rule = await admin.set_rule(await ctx.directory(), target, args.name, text)
+    directory = await ctx.directory()
+    rule = await admin.set_rule(directory, target, args.name, text)
     ctx.say(f"rule {rule_file_name(rule)} of {target} set")
+    account = await admin.shadowing_account(directory, target, rule)
+    if account is not None:  # accounts come first (LOCAL-03, LOCAL-04; hardening #14)
+        own = rule_file_name(rule[len(account) + 1 :])  # the same mail, as the account's rule
+        ctx.say(
+            f"note: this rule is not used while account {account}@{target.domain} exists: "
+            f"that account receives its mail first; change its rule instead "
+            f"(qmesh rule set {account}@{target.domain} {own}) or delete the account"
+        )
 
 
 async def _rule_show(ctx: Context, args: argparse.Namespace) -> None:

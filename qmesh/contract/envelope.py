@@ -7,6 +7,7 @@ from the domain. Any character except NUL may occur; at most 1000 bytes (ADDR-02
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -35,6 +36,26 @@ def split_address(address: str) -> tuple[str, str]:
     if not at:
         return address, ""
     return local, domain
+
+
+def has_control(address: str) -> bool:
+    """Whether ``address`` holds a control character (C0, DEL or C1; hardening #4).
+
+    smtpd refuses such a path: a bare CR or an LF in it would end a header line wherever the
+    address is written into one (``Return-Path:``, ``Delivered-To:``, bounces).
+    """
+    return any(unicodedata.category(c) == "Cc" for c in address)
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character replaced by ``_``, for a header line.
+
+    ADDR-01 replaces each LF; every other control character, a bare CR above all, is treated
+    the same, so no address can end a header line or start a new one (hardening #4).
+    """
+    if not has_control(text):
+        return text
+    return "".join("_" if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 def _is_utf8_char(c: str) -> bool:

@@ -24,7 +24,7 @@ from qmesh.directory.names import check_account_name, domain_name, rule_file_nam
 from qmesh.directory.namespaces import Namespaces, Target
 from qmesh.directory.passwords import OWASP, HashParams, check_password, hash_password
 from qmesh.directory.records import MAX_QUOTA, AccountRecord, DomainRecord
-from qmesh.directory.rules import POSTMASTER, check_rule_text, forward_problem
+from qmesh.directory.rules import POSTMASTER, check_rule_text, forward_problem, shadowing_accounts
 from qmesh.directory.store import Directory
 from qmesh.store.base import BlobStore
 
@@ -250,3 +250,36 @@ async def delete_rule(directory: Directory, target: Target, name: str) -> None:
             target.domain, target.account, lambda r: r.changed(rules=without(r.rules))
         )
     log.info("directory.rule_deleted", extra={"target": str(target), "rule": rule})
+
+
+async def shadowing_account(directory: Directory, target: Target, name: str) -> str | None:
+    """The account that takes, first, every address domain rule ``name`` would serve.
+
+    Accounts come before domain rules (LOCAL-03, LOCAL-04), as a qmail user came before the
+    alias user's ``.qmail-<name>``: while that account exists the rule is never used, and the
+    CLI says so (hardening #14). ``None`` for an account's own rules.
+    """
+    if target.account is not None:
+        return None
+    for account in shadowing_accounts(rule_name(name)):
+        if await directory.get_account(target.domain, account) is not None:
+            return account
+    return None
+
+
+async def rules_shadowed_by(directory: Directory, target: Target) -> list[str]:
+    """The domain rules that account ``target`` keeps from being used (hardening #14).
+
+    A rule that only forwards to this very account (``domain add``'s ``postmaster`` rule,
+    LOCAL-56) loses nothing and is not named.
+    """
+    account = _account(target)
+    domain = await directory.get_domain(target.domain)
+    if domain is None:
+        return []
+    own = f"&{account}@{target.domain}\n"
+    return sorted(
+        rule
+        for rule, text in domain.rules.items()
+        if account in shadowing_accounts(rule) and text.strip() + "\n" != own
+    )

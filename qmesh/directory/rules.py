@@ -13,7 +13,7 @@ import re
 from typing import Literal
 
 from qmesh.directory.errors import InvalidName, InvalidRule
-from qmesh.directory.names import domain_name, rule_file_name
+from qmesh.directory.names import domain_name, is_account_name, rule_file_name
 
 MAX_RULE_BYTES = 64 * 1024
 MAX_FORWARD_BYTES = 1000  # ADDR-02
@@ -157,3 +157,23 @@ def check_rule_text(name: str, text: str, *, domain_rule: bool) -> str:
     if domain_rule and name == POSTMASTER and not delivers:
         raise InvalidRule(f"domain rule {shown} must forward or deliver somewhere (LOCAL-27)")
     return text
+
+
+def shadowing_accounts(rule: str) -> tuple[str, ...]:
+    """Account names that, while one exists, keep domain rule ``rule`` from ever being used.
+
+    An address reaches the domain rules only when no account matches it (LOCAL-03, LOCAL-04;
+    qmail's alias user likewise serves ``.qmail-postmaster`` only without a user
+    ``postmaster``). These are the account candidates that every address served by the rule
+    shares: for ``foo-bar`` the names ``foo-bar`` and ``foo``, for ``foo-default`` (any
+    ``foo-…``) the name ``foo``; ``default`` has none (hardening #14).
+    """
+    if rule == "default":
+        return ()
+    local = rule.replace(":", ".")  # a stored name is in safeext form (LOCAL-09)
+    if rule.endswith("-default"):
+        local = local[: -len("-default")]
+    ends = [len(local)] + [i for i in range(len(local) - 1, 0, -1) if local[i] == "-"]
+    return tuple(
+        name for name in dict.fromkeys(local[:end] for end in ends) if is_account_name(name)
+    )

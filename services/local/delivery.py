@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from qmesh.contract.envelope import quote_address, split_address
+from qmesh.contract.envelope import printable, quote_address, split_address
 from qmesh.contract.errors import Permanent
 from qmesh.contract.events import Origin
 from services.local.dotqmail import Broken, Forward, Maildir, Mbox, Program, parse_rule
@@ -51,18 +51,21 @@ def split_recipient(recipient: str) -> tuple[str, str]:
 
 
 def delivered_to(recipient: str) -> str:
-    """LOCAL-20: ``Delivered-To: <local>@<domain>`` LF, unquoted."""
-    return "Delivered-To: " + recipient.replace("\n", "_") + "\n"
+    """LOCAL-20: ``Delivered-To: <local>@<domain>`` LF, unquoted; every LF or other control
+    character becomes ``_`` (ADDR-01, hardening #4: a bare CR would start a header line)."""
+    return "Delivered-To: " + printable(recipient) + "\n"
 
 
 def return_path(sender: str) -> str:
-    """LOCAL-21: ``Return-Path: <sender quoted per ADDR-07>`` LF."""
-    return "Return-Path: <" + quote_address(sender).replace("\n", "_") + ">\n"
+    """LOCAL-21: ``Return-Path: <sender quoted per ADDR-07>`` LF, control characters as in
+    :func:`delivered_to`. A header may hold UTF-8 (RFC 6532), so a UTF-8 local part needs no
+    quotes (RFC 6531; hardening #12); an invalid byte still does."""
+    return "Return-Path: <" + printable(quote_address(sender, smtputf8=True)) + ">\n"
 
 
 def from_line(sender: str, when: float) -> str:
     """LOCAL-25's ``UFLINE``: ``From <sender> <date>`` LF, ``MAILER-DAEMON`` for ``<>``."""
-    who = "".join("-" if c in " \t\n" else c for c in sender) or "MAILER-DAEMON"
+    who = printable("".join("-" if c in " \t\n" else c for c in sender)) or "MAILER-DAEMON"
     return f"From {who} {time.asctime(time.gmtime(when))}\n"
 
 

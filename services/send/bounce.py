@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qmesh.contract.dates import qmail_date
-from qmesh.contract.envelope import DOUBLE_BOUNCE_SENDER, quote_address
+from qmesh.contract.envelope import DOUBLE_BOUNCE_SENDER, printable, quote_address
 from qmesh.control.values import BounceFormat
 from services.send import dsn
 from services.send.state import Failure
@@ -46,8 +46,9 @@ def bounce_target(original_sender: str, c: BounceControls) -> BounceTarget | Non
 
 
 def header_address(address: str, *, smtputf8: bool = False) -> str:
-    """An address as a header line shows it: LF becomes ``_`` (ADDR-01), quoted per ADDR-07."""
-    return quote_address(address.replace("\n", "_"), smtputf8=smtputf8)
+    """An address as a header line shows it: each LF or other control character becomes ``_``
+    (ADDR-01, hardening #4), quoted per ADDR-07."""
+    return quote_address(printable(address), smtputf8=smtputf8)
 
 
 def failure_paragraph(failure: Failure) -> str:
@@ -56,7 +57,7 @@ def failure_paragraph(failure: Failure) -> str:
     As qmail-send does it: every LF that follows an LF becomes ``/``.
     """
     description = failure.report.rstrip("\n")
-    text = f"<{failure.address.replace(chr(10), '_')}>:\n"
+    text = f"<{printable(failure.address)}>:\n"
     if description:
         text += description + "\n"
     chars = list(text)

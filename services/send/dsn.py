@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qmesh.contract.dates import qmail_date
-from qmesh.contract.envelope import quote_address
+from qmesh.contract.envelope import printable, quote_address
 from services.send.state import Failure
 
 REMOTE_SAID = "Remote host said: "  # how remote reports quote the server (REMOTE-30)
@@ -104,7 +104,7 @@ def recipient_status(failure: Failure) -> RecipientStatus:
 
 def _address_field(address: str, *, utf8: bool) -> str:
     """``rfc822; addr``, or ``utf-8; addr`` (RFC 6533 3) when it is not ASCII."""
-    value = quote_address(address.replace("\n", "_"), smtputf8=utf8)
+    value = quote_address(printable(address), smtputf8=utf8)
     if value.isascii():
         return f"rfc822; {value}"
     if not utf8:  # RFC 6533 utf-8-addr-xtext: \x{HEX} for each non-ASCII character

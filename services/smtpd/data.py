@@ -18,6 +18,7 @@ from services.smtpd.spool import Spool
 BARE_LINE_END = "451 See https://cr.yp.to/docs/smtplf.html."
 TOO_BIG = "552 sorry, that message size exceeds my databytes limit (#5.3.4)"
 LOOPING = "554 too many hops, this message is looping (#5.4.6)"
+NUL = "554 sorry, a message may not contain NUL characters (#5.6.0)"
 MAX_HOPS = 100
 SPILL = 1 << 16  # stored bytes held before they move to the spool
 
@@ -78,6 +79,7 @@ class DataReader:
         self.size = 0  # stored-form size of everything received (SMTPD-55)
         self.hops = 0
         self.bare = False
+        self.nul = False  # a NUL byte was seen (hardening #5)
         self.done = False
         self._line_start = True
         self._in_header = True
@@ -90,11 +92,18 @@ class DataReader:
         return bool(self.limit) and self.size > self.limit
 
     def verdict(self) -> str | None:
-        """After the end: the refusal, by SMTPD-60 precedence (hops, then size), or ``None``."""
+        """After the end: the refusal, by SMTPD-60 precedence (hops, then size), or ``None``.
+
+        Then NUL: a next hop that drops NUL bytes would read CR LF NUL ``.`` CR LF as the end
+        of data, so a message holding one is refused whole, as bare CR and LF are (SMTPD-51,
+        hardening #5).
+        """
         if self.hops >= MAX_HOPS:
             return LOOPING
         if self.too_big:
             return TOO_BIG
+        if self.nul:
+            return NUL
         return None
 
     async def spill(self, at_least: int = SPILL) -> None:
@@ -154,6 +163,7 @@ class DataReader:
     def _text(self, chunk: bytes) -> None:
         self._line_start = False
         self._dot_line = False
+        self.nul = self.nul or b"\0" in chunk
         self._store(chunk)
         if self._in_header and len(self._header_line) < 9:
             self._header_line += chunk[: 9 - len(self._header_line)]

@@ -23,7 +23,12 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class RelayPolicy:
-    """``rcpthosts`` as loaded: ``None`` when the file does not exist (SMTPD-42 [MODERN])."""
+    """``rcpthosts`` as loaded: ``None`` when the file does not exist (SMTPD-42 [MODERN]).
+
+    The directory's domains count as entries too, as vadddomain adds a domain to
+    ``rcpthosts``: ``qmesh domain add`` alone makes a domain's mail welcome, and ``domain
+    del`` alone refuses it again, live (SEND-16, hardening #13).
+    """
 
     rcpthosts: frozenset[str] | None
     morercpthosts: frozenset[str]
@@ -31,6 +36,8 @@ class RelayPolicy:
 
     def listed(self, domain: str, directory_domains: Container[str]) -> bool:
         domain = domain.lower()
+        if domain in directory_domains:
+            return True
         if self.rcpthosts is None:  # never an open relay: the hosted domains instead
             return is_hosted(domain, self.rules, directory_domains)
         entries = self.rcpthosts | self.morercpthosts
@@ -46,14 +53,20 @@ def check_rcpt(
     relayclient: str | None,
     directory_domains: Container[str],
 ) -> Verdict:
-    """SMTPD-42 and SMTPD-43 for one recipient; ``relayclient`` is RELAYCLIENT or ``None``."""
+    """SMTPD-42 and SMTPD-43 for one recipient; ``relayclient`` is RELAYCLIENT or ``None``.
+
+    A non-relay client's recipient, with or without ``@``, is judged by the route ``send`` will
+    give it: :func:`~qmesh.routing.classify.classify` is the one rewriting (SEND-10 envnoathost,
+    SEND-11 percenthack, SEND-13 virtualdomains) that both use, so a recipient accepted here
+    can only end local (hardening #1: ``user%other.example`` with ``percenthack`` listing
+    ``envnoathost`` is refused).
+    """
     if relayclient is not None:
         return Verdict(True, RCPT_OK, address + relayclient)
-    if "@" not in address:
-        return Verdict(True, RCPT_OK, address)
-    _, domain = split_address(address)
-    if not policy.listed(domain, directory_domains):
-        return Verdict(False, RELAY_DENIED)
+    if "@" in address:  # an @-less recipient passes SMTPD-42 (RFC 5321's <Postmaster>)
+        _, domain = split_address(address)
+        if not policy.listed(domain, directory_domains):
+            return Verdict(False, RELAY_DENIED)
     if not isinstance(classify(address, policy.rules, directory_domains), Local):
         return Verdict(False, RELAY_BY_ROUTING)  # percent hack or exception (SMTPD-43)
     return Verdict(True, RCPT_OK, address)

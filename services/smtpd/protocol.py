@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from qmesh.contract.envelope import has_control
+
 MAX_LINE = 4096  # SMTPD-72, excluding CRLF
 MAX_ADDRESS = 900  # SMTPD-32
 
@@ -44,6 +46,8 @@ TOO_LONG = "555 5.5.4 syntax error (#5.5.4)"
 EMPTY_RCPT = "501 5.1.3 bad recipient address syntax"
 NON_ASCII = "553 5.6.7 non-ASCII address requires SMTPUTF8"
 BAD_PARAM = "555 5.5.4 unsupported parameter"
+BAD_SENDER = "501 5.1.7 bad sender address syntax"
+BAD_RECIPIENT = "501 5.1.3 bad recipient address syntax"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +101,18 @@ def _params(text: str) -> dict[str, str | None]:
 
 
 def parse_path(arg: str, keyword: str) -> Path:
-    """The address and ESMTP parameters of a MAIL (``FROM:``) or RCPT (``TO:``) argument."""
+    """The address and ESMTP parameters of a MAIL (``FROM:``) or RCPT (``TO:``) argument.
+
+    A path holding a control character is refused (RFC 5321 allows none, quoted or not): it
+    would otherwise reach ``Return-Path:`` and ``Delivered-To:`` lines (hardening #4).
+    """
     address, rest = _extract(_strip_keyword(arg, keyword))
     if address.startswith("@"):  # source route @a,@b:user@c (SMTPD-31 step 3)
         address = address.partition(":")[2]
     if len(address.encode("utf-8", "surrogateescape")) > MAX_ADDRESS:
         raise PathError(TOO_LONG)
+    if has_control(address):  # a bare CR or TAB, quoted or escaped too (hardening #4)
+        raise PathError(BAD_SENDER if keyword == "FROM:" else BAD_RECIPIENT)
     return Path(address, _params(rest))
 
 

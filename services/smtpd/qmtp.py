@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from dataclasses import dataclass
 
+from qmesh.contract.envelope import has_control
 from qmesh.contract.errors import QueueFailure
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
@@ -35,6 +36,7 @@ BAD_SENDER = b"Dunacceptable sender (#5.1.7)"
 BAD_RECIPIENT = b"Dsorry, I can't handle that recipient (#5.1.3)"
 TOO_BIG = b"Dsorry, that message size exceeds my databytes limit (#5.3.4)"
 LOOPING = b"Dtoo many hops, this message is looping (#5.4.6)"
+NUL = b"Dsorry, a message may not contain NUL characters (#5.6.0)"
 BADMAILFROM = b"Dsorry, your envelope sender is in my badmailfrom list (#5.7.1)"
 
 _SMTP_REPLY = re.compile(r"^(\d)\d\d (\d\.\d{1,3}\.\d{1,3}) (.*)$")
@@ -58,9 +60,13 @@ class Package:
     recipients: list[bytes]
     spool: Spool | None = None  # the stored form, kept only while within databytes
     hops: int = 0  # counted while reading into ``spool``
+    nul: bool = False  # a NUL byte was read into ``spool`` (hardening #5)
 
     def hop_count(self) -> int:
         return self.hops if self.spool is not None else count_hops(stored_form(self.message))
+
+    def has_nul(self) -> bool:
+        return self.nul if self.spool is not None else b"\0" in self.message
 
     def stored(self, head: bytes) -> AsyncIterator[bytes]:
         """``head`` and the stored form in chunks (for ``enqueue()``)."""
@@ -133,13 +139,15 @@ async def _read_message(read: Read, first: bytes, length: int, databytes: int) -
     hops = HopCounter()
     decoder = CrDecoder() if first == b"\r" else None
     size = 0
+    nul = False
 
     async def keep(stored: bytes) -> None:
-        nonlocal size
+        nonlocal size, nul
         size += len(stored)
         if databytes and size > databytes:
             spool.discard()  # QMTP-14: counted to the end, never kept
             return
+        nul = nul or b"\0" in stored
         hops.feed(stored)
         await spool.write(stored)
 
@@ -157,7 +165,7 @@ async def _read_message(read: Read, first: bytes, length: int, databytes: int) -
     if databytes and size > databytes:
         spool.close()
         return Package(b"", size, b"", [])
-    return Package(b"", size, b"", [], spool=spool, hops=hops.end())
+    return Package(b"", size, b"", [], spool=spool, hops=hops.end(), nul=nul)
 
 
 async def read_package(
@@ -195,7 +203,15 @@ async def read_package(
     except BaseException:
         message.close()
         raise
-    return Package(b"", message.size, sender, recipients, spool=message.spool, hops=message.hops)
+    return Package(
+        b"",
+        message.size,
+        sender,
+        recipients,
+        spool=message.spool,
+        hops=message.hops,
+        nul=message.nul,
+    )
 
 
 def _as_qmtp(reply: str) -> bytes:
@@ -223,32 +239,33 @@ async def answer(
     """One response per recipient, in order (QMTP-05), and what was queued."""
     n = len(package.recipients)
     sender = package.sender.decode("utf-8", "surrogateescape")
-    if len(package.sender) >= 1000 or b"\0" in package.sender:
-        return [BAD_SENDER] * n, None  # QMTP-12
+    if len(package.sender) >= 1000 or has_control(sender):
+        return [BAD_SENDER] * n, None  # QMTP-12; any control character (hardening #4)
     if config.databytes and package.size > config.databytes:
         return [TOO_BIG] * n, None  # QMTP-14
     responses: list[bytes | None] = []
     accepted: list[str] = []
     bad_sender = sender_is_bad(sender, config.badmailfrom)
     for raw in package.recipients:
-        if len(raw) + len(relayclient or "") >= 1000 or b"\0" in raw:
-            responses.append(BAD_RECIPIENT)
+        address = raw.decode("utf-8", "surrogateescape")
+        if len(raw) + len(relayclient or "") >= 1000 or has_control(address):
+            responses.append(BAD_RECIPIENT)  # QMTP-13; any control character (hardening #4)
             continue
         if bad_sender:
             responses.append(BADMAILFROM)  # SMTPD-35 also applies (QMTP-13)
             continue
-        address, reply = await judge_recipient(
-            raw.decode("utf-8", "surrogateescape"),
+        accepted_as, reply = await judge_recipient(
+            address,
             config=config,
             relayclient=relayclient,
             domains=domains,
             rcptcheck=rcptcheck,
         )
-        if address is None:
+        if accepted_as is None:
             responses.append(_as_qmtp(reply))
         else:
             responses.append(None)
-            accepted.append(address)
+            accepted.append(accepted_as)
     if not accepted:
         return [r or b"" for r in responses], None
     refusal = _refusal(package)
@@ -274,4 +291,6 @@ async def answer(
 def _refusal(package: Package) -> bytes | None:
     if package.hop_count() >= MAX_HOPS:
         return LOOPING  # QMTP-17
+    if package.has_nul():
+        return NUL  # relayed over SMTP, NUL could end the data early (hardening #5)
     return None

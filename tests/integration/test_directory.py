@@ -286,6 +286,36 @@ async def test_cli_round_trip_local58(cli: Cli, directory: Directory, domain: st
     assert code == 1 and f"no such domain: {domain}" in err
 
 
+async def test_cli_says_when_an_account_keeps_a_domain_rule_unused_local04(
+    cli: Cli, directory: Directory, domain: str
+) -> None:
+    """hardening #14: accounts come before domain rules (LOCAL-03, LOCAL-04), as a qmail user
+    comes before ~alias/.qmail-<name>; the CLI stores the rule and says it is not used."""
+    assert (await cli("domain", "add", domain))[0] == 0  # makes account postmaster
+    code, out, _ = await cli(
+        "rule", "set", f"@{domain}", ".qmail-postmaster", stdin="&boss@example.net\n"
+    )
+    assert code == 0
+    assert out == (
+        f"rule .qmail-postmaster of @{domain} set\n"
+        f"note: this rule is not used while account postmaster@{domain} exists: that account "
+        f"receives its mail first; change its rule instead "
+        f"(qmesh rule set postmaster@{domain} .qmail) or delete the account\n"
+    )
+    code, out, _ = await cli(
+        "rule", "set", f"@{domain}", ".qmail-sales-default", stdin="&b@x.net\n"
+    )
+    assert (code, out) == (0, f"rule .qmail-sales-default of @{domain} set\n")  # no account
+    code, out, _ = await cli("user", "add", f"sales@{domain}", "--no-password")
+    assert out == (
+        f"added account sales@{domain} (no password)\n"
+        f"note: the domain rule .qmail-sales-default of @{domain} is no longer used: "
+        f"account sales@{domain} receives that mail first\n"
+    )
+    code, out, _ = await cli("rule", "set", f"@{domain}", ".qmail-info", stdin="&b@x.net\n")
+    assert (code, out) == (0, f"rule .qmail-info of @{domain} set\n")
+
+
 async def test_cli_bare_names_use_the_canonical_local_domain_send16(
     cli: Cli, directory: Directory, domain: str
 ) -> None:

@@ -11,6 +11,7 @@ from qmesh.directory.rules import (
     forward_problem,
     maildir_folder,
     mbox_name,
+    shadowing_accounts,
 )
 
 GOOD_ACCOUNT_RULES = [
@@ -153,3 +154,23 @@ def test_mbox_names_local61() -> None:
 )
 def test_forward_addresses(address: str, ok: bool) -> None:
     assert (forward_problem(address) is None) == ok
+
+
+@pytest.mark.parametrize(
+    ("rule", "accounts"),
+    [
+        ("postmaster", ("postmaster",)),  # qmail: ~alias/.qmail-postmaster only without a user
+        ("foo-bar", ("foo-bar", "foo")),  # LOCAL-03: foo-bar@ finds account foo, ext bar
+        ("foo-default", ("foo",)),  # every foo-… address
+        ("a-b-default", ("a-b", "a")),
+        ("john:smith", ("john.smith",)),  # safeext form (LOCAL-09)
+        ("default", ()),  # serves every address without an account
+        ("root", ()),  # never an account (LOCAL-06)
+        ("-default", ()),
+    ],
+)
+def test_local_04_accounts_that_keep_a_domain_rule_unused(
+    rule: str, accounts: tuple[str, ...]
+) -> None:
+    """hardening #14: the account names that receive a domain rule's mail first."""
+    assert shadowing_accounts(rule) == accounts

@@ -42,8 +42,11 @@ WHEN = calendar.timegm((2024, 11, 25, 5, 0, 0, 0, 0, 0))
         ("b..ob@example.test", 'Return-Path: <"b..ob"@example.test>\n'),
         ('b"o\\b@example.test', 'Return-Path: <"b\\"o\\\\b"@example.test>\n'),
         ("@example.test", 'Return-Path: <""@example.test>\n'),
-        ("jörg@example.test", 'Return-Path: <"jörg"@example.test>\n'),
+        ("jörg@example.test", "Return-Path: <jörg@example.test>\n"),  # hardening #12, RFC 6531
+        ("j\udcf6rg@example.test", 'Return-Path: <"j\udcf6rg"@example.test>\n'),  # not UTF-8
         ("a\nb@example.test", 'Return-Path: <"a\\_b"@example.test>\n'),  # LF → _
+        ("a\rb@example.test", 'Return-Path: <"a\\_b"@example.test>\n'),  # hardening #4
+        ("a\x0bb\x7f@example.test", 'Return-Path: <"a_b_"@example.test>\n'),
         ("x!#$%&'*+-/=?^_`{|}~y@ex", "Return-Path: <x!#$%&'*+-/=?^_`{|}~y@ex>\n"),
         ("bob@exa mple", "Return-Path: <bob@exa mple>\n"),  # the domain is never quoted
         ("nobody", "Return-Path: <nobody>\n"),
@@ -60,10 +63,12 @@ def test_return_path_quotes_the_local_part(sender: str, line: str) -> None:
         ("carol-info@mx.example.test", "Delivered-To: carol-info@mx.example.test\n"),
         ("Bob Smith@x.test", "Delivered-To: Bob Smith@x.test\n"),  # no quoting
         ("a\nb@x.test", "Delivered-To: a_b@x.test\n"),
+        ("a\rX-Injected: 1@x.test", "Delivered-To: a_X-Injected: 1@x.test\n"),  # hardening #4
+        ("a\tb\x1b\x85@x.test", "Delivered-To: a_b__@x.test\n"),
     ],
 )
 def test_delivered_to(recipient: str, line: str) -> None:
-    """LOCAL-20: the job's local part as it is, LFs replaced by '_'."""
+    """LOCAL-20: the job's local part as it is, LFs (and every control character) as '_'."""
     assert delivered_to(recipient) == line
 
 
@@ -71,6 +76,7 @@ def test_from_line() -> None:
     """LOCAL-25's UFLINE: blanks in the sender become '-', <> is MAILER-DAEMON."""
     assert from_line("a b\tc@x.test", WHEN) == "From a-b-c@x.test Mon Nov 25 05:00:00 2024\n"
     assert from_line("", WHEN) == "From MAILER-DAEMON Mon Nov 25 05:00:00 2024\n"
+    assert from_line("a\rb@x.test", WHEN) == "From a_b@x.test Mon Nov 25 05:00:00 2024\n"
 
 
 @pytest.mark.parametrize(

@@ -185,6 +185,13 @@ def test_bounce_04_addr_07_header_addresses_quoted() -> None:
     assert 'Return-Path: <"joe smith_x"@far.test>\n' in text
 
 
+def test_bounce_04_no_control_character_reaches_a_header() -> None:
+    """hardening #4: a bare CR in the sender becomes '_' like an LF (ADDR-01)."""
+    text = single(QSBMF, LOCAL, sender="joe\rBcc: victim@x.test@far.test").decode()
+    assert "\r" not in text
+    assert 'To: "joe_Bcc: victim@x.test"@far.test\n' in text
+
+
 def test_bounce_20_dsn_structure() -> None:
     msg = parsed(single(C))
     assert msg["MIME-Version"] == "1.0"
@@ -250,6 +257,8 @@ def test_bounce_06_paragraph_never_holds_an_empty_line(report: str, paragraph: s
 def test_bounce_07_lf_in_address_becomes_underscore() -> None:
     failure = Failure(index=0, address="a\nb@x.test", report="Sorry.", at=0.0)
     assert failure_paragraph(failure) == "<a_b@x.test>:\nSorry.\n"
+    failure = Failure(index=0, address="a\rb\x7f@x.test", report="Sorry.", at=0.0)
+    assert failure_paragraph(failure) == "<a_b_@x.test>:\nSorry.\n"  # hardening #4
 
 
 def test_bounce_07_address_shown_is_before_virtualdomains() -> None:

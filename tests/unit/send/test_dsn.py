@@ -139,6 +139,7 @@ def test_bounce_20_delivery_status_golden() -> None:
     ("address", "utf8", "field"),
     [
         ("a\nb@x.test", False, "rfc822; a_b@x.test"),  # ADDR-01
+        ("a\rb@x.test", False, "rfc822; a_b@x.test"),  # hardening #4
         ("jörg@x.test", True, "utf-8; jörg@x.test"),  # RFC 6533 in a global report
         ("jörg@x.test", False, 'utf-8; "j\\x{F6}rg"@x.test'),  # RFC 6533 utf-8-addr-xtext
         ("j\udcf6rg@x.test", False, 'utf-8; "j\\x{FFFD}rg"@x.test'),  # a byte that is not UTF-8

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.smtpd.data import LOOPING, TOO_BIG, DataReader
+from services.smtpd.data import LOOPING, NUL, TOO_BIG, DataReader
 
 
 def run(data: bytes, *, databytes: int = 0, split: int = 0) -> tuple[int | None, DataReader]:
@@ -62,9 +62,32 @@ def test_smtpd_51_bare_cr_or_lf_is_fatal(data: bytes) -> None:
 
 
 def test_smtpd_52_any_byte_and_long_lines_are_stored() -> None:
-    line = bytes(range(256)).replace(b"\r", b"").replace(b"\n", b"") * 40  # ~10 KB, NUL too
+    line = bytes(range(1, 256)).replace(b"\r", b"").replace(b"\n", b"") * 40  # ~10 KB
     end, reader = run(b"X: y\r\n\r\n" + line + b"\r\n.\r\n", split=1000)
     assert end is not None and bytes(reader.stored) == b"X: y\n\n" + line + b"\n"
+    assert reader.verdict() is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a\r\n\x00.\r\nMAIL FROM:<evil@x.test>\r\n.\r\n",  # NUL-dropping hop: data ends
+        b"a\r\n.\x00\r\n.\r\n",
+        b"\x00\r\n.\r\n",
+        b"Subject: x\x00y\r\n\r\nbody\r\n.\r\n",
+    ],
+)
+@pytest.mark.parametrize("split", [0, 1, 3])
+def test_smtpd_51_nul_anywhere_refuses_the_message(data: bytes, split: int) -> None:
+    """hardening #5: only CR LF "." CR LF ends the data here, but a NUL is refused whole."""
+    end, reader = run(data, split=split)
+    assert end == len(data) and reader.verdict() == NUL
+    assert NUL.startswith("554 ") and NUL.endswith("(#5.6.0)")
+
+
+def test_smtpd_60_size_takes_precedence_over_nul() -> None:
+    _, reader = run(b"\x00" * 20 + b"\r\n.\r\n", databytes=10)
+    assert reader.verdict() == TOO_BIG
 
 
 def test_smtpd_53_hops_are_counted_in_the_header_only() -> None:

@@ -6,6 +6,8 @@ import pytest
 
 from services.smtpd.protocol import (
     BAD_PARAM,
+    BAD_RECIPIENT,
+    BAD_SENDER,
     NON_ASCII,
     SYNTAX,
     TOO_LONG,
@@ -62,6 +64,29 @@ def test_smtpd_31_keyword_is_required(arg: str) -> None:
     with pytest.raises(PathError) as err:
         parse_path(arg, "FROM:")
     assert err.value.reply == SYNTAX
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "<a\rb@far.test>",  # a bare CR: Return-Path would end there
+        '<"a\rReturn-Path: <x@y>"@far.test>',  # quoted
+        "<a\\\rb@far.test>",  # backslash-escaped
+        "<a\tb@far.test>",
+        "<ab@far\x0b.test>",
+        "<ab@far.test\x7f>",
+        "<a\x85b@far.test>",  # a C1 control, valid UTF-8 (U+0085)
+        "a\x1bb@far.test",  # without brackets
+    ],
+)
+def test_smtpd_31_control_characters_in_paths_are_refused(path: str) -> None:
+    """hardening #4: no control character in a MAIL or RCPT path, quoted or not."""
+    with pytest.raises(PathError) as err:
+        parse_path("FROM:" + path, "FROM:")
+    assert err.value.reply == BAD_SENDER == "501 5.1.7 bad sender address syntax"
+    with pytest.raises(PathError) as err:
+        parse_path("TO:" + path, "TO:")
+    assert err.value.reply == BAD_RECIPIENT == "501 5.1.3 bad recipient address syntax"
 
 
 def test_smtpd_32_address_over_900_bytes() -> None:

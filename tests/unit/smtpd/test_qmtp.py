@@ -9,6 +9,7 @@ from services.smtpd.qmtp import (
     BAD_RECIPIENT,
     BAD_SENDER,
     LOOPING,
+    NUL,
     TOO_BIG,
     Framing,
     Package,
@@ -105,6 +106,8 @@ async def test_qmtp_13_15_16_per_recipient_responses_and_one_enqueue() -> None:
             b"nobody@example.test",
             b"a\0b@example.test",
             b"alice@example.test",
+            b"alice\r@example.test",  # hardening #4: no control characters
+            b"ali\x1bce@example.test",
         ],
     )
     responses = await decide(package, queue=queue)
@@ -114,6 +117,8 @@ async def test_qmtp_13_15_16_per_recipient_responses_and_one_enqueue() -> None:
         b"Dsorry, no mailbox here by that name (#5.1.1)",
         BAD_RECIPIENT,
         b"Kok 1732510000 qp 4711",  # duplicates answered in order (QMTP-05)
+        BAD_RECIPIENT,
+        BAD_RECIPIENT,
     ]
     [(sender, rcpts, body, origin)] = queue.queued
     assert (sender, rcpts) == ("joe@far.test", ["alice@example.test", "alice@example.test"])
@@ -125,9 +130,16 @@ async def test_qmtp_13_15_16_per_recipient_responses_and_one_enqueue() -> None:
 async def test_qmtp_12_14_17_whole_package_refusals() -> None:
     ok = [b"alice@example.test", b"alice@example.test"]
     assert await decide(Package(b"\nx\n", 2, b"a" * 1000, ok)) == [BAD_SENDER] * 2
+    for sender in (b"a\rb@far.test", b"a\tb@far.test", b"a\x7fb@far.test"):  # hardening #4
+        assert await decide(Package(b"\nx\n", 2, sender, ok)) == [BAD_SENDER] * 2
     assert await decide(Package(b"\nx\n", 1001, b"joe@far.test", ok)) == [TOO_BIG] * 2
     hops = b"\n" + b"Received\n" * 100 + b"\nb\n"  # 903 bytes: under databytes
     assert await decide(Package(hops, len(hops) - 1, b"joe@far.test", ok)) == [LOOPING] * 2
+    queue = FakeQueue()
+    for message in (b"\na\n\x00.\nb\n", b"\ra\r\n\x00.\r\n"):  # hardening #5
+        package = Package(message, len(message) - 1, b"joe@far.test", ok)
+        assert await decide(package, queue=queue) == [NUL] * 2
+    assert queue.queued == []
 
 
 async def test_qmtp_13_relay_client_and_badmailfrom() -> None:

@@ -216,6 +216,13 @@ async def test_smtpd_35_badmailfrom_refuses_every_rcpt() -> None:
         ("PostMaster@Example.TEST", "250 2.1.5 ok"),
         ("nobody@example.test", "550 5.1.1 sorry, no mailbox here by that name"),  # SMTPD-45
         ("<>", "501 5.1.3 bad recipient address syntax"),  # SMTPD-47
+        ("user%elsewhere.test", "550 5.1.1 sorry, no mailbox here by that name"),  # stays local
+        ("postmaster@dir.test", "250 2.1.5 ok"),  # hardening #13: a directory domain
+        ("postmaster@DIR.test", "250 2.1.5 ok"),
+        (
+            "postmaster@sub.dir.test",
+            "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
+        ),
     ],
 )
 async def test_smtpd_42_43_45_relay_tricks_from_a_stranger(rcpt: str, reply: str) -> None:
