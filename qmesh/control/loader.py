@@ -99,7 +99,7 @@ class _Reader:
     def number(self, name: str) -> int:
         default = REGISTRY[name].default
         assert isinstance(default, int) and not isinstance(default, bool), name
-        return self.parsed(name, lambda text: parse.number(text, default), default)
+        return self.parsed(name, lambda text: parse.number(name, text, default), default)
 
     def flag(self, name: str) -> bool:
         default = REGISTRY[name].default
@@ -146,10 +146,7 @@ class _Reader:
 
 
 def _databytes(value: str) -> int:
-    digits = parse.number(value, -1)
-    if digits < 0:
-        raise ControlError("databytes", f"environment DATABYTES={value!r} is not a number")
-    return digits
+    return parse.env_number("DATABYTES", "databytes", value)
 
 
 def _read(r: _Reader) -> Controls:

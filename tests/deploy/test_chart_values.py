@@ -123,6 +123,28 @@ def test_control_values_keep_qmail_format(tools: Tools) -> None:
     assert data["me"] == "mail.example.com\n"
 
 
+def test_numbers_from_a_values_file_render_as_integers(tools: Tools, tmp_path: Path) -> None:
+    """chart #3: YAML numbers reach the templates as floats and rendered as "2e+06", which
+    smtpd read as DATABYTES=2 and refused every message."""
+    values = tmp_path / "numbers.yaml"
+    values.write_text(
+        "control: {databytes: 3000000}\n"
+        "smtpd:\n"
+        "  env: {DATABYTES: 2000000, SMALL: 25, RATIO: 0.25, WORD: '2e+06', SWITCH: true}\n"
+    )
+    objects = tools.template(values)
+    env = {
+        e["name"]: e["value"]
+        for e in pod_spec(deployment(objects, "smtpd"))["containers"][0]["env"]
+    }
+    assert env["DATABYTES"] == "2000000"
+    assert env["SMALL"] == "25"
+    assert env["RATIO"] == "0.25"  # a fraction stays one
+    assert env["WORD"] == "2e+06"  # a string is passed as written (and refused by qmesh)
+    assert env["SWITCH"] == "true"
+    assert control_data(objects)["databytes"] == "3000000\n"
+
+
 def test_a_control_change_rolls_every_pod(tools: Tools) -> None:
     def sums(objects: list[Manifest]) -> set[str]:
         return {

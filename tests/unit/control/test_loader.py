@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -160,10 +161,21 @@ def test_env_overrides(control_dir: Path) -> None:
     assert controls.source("helohost") == "default"
 
 
-def test_bad_databytes_variable_is_an_error(control_dir: Path) -> None:
-    with pytest.raises(ControlError, match="DATABYTES='lots' is not a number") as info:
-        load_controls(control_dir, {"DATABYTES": "lots"})
+@pytest.mark.parametrize("value", ["lots", "2e+06", "12abc"])
+def test_bad_databytes_variable_stops_startup(control_dir: Path, value: str) -> None:
+    """chart #3: the chart rendered DATABYTES as "2e+06", which was read as 2."""
+    with pytest.raises(
+        ControlError, match=re.escape(f"DATABYTES={value!r} is not a number")
+    ) as info:
+        load_controls(control_dir, {"DATABYTES": value})
     assert info.value.control == "databytes"
+
+
+def test_a_float_in_a_numeric_control_stops_startup(control_dir: Path) -> None:
+    """chart #3: ``databytes`` written as 2e+06 is refused, not read as 2 (STYLE section 7)."""
+    write(control_dir, "databytes", "2e+06\n")
+    with pytest.raises(ControlError, match=r"control/databytes line 1: '2e\+06' is not a whole"):
+        load_controls(control_dir, {})
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
