@@ -8,6 +8,7 @@ import pytest
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.consumer import Consumer
+from qmesh.bus.provision import ensure_consumer
 from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
 from qmesh.contract.envelope import Envelope
@@ -25,6 +26,9 @@ async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
     """SEND-34: a handler running 3 x AckWait is not redelivered; it is acked once at the end."""
     conn = NatsConnection(Settings(nats_url=private_nats.url), "test-send-34")
     await conn.start()
+    await ensure_consumer(  # the setup step's part (hardening #3)
+        conn.js, subjects.STREAM_TODO, "test-send-34", max_ack_pending=2, ack_wait=ACK_WAIT
+    )
     calls: list[str] = []
     done = asyncio.Event()
 
