@@ -31,21 +31,27 @@ def provisioned(url: str, consumers: tuple[ConsumerSpec, ...]) -> None:
 
 
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def default_consumers(tmp_path_factory: pytest.TempPathFactory) -> tuple[ConsumerSpec, ...]:
+    return consumer_specs(load_controls(tmp_path_factory.mktemp("no-controls"), {}))
+
+
+@pytest.fixture(scope="session")
+def nats_url(
+    tmp_path_factory: pytest.TempPathFactory, default_consumers: tuple[ConsumerSpec, ...]
+) -> Iterator[str]:
     server = start_nats_server(tmp_path_factory.mktemp("nats"))
-    defaults = load_controls(tmp_path_factory.mktemp("no-controls"), {})
-    provisioned(server.url, consumer_specs(defaults))
+    provisioned(server.url, default_consumers)
     yield server.url
     server.stop()
 
 
 @pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[NatsServer]:
-    """A nats-server of this test alone: for tests that read a whole stream or stop the server.
-
-    Streams and buckets are made; durable consumers are left to the test."""
+def private_nats(
+    tmp_path: Path, default_consumers: tuple[ConsumerSpec, ...]
+) -> Iterator[NatsServer]:
+    """A nats-server of this test alone: for tests that read a whole stream or stop the server."""
     server = start_nats_server(tmp_path / "nats")
-    provisioned(server.url, ())
+    provisioned(server.url, default_consumers)
     yield server
     server.stop()
 
