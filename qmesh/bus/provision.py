@@ -37,6 +37,7 @@ LEASE_TTL = 120.0
 class StreamSpec:
     name: str
     subjects: tuple[str, ...]
+    retention: RetentionPolicy = RetentionPolicy.WORK_QUEUE
 
 
 STREAMS: tuple[StreamSpec, ...] = (
@@ -44,6 +45,12 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(subjects.STREAM_LOCAL, (subjects.JOB_LOCAL,)),
     StreamSpec(subjects.STREAM_REMOTE, (subjects.JOB_REMOTE,)),
     StreamSpec(subjects.STREAM_RESULT, (subjects.RESULT_LOCAL, subjects.RESULT_REMOTE)),
+    # hardening #11: kept (limits retention) until requeued or deleted by an operator
+    StreamSpec(
+        subjects.STREAM_SHUNT,
+        (subjects.SHUNT_TODO, subjects.SHUNT_LOCAL, subjects.SHUNT_REMOTE, subjects.SHUNT_RESULT),
+        RetentionPolicy.LIMITS,
+    ),
 )
 
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
@@ -55,7 +62,7 @@ def stream_config(spec: StreamSpec, replicas: int) -> StreamConfig:
     return StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
-        retention=RetentionPolicy.WORK_QUEUE,
+        retention=spec.retention,
         storage=StorageType.FILE,
         discard=DiscardPolicy.NEW,
         duplicate_window=DUPLICATE_WINDOW,

@@ -15,12 +15,17 @@ RESULT_LOCAL = "qmesh.result.local"
 RESULT_REMOTE = "qmesh.result.remote"
 ADMIN_SEND_FLUSH = "qmesh.admin.send.flush"
 ADMIN_SEND_RELOAD = "qmesh.admin.send.reload"
+SHUNT_TODO = "qmesh.shunt.todo"  # events that failed with a bug, kept for a human (#11)
+SHUNT_LOCAL = "qmesh.shunt.local"
+SHUNT_REMOTE = "qmesh.shunt.remote"
+SHUNT_RESULT = "qmesh.shunt.result"
 RCPTCHECK = "qmesh.rcptcheck"  # request/reply on core NATS: smtpd asks, local answers (LOCAL-34)
 
 STREAM_TODO = "QMESH_TODO"
 STREAM_LOCAL = "QMESH_LOCAL"
 STREAM_REMOTE = "QMESH_REMOTE"
 STREAM_RESULT = "QMESH_RESULT"
+STREAM_SHUNT = "QMESH_SHUNT"
 
 CONSUMER_SEND_TODO = "send-todo"
 CONSUMER_SEND_RESULT = "send-result"

@@ -18,6 +18,7 @@ from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.base import BlobStore
 from qmesh.store.factory import open_store
+from services.remote import metrics
 from services.remote.consumer import RemoteDelivery, batch_key
 from services.remote.mx import make_resolver
 from services.remote.routes import SMTP_PORT
@@ -78,6 +79,7 @@ def assemble(
         concurrency=concurrency(watcher.current),
         handle_batch=delivery.handle_batch,  # REMOTE-40: one transaction per message and domain
         batch_key=batch_key,
+        on_shunt=metrics.SHUNTED.labels(subjects.CONSUMER_REMOTE).inc,  # hardening #11
     )
     return Service(
         "remote",
