@@ -52,3 +52,8 @@ def job_stream(channel: Channel) -> str:
 
 def job_consumer(channel: Channel) -> str:
     return CONSUMER_LOCAL if channel == "local" else CONSUMER_REMOTE
+
+
+def shunt_filter() -> str:
+    """Every subject of stream ``QMESH_SHUNT``: what ``qmesh queue shunted`` reads."""
+    return "qmesh.shunt.>"
