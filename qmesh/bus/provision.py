@@ -55,7 +55,12 @@ STREAMS: tuple[StreamSpec, ...] = (
 
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)
-KV_TTL = {subjects.KV_LEASES: LEASE_TTL, subjects.KV_TCPTO: TCPTO_TTL}
+DELIVERIES_TTL = 8 * 86400.0  # longer than the longest queuelifetime a record can matter for
+KV_TTL = {
+    subjects.KV_LEASES: LEASE_TTL,
+    subjects.KV_TCPTO: TCPTO_TTL,
+    subjects.KV_DELIVERIES: DELIVERIES_TTL,
+}
 
 
 def stream_config(spec: StreamSpec, replicas: int) -> StreamConfig:

@@ -20,6 +20,7 @@ from qmesh.store.base import BlobStore
 from qmesh.store.factory import open_store
 from services.remote import metrics
 from services.remote.consumer import RemoteDelivery, batch_key
+from services.remote.ledger import Ledger
 from services.remote.mx import make_resolver
 from services.remote.routes import SMTP_PORT
 from services.remote.tcpto import SharedTimeouts
@@ -60,13 +61,16 @@ def assemble(
 ) -> Service:
     """The service from its parts; tests hand in their own store, resolver and SMTP port."""
     watcher = ControlWatcher(settings.control, environ, on_change=lambda _: None)  # CTL-06
-    conn = NatsConnection(settings, "remote", kv_buckets=(subjects.KV_TCPTO,))
+    conn = NatsConnection(
+        settings, "remote", kv_buckets=(subjects.KV_TCPTO, subjects.KV_DELIVERIES)
+    )
     delivery = RemoteDelivery(
         bus=conn,
         queue=queue,
         controls=lambda: watcher.current,  # REMOTE-02: the controls of the moment, per job
         resolver=resolver,
         timeouts=SharedTimeouts(lambda: conn.kv(subjects.KV_TCPTO)),
+        ledger=Ledger(lambda: conn.kv(subjects.KV_DELIVERIES)),  # hardening #10
         interfaces=interfaces,
         smtp_port=smtp_port,
     )
