@@ -17,6 +17,8 @@ from qmesh.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
+FLUSH_TIMEOUT = 2.0  # seconds to hand buffered acks and results to the server at stop
+
 
 class NotConnected(Exception):
     """NATS is not (yet, or no longer) connected."""
@@ -82,8 +84,25 @@ class NatsConnection:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._nc is not None and not self._nc.is_closed:
+            # The components have settled their work already (they stop first). A drain would
+            # wait for the pull subscriptions' queues, which can hold a fetch's leftover status
+            # message that nobody reads, until its timeout (chart #6): flush the acks and
+            # results still buffered, then close.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.drain(), 5)
+                await asyncio.wait_for(self._nc.flush(), FLUSH_TIMEOUT)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    @property
+    def connected(self) -> bool:
+        """Connected now: a delivery started now can be reported (hardening #10)."""
+        return self._nc is not None and self.ready.is_set() and self._nc.is_connected
+
+    @property
+    def epoch(self) -> int:
+        """How many times the connection has come back; a watch started in an earlier epoch
+        may have lost its server-side consumer with a restarted server (hardening #9)."""
+        return int(self._nc.stats["reconnects"]) if self._nc is not None else 0
 
     async def check(self) -> None:
         """Readiness: connected, streams and buckets found."""

@@ -5,7 +5,16 @@ anything malformed, ARCH-22), runs the handler with at most ``concurrency`` in f
 in-progress acks while a handler runs (SEND-34), and acknowledges only after the handler has
 returned, i.e. after its effects are durable. A handler that raises leaves the event to be
 delivered again: :class:`~qmesh.contract.errors.Temporary` after ``retry_delay``, anything else
-(a bug) after a longer delay with the traceback logged.
+(a bug) after a longer delay with the traceback logged. A bug on the ``max_failures``-th
+delivery or later shunts the event (hardening #11, Mailman's shunt queue): it is published to
+the shunt subject of its origin (:data:`~qmesh.bus.shunt.SHUNT_OF_ORIGIN`) in stream
+``QMESH_SHUNT`` with headers naming where it came from, how often it was delivered and the
+error class and text, then acknowledged, so it is kept for a
+human (``qmesh queue shunted``, ``qmesh queue requeue``) instead of retried for ever.
+
+While NATS is disconnected nothing new is fetched or started, since its outcome could not be
+acknowledged or reported; an event fetched just before is left to be delivered again
+(hardening #10).
 
 With a batch handler (``handle_batch`` and ``batch_key``), the events of one fetch that share a
 key are handed over together, at most ``max_batch`` at a time; the group is kept in progress,
@@ -17,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -26,6 +36,7 @@ from pydantic import ValidationError
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.provision import ACK_WAIT, bind_consumer
+from qmesh.bus.shunt import ERROR, QUEUE_ID, SHUNT_OF_ORIGIN, shunt_headers
 from qmesh.contract.errors import Temporary
 from qmesh.contract.events import Event
 
@@ -34,6 +45,9 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
 
 BUG_RETRY_DELAY = 60.0
+MAX_FAILURES = 5  # deliveries: a bug on the fifth (or a later) one shunts the event
+SHUNT_TIMEOUT = 5.0
+DISCONNECTED_WAIT = 0.5  # seconds between looks at a lost connection
 
 
 class Consumer(Generic[E]):
@@ -52,6 +66,9 @@ class Consumer(Generic[E]):
         handle_batch: Callable[[list[E]], Awaitable[None]] | None = None,
         batch_key: Callable[[E], Hashable] | None = None,
         max_batch: int = 100,
+        max_failures: int = MAX_FAILURES,
+        bug_retry_delay: float = BUG_RETRY_DELAY,
+        on_shunt: Callable[[], None] = lambda: None,
     ) -> None:
         if (handle_batch is None) != (batch_key is None):
             raise ValueError("handle_batch and batch_key go together")
@@ -67,6 +84,10 @@ class Consumer(Generic[E]):
         self._handle_batch = handle_batch
         self._batch_key = batch_key
         self._max_batch = max(1, max_batch)
+        self._max_failures = max(1, max_failures)
+        self._bug_retry_delay = bug_retry_delay
+        self._on_shunt = on_shunt  # the service's qmesh_<service>_shunted_total
+        self._clock = time.time
         self._slots = asyncio.Semaphore(self._concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -109,6 +130,9 @@ class Consumer(Generic[E]):
         self.subscribed.set()
         log.info("consumer.subscribed", extra={"consumer": self._durable})
         while not self._stopping.is_set():
+            if not self._conn.connected:  # a fetch would only time out (hardening #9, #10)
+                await asyncio.sleep(DISCONNECTED_WAIT)
+                continue
             await self._slots.acquire()
             free = 1
             while free < self._concurrency and not self._slots.locked():
@@ -158,7 +182,7 @@ class Consumer(Generic[E]):
         try:
             event = await self._decode(msg)
             if event is not None:
-                await self._settle([(msg, event)], self._handle(event))
+                await self._settle([(msg, event)], lambda: self._handle(event))
         except Exception:
             log.exception("consumer.ack_failed", extra={"consumer": self._durable})
         finally:
@@ -189,20 +213,28 @@ class Consumer(Generic[E]):
     async def _batch(self, items: list[tuple[Msg, E]]) -> None:
         assert self._handle_batch is not None
         try:
-            await self._settle(items, self._handle_batch([event for _, event in items]))
+            handle_batch = self._handle_batch
+            await self._settle(items, lambda: handle_batch([event for _, event in items]))
         except Exception:
             log.exception("consumer.ack_failed", extra={"consumer": self._durable})
         finally:
             for _ in items:
                 self._slots.release()
 
-    async def _settle(self, items: list[tuple[Msg, E]], handling: Awaitable[None]) -> None:
+    async def _settle(
+        self, items: list[tuple[Msg, E]], handling: Callable[[], Awaitable[None]]
+    ) -> None:
         """Run the handler with every message kept in progress; ack all, or nak all."""
         ids = [getattr(event, "id", None) for _, event in items]
         msg_id = ids[0] if len(ids) == 1 else ids
+        if not self._conn.connected:
+            # Its outcome could be neither acknowledged nor reported: leave it to be delivered
+            # again once the connection is back (hardening #10; REMOTE: no transaction started).
+            log.info("consumer.not_started", extra={"consumer": self._durable, "msg_id": msg_id})
+            return
         keepalives = [asyncio.create_task(self._keepalive(msg)) for msg, _ in items]
         try:
-            await handling
+            await handling()
         except Temporary as err:
             log.warning(
                 "consumer.deferred",
@@ -210,11 +242,12 @@ class Consumer(Generic[E]):
             )
             await self._each(items, lambda msg: msg.nak(delay=self._retry_delay))
             return
-        except Exception:
+        except Exception as err:
             log.exception(
                 "consumer.handler_failed", extra={"consumer": self._durable, "msg_id": msg_id}
             )
-            await self._each(items, lambda msg: msg.nak(delay=BUG_RETRY_DELAY))
+            for msg, _ in items:
+                await self._failed(msg, err)
             return
         finally:
             for keepalive in keepalives:
@@ -230,6 +263,32 @@ class Consumer(Generic[E]):
                 await settle(msg)
             except Exception:
                 log.exception("consumer.ack_failed", extra={"consumer": self._durable})
+
+    async def _failed(self, msg: Msg, err: Exception) -> None:
+        """A bug: deliver again later, or shunt after ``max_failures`` deliveries (#11)."""
+        try:
+            delivered = msg.metadata.num_delivered
+            shunt = SHUNT_OF_ORIGIN.get(msg.subject)
+            if shunt is None or delivered < self._max_failures:
+                await msg.nak(delay=self._bug_retry_delay)
+                return
+            headers = shunt_headers(msg, delivered, err, self._clock())
+            await self._conn.js.publish(shunt, msg.data, timeout=SHUNT_TIMEOUT, headers=headers)
+            await msg.ack()
+        except Exception:  # not shunted: the event stays and is delivered again
+            log.exception("consumer.shunt_failed", extra={"consumer": self._durable})
+            return
+        self._on_shunt()
+        log.error(
+            "consumer.shunted",
+            extra={
+                "consumer": self._durable,
+                "msg_id": headers.get(QUEUE_ID),
+                "subject": msg.subject,
+                "deliveries": delivered,
+                "error": headers[ERROR],
+            },
+        )
 
     async def _keepalive(self, msg: Msg) -> None:
         while True:

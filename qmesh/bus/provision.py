@@ -52,6 +52,7 @@ class NotProvisioned(Temporary):
 class StreamSpec:
     name: str
     subjects: tuple[str, ...]
+    retention: RetentionPolicy = RetentionPolicy.WORK_QUEUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +68,29 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(subjects.STREAM_LOCAL, (subjects.JOB_LOCAL,)),
     StreamSpec(subjects.STREAM_REMOTE, (subjects.JOB_REMOTE,)),
     StreamSpec(subjects.STREAM_RESULT, (subjects.RESULT_LOCAL, subjects.RESULT_REMOTE)),
+    # hardening #11: kept (limits retention) until requeued or deleted by an operator
+    StreamSpec(
+        subjects.STREAM_SHUNT,
+        (subjects.SHUNT_TODO, subjects.SHUNT_LOCAL, subjects.SHUNT_REMOTE, subjects.SHUNT_RESULT),
+        RetentionPolicy.LIMITS,
+    ),
 )
 
-BUCKETS = (subjects.KV_QUEUE, subjects.KV_DIRECTORY, subjects.KV_LEASES, subjects.KV_TCPTO)
+BUCKETS = (
+    subjects.KV_QUEUE,
+    subjects.KV_DIRECTORY,
+    subjects.KV_LEASES,
+    subjects.KV_TCPTO,
+    subjects.KV_DELIVERIES,
+)
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)
-KV_TTL = {subjects.KV_LEASES: LEASE_TTL, subjects.KV_TCPTO: TCPTO_TTL}
+DELIVERIES_TTL = 8 * 86400.0  # longer than the longest queuelifetime a record can matter for
+KV_TTL = {
+    subjects.KV_LEASES: LEASE_TTL,
+    subjects.KV_TCPTO: TCPTO_TTL,
+    subjects.KV_DELIVERIES: DELIVERIES_TTL,
+}
 
 # send's own consumers: events in flight per replica group, not a qmail control
 SEND_TODO_PENDING = 32
@@ -108,7 +126,7 @@ def stream_config(spec: StreamSpec, replicas: int) -> StreamConfig:
     return StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
-        retention=RetentionPolicy.WORK_QUEUE,
+        retention=spec.retention,
         storage=StorageType.FILE,
         discard=DiscardPolicy.NEW,
         duplicate_window=DUPLICATE_WINDOW,

@@ -1,4 +1,4 @@
-"""What ``qmesh queue stat|list|show|flush`` print: pure formatting of send's queue records.
+"""What ``qmesh queue stat|list|show|flush|shunted`` print: pure formatting of send's queue records.
 
 A record ``msg.<id>`` of KV ``qmesh_queue`` is written by ``send`` (its model is
 ``services/send/state.py``, which ``qmesh`` may not import). :class:`QueueRecord` reads the
@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from qmesh.bus.shunt import Shunted
 from qmesh.contract import wire
 from qmesh.contract.events import Flushed, Origin
 from qmesh.contract.subjects import CHANNELS, Channel
@@ -280,3 +281,15 @@ def format_flushed(answer: Flushed) -> str:
     if answer.failed:
         text += f"not flushed: {answer.failed} ({printable(answer.error or 'no reason given')})\n"
     return text
+
+
+def format_shunted(entries: Iterable[Shunted], now: float) -> str:
+    """``qmesh queue shunted``: one line per entry (hardening #11), oldest first."""
+    lines = []
+    for e in entries:
+        lines.append(
+            f"{e.seq}  {printable(e.origin)}  {utc(e.at)} ({duration(max(0.0, now - e.at))} ago)"
+            f"  {printable(e.queue_id) or '-'}  after {e.deliveries} deliveries:"
+            f"  {printable(e.error)}\n"
+        )
+    return "".join(lines) or "nothing shunted\n"

@@ -5,10 +5,15 @@
     qmesh queue show ID       one message's whole record, with failures waiting for a bounce
     qmesh queue flush [--timeout SECONDS]
                               every waiting delivery due now (SEND-25), done by a running send
+    qmesh queue shunted       events given up on after failing with a bug (hardening #11)
+    qmesh queue requeue ID    put a shunted event (its sequence, or every one of a queue id)
+                              back on the subject it came from, and remove it from the shunt
 
 The first three only read: the records ``msg.<id>`` of KV ``qmesh_queue`` and the state of
 stream ``QMESH_TODO``. ``flush`` is a request on ``qmesh.admin.send.flush``, answered by one
-``send`` (a queue group). NATS is found as for every command (:mod:`qmesh.cli.connect`).
+``send`` (a queue group). ``shunted`` reads stream ``QMESH_SHUNT``; ``requeue`` publishes
+there and deletes the entry (Mailman's shunt queue). NATS is found as for every command
+(:mod:`qmesh.cli.connect`).
 Exit status: 0 done, 1 refused (no such message, not a queue id), 111 temporary (NATS
 unreachable, no send answered, records that could not be flushed): try again.
 """
@@ -31,6 +36,7 @@ from nats.js.errors import Error as JsError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
+from qmesh.bus.shunt import SHUNT_OF_ORIGIN, Shunted
 from qmesh.cli.admin import EXIT_OK, EXIT_REFUSED, EXIT_TEMPORARY
 from qmesh.cli.connect import nats_session
 from qmesh.cli.queue import (
@@ -40,6 +46,7 @@ from qmesh.cli.queue import (
     format_flushed,
     format_list,
     format_show,
+    format_shunted,
     format_stat,
     printable,
     read_record,
@@ -167,6 +174,29 @@ async def _flush(nc: NATS, args: argparse.Namespace, now: float) -> tuple[str, i
     return format_flushed(answer), EXIT_TEMPORARY if answer.failed else EXIT_OK
 
 
+async def _shunted(nc: NATS, args: argparse.Namespace, now: float) -> tuple[str, int]:
+    return format_shunted(await read_shunted(nc.jetstream()), now), EXIT_OK
+
+
+async def _requeue(nc: NATS, args: argparse.Namespace, now: float) -> tuple[str, int]:
+    js = nc.jetstream()
+    entries = await read_shunted(js)
+    chosen = [e for e in entries if str(e.seq) == args.id or (e.queue_id and e.queue_id == args.id)]
+    if not chosen:
+        raise Refused(f"nothing shunted with sequence or queue id {printable(args.id)}")
+    lines = []
+    for entry in chosen:
+        await requeue_one(js, entry.seq)
+        lines.append(f"requeued {entry.seq} to {entry.origin}\n")
+    return "".join(lines), EXIT_OK
+
+
+def _shunt_id(text: str) -> str:
+    if text.isdigit() and 0 < int(text) < 2**63:
+        return str(int(text))
+    return _queue_id(text)
+
+
 def _queue_id(text: str) -> str:
     try:
         return parse_queue_id(text)
@@ -182,6 +212,48 @@ def _seconds(text: str) -> float:
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError(f"not a number of seconds between 0 and 3600: {text!r}")
     return value
+
+
+async def read_shunted(js: JetStreamContext) -> list[Shunted]:
+    """Every entry of ``QMESH_SHUNT``, oldest first (headers only are shown)."""
+    try:
+        info = await js.stream_info(subjects.STREAM_SHUNT)
+    except NotFoundError:
+        return []
+    entries = []
+    seq, last = info.state.first_seq, info.state.last_seq
+    while info.state.messages and seq <= last:
+        try:
+            raw = await js.get_msg(
+                subjects.STREAM_SHUNT, seq, subject=subjects.shunt_filter(), next=True
+            )
+        except NotFoundError:
+            break
+        if raw.seq is None:
+            break
+        entries.append(Shunted.read(raw.seq, raw.headers))
+        seq = raw.seq + 1
+    return entries
+
+
+async def requeue_one(js: JetStreamContext, seq: int) -> None:
+    """Publish the entry's event to its origin subject, then delete it from the shunt.
+
+    A fresh ``Nats-Msg-Id`` (the origin's duplicate window would drop the old one); every
+    consumer treats a repeated event as a repeat (records are compare-and-set, deliveries
+    keyed by queue id and recipient), so a requeue that dies before the delete is harmless.
+    """
+    raw = await js.get_msg(subjects.STREAM_SHUNT, seq)
+    entry = Shunted.read(seq, raw.headers)
+    if entry.origin not in SHUNT_OF_ORIGIN:
+        raise Refused(f"entry {seq} names no queue subject it came from")
+    await js.publish(
+        entry.origin,
+        raw.data or b"",
+        timeout=READ_TIMEOUT,
+        headers={"Nats-Msg-Id": f"requeue.{subjects.STREAM_SHUNT}.{seq}"},
+    )
+    await js.delete_msg(subjects.STREAM_SHUNT, seq)
 
 
 def add_queue_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -204,6 +276,12 @@ def add_queue_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help=f"how long to wait for send's answer (default {FLUSH_TIMEOUT:g})",
     )
     p.set_defaults(queue=_flush)
+    qsub.add_parser(
+        "shunted", help="events given up on after failing again and again (the shunt)"
+    ).set_defaults(queue=_shunted)
+    p = qsub.add_parser("requeue", help="put a shunted event back where it came from")
+    p.add_argument("id", type=_shunt_id, metavar="ID", help="its sequence, or a queue id")
+    p.set_defaults(queue=_requeue)
 
 
 async def run_queue(

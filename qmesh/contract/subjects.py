@@ -15,6 +15,10 @@ RESULT_LOCAL = "qmesh.result.local"
 RESULT_REMOTE = "qmesh.result.remote"
 ADMIN_SEND_FLUSH = "qmesh.admin.send.flush"
 ADMIN_SEND_RELOAD = "qmesh.admin.send.reload"
+SHUNT_TODO = "qmesh.shunt.todo"  # events that failed with a bug, kept for a human (#11)
+SHUNT_LOCAL = "qmesh.shunt.local"
+SHUNT_REMOTE = "qmesh.shunt.remote"
+SHUNT_RESULT = "qmesh.shunt.result"
 RCPTCHECK = "qmesh.rcptcheck"  # request/reply on core NATS: smtpd asks, local answers (LOCAL-34)
 SHUNT_TODO = "qmesh.shunt.todo"
 SHUNT_LOCAL = "qmesh.shunt.local"
@@ -36,6 +40,7 @@ KV_QUEUE = "qmesh_queue"
 KV_DIRECTORY = "qmesh_directory"
 KV_LEASES = "qmesh_leases"
 KV_TCPTO = "qmesh_tcpto"  # remote's shared connection-timeout memory (REMOTE-22)
+KV_DELIVERIES = "qmesh_deliveries"  # remote's record of what it delivered (hardening #10)
 
 
 def job(channel: Channel) -> str:
@@ -52,3 +57,8 @@ def job_stream(channel: Channel) -> str:
 
 def job_consumer(channel: Channel) -> str:
     return CONSUMER_LOCAL if channel == "local" else CONSUMER_REMOTE
+
+
+def shunt_filter() -> str:
+    """Every subject of stream ``QMESH_SHUNT``: what ``qmesh queue shunted`` reads."""
+    return "qmesh.shunt.>"

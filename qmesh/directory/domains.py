@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KV_DEL, KV_PURGE
 
 from qmesh.bus.connection import NatsConnection
@@ -23,6 +24,11 @@ from qmesh.runtime.background import Background
 log = logging.getLogger(__name__)
 
 PREFIX = "domain."
+EPOCH_CHECK = 2.0  # seconds: how often an idle watch asks whether the connection came back
+
+
+class WatchLost(Exception):
+    """The connection came back: the watch's ordered consumer may be gone with the server."""
 
 
 class DirectoryDomains(Background):
@@ -55,12 +61,18 @@ class DirectoryDomains(Background):
 
     async def _watch(self) -> None:
         kv = self._conn.kv(subjects.KV_DIRECTORY)
+        epoch = self._conn.epoch
         watcher = await kv.watch(PREFIX + ">")  # domain names have dots: many tokens
         names: set[str] = set()
         initial = True
         try:
             while True:
-                entry = await watcher.updates(timeout=None)
+                try:
+                    entry = await watcher.updates(timeout=EPOCH_CHECK)
+                except (NatsTimeout, TimeoutError):
+                    if self._conn.epoch != epoch:  # read everything again (hardening #9)
+                        raise WatchLost("NATS reconnected; watching again") from None
+                    continue
                 if entry is None:  # end of the initial values
                     if initial:
                         initial = False

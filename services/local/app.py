@@ -15,6 +15,7 @@ from qmesh.directory.store import Directory
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.factory import open_store
+from services.local import metrics
 from services.local.config import LocalConfig, local_config
 from services.local.consumer import LocalDelivery
 from services.local.lookup import UNREADABLE, DirectoryReader
@@ -54,6 +55,7 @@ async def build(settings: Settings) -> Service:
         event=LocalJob,
         handle=delivery.handle,
         concurrency=config["now"].concurrency,
+        on_shunt=metrics.SHUNTED.labels(subjects.CONSUMER_LOCAL).inc,  # hardening #11
     )
     rcptcheck = RcptCheckService(conn, directory)
     return Service(

@@ -22,3 +22,8 @@ DELIVERY_SECONDS = Histogram(
 RCPTCHECKS = Counter(
     "qmesh_local_rcptchecks_total", "Recipient checks answered (LOCAL-34)", ["verdict"]
 )
+SHUNTED = Counter(
+    "qmesh_local_shunted_total",
+    "Events moved to stream QMESH_SHUNT after failing with a bug again and again (hardening #11)",
+    ["consumer"],
+)

@@ -18,7 +18,9 @@ from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.base import BlobStore
 from qmesh.store.factory import open_store
+from services.remote import metrics
 from services.remote.consumer import RemoteDelivery, batch_key
+from services.remote.ledger import Ledger
 from services.remote.mx import make_resolver
 from services.remote.routes import SMTP_PORT
 from services.remote.tcpto import SharedTimeouts
@@ -60,7 +62,10 @@ def assemble(
     """The service from its parts; tests hand in their own store, resolver and SMTP port."""
     watcher = ControlWatcher(settings.control, environ, on_change=lambda _: None)  # CTL-06
     conn = NatsConnection(
-        settings, "remote", streams=(subjects.STREAM_RESULT,), kv_buckets=(subjects.KV_TCPTO,)
+        settings,
+        "remote",
+        streams=(subjects.STREAM_RESULT,),
+        kv_buckets=(subjects.KV_TCPTO, subjects.KV_DELIVERIES),
     )
     delivery = RemoteDelivery(
         bus=conn,
@@ -68,6 +73,7 @@ def assemble(
         controls=lambda: watcher.current,  # REMOTE-02: the controls of the moment, per job
         resolver=resolver,
         timeouts=SharedTimeouts(lambda: conn.kv(subjects.KV_TCPTO)),
+        ledger=Ledger(lambda: conn.kv(subjects.KV_DELIVERIES)),  # hardening #10
         interfaces=interfaces,
         smtp_port=smtp_port,
     )
@@ -80,6 +86,7 @@ def assemble(
         concurrency=concurrency(watcher.current),
         handle_batch=delivery.handle_batch,  # REMOTE-40: one transaction per message and domain
         batch_key=batch_key,
+        on_shunt=metrics.SHUNTED.labels(subjects.CONSUMER_REMOTE).inc,  # hardening #11
     )
     return Service(
         "remote",

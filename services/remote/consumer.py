@@ -8,18 +8,26 @@ reads the queued body, finds the addresses to try (REMOTE-13..16), connects to t
 with the shared timeout memory (REMOTE-20..22), speaks SMTP or QMTP, and publishes the result
 before it returns, so the job is acknowledged only once its result is durable. Every mail
 failure becomes a ``deferred`` or ``failed`` result; a bug becomes ``deferred`` with its
-traceback logged (STYLE section 8); only a result that cannot be published leaves the job to be
-delivered again (ARCH-03: the remote host may then get the message twice).
+traceback logged (STYLE section 8).
+
+Each recipient is claimed in the delivery ledger (:mod:`services.remote.ledger`) before its
+transaction and its final outcome recorded after it, so a job published twice is answered from
+the record instead of delivered twice (hardening #10). Once a transaction has run, its record
+and its result are retried until NATS takes them (a lost connection comes back), never given
+up while the service runs; and no transaction starts while NATS is disconnected (the consumer
+leaves such a job to be delivered again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Awaitable, Callable, Collection, Hashable
 from dataclasses import dataclass, replace
 
 import dns.asyncresolver
@@ -34,6 +42,7 @@ from qmesh.control.values import Controls
 from qmesh.store.base import BlobStore
 from services.remote import client, metrics, qmtp, report
 from services.remote.client import Attempt, Letter, Stream
+from services.remote.ledger import KV_ERRORS, Ledger
 from services.remote.message import Message, open_message
 from services.remote.mx import Target, mx_targets, relay_targets, without_self
 from services.remote.routes import SMTP_PORT, BadRoute, Route, choose_route
@@ -41,7 +50,7 @@ from services.remote.tcpto import TimeoutMemory
 
 log = logging.getLogger(__name__)
 
-PUBLISH_TRIES = 4
+RETRY_MAX = 2.0  # seconds between tries to record or report a delivery that has happened
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,7 @@ class RemoteDelivery:
         controls: Callable[[], Controls],
         resolver: dns.asyncresolver.Resolver,
         timeouts: TimeoutMemory,
+        ledger: Ledger,
         interfaces: Collection[str] = (),
         smtp_port: int = SMTP_PORT,
         starttls: bool = True,
@@ -90,6 +100,7 @@ class RemoteDelivery:
         self._controls = controls
         self._resolver = resolver
         self._timeouts = timeouts
+        self._ledger = ledger
         self._interfaces = tuple(interfaces)
         self._smtp_port = smtp_port  # MX and IP-literal deliveries; routes name their own
         self._tls = opportunistic_tls() if starttls else None
@@ -103,11 +114,28 @@ class RemoteDelivery:
         """The Consumer's batch handler: jobs of one :func:`batch_key`, delivered in one
         transaction (REMOTE-40); one result per job, all published before it returns."""
         started = time.monotonic()
-        deliveries = await self.deliver_batch(jobs)
+        unique = list({job.rcpt_index: job for job in reversed(jobs)}.values())[::-1]
+        answered = await self._claim(unique)  # a job published twice may come in one fetch
+        sending = [job for job in unique if job.rcpt_index not in answered]
+        done_now = await self.deliver_batch(sending) if sending else []
         elapsed = time.monotonic() - started
-        for job, done in zip(jobs, deliveries, strict=True):
+        for job, done in zip(sending, done_now, strict=True):
+            await self._until_done(
+                functools.partial(
+                    self._ledger.settle, job, done.outcome, done.report, done.remote_host
+                )
+            )
+        fresh = {job.rcpt_index: done for job, done in zip(sending, done_now, strict=True)}
+        for job in jobs:
+            done = fresh.get(job.rcpt_index) or answered[job.rcpt_index]
             result = Result.for_job(job, done.outcome, done.report, remote_host=done.remote_host)
-            await self._publish(result)
+            await self._until_done(functools.partial(self._publish, result))
+            if job.rcpt_index in answered:
+                log.info(
+                    "delivery.recorded",
+                    extra={"msg_id": job.id, "rcpt_index": job.rcpt_index, "outcome": done.outcome},
+                )
+                continue
             metrics.DELIVERIES.labels(done.outcome).inc()
             metrics.DELIVERY_SECONDS.observe(elapsed)
             log.info(
@@ -125,17 +153,43 @@ class RemoteDelivery:
                 },
             )
 
-    async def _publish(self, result: Result) -> None:
-        for attempt in range(1, PUBLISH_TRIES + 1):
+    async def _claim(self, jobs: list[RemoteJob]) -> dict[int, Delivery]:
+        """Claim every recipient; those delivered before are answered from their record.
+
+        If one cannot be claimed now, the claims taken are given back and the batch deferred.
+        """
+        answered: dict[int, Delivery] = {}
+        claimed: list[RemoteJob] = []
+        try:
+            for job in jobs:
+                recorded = await self._ledger.claim(job)
+                if recorded is None:
+                    claimed.append(job)
+                else:
+                    answered[job.rcpt_index] = Delivery(
+                        recorded.outcome, recorded.report, recorded.remote_host
+                    )
+        except Temporary:
+            for job in claimed:
+                with contextlib.suppress(*KV_ERRORS):
+                    await self._ledger.settle(job, "deferred", "", None)
+            raise
+        return answered
+
+    async def _until_done(self, step: Callable[[], Awaitable[None]]) -> None:
+        """A delivery has happened: record and report it, however long NATS is away."""
+        delay = 0.2
+        while True:
             try:
-                await self._bus.publish(
-                    subjects.result("remote"), result.encode(), msg_id=result.msg_id()
-                )
+                await step()
                 return
-            except PublishFailed:
-                if attempt == PUBLISH_TRIES:
-                    raise
-                await asyncio.sleep(0.5 * 2**attempt)
+            except (PublishFailed, *KV_ERRORS) as err:
+                log.warning("remote.report_retry", extra={"reason": str(err) or repr(err)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def _publish(self, result: Result) -> None:
+        await self._bus.publish(subjects.result("remote"), result.encode(), msg_id=result.msg_id())
 
     async def deliver(self, job: RemoteJob) -> Delivery:
         """The outcome and report of one delivery; never raises for mail trouble."""

@@ -19,3 +19,8 @@ CONNECTIONS = Counter(
     "Connection attempts by result (connected, refused, timeout, skipped: REMOTE-22)",
     ["result"],
 )
+SHUNTED = Counter(
+    "qmesh_remote_shunted_total",
+    "Events moved to stream QMESH_SHUNT after failing with a bug again and again (hardening #11)",
+    ["consumer"],
+)

@@ -15,6 +15,7 @@ from qmesh.directory.domains import DirectoryDomains
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.factory import open_store
+from services.send import metrics
 from services.send.cleaner import Cleaner, pending_todo_ids
 from services.send.config import send_config
 from services.send.consumer import SendQueue
@@ -61,6 +62,7 @@ async def build(settings: Settings) -> Service:
         event=Todo,
         handle=queue.on_todo,
         concurrency=32,
+        on_shunt=metrics.SHUNTED.labels(subjects.CONSUMER_SEND_TODO).inc,  # hardening #11
     )
     results = Consumer(
         conn,
@@ -69,6 +71,7 @@ async def build(settings: Settings) -> Service:
         event=Result,
         handle=queue.on_result,
         concurrency=64,
+        on_shunt=metrics.SHUNTED.labels(subjects.CONSUMER_SEND_RESULT).inc,
     )
     flusher = Flusher(conn=conn, states=states, timer=timer, config=config)  # SEND-25
     depth = QueueDepth(  # the gauges the chart's queue-age alerts read; the status line

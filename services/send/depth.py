@@ -3,8 +3,8 @@
 Every ``interval`` seconds: the ``status`` log line (deliveries in flight per channel and their
 limits, SEND-40) and, for Prometheus, messages per stage — ``todo`` (not yet preprocessed:
 QMESH_TODO), ``queue`` (records in ``qmesh_queue``), ``local`` and ``remote`` (jobs waiting in
-their streams) — and the age of the oldest record, read from its queue id, so no record is
-loaded.
+their streams), ``shunt`` (events in QMESH_SHUNT, hardening #11) — and the age of the oldest
+record, read from its queue id, so no record is loaded.
 Only counting: a failure here is logged and tried again, it never touches a message.
 """
 
@@ -29,6 +29,7 @@ STREAMS = {
     "todo": subjects.STREAM_TODO,
     "local": subjects.STREAM_LOCAL,
     "remote": subjects.STREAM_REMOTE,
+    "shunt": subjects.STREAM_SHUNT,  # events given up on, waiting for a human (hardening #11)
 }
 
 

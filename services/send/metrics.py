@@ -16,7 +16,8 @@ QUEUE_SECONDS = Histogram(
 )
 QUEUE_MESSAGES = Gauge(
     "qmesh_send_queue_messages",
-    "Messages per stage: todo (not preprocessed), queue (records), local and remote (jobs waiting)",
+    "Messages per stage: todo (not preprocessed), queue (records), local and remote (jobs "
+    "waiting), shunt (events given up on)",
     ["stage"],
 )
 QUEUE_OLDEST = Gauge(
@@ -32,4 +33,9 @@ DEFERRALS = Counter(
     "qmesh_send_deferrals_total",
     "Temporary failures by recipient domain (remote only: local domains are few)",
     ["domain"],
+)
+SHUNTED = Counter(
+    "qmesh_send_shunted_total",
+    "Events moved to stream QMESH_SHUNT after failing with a bug again and again (hardening #11)",
+    ["consumer"],
 )
