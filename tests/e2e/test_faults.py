@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from bench.fault_run import DOMAIN, Nats, fault_run, mailbox_ids
+from qmesh.bus.provision import ConsumerSpec
 from qmesh.cli.bootstrap import ensure_control_dir
 from qmesh.cli.natsd import start_nats_server
+from tests.conftest import provisioned
 from tests.e2e.cluster import start_cluster
 from tests.servers import free_ports
 
@@ -37,8 +39,10 @@ def test_hardening_9_10_11_fault_run_loses_nothing_and_delivers_once(tmp_path: P
 def test_hardening_9_smtpd_answers_451_while_nats_is_down_and_mail_flows_after(
     tmp_path: Path,
 ) -> None:
-    """Services reconnect by themselves: smtpd says 451 while NATS is away, 250 once it is
-    back on the same port and data directory, and send and local resume their consumers."""
+    """Services reconnect by themselves: smtpd says 451 while NATS is away, 250 once
+    ``qmesh up`` has started it again on the same port and data directory, and send and local
+    resume their consumers. ``qmesh up`` is paused (SIGSTOP) while NATS is down, so that its
+    supervisor cannot bring NATS back before smtpd is asked."""
     cluster = start_cluster(
         tmp_path / "site",
         {"me": f"mx.{DOMAIN}", "locals": DOMAIN, "rcpthosts": DOMAIN, "rcptcheck": "0"},
@@ -60,10 +64,13 @@ def test_hardening_9_smtpd_answers_451_while_nats_is_down_and_mail_flows_after(
         assert send(1) == 250
         pid = nats.pid()
         assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        time.sleep(1.0)
-        assert send(2) == 451
-        nats.own = start_nats_server(cluster.data / "nats", port=nats.port)
+        os.kill(cluster.process.pid, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(1.0)
+            assert send(2) == 451
+        finally:
+            os.kill(cluster.process.pid, signal.SIGCONT)  # its supervisor restarts NATS
         deadline = time.monotonic() + 60
         code = 0
         while code != 250 and time.monotonic() < deadline:
@@ -79,10 +86,13 @@ def test_hardening_9_smtpd_answers_451_while_nats_is_down_and_mail_flows_after(
         nats.stop()
 
 
-def test_chart_6_send_local_remote_stop_promptly_on_sigterm(tmp_path: Path) -> None:
+def test_chart_6_send_local_remote_stop_promptly_on_sigterm(
+    tmp_path: Path, default_consumers: tuple[ConsumerSpec, ...]
+) -> None:
     """After a pull fetch has timed out once (5 s idle), SIGTERM stops each in well under 3 s
     and no ``_GatheringFuture exception was never retrieved`` is logged."""
     nats = start_nats_server(tmp_path / "nats")
+    provisioned(nats.url, default_consumers)  # the setup step (hardening #3)
     ensure_control_dir(tmp_path / "control")
     services = ("send", "local", "remote")
     ports = free_ports(len(services))

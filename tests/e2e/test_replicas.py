@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from qmesh.cli.up import as_role
 from tests.e2e.cluster import QMESH, Cluster, start_cluster
 from tests.e2e.conftest import Sink
 from tests.servers import free_ports
@@ -68,7 +69,7 @@ class Replica:
 
 def start_replica(cluster: Cluster, service: str, workdir: Path) -> Replica:
     """``qmesh run SERVICE`` with the cluster's environment and an HTTP port of its own."""
-    env = dict(cluster.env)
+    env = as_role(cluster.env, cluster.data, service)  # its own NATS user (hardening #2)
     env["QMESH_NATS_URL"] = (cluster.data / "nats.url").read_text().strip()
     env.setdefault("QMESH_STORE", f"file://{(cluster.data / 'store').resolve()}")
     env["QMESH_LISTEN_HOST"] = env["QMESH_HTTP_HOST"] = "127.0.0.1"
