@@ -40,7 +40,7 @@ KV_QUEUE = "qmesh_queue"
 KV_DIRECTORY = "qmesh_directory"
 KV_LEASES = "qmesh_leases"
 KV_TCPTO = "qmesh_tcpto"  # remote's shared connection-timeout memory (REMOTE-22)
-KV_DELIVERIES = "qmesh_deliveries"  # remote's record of what it delivered (hardening #10)
+KV_DELIVERIES = "qmesh_deliveries"  # what local and remote delivered (hardening #10)
 
 
 def job(channel: Channel) -> str:

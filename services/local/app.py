@@ -6,6 +6,7 @@ import os
 
 from qmesh.bus.connection import NatsConnection, NotConnected
 from qmesh.bus.consumer import Consumer
+from qmesh.bus.ledger import Ledger
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.contract.events import LocalJob
@@ -34,7 +35,7 @@ async def build(settings: Settings) -> Service:
         settings,
         "local",
         streams=(subjects.STREAM_TODO, subjects.STREAM_RESULT),
-        kv_buckets=(subjects.KV_DIRECTORY,),
+        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_DELIVERIES),
     )
     queue = open_store(settings, settings.queue_bucket)
     mail = open_store(settings, settings.mail_bucket)
@@ -46,7 +47,12 @@ async def build(settings: Settings) -> Service:
             raise Temporary(UNREADABLE) from err
 
     delivery = LocalDelivery(
-        bus=conn, queue=queue, mail=mail, directory=directory, config=lambda: config["now"]
+        bus=conn,
+        queue=queue,
+        mail=mail,
+        directory=directory,
+        config=lambda: config["now"],
+        ledger=Ledger(lambda: conn.kv(subjects.KV_DELIVERIES)),  # hardening #10
     )
     jobs = Consumer(
         conn,

@@ -4,19 +4,26 @@ The handler reads the directory and the queued body, asks the pure modules what 
 (:mod:`~services.local.resolve`, :mod:`~services.local.delivery`), carries the steps out in
 order (mailbox objects, programs, then one forward message, LOCAL-17) and publishes the
 result before returning, so the job is acknowledged only once its result is durable. Every
-delivery failure becomes a ``deferred`` or ``failed`` result; only a result that cannot be
-published leaves the job to be delivered again (its mailbox objects are then rewritten under
-the same names, ARCH-11).
+delivery failure becomes a ``deferred`` or ``failed`` result.
+
+Each recipient is claimed in the delivery ledger (:mod:`qmesh.bus.ledger`) before its rule
+runs and its final outcome recorded after it; a deferral removes the claim, so the next pass
+runs the rule again (qmail's retry, ARCH-03). A job published twice is answered from the
+record, so a forward is queued and a program run once (hardening #10); mailbox objects would
+be rewritten under the same names anyway (ARCH-11). Once the rule has run, its record and its
+result are retried until NATS takes them.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qmesh.bus.base import Publisher
+from qmesh.bus.ledger import Ledger, until_done
 from qmesh.contract import subjects
 from qmesh.contract.errors import Permanent, QueueFailure, Temporary
 from qmesh.contract.events import LocalJob, Result
@@ -79,9 +86,11 @@ class LocalDelivery:
         mail: BlobStore,
         directory: DirectorySource,
         config: Callable[[], LocalConfig],
+        ledger: Ledger,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._bus = bus
+        self._ledger = ledger
         self._queue = queue
         self._mail = mail
         self._directory = directory
@@ -89,11 +98,31 @@ class LocalDelivery:
         self._clock = clock
 
     async def handle(self, job: LocalJob) -> None:
-        """The Consumer's handler: deliver, publish the result, return (then the ack)."""
+        """The Consumer's handler: deliver once, publish the result, return (then the ack)."""
         started = time.monotonic()
-        outcome, report = await self.deliver(job)
+        recorded = await self._ledger.claim(job)  # Temporary: the Consumer tries again later
+        if recorded is not None:
+            await self._report(Result.for_job(job, recorded.outcome, recorded.report))
+            log.info(
+                "delivery.recorded",
+                extra={
+                    "msg_id": job.id,
+                    "rcpt_index": job.rcpt_index,
+                    "attempt": job.attempt,
+                    "outcome": recorded.outcome,
+                },
+            )
+            return
+        try:
+            async with self._ledger.held(job):
+                outcome, report = await self.deliver(job)
+        except Exception:
+            await self._ledger.release(job)  # a bug: the next try runs the rule again
+            raise
         result = Result.for_job(job, outcome, truncate(report))
-        await self._bus.publish(subjects.RESULT_LOCAL, result.encode(), msg_id=result.msg_id())
+        settle = functools.partial(self._ledger.settle, job, outcome, result.report)
+        await until_done(settle, "local.report_retry")
+        await self._report(result)
         elapsed = time.monotonic() - started
         metrics.DELIVERIES.labels(outcome).inc()
         metrics.DELIVERY_SECONDS.observe(elapsed)
@@ -109,6 +138,12 @@ class LocalDelivery:
                 "duration_ms": int(elapsed * 1000),
             },
         )
+
+    async def _report(self, result: Result) -> None:
+        publish = functools.partial(
+            self._bus.publish, subjects.RESULT_LOCAL, result.encode(), msg_id=result.msg_id()
+        )
+        await until_done(publish, "local.report_retry")
 
     async def deliver(self, job: LocalJob) -> tuple[Outcome, str]:
         """The outcome and report of one delivery (LOCAL-31); never raises for mail trouble."""

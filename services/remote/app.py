@@ -10,6 +10,7 @@ import dns.asyncresolver
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.consumer import Consumer
+from qmesh.bus.ledger import Ledger
 from qmesh.contract import subjects
 from qmesh.contract.events import RemoteJob
 from qmesh.control.values import Controls
@@ -20,7 +21,6 @@ from qmesh.store.base import BlobStore
 from qmesh.store.factory import open_store
 from services.remote import metrics
 from services.remote.consumer import RemoteDelivery, batch_key
-from services.remote.ledger import Ledger
 from services.remote.mx import make_resolver
 from services.remote.routes import SMTP_PORT
 from services.remote.tcpto import SharedTimeouts

@@ -10,7 +10,7 @@ before it returns, so the job is acknowledged only once its result is durable. E
 failure becomes a ``deferred`` or ``failed`` result; a bug becomes ``deferred`` with its
 traceback logged (STYLE section 8).
 
-Each recipient is claimed in the delivery ledger (:mod:`services.remote.ledger`) before its
+Each recipient is claimed in the delivery ledger (:mod:`qmesh.bus.ledger`) before its
 transaction and its final outcome recorded after it, so a job published twice is answered from
 the record instead of delivered twice (hardening #10). Once a transaction has run, its record
 and its result are retried until NATS takes them (a lost connection comes back), never given
@@ -20,7 +20,6 @@ leaves such a job to be delivered again).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -32,7 +31,8 @@ from dataclasses import dataclass, replace
 
 import dns.asyncresolver
 
-from qmesh.bus.base import Publisher, PublishFailed
+from qmesh.bus.base import Publisher
+from qmesh.bus.ledger import Ledger, until_done
 from qmesh.contract import subjects
 from qmesh.contract.envelope import DOUBLE_BOUNCE_SENDER, split_address
 from qmesh.contract.errors import Permanent, Temporary
@@ -42,15 +42,12 @@ from qmesh.control.values import Controls
 from qmesh.store.base import BlobStore
 from services.remote import client, metrics, qmtp, report
 from services.remote.client import Attempt, Letter, Stream
-from services.remote.ledger import KV_ERRORS, Ledger
 from services.remote.message import Message, open_message
 from services.remote.mx import Target, mx_targets, relay_targets, without_self
 from services.remote.routes import SMTP_PORT, BadRoute, Route, choose_route
 from services.remote.tcpto import TimeoutMemory
 
 log = logging.getLogger(__name__)
-
-RETRY_MAX = 2.0  # seconds between tries to record or report a delivery that has happened
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +114,10 @@ class RemoteDelivery:
         unique = list({job.rcpt_index: job for job in reversed(jobs)}.values())[::-1]
         answered = await self._claim(unique)  # a job published twice may come in one fetch
         sending = [job for job in unique if job.rcpt_index not in answered]
-        done_now = await self.deliver_batch(sending) if sending else []
+        async with contextlib.AsyncExitStack() as claims:  # renewed while the transaction runs
+            for job in sending:
+                await claims.enter_async_context(self._ledger.held(job))
+            done_now = await self.deliver_batch(sending) if sending else []
         elapsed = time.monotonic() - started
         for job, done in zip(sending, done_now, strict=True):
             await self._until_done(
@@ -171,22 +171,12 @@ class RemoteDelivery:
                     )
         except Temporary:
             for job in claimed:
-                with contextlib.suppress(*KV_ERRORS):
-                    await self._ledger.settle(job, "deferred", "", None)
+                await self._ledger.release(job)
             raise
         return answered
 
     async def _until_done(self, step: Callable[[], Awaitable[None]]) -> None:
-        """A delivery has happened: record and report it, however long NATS is away."""
-        delay = 0.2
-        while True:
-            try:
-                await step()
-                return
-            except (PublishFailed, *KV_ERRORS) as err:
-                log.warning("remote.report_retry", extra={"reason": str(err) or repr(err)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
+        await until_done(step, "remote.report_retry")
 
     async def _publish(self, result: Result) -> None:
         await self._bus.publish(subjects.result("remote"), result.encode(), msg_id=result.msg_id())

@@ -289,13 +289,13 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
     },
     "local": {
         "streams": [subjects.STREAM_TODO, subjects.STREAM_RESULT],
-        "kv": [subjects.KV_DIRECTORY],
+        "kv": [subjects.KV_DIRECTORY, subjects.KV_DELIVERIES],
         "consumers": [(subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL)],
         "publish": [subjects.RESULT_LOCAL, subjects.TODO],
     },
     "remote": {
         "streams": [subjects.STREAM_RESULT],
-        "kv": [subjects.KV_TCPTO],
+        "kv": [subjects.KV_TCPTO, subjects.KV_DELIVERIES],
         "consumers": [(subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE)],
         "publish": [subjects.RESULT_REMOTE],
     },
@@ -308,7 +308,8 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
 }
 WRITABLE = {  # bucket -> the key prefix the service owns
     "send": {subjects.KV_QUEUE: "probe", subjects.KV_LEASES: "send"},
-    "remote": {subjects.KV_TCPTO: "tcpto"},
+    "local": {subjects.KV_DELIVERIES: "ledger"},  # hardening #10: claim, settle, release
+    "remote": {subjects.KV_TCPTO: "tcpto", subjects.KV_DELIVERIES: "ledger"},
     "pop3d": {subjects.KV_LEASES: "pop3"},
 }
 
