@@ -7,6 +7,7 @@ an init container can refuse a bad ConfigMap before any service does (CTL-06).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,6 +52,10 @@ def _warnings(controls: Controls, unknown: tuple[str, ...]) -> list[str]:
         notes.append("rcpthosts is missing: smtpd accepts only hosted domains (SMTPD-42)")
     if controls.canonical_local_domain() is None:
         notes.append("neither locals nor me: send cannot start (SEND-16)")
+    for name in ("tlscert", "tlskey"):
+        path = getattr(controls, name)
+        if path is not None and not os.access(path, os.R_OK):
+            notes.append(f"{name}: {path} is not readable here; smtpd and pop3d need it to start")
     return notes
 
 

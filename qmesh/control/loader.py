@@ -99,7 +99,7 @@ class _Reader:
     def number(self, name: str) -> int:
         default = REGISTRY[name].default
         assert isinstance(default, int) and not isinstance(default, bool), name
-        return self.parsed(name, lambda text: parse.number(text, default), default)
+        return self.parsed(name, lambda text: parse.number(name, text, default), default)
 
     def flag(self, name: str) -> bool:
         default = REGISTRY[name].default
@@ -110,7 +110,12 @@ class _Reader:
         return self.parsed(name, lambda text: tuple(e for _, e in parse.entries(text)), default)
 
     def pem(self, name: str) -> Path | None:
-        """tlscert/tlskey: the file itself if it holds PEM, else the file its first line names."""
+        """tlscert/tlskey: the file itself if it holds PEM, else the file its first line names.
+
+        A named file is not opened here: only smtpd and pop3d use it, and they refuse to
+        start without it (:class:`qmesh.runtime.tls.TlsContexts`). The other services and the
+        CLI start where it is not mounted (chart #1).
+        """
         return self.parsed(name, lambda text: self._pem(name, text), None)
 
     def _pem(self, name: str, text: str) -> Path:
@@ -119,10 +124,7 @@ class _Reader:
         target = parse.first_line(text)
         if not target:
             raise ControlError(name, "neither PEM data nor the name of a PEM file", 1)
-        path = self.control_dir / target  # an absolute target replaces the directory
-        if not path.is_file():
-            raise ControlError(name, f"names {target!r}, which is not a readable file", 1)
-        return path
+        return self.control_dir / target  # an absolute target replaces the directory
 
     def env_override(self, variable: str, value: _T, convert: Callable[[str], _T]) -> _T:
         """Spec 2.3: a set environment variable replaces the control's value."""
@@ -146,10 +148,7 @@ class _Reader:
 
 
 def _databytes(value: str) -> int:
-    digits = parse.number(value, -1)
-    if digits < 0:
-        raise ControlError("databytes", f"environment DATABYTES={value!r} is not a number")
-    return digits
+    return parse.env_number("DATABYTES", "databytes", value)
 
 
 def _read(r: _Reader) -> Controls:

@@ -42,10 +42,34 @@ def first_line(text: str) -> str:
     return text.split("\n", 1)[0].rstrip(" \t\r")
 
 
-def number(text: str, default: int) -> int:
-    """CTL-03: the unsigned decimal prefix of the first line, else ``default``."""
-    match = _DIGITS.match(first_line(text))
-    return int(match.group()) if match else default
+def number(name: str, text: str, default: int) -> int:
+    """CTL-03: the unsigned decimal prefix of the first line, else ``default``.
+
+    Digits that run straight into other characters (``2e+06``, ``1.5``, ``12abc``) are an
+    error, where qmail would read 2, 1 and 12: a number is never misread. Digits followed by a
+    space or tab (``1000000 bytes``) and a line that does not start with a digit are read as
+    CTL-03 says.
+    """
+    line = first_line(text)
+    match = _DIGITS.match(line)
+    if match is None:
+        return default
+    if line[match.end() : match.end() + 1] not in ("", " ", "\t"):
+        raise ControlError(name, f"{line!r} is not a whole number", 1)
+    return int(match.group())
+
+
+def env_number(variable: str, control: str, value: str) -> int:
+    """An environment variable that overrides a numeric control (spec 2.3): digits only.
+
+    ``2e+06`` or ``12abc`` is an error naming the variable, never a number read from its
+    first digits.
+    """
+    if not _DIGITS.fullmatch(value.strip(" \t")):
+        raise ControlError(
+            control, f"environment {variable}={value!r} is not a number (digits only, as 2000000)"
+        )
+    return int(value)
 
 
 def entries(text: str) -> Iterator[tuple[int, str]]:

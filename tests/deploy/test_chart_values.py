@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from qmesh.control import load_controls
+from qmesh.control.registry import REGISTRY
 from tests.deploy.tools import (
     CHART,
     ROOT,
@@ -22,6 +24,7 @@ from tests.deploy.tools import (
     named,
     of_kind,
     pod_spec,
+    workloads,
 )
 
 pytestmark = pytest.mark.timeout(900)  # the first test may install the tools
@@ -92,20 +95,58 @@ def test_proxy_protocol_renders_proxyclients(tools: Tools) -> None:
     assert "proxyclients" not in control_data(plain)
 
 
-def test_tls_adds_controls_and_mounts_only_where_listeners_are(tools: Tools) -> None:
+def test_tls_secret_is_mounted_where_the_tls_controls_are_used(tools: Tools) -> None:
+    """chart #1: the TLS Secret goes to the services that own tlscert/tlskey (the registry's
+    used_by), at the path the controls name, and to no other pod (least privilege)."""
     objects = tools.template(sets={"tls.enabled": "true", "tls.secretName": "mail-tls"})
     data = control_data(objects)
-    assert data["tlscert"] == "/etc/qmesh/tls/tls.crt\n"
-    assert data["tlskey"] == "/etc/qmesh/tls/tls.key\n"
-    for service in SERVICES:
-        spec = pod_spec(deployment(objects, service))
-        tls = [v for v in spec["volumes"] if v["name"] == "tls"]
-        mounts = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "tls"]
-        if service in ("smtpd", "pop3d"):
-            assert tls[0]["secret"]["secretName"] == "mail-tls"
-            assert mounts == [{"name": "tls", "mountPath": "/etc/qmesh/tls", "readOnly": True}]
+    cert, key = Path(data["tlscert"].strip()), Path(data["tlskey"].strip())
+    assert cert.parent == key.parent
+    owners = set(REGISTRY["tlscert"].used_by) | set(REGISTRY["tlskey"].used_by)
+    assert owners & set(SERVICES) == {"smtpd", "pop3d"}
+    for o in workloads(objects):
+        spec = pod_spec(o)
+        tls = [
+            v
+            for v in spec.get("volumes", [])
+            if v.get("secret", {}).get("secretName") == "mail-tls"
+        ]
+        mounts = [
+            m
+            for c in spec["containers"]
+            for m in c.get("volumeMounts", [])
+            if any(m["name"] == v["name"] for v in tls)
+        ]
+        if component(o) in owners:
+            assert mounts == [{"name": "tls", "mountPath": str(cert.parent), "readOnly": True}]
+            paths = {i["path"] for i in tls[0]["secret"]["items"]}
+            assert paths == {cert.name, key.name}
         else:
-            assert not tls and not mounts, service
+            assert not tls and not mounts, o["metadata"]["name"]
+
+
+def test_every_pod_starts_on_the_tls_controls_without_the_secret(
+    tools: Tools, tmp_path: Path
+) -> None:
+    """chart #1: send, local, remote and the setup Job loaded the controls with tls.enabled
+    and stopped: "control/tlscert ... not a readable file". Each pod's control directory and
+    environment, loaded here where no Secret is mounted, must be usable."""
+    objects = tools.template(sets={"tls.enabled": "true"})
+    control = tmp_path / "control"
+    control.mkdir()
+    for name, text in control_data(objects).items():
+        (control / name).write_text(text)
+    loaded = []
+    for o in workloads(objects):
+        spec = pod_spec(o)
+        mounted = [m for c in spec["containers"] for m in c.get("volumeMounts", [])]
+        if not any(m["mountPath"] == "/etc/qmesh/control" for m in mounted):
+            continue
+        env = {e["name"]: e["value"] for e in spec["containers"][0]["env"] if "value" in e}
+        controls = load_controls(control, env)
+        assert controls.tlscert is not None, o["metadata"]["name"]
+        loaded.append(component(o))
+    assert sorted(c for c in loaded if c) == sorted([*SERVICES, "setup"])
 
 
 def test_control_values_keep_qmail_format(tools: Tools) -> None:
@@ -121,6 +162,28 @@ def test_control_values_keep_qmail_format(tools: Tools) -> None:
     assert data["concurrencyremote"] == "20\n"
     assert "locals" not in data
     assert data["me"] == "mail.example.com\n"
+
+
+def test_numbers_from_a_values_file_render_as_integers(tools: Tools, tmp_path: Path) -> None:
+    """chart #3: YAML numbers reach the templates as floats and rendered as "2e+06", which
+    smtpd read as DATABYTES=2 and refused every message."""
+    values = tmp_path / "numbers.yaml"
+    values.write_text(
+        "control: {databytes: 3000000}\n"
+        "smtpd:\n"
+        "  env: {DATABYTES: 2000000, SMALL: 25, RATIO: 0.25, WORD: '2e+06', SWITCH: true}\n"
+    )
+    objects = tools.template(values)
+    env = {
+        e["name"]: e["value"]
+        for e in pod_spec(deployment(objects, "smtpd"))["containers"][0]["env"]
+    }
+    assert env["DATABYTES"] == "2000000"
+    assert env["SMALL"] == "25"
+    assert env["RATIO"] == "0.25"  # a fraction stays one
+    assert env["WORD"] == "2e+06"  # a string is passed as written (and refused by qmesh)
+    assert env["SWITCH"] == "true"
+    assert control_data(objects)["databytes"] == "3000000\n"
 
 
 def test_a_control_change_rolls_every_pod(tools: Tools) -> None:

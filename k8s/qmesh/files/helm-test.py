@@ -5,6 +5,7 @@ Runs in the qmesh image against the in-cluster smtpd Service. Exit 0 only when b
 
 # ruff: noqa: T201 - a command-line script: printing is its output
 
+import email.policy
 import os
 import smtplib
 import sys
@@ -39,7 +40,8 @@ with smtplib.SMTP(host, port, timeout=60) as smtp:
     message["To"] = recipient
     message["Subject"] = "qmesh helm test"
     message.set_content("Sent by `helm test` to check that mail is accepted.\n")
-    code, text = smtp.data(message.as_bytes())
+    # SMTP line ends (CRLF): smtpd refuses a bare LF with 451 (SMTPD-51)
+    code, text = smtp.data(message.as_bytes(policy=email.policy.SMTP))
     if code != 250:
         fail(f"DATA got {code} {text!r}")
     print(f"ok: message to {recipient} accepted: {text.decode(errors='replace')}")

@@ -91,7 +91,7 @@ spec:
             {{- end }}
             {{- range $key, $value := $v.env }}
             - name: {{ $key }}
-              value: {{ $value | toString | quote }}
+              value: {{ include "qmesh.scalar" $value | quote }}
             {{- end }}
           volumeMounts:
             - name: control

@@ -76,12 +76,24 @@ app.kubernetes.io/part-of: qmesh
 {{- lower $found -}}
 {{- end -}}
 
+{{/*
+A value as the text a program reads. YAML numbers reach templates as float64, which toString
+writes as "2e+06": whole numbers are written as integers, anything else as it is.
+*/}}
+{{- define "qmesh.scalar" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) (lt . 1e15) (gt . -1e15) -}}
+{{- printf "%d" (int64 .) -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Data of the control ConfigMap, one file per key (also hashed onto every pod). */}}
 {{- define "qmesh.controlData" -}}
 {{- $files := dict -}}
 {{- range $file, $content := .Values.control -}}
 {{- if not (kindIs "invalid" $content) -}}
-{{- $text := ternary (printf "%d" (int64 $content)) (toString $content) (kindIs "float64" $content) -}}
+{{- $text := include "qmesh.scalar" $content -}}
 {{- $_ := set $files $file (ternary $text (printf "%s\n" $text) (hasSuffix "\n" $text)) -}}
 {{- end -}}
 {{- end -}}

@@ -93,3 +93,17 @@ def test_check_of_a_missing_directory_fails(
 )
 def test_format_value(value: object, text: str) -> None:
     assert format_value(value) == text
+
+
+def test_check_warns_of_tls_files_not_readable_here(
+    control_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """chart #1: a pod without the TLS Secret passes the check, and is told about the files."""
+    (control_dir / "me").write_text("mx.example.test\n")
+    (control_dir / "rcpthosts").write_text("mx.example.test\n")
+    (control_dir / "tlscert").write_text(f"{tmp_path}/tls/tls.crt\n")
+    (control_dir / "tlskey").write_text(f"{tmp_path}/tls/tls.key\n")
+    assert check_command(control_dir, {}) == 0
+    out = capsys.readouterr().out
+    assert f"warning: tlscert: {tmp_path}/tls/tls.crt is not readable here" in out
+    assert f"warning: tlskey: {tmp_path}/tls/tls.key is not readable here" in out

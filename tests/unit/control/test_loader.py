@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -160,10 +161,21 @@ def test_env_overrides(control_dir: Path) -> None:
     assert controls.source("helohost") == "default"
 
 
-def test_bad_databytes_variable_is_an_error(control_dir: Path) -> None:
-    with pytest.raises(ControlError, match="DATABYTES='lots' is not a number") as info:
-        load_controls(control_dir, {"DATABYTES": "lots"})
+@pytest.mark.parametrize("value", ["lots", "2e+06", "12abc"])
+def test_bad_databytes_variable_stops_startup(control_dir: Path, value: str) -> None:
+    """chart #3: the chart rendered DATABYTES as "2e+06", which was read as 2."""
+    with pytest.raises(
+        ControlError, match=re.escape(f"DATABYTES={value!r} is not a number")
+    ) as info:
+        load_controls(control_dir, {"DATABYTES": value})
     assert info.value.control == "databytes"
+
+
+def test_a_float_in_a_numeric_control_stops_startup(control_dir: Path) -> None:
+    """chart #3: ``databytes`` written as 2e+06 is refused, not read as 2 (STYLE section 7)."""
+    write(control_dir, "databytes", "2e+06\n")
+    with pytest.raises(ControlError, match=r"control/databytes line 1: '2e\+06' is not a whole"):
+        load_controls(control_dir, {})
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
@@ -213,7 +225,7 @@ def test_ctl06_invalid_utf8_names_file_and_line(control_dir: Path) -> None:
         ("qmtproutes", "# c\nsink.test\n", r"control/qmtproutes line 2"),
         ("ipme", "mx.test\n", r"control/ipme line 1"),
         ("me", "\nmx.test\n", r"control/me line 1: the first line is empty"),
-        ("tlscert", "missing.pem\n", r"control/tlscert line 1: names 'missing.pem'"),
+        ("tlscert", "\n", r"control/tlscert line 1: neither PEM data nor the name"),
     ],
 )
 def test_closed_set_controls_reject_bad_values(
@@ -280,6 +292,19 @@ def test_tls_inline_pem_or_named_file(control_dir: Path, tmp_path: Path) -> None
     controls = load_controls(control_dir, {})
     assert controls.tlskey == secret
     assert controls.tlscert == control_dir / "cert.pem"
+
+
+def test_tls_files_not_mounted_do_not_stop_services_that_do_not_serve_tls(
+    control_dir: Path, tmp_path: Path
+) -> None:
+    """chart #1: send, local, remote, the setup Job and the admin pod read the control
+    directory with tlscert/tlskey naming a Secret mounted only in smtpd and pop3d; they
+    stopped with "not a readable file". The names are kept; smtpd and pop3d open them."""
+    absent = tmp_path / "not-mounted"
+    write(control_dir, "tlscert", f"{absent}/tls.crt\n")
+    write(control_dir, "tlskey", f"{absent}/tls.key\n")
+    controls = load_controls(control_dir, {})
+    assert (controls.tlscert, controls.tlskey) == (absent / "tls.crt", absent / "tls.key")
 
 
 def test_tls_cert_without_key_is_an_error(control_dir: Path) -> None:

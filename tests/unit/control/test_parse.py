@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -42,7 +43,28 @@ def test_ctl02_first_line(text: str, expected: str) -> None:
     ],
 )
 def test_ctl03_number(text: str, expected: int) -> None:
-    assert parse.number(text, 55) == expected
+    assert parse.number("databytes", text, 55) == expected
+
+
+@pytest.mark.parametrize("text", ["2e+06\n", "1.5\n", "12abc\n", "2,000,000\n", "10#x\n"])
+def test_digits_running_into_other_characters_are_refused(text: str) -> None:
+    """chart #3: qmail would read 2e+06 as 2; a number is refused rather than misread."""
+    with pytest.raises(ControlError, match=r"control/databytes line 1: '.*' is not a whole number"):
+        parse.number("databytes", text, 55)
+
+
+@pytest.mark.parametrize("value", ["2000000", " 2000000 ", "0"])
+def test_env_number_reads_digits(value: str) -> None:
+    assert parse.env_number("DATABYTES", "databytes", value) == int(value)
+
+
+@pytest.mark.parametrize("value", ["2e+06", "12abc", "1.5", "", "-1", "1000 bytes"])
+def test_env_number_refuses_anything_else_naming_the_variable(value: str) -> None:
+    """chart #3: DATABYTES=2e+06 made smtpd advertise SIZE 2 and refuse every message."""
+    with pytest.raises(
+        ControlError, match=re.escape(f"environment DATABYTES={value!r} is not a number")
+    ):
+        parse.env_number("DATABYTES", "databytes", value)
 
 
 @pytest.mark.parametrize(
