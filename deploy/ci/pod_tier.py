@@ -229,10 +229,18 @@ class Tier:
         say(f"S3: SeaweedFS on {endpoint} with {len(keys)} key pair(s)")
         return endpoint
 
-    def wait_http(self, url: str, what: str, timeout: float = 90, any_status: bool = False) -> None:
+    def wait_http(
+        self, url: str, what: str, timeout: float = 90, any_status: bool = False,
+        container: str | None = None,
+    ) -> None:  # fmt: skip
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
+            if container is not None:
+                restarts = run("podman", "inspect", "-f", "{{.RestartCount}}", container).stdout
+                if int(restarts.strip() or 0) >= 2:
+                    tail = self.logs(container).strip().splitlines()[-3:]
+                    fail(f"{what} is crash-looping ({restarts.strip()} restarts): {tail}")
             for name, process, log in self.processes:
                 if process.poll() is not None:
                     fail(f"{name} exited: {log.read_text(errors='replace')[-1500:]}")
@@ -298,7 +306,9 @@ class Tier:
             self.play(self.work / "pods" / "pods" / f"{name}.yaml")
         for name in self.adapter.pods:
             port = self.adapter.ports[name]["http"]
-            self.wait_http(f"http://127.0.0.1:{port}/readyz", name, timeout=120)
+            self.wait_http(
+                f"http://127.0.0.1:{port}/readyz", name, timeout=120, container=self.container(name)
+            )
         say(f"ready (/readyz 200): {', '.join(self.adapter.pods)}")
 
     def run_job(self, name: str, path: Path, limit: int) -> str:
