@@ -100,8 +100,16 @@ def untranslated(text: str) -> list[str]:
 
 def s3_secret(kubectl: Kubectl, name: str, access: str, secret: str) -> list[Doc]:
     """`kubectl -n qmesh create secret generic NAME --from-literal=...` as the guide shows it."""
-    return kubectl("-n", "qmesh", "create", "secret", "generic", name,
-                   f"--from-literal=accessKey={access}", f"--from-literal=secretKey={secret}")  # fmt: skip
+    return kubectl(
+        "-n",
+        "qmesh",
+        "create",
+        "secret",
+        "generic",
+        name,
+        f"--from-literal=accessKey={access}",
+        f"--from-literal=secretKey={secret}",
+    )
 
 
 def tls_secret(kubectl: Kubectl, name: str, cert: Path, key: Path) -> list[Doc]:
@@ -121,7 +129,7 @@ class Guide:
 
     def admin_pod(self, docs: list[Doc], release: str) -> list[Doc]:
         """The guide's qmesh-admin.yaml, and the admin NATS Secret where the chart makes none."""
-        import yaml  # noqa: PLC0415 - in the chart tools' venv
+        import yaml
 
         pod = yaml.safe_load(self.yaml_block("# qmesh-admin.yaml"))
         pod["metadata"]["namespace"] = "qmesh"
@@ -129,11 +137,14 @@ class Guide:
         names = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
         if f"{release}-admin-nats" not in names:
             # natsAuth.mode none: the server asks for no password, the pod mounts one anyway.
-            extra.append({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": f"{release}-admin-nats", "namespace": "qmesh"},
-                "stringData": {"password": "unused-without-nats-authentication"},
-            })  # fmt: skip
+            extra.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": f"{release}-admin-nats", "namespace": "qmesh"},
+                    "stringData": {"password": "unused-without-nats-authentication"},
+                }
+            )
         return extra
 
     def exec_commands(self) -> list[str]:
@@ -170,8 +181,11 @@ class Guide:
                 user = qmesh[3]
             done = subprocess.run(
                 ["podman", "exec", *(["-i"] if stdin else []), containers(target), *qmesh],
-                input=stdin, capture_output=True, text=True, check=False,
-            )  # fmt: skip
+                input=stdin,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if done.returncode != 0:
                 fail(f"{' '.join(qmesh)} in {target}: {done.stdout}{done.stderr}")
             shown = done.stdout.strip().replace("\n", "; ")

@@ -3,6 +3,7 @@
 # other, every pod on the host network bound to its own 127.0.0.1 ports.
 #
 #   bash deploy/ci/pod-tier.sh [SCENARIO...]     # default: every k8s/qmesh/ci/*-values.yaml
+#   bash deploy/ci/pod-tier.sh rolling [N]        # bench/rolling_restart.py with N messages
 #
 # Builds the qmesh image with podman from the python:3.11-slim stand-in (deploy/ci/base-image.sh,
 # as the compose smoke does), then for each scenario runs deploy/ci/pod_tier.py: render, adapt
@@ -71,6 +72,13 @@ if ! podman build --network host --pull=never -q -f deploy/Dockerfile -t "$IMAGE
 fi
 
 TOOLS=$(bash deploy/ci/k8s-tools.sh)
+if [ "${1:-}" = rolling ]; then
+  say "rolling restart under load (${2:-2000} messages)"
+  "$TOOLS/venv/bin/python" bench/rolling_restart.py --messages "${2:-2000}" --tools "$TOOLS" \
+    --venv "$VENV" --image "$IMAGE" --work "$CACHE/run/rolling"
+  say "rolling restart done"
+  exit 0
+fi
 if [ $# -eq 0 ]; then
   set -- $(cd k8s/qmesh/ci && ls -- *-values.yaml | sed 's/-values\.yaml$//')
 fi

@@ -135,6 +135,21 @@ class Adapter:
                 self.info[pod["metadata"]["name"]] = {"kind": "Pod", "backoffLimit": 0}
                 self.jobs[pod["metadata"]["name"]] = pod
 
+    def add_replica(self, deployment: str) -> str:
+        """One more pod of ``deployment`` (a rolling update's surge pod), with its own ports."""
+        doc = next(
+            d
+            for d in self.docs
+            if d["kind"] == "Deployment" and d["metadata"]["name"] == deployment
+        )
+        n = sum(1 for info in self.info.values() if info.get("deployment") == deployment)
+        pod = self.pod_from_template(f"{deployment}-{n}", doc["spec"]["template"])
+        self.resolve_services(pod)
+        name: str = pod["metadata"]["name"]
+        self.info[name] = {"deployment": deployment, "kind": "Deployment"}
+        self.pods[name] = pod
+        return name
+
     def pod_from_template(self, name: str, template: Doc) -> Doc:
         spec = copy.deepcopy(template["spec"])
         labels = dict((template.get("metadata") or {}).get("labels") or {})
@@ -224,18 +239,24 @@ class Adapter:
         mode = 0o644
         if "secret" in volume:
             src = volume["secret"]
-            sources.append((src, self.lookup(self.secrets, src["secretName"], "Secret"), src["secretName"]))
+            sources.append(
+                (src, self.lookup(self.secrets, src["secretName"], "Secret"), src["secretName"])
+            )
             mode = int(src.get("defaultMode", 0o644))
         elif "configMap" in volume:
             src = volume["configMap"]
-            sources.append((src, self.lookup(self.configmaps, src["name"], "ConfigMap"), src["name"]))
+            sources.append(
+                (src, self.lookup(self.configmaps, src["name"], "ConfigMap"), src["name"])
+            )
             mode = int(src.get("defaultMode", 0o644))
         elif "projected" in volume:
             mode = int(volume["projected"].get("defaultMode", 0o644))
             for source in volume["projected"]["sources"]:
                 if "secret" in source:
                     src = source["secret"]
-                    sources.append((src, self.lookup(self.secrets, src["name"], "Secret"), src["name"]))
+                    sources.append(
+                        (src, self.lookup(self.secrets, src["name"], "Secret"), src["name"])
+                    )
                 elif "configMap" in source:
                     src = source["configMap"]
                     data = self.lookup(self.configmaps, src["name"], "ConfigMap")
@@ -300,11 +321,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="directory for the pods, files and pods.json")
     parser.add_argument("--image", required=True, help="local image every container runs")
     parser.add_argument(
-        "--address", action="append", default=[], metavar="OLD=NEW",
+        "--address",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
         help="replace OLD (host:port from values) by NEW in every env value",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
-    import yaml  # noqa: PLC0415 - PyYAML is in the chart tools' venv, not qmesh's
+    import yaml
 
     addresses = dict(pair.split("=", 1) for pair in args.address)
     docs = list(yaml.safe_load_all(args.rendered.read_text()))

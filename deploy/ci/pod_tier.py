@@ -1,4 +1,4 @@
-"""`make pods`, one scenario: the chart rendered with k8s/qmesh/ci/<scenario>-values.yaml runs as pods.
+"""`make pods`, one scenario: the chart rendered with k8s/qmesh/ci/SCENARIO-values.yaml as pods.
 
     python pod_tier.py SCENARIO --tools DIR --venv DIR --image IMAGE --work DIR
 
@@ -22,6 +22,8 @@ scenarios. Steps, in the order docs/install-kubernetes.md gives them (release `q
 Exit 0 on success, 1 with `FAIL: <what>` otherwise, 0 with `SKIP: <why>` for a scenario this
 machine cannot stand up (named in SKIPPED below, with the reason).
 """
+
+# ruff: noqa: T201 - a command-line script: printing is its output
 
 from __future__ import annotations
 
@@ -47,8 +49,8 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import doc_walk  # noqa: E402
-from pod_adapter import Adapter, free_port  # noqa: E402
+import doc_walk
+from pod_adapter import Adapter, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "k8s" / "qmesh"
@@ -74,7 +76,9 @@ def fail(message: str) -> None:
     raise SystemExit(f"FAIL: {message}")
 
 
-def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(list(args), input=stdin, capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
         fail(f"{' '.join(args)[:200]} exited {done.returncode}: {done.stderr.strip()[-1500:]}")
@@ -82,8 +86,17 @@ def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.
 
 
 class Tier:
-    def __init__(self, scenario: str, tools: Path, venv: Path, image: str, work: Path) -> None:
+    def __init__(
+        self,
+        scenario: str,
+        tools: Path,
+        venv: Path,
+        image: str,
+        work: Path,
+        extra_values: tuple[Path, ...] = (),
+    ) -> None:
         self.scenario = scenario
+        self.extra_values = extra_values
         self.tools = tools
         self.venv = venv
         self.image = image
@@ -108,7 +121,8 @@ class Tier:
 
     def render(self) -> None:
         values = CHART / "ci" / f"{self.scenario}-values.yaml"
-        text = self.helm("template", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(values))
+        files = [arg for path in (values, *self.extra_values) for arg in ("-f", str(path))]
+        text = self.helm("template", RELEASE, str(CHART), "-n", NAMESPACE, *files)
         (self.work / "rendered.yaml").write_text(text)
         self.docs = [d for d in yaml.safe_load_all(text) if d]
 
@@ -150,9 +164,26 @@ class Tier:
     def tls_secret(self, name: str) -> list[Doc]:
         names = self.canonical_names()
         cert, key = self.work / "tls.crt", self.work / "tls.key"
-        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj",
-            f"/CN={names[0]}", "-addext", "subjectAltName=" + ",".join(f"DNS:{n}" for n in names))  # fmt: skip
+        run(
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={names[0]}",
+            "-addext",
+            "subjectAltName=" + ",".join(f"DNS:{n}" for n in names),
+        )
         return doc_walk.tls_secret(self.kubectl, name, cert, key)
 
     def canonical_names(self) -> list[str]:
@@ -171,7 +202,9 @@ class Tier:
     def start_nats(self) -> str:
         replicas = int(self.env_of("smtpd")["QMESH_JS_REPLICAS"])
         auth = self.work / "nats-auth.conf"  # nats-server includes paths relative to its config
-        auth_secret = [d for d in self.objects("Secret") if d["metadata"]["name"].endswith("nats-auth")]
+        auth_secret = [
+            d for d in self.objects("Secret") if d["metadata"]["name"].endswith("nats-auth")
+        ]
         client = [free_port() for _ in range(replicas)]
         monitor = [free_port() for _ in range(replicas)]
         routes = [free_port() for _ in range(replicas)]
@@ -184,9 +217,8 @@ class Tier:
             ]
             if replicas > 1:
                 peers = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
-                lines.append(
-                    f"cluster {{ name: qmesh-pods, listen: 127.0.0.1:{routes[n]}, routes: [{peers}] }}"
-                )
+                listen = f"127.0.0.1:{routes[n]}"
+                lines.append(f"cluster {{ name: qmesh-pods, listen: {listen}, routes: [{peers}] }}")
             if auth_secret:
                 auth.write_text(auth_secret[0]["stringData"]["auth.conf"])
                 lines.append(f'include "{auth.name}"')
@@ -194,9 +226,13 @@ class Tier:
             config.write_text("\n".join(lines) + "\n")
             self.spawn(f"nats-{n}", [str(self.venv / "bin" / "nats-server"), "-c", str(config)])
         for n in range(replicas):
-            self.wait_http(f"http://127.0.0.1:{monitor[n]}/healthz?js-enabled-only=true", f"nats-{n}")
-        say(f"NATS: {replicas} server(s) on 127.0.0.1:{','.join(map(str, client))}"
-            + (" with the chart's auth.conf" if auth_secret else " without authentication"))  # fmt: skip
+            self.wait_http(
+                f"http://127.0.0.1:{monitor[n]}/healthz?js-enabled-only=true", f"nats-{n}"
+            )
+        say(
+            f"NATS: {replicas} server(s) on 127.0.0.1:{','.join(map(str, client))}"
+            + (" with the chart's auth.conf" if auth_secret else " without authentication")
+        )
         return f"127.0.0.1:{client[0]}"
 
     def start_s3(self) -> str:
@@ -210,17 +246,41 @@ class Tier:
                 keys.append(key)
         config = self.work / "s3.json"
         identities = [
-            {"name": f"key{n}", "credentials": [key], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+            {
+                "name": f"key{n}",
+                "credentials": [key],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
             for n, key in enumerate(keys)
-        ]  # fmt: skip
+        ]
         config.write_text(json.dumps({"identities": identities}))
         ports = [free_port() for _ in range(12)]
-        names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-                 "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc",
-                 "webdav.port", "debug.port"]  # fmt: skip
-        args = [str(self.venv / "bin" / "weed"), "mini", f"-dir={self.work / 's3'}", "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1", "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false",
-                "-master.telemetry=false", f"-s3.config={config}"]  # fmt: skip
+        names = [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port",
+            "s3.port.grpc",
+            "admin.port",
+            "admin.port.grpc",
+            "webdav.port",
+            "debug.port",
+        ]
+        args = [
+            str(self.venv / "bin" / "weed"),
+            "mini",
+            f"-dir={self.work / 's3'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            f"-s3.config={config}",
+        ]
         args += [f"-{name}={port}" for name, port in zip(names, ports, strict=True)]
         (self.work / "s3").mkdir()
         self.spawn("s3", args)
@@ -230,9 +290,13 @@ class Tier:
         return endpoint
 
     def wait_http(
-        self, url: str, what: str, timeout: float = 90, any_status: bool = False,
+        self,
+        url: str,
+        what: str,
+        timeout: float = 90,
+        any_status: bool = False,
         container: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
@@ -274,20 +338,28 @@ class Tier:
         run("podman", "kube", "play", str(path))
         self.played.append(path)
 
+    def run_quiet(self, *args: str) -> None:
+        run(*args)
+
     def down(self) -> None:
         """`podman kube down` every played pod, all at once (each waits for its own stop)."""
         downs = [
-            subprocess.Popen(["podman", "kube", "down", str(path)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+            subprocess.Popen(
+                ["podman", "kube", "down", str(path)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             for path in self.played
-        ]  # fmt: skip
+        ]
         for process in downs:
             process.wait()
         self.played.clear()
 
     def container(self, pod: str) -> str:
         assert self.adapter is not None
-        group = self.adapter.pods.get(pod) or self.adapter.jobs.get(pod) or self.adapter.tests.get(pod)
+        group = (
+            self.adapter.pods.get(pod) or self.adapter.jobs.get(pod) or self.adapter.tests.get(pod)
+        )
         assert group is not None
         return f"{pod}-{group['spec']['containers'][0]['name']}"
 
@@ -300,7 +372,9 @@ class Tier:
     def wait_exit(self, container: str, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = run("podman", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", container)
+            state = run(
+                "podman", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", container
+            )
             status, code = state.stdout.split()
             if status in ("exited", "stopped"):
                 return int(code)
@@ -367,18 +441,25 @@ class Tier:
                 message.set_content(f"pod tier {token}\n")
                 smtp.send_message(message, "sender@example.net", [user])
                 tokens[token] = pod
-        say(f"SMTP in ({'STARTTLS' if tls else 'plain'}): {len(tokens)} message(s); relaying refused")
+        mode = "STARTTLS" if tls else "plain"
+        say(f"SMTP in ({mode}): {len(tokens)} message(s); relaying refused")
         if not (tls or plaintext):
-            self.problem("POP3: the scenario has neither TLS nor pop3plaintext: no client can log in")
+            self.problem(
+                "POP3: the scenario has neither TLS nor pop3plaintext: no client can log in"
+            )
             return
         for pod in self.pods_of("pop3d"):
             found = self.pop3_fetch(pod, user, context, set(tokens))
             say(f"POP3 out of {pod} ({'STLS' if tls else 'plain'}): {len(found)} message(s)")
             tokens = {t: p for t, p in tokens.items() if t not in found}
         if tokens:
-            self.problem(f"messages sent through {sorted(tokens.values())} never reached the mailbox")
+            self.problem(
+                f"messages sent through {sorted(tokens.values())} never reached the mailbox"
+            )
 
-    def pop3_fetch(self, pod: str, user: str, context: ssl.SSLContext | None, want: set[str]) -> set[str]:
+    def pop3_fetch(
+        self, pod: str, user: str, context: ssl.SSLContext | None, want: set[str]
+    ) -> set[str]:
         assert self.adapter is not None
         port = self.adapter.ports[pod]["pop3"]
         deadline = time.monotonic() + 90
@@ -410,13 +491,22 @@ class Tier:
     def error_lines(self) -> list[str]:
         assert self.adapter is not None
         bad = []
-        for pod in [*self.adapter.pods, *self.adapter.jobs, *self.adapter.tests, doc_walk.ADMIN_POD]:
+        for pod in [
+            *self.adapter.pods,
+            *self.adapter.jobs,
+            *self.adapter.tests,
+            doc_walk.ADMIN_POD,
+        ]:
             with suppress(SystemExit):
                 text = self.logs(self.container(pod))
                 for line in text.splitlines():
                     lowered = line.lower()
-                    if '"level": "error"' in lowered or '"level": "critical"' in lowered \
-                            or "ERROR" in line or "Traceback" in line:  # fmt: skip
+                    if (
+                        '"level": "error"' in lowered
+                        or '"level": "critical"' in lowered
+                        or "ERROR" in line
+                        or "Traceback" in line
+                    ):
                         bad.append(f"{pod}: {line[:400]}")
         return bad
 
@@ -450,8 +540,8 @@ class Tier:
                     process.wait()
 
     # -- the scenario ---------------------------------------------------------------------------
-    def main(self) -> None:
-        started = time.monotonic()
+    def prepare(self) -> doc_walk.Guide:
+        """Render, add the operator's Secrets and the guide's admin pod (before running())."""
         self.render()
         self.operator_secrets()
         guide = doc_walk.Guide(ROOT / "docs" / "install-kubernetes.md")
@@ -459,27 +549,39 @@ class Tier:
         if missing:
             fail(f"docs/install-kubernetes.md shows commands the tier does not walk: {missing}")
         self.docs += guide.admin_pod(self.docs, RELEASE)
-        with self.running():
-            nats = self.start_nats()
-            s3 = self.start_s3()
-            adapter = self.adapt(nats, s3)
-            self.start_pods()
-            for name, pod_info in ((n, adapter.info[n]) for n in adapter.jobs):
-                if name == doc_walk.ADMIN_POD:
-                    continue
-                out = self.run_job(name, self.work / "pods" / "jobs" / f"{name}.yaml", pod_info["backoffLimit"])
-                say(f"setup Job {name}: {out.strip().splitlines()[-1] if out.strip() else 'done'}")
-            self.play(self.work / "pods" / "jobs" / f"{doc_walk.ADMIN_POD}.yaml")
-            domain = self.canonical_names()[0]
-            has_job = any(n != doc_walk.ADMIN_POD for n in adapter.jobs)
-            user = guide.walk_exec(
-                self.exec_target, domain, PASSWORD, add_domain=not has_job, say=say, fail=fail
+        return guide
+
+    def stand_up(self, guide: doc_walk.Guide) -> str:
+        """NATS, S3, the pods, the setup Job and the admin commands (inside running()); the user."""
+        nats = self.start_nats()
+        s3 = self.start_s3()
+        adapter = self.adapt(nats, s3)
+        self.start_pods()
+        for name, pod_info in ((n, adapter.info[n]) for n in adapter.jobs):
+            if name == doc_walk.ADMIN_POD:
+                continue
+            out = self.run_job(
+                name, self.work / "pods" / "jobs" / f"{name}.yaml", pod_info["backoffLimit"]
             )
+            say(f"setup Job {name}: {out.strip().splitlines()[-1] if out.strip() else 'done'}")
+        self.play(self.work / "pods" / "jobs" / f"{doc_walk.ADMIN_POD}.yaml")
+        domain = self.canonical_names()[0]
+        has_job = any(n != doc_walk.ADMIN_POD for n in adapter.jobs)
+        return guide.walk_exec(
+            self.exec_target, domain, PASSWORD, add_domain=not has_job, say=say, fail=fail
+        )
+
+    def main(self) -> None:
+        started = time.monotonic()
+        guide = self.prepare()
+        with self.running():
+            user = self.stand_up(guide)
+            assert self.adapter is not None
             control = self.objects("ConfigMap")[0]["data"]
             tls = "tlscert" in control
             plaintext = str(control.get("pop3plaintext", "0")).strip() == "1"
             self.mail_flows(user, tls, plaintext)
-            for name in adapter.tests:
+            for name in self.adapter.tests:
                 self.play(self.work / "pods" / "tests" / f"{name}.yaml")
                 code = self.wait_exit(self.container(name), 120)
                 output = self.logs(self.container(name)).strip()
@@ -493,13 +595,15 @@ class Tier:
             else:
                 say("no ERROR line in any pod's log")
             if self.problems:
-                fail(f"scenario {self.scenario}: {len(self.problems)} check(s) failed:\n- "
-                     + "\n- ".join(p.splitlines()[0] for p in self.problems))  # fmt: skip
+                fail(
+                    f"scenario {self.scenario}: {len(self.problems)} check(s) failed:\n- "
+                    + "\n- ".join(p.splitlines()[0] for p in self.problems)
+                )
         say(f"scenario {self.scenario} passed in {time.monotonic() - started:.0f}s")
 
 
 def main() -> int:
-    import argparse  # noqa: PLC0415
+    import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("scenario")
