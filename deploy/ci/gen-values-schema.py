@@ -199,6 +199,7 @@ def schema() -> dict[str, Any]:
                 {
                     "enabled": B,
                     "secretName": string(),
+                    "selfSigned": B,
                     "certManager": obj(
                         {
                             "enabled": B,

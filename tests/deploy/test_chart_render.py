@@ -5,15 +5,22 @@ sane ports and names, credentials only as files, and the NetworkPolicies of the 
 
 from __future__ import annotations
 
+import base64
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from qmesh.control import load_controls
+from qmesh.runtime.tls import TlsContexts
 from tests.deploy.tools import (
+    CHART,
     SCENARIOS,
     SERVICES,
     Manifest,
+    Tools,
     component,
     named,
     of_kind,
@@ -397,3 +404,70 @@ def test_pods_carry_the_control_checksum(
     for d in of_kind(objects, "Deployment"):
         volume = next(v for v in pod_spec(d)["volumes"] if v["name"] == "control")
         assert volume["configMap"]["name"] == controls[0]["metadata"]["name"]
+
+
+def control_data(objects: list[Manifest]) -> dict[str, str]:
+    (cm,) = [c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"].endswith("-control")]
+    data: dict[str, str] = cm["data"]
+    return data
+
+
+def scenario_values(tools: Tools, scenario: str) -> dict[str, Any]:
+    values: dict[str, Any] = tools.load_yaml(CHART / "ci" / f"{scenario}-values.yaml") or {}
+    return values
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_scenario_lets_users_log_in_to_pop3(
+    rendered: dict[str, list[Manifest]], tools: Tools, scenario: str
+) -> None:
+    """chart #5: the dev scenario had neither TLS nor pop3plaintext, so pop3d refused every
+    login (POP3-60). Each scenario offers TLS, its Secret mounted in pop3d where the controls
+    say, or sets pop3plaintext."""
+    objects = objects_of(rendered, scenario)
+    data = control_data(objects)
+    if data.get("pop3plaintext", "").strip() == "1":
+        return
+    assert "tlscert" in data and "tlskey" in data, (
+        f"{scenario}: no TLS and no pop3plaintext: nobody can log in to POP3 (POP3-60)"
+    )
+    pop3d = next(o for o in of_kind(objects, "Deployment") if component(o) == "pop3d")
+    mounts = {m["name"]: m["mountPath"] for m in pod_spec(pop3d)["containers"][0]["volumeMounts"]}
+    cert_dir = data["tlscert"].strip().rsplit("/", 1)[0]
+    (volume,) = [v for v in pod_spec(pop3d)["volumes"] if mounts.get(v["name"]) == cert_dir]
+    items = {i["key"]: i["path"] for i in volume["secret"]["items"]}
+    assert items == {"tls.crt": "tls.crt", "tls.key": "tls.key"}
+    assert {data["tlscert"].strip(), data["tlskey"].strip()} == {
+        f"{cert_dir}/tls.crt",
+        f"{cert_dir}/tls.key",
+    }
+
+
+def test_self_signed_certificate_of_the_dev_scenario_loads(
+    rendered: dict[str, list[Manifest]], tmp_path: Path
+) -> None:
+    """chart #5: the dev scenario carries its certificate (no Secret to bring), and it is one
+    smtpd and pop3d can serve."""
+    objects = objects_of(rendered, "dev")
+    data = control_data(objects)
+    (secret,) = [s for s in of_kind(objects, "Secret") if s["type"] == "kubernetes.io/tls"]
+    pop3d = next(o for o in of_kind(objects, "Deployment") if component(o) == "pop3d")
+    volume = next(v for v in pod_spec(pop3d)["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    control = tmp_path / "control"
+    control.mkdir()
+    for name, text in data.items():
+        (control / name).write_text(text)
+    for key, control_name in (("tls.crt", "tlscert"), ("tls.key", "tlskey")):
+        path = tmp_path / key
+        path.write_bytes(base64.b64decode(secret["data"][key]))
+        (control / control_name).write_text(f"{path}\n")
+    controls = load_controls(control, {})
+    assert TlsContexts(lambda: controls).current() is not None
+    subject = subprocess.run(
+        ["openssl", "x509", "-noout", "-subject", "-in", str(tmp_path / "tls.crt")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"CN = {controls.me}" in subject

@@ -55,7 +55,19 @@ def deployment(objects: list[Manifest], service: str) -> Manifest:
         ({"smtpd.publicService.ports.pop3": "110"}, "no container port of that name"),
         ({"proxyProtocol.enabled": "true"}, "proxyProtocol.trustedCIDRs"),
         ({"control.proxyclients": "10.0.0.0/8"}, "come from proxyProtocol and tls"),
-        ({"tls.certManager.enabled": "true"}, "tls.certManager.enabled needs tls.enabled"),
+        (
+            {"tls.enabled": "false", "tls.certManager.enabled": "true"},
+            "tls.certManager.enabled needs tls.enabled",
+        ),
+        (
+            {
+                "tls.selfSigned": "true",
+                "tls.certManager.enabled": "true",
+                "tls.certManager.issuerRef.name": "ca",
+                "tls.certManager.dnsNames[0]": "mx.example.test",
+            },
+            "tls.selfSigned and tls.certManager.enabled exclude each other",
+        ),
         ({"tls.enabled": "true", "tls.certManager.enabled": "true"}, "issuerRef.name"),
         ({"natsAuth.mode": "creds"}, "cannot generate .creds"),
         ({"smtpd.credentials.nats.existingSecret": "mine"}, "natsAuth.generate=false"),

@@ -15,6 +15,7 @@ import pytest
 
 from tests.deploy.tools import Manifest, Tools, of_kind, pod_spec
 from tests.e2e.cluster import start_cluster
+from tests.servers import self_signed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # the first test may install the tools
 
@@ -42,7 +43,11 @@ def test_helm_test_pod_passes_against_a_running_qmesh(tools: Tools, tmp_path: Pa
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["TEST_RECIPIENT"] == "postmaster@mail.example.com"
 
-    cluster = start_cluster(tmp_path / "site", control_files(objects))
+    controls = control_files(objects)
+    # the TLS Secret, as the chart mounts it in smtpd
+    cert, key = self_signed(tmp_path / "tls", controls["me"].strip())
+    controls.update(tlscert=f"{cert}\n", tlskey=f"{key}\n")
+    cluster = start_cluster(tmp_path / "site", controls)
     try:
         env.update(SMTP_HOST="127.0.0.1", SMTP_PORT=str(cluster.smtp_port), HOME=str(tmp_path))
         done = subprocess.run(
