@@ -32,7 +32,7 @@ TRANSLATIONS: dict[str, str] = {
     r"kubectl label namespace ": "nothing to label: podman has no Pod Security admission",
     r"kubectl -n qmesh create secret generic qmesh-\w+-s3 ": "run with --dry-run=client -o yaml;"
     " the Secret joins the rendered manifests (s3_secret)",
-    r"kubectl -n qmesh create secret tls ": "run with --dry-run=client -o yaml on a fresh"
+    r"kubectl -n qmesh create secret tls\b": "run with --dry-run=client -o yaml on a fresh"
     " self-signed pair (tls_secret)",
     r"kubectl -n nats get secret qmesh-nats-auth ": "auth.conf read from the rendered Secret"
     " and included by the tier's nats-server",

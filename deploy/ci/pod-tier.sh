@@ -2,8 +2,11 @@
 # `make pods`: the Helm chart run as pods with podman, one scenario of k8s/qmesh/ci/ after the
 # other, every pod on the host network bound to its own 127.0.0.1 ports.
 #
-#   bash deploy/ci/pod-tier.sh [SCENARIO...]     # default: every k8s/qmesh/ci/*-values.yaml
-#   bash deploy/ci/pod-tier.sh rolling [N]        # bench/rolling_restart.py with N messages
+#   bash deploy/ci/pod-tier.sh [SCENARIO...]     # default: every k8s/qmesh/ci/*-values.yaml,
+#                                                 # then the rolling restart with 300 messages
+#   bash deploy/ci/pod-tier.sh rolling [N]        # bench/rolling_restart.py with N (2000)
+#
+# QMESH_PODS_ROLLING=N sets the messages of the rolling restart in a full run (0: skip it).
 #
 # Builds the qmesh image with podman from the python:3.11-slim stand-in (deploy/ci/base-image.sh,
 # as the compose smoke does), then for each scenario runs deploy/ci/pod_tier.py: render, adapt
@@ -79,7 +82,9 @@ if [ "${1:-}" = rolling ]; then
   say "rolling restart done"
   exit 0
 fi
+all=0
 if [ $# -eq 0 ]; then
+  all=1
   set -- $(cd k8s/qmesh/ci && ls -- *-values.yaml | sed 's/-values\.yaml$//')
 fi
 failed=()
@@ -90,6 +95,12 @@ for scenario in "$@"; do
     failed+=("$scenario")
   fi
 done
+if [ "$all" = 1 ] && [ "${QMESH_PODS_ROLLING:-300}" != 0 ]; then
+  say "rolling restart under load (${QMESH_PODS_ROLLING:-300} messages; 2000 for the full figure)"
+  "$TOOLS/venv/bin/python" bench/rolling_restart.py --messages "${QMESH_PODS_ROLLING:-300}" \
+    --tools "$TOOLS" --venv "$VENV" --image "$IMAGE" --work "$CACHE/run/rolling" \
+    || failed+=(rolling-restart)
+fi
 podman image prune -f >/dev/null 2>&1 || true
 if [ ${#failed[@]} -gt 0 ]; then
   say "FAILED scenarios: ${failed[*]}"
