@@ -1,7 +1,8 @@
-"""Write the server configuration of the compose files from the development credentials in
-deploy/secrets/: deploy/nats/qmesh.conf (the NATS users, with the chart's permission list
-k8s/qmesh/files/nats-permissions.yaml) and deploy/ci/s3.json (the SeaweedFS identity of the
-CI compose file).
+"""Write what is generated from the chart's NATS permission list
+k8s/qmesh/files/nats-permissions.yaml and the development credentials in deploy/secrets/:
+deploy/nats/qmesh.conf (the NATS users of the compose files), qmesh/cli/nats-permissions.json
+(the same list for `qmesh up`'s own nats-server, shipped in the package) and deploy/ci/s3.json
+(the SeaweedFS identity of the CI compose file).
 
     python3 deploy/ci/gen-dev-config.py           # rewrite the files
     python3 deploy/ci/gen-dev-config.py --check   # exit 1 if one is out of date
@@ -21,12 +22,15 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from qmesh.cli.natsusers import render_accounts  # noqa: E402 - standard library only
+
 PERMISSIONS = ROOT / "k8s/qmesh/files/nats-permissions.yaml"
 SECRETS = ROOT / "deploy/secrets"
 NATS_CONF = ROOT / "deploy/nats/qmesh.conf"
+PACKAGE_PERMISSIONS = ROOT / "qmesh/cli/nats-permissions.json"
 S3_JSON = ROOT / "deploy/ci/s3.json"
-ACCOUNT = "QMESH"
-USER_PREFIX = "qmesh-"
 
 HEADER = """\
 # NATS users of the compose files: one per service, with the permissions of
@@ -37,19 +41,15 @@ HEADER = """\
 
 def render_nats() -> str:
     permissions = yaml.safe_load(PERMISSIONS.read_text())
-    users = []
-    for name, perm in permissions.items():
-        password = (SECRETS / f"nats-{name}").read_text().strip()
-        rules: dict[str, object] = {
-            "publish": {"allow": perm["publish"]},
-            "subscribe": {"allow": perm["subscribe"]},
-        }
-        if perm.get("allow_responses"):
-            rules["allow_responses"] = True
-        users.append({"user": USER_PREFIX + name, "password": password, "permissions": rules})
+    passwords = {name: (SECRETS / f"nats-{name}").read_text().strip() for name in permissions}
     # NATS reads JSON as configuration; ensure_ascii keeps "$" and ">" as they are.
-    body = {"accounts": {ACCOUNT: {"jetstream": "enabled", "users": users}}}
+    body = {"accounts": render_accounts(permissions, passwords)}
     return HEADER + json.dumps(body, indent=2, ensure_ascii=True) + "\n"
+
+
+def render_package_permissions() -> str:
+    permissions = yaml.safe_load(PERMISSIONS.read_text())
+    return json.dumps(permissions, indent=2) + "\n"
 
 
 def render_s3() -> str:
@@ -71,7 +71,12 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only compare, do not write")
     args = parser.parse_args()
     stale = 0
-    for path, text in ((NATS_CONF, render_nats()), (S3_JSON, render_s3())):
+    outputs = (
+        (NATS_CONF, render_nats()),
+        (PACKAGE_PERMISSIONS, render_package_permissions()),
+        (S3_JSON, render_s3()),
+    )
+    for path, text in outputs:
         name = path.relative_to(ROOT)
         if args.check:
             if not path.exists() or path.read_text() != text:

@@ -1,4 +1,4 @@
-"""The NATS connection as a service component, with JetStream provisioning and KV handles."""
+"""The NATS connection as a service component: streams and KV buckets looked up, never made."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from nats.js.kv import KeyValue
 
 from qmesh.bus.base import PublishFailed
 from qmesh.bus.jetstream import JetStreamPublisher, connect
-from qmesh.bus.provision import ensure_kv, provision_streams
+from qmesh.bus.provision import NotProvisioned, await_streams, open_kv
 from qmesh.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,10 @@ class NotConnected(Exception):
 
 
 class NatsConnection:
-    """Connects (retrying), provisions streams and the named KV buckets, then stays connected.
+    """Connects (retrying), waits for the named streams and KV buckets, then stays connected.
+
+    The setup step (:func:`qmesh.bus.provision.provision`) makes them; until it has, the
+    service is not ready and says what is missing (hardening #3).
 
     With ``background=True`` :meth:`start` returns at once and the connection comes up later;
     smtpd uses this so it can answer ``451`` instead of refusing connections while NATS is down.
@@ -34,11 +37,13 @@ class NatsConnection:
         settings: Settings,
         name: str,
         *,
+        streams: tuple[str, ...] = (),
         kv_buckets: tuple[str, ...] = (),
         background: bool = False,
     ) -> None:
         self._settings = settings
         self._name = name
+        self._streams = streams
         self._buckets = kv_buckets
         self._background = background
         self._nc: NATS | None = None
@@ -50,15 +55,19 @@ class NatsConnection:
     async def _connect(self) -> None:
         nc = await connect(self._settings, self._name)
         js = nc.jetstream()
+        delay = 0.5
         while True:
             try:
-                await provision_streams(js, self._settings.js_replicas)
+                await await_streams(js, self._streams)
                 for bucket in self._buckets:
-                    self._kv[bucket] = await ensure_kv(js, bucket, self._settings.js_replicas)
+                    self._kv[bucket] = await open_kv(js, bucket)
                 break
+            except NotProvisioned as err:
+                log.warning("nats.waiting_for_setup", extra={"reason": err.text})
             except Exception as err:  # JetStream not ready yet (cluster forming, restarts)
-                log.warning("nats.provision_failed", extra={"reason": str(err) or repr(err)})
-                await asyncio.sleep(1.0)
+                log.warning("nats.lookup_failed", extra={"reason": str(err) or repr(err)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
         self._nc, self._js = nc, js
         self.ready.set()
 
@@ -77,7 +86,7 @@ class NatsConnection:
                 await asyncio.wait_for(self._nc.drain(), 5)
 
     async def check(self) -> None:
-        """Readiness: connected, streams provisioned."""
+        """Readiness: connected, streams and buckets found."""
         if self._nc is None or not self.ready.is_set():
             raise NotConnected("not connected yet")
         if not self._nc.is_connected:

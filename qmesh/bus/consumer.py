@@ -25,7 +25,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
 from qmesh.bus.connection import NatsConnection
-from qmesh.bus.provision import ACK_WAIT, ensure_consumer
+from qmesh.bus.provision import ACK_WAIT, bind_consumer
 from qmesh.contract.errors import Temporary
 from qmesh.contract.events import Event
 
@@ -97,13 +97,8 @@ class Consumer(Generic[E]):
         js = self._conn.js
         while True:
             try:
-                await ensure_consumer(
-                    js,
-                    self._stream,
-                    self._durable,
-                    max_ack_pending=self._max_ack_pending,
-                    ack_wait=self._ack_wait,
-                )
+                # made by the setup step with its max_ack_pending (qmesh.bus.provision)
+                await bind_consumer(js, self._stream, self._durable)
                 sub = await js.pull_subscribe_bind(self._durable, self._stream)
                 break
             except Exception as err:

@@ -20,10 +20,18 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT = 5.0
 
 
+def inbox_prefix(name: str) -> str:
+    """Replies to ``name`` arrive under ``_INBOX_<name>.``: its NATS user may subscribe there
+    and nowhere else, so no service reads another's replies (ARCH-21, hardening #3)."""
+    return f"_INBOX_{name}"
+
+
 def connect_options(settings: Settings, name: str) -> dict[str, Any]:
+    """``name`` is the role: a service's name, or ``admin`` for the command-line tools."""
     opts: dict[str, Any] = {
         "servers": [settings.nats_url],
         "name": f"qmesh-{name}",
+        "inbox_prefix": inbox_prefix(name),
         "connect_timeout": 5,
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,

@@ -1,19 +1,28 @@
-"""Streams, consumers and KV buckets, created or updated idempotently at start (ARCH section 4).
+"""Streams, consumers and KV buckets: created by the setup step only, looked up by services.
 
-Every service calls :func:`provision_streams` and the KV buckets it uses; each consumer service
-creates its own durable consumer with :func:`ensure_consumer`. Creating twice is harmless and a
-changed setting (for example ``max_ack_pending`` from a concurrency control) is applied.
+:func:`provision` is the one place that creates or updates them (ARCH section 4): ``qmesh up``'s
+bootstrap and ``qmesh provision`` (the chart's setup Job) run it with the admin NATS user.
+Running it twice is harmless, and a changed setting is applied: the durable consumers'
+``max_ack_pending`` comes from ``concurrencylocal``/``concurrencyremote`` (capped by
+``spawnlimit``), read from the control files at that moment, so a changed limit takes effect
+on the next ``qmesh up``, ``qmesh provision`` or ``helm upgrade``.
+
+Services never create or update anything (ARCH-21, hardening #3): their NATS users may not.
+They look up what they use with :func:`open_kv`, :func:`await_streams` and
+:func:`bind_consumer`, and wait (not ready) until the setup step has made it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    ConsumerInfo,
     DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
@@ -24,6 +33,8 @@ from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
 from qmesh.contract import subjects
+from qmesh.contract.errors import Temporary
+from qmesh.control.values import Controls
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +44,22 @@ ACK_WAIT = 30.0
 LEASE_TTL = 120.0
 
 
+class NotProvisioned(Temporary):
+    """A stream, bucket or consumer the service needs has not been made by the setup step."""
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
     name: str
     subjects: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    max_ack_pending: int
+    ack_wait: float = ACK_WAIT
 
 
 STREAMS: tuple[StreamSpec, ...] = (
@@ -46,9 +69,39 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(subjects.STREAM_RESULT, (subjects.RESULT_LOCAL, subjects.RESULT_REMOTE)),
 )
 
+BUCKETS = (subjects.KV_QUEUE, subjects.KV_DIRECTORY, subjects.KV_LEASES, subjects.KV_TCPTO)
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)
 KV_TTL = {subjects.KV_LEASES: LEASE_TTL, subjects.KV_TCPTO: TCPTO_TTL}
+
+# send's own consumers: events in flight per replica group, not a qmail control
+SEND_TODO_PENDING = 32
+SEND_RESULT_PENDING = 64
+
+
+def channel_concurrency(controls: Controls, channel: subjects.Channel) -> int:
+    """``concurrencylocal``/``concurrencyremote`` capped by ``spawnlimit``; at least one."""
+    limit = controls.concurrencylocal if channel == "local" else controls.concurrencyremote
+    return max(1, min(limit, controls.spawnlimit))
+
+
+def consumer_specs(controls: Controls) -> tuple[ConsumerSpec, ...]:
+    """The durable consumers, their cluster-wide limits read from the controls."""
+    return (
+        ConsumerSpec(subjects.STREAM_TODO, subjects.CONSUMER_SEND_TODO, SEND_TODO_PENDING),
+        ConsumerSpec(subjects.STREAM_RESULT, subjects.CONSUMER_SEND_RESULT, SEND_RESULT_PENDING),
+        *(
+            ConsumerSpec(
+                subjects.job_stream(channel),
+                subjects.job_consumer(channel),
+                channel_concurrency(controls, channel),
+            )
+            for channel in subjects.CHANNELS
+        ),
+    )
+
+
+# --- the setup step (admin user) ------------------------------------------------------------
 
 
 def stream_config(spec: StreamSpec, replicas: int) -> StreamConfig:
@@ -75,21 +128,29 @@ async def provision_streams(js: JetStreamContext, replicas: int = 1) -> None:
                 log.info("nats.stream_created", extra={"stream": spec.name})
                 continue
             except BadRequestError:
-                pass  # created by another replica between the two calls
+                pass  # created by another setup run between the two calls
         await js.update_stream(config)
 
 
 async def ensure_kv(js: JetStreamContext, bucket: str, replicas: int = 1) -> KeyValue:
+    """Open or create the bucket, with direct gets: a read names its key in the subject, so a
+    NATS user may be allowed some keys only (send's and pop3d's leases)."""
     try:
-        return await js.key_value(bucket)
-    except (NotFoundError, BadRequestError):
+        info = await js.stream_info(f"KV_{bucket}")
+    except NotFoundError:
         pass
+    else:
+        if not info.config.allow_direct:  # made before direct gets were asked for
+            info.config.allow_direct = True
+            await js.update_stream(info.config)
+        return await js.key_value(bucket)
     config = KeyValueConfig(
         bucket=bucket,
         history=KV_HISTORY.get(bucket, 1),
         ttl=KV_TTL.get(bucket),
         storage=StorageType.FILE,
         replicas=replicas,
+        direct=True,
     )
     try:
         return await js.create_key_value(config)
@@ -116,3 +177,55 @@ async def ensure_consumer(
         max_waiting=512,
     )
     await js.add_consumer(stream, config)
+
+
+async def provision(
+    js: JetStreamContext, consumers: Iterable[ConsumerSpec], replicas: int = 1
+) -> None:
+    """Every stream, bucket and durable consumer, created or brought up to date."""
+    await provision_streams(js, replicas)
+    for bucket in BUCKETS:
+        await ensure_kv(js, bucket, replicas)
+    for spec in consumers:
+        await ensure_consumer(
+            js,
+            spec.stream,
+            spec.durable,
+            max_ack_pending=spec.max_ack_pending,
+            ack_wait=spec.ack_wait,
+        )
+        log.info(
+            "nats.consumer_provisioned",
+            extra={"consumer": spec.durable, "max_ack_pending": spec.max_ack_pending},
+        )
+
+
+# --- services (look up only) ----------------------------------------------------------------
+
+SETUP_HINT = "not provisioned yet (qmesh up's bootstrap or qmesh provision makes it)"
+
+
+async def await_streams(js: JetStreamContext, names: Iterable[str]) -> None:
+    """:class:`NotProvisioned` unless every named stream exists."""
+    for name in names:
+        try:
+            await js.stream_info(name)
+        except NotFoundError as err:
+            raise NotProvisioned(f"stream {name} {SETUP_HINT}") from err
+
+
+async def open_kv(js: JetStreamContext, bucket: str) -> KeyValue:
+    """The bucket's handle; :class:`NotProvisioned` if it does not exist."""
+    try:
+        return await js.key_value(bucket)
+    except NotFoundError as err:
+        raise NotProvisioned(f"KV bucket {bucket} {SETUP_HINT}") from err
+
+
+async def bind_consumer(js: JetStreamContext, stream: str, durable: str) -> ConsumerInfo:
+    """The durable consumer's info; :class:`NotProvisioned` if it does not exist."""
+    try:
+        info: ConsumerInfo = await js.consumer_info(stream, durable)
+    except NotFoundError as err:
+        raise NotProvisioned(f"consumer {stream}/{durable} {SETUP_HINT}") from err
+    return info

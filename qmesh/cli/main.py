@@ -20,6 +20,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"qmesh {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run the whole cluster on this machine")
+    sub.add_parser(
+        "provision",
+        help="create or update the NATS streams, consumers and buckets (admin; the setup Job)",
+    )
     run = sub.add_parser("run", help="run one service (container entrypoint)")
     run.add_argument("service", choices=("smtpd", "send", "local", "remote", "pop3d"))
     control = sub.add_parser("control", help="the control files")
@@ -46,6 +50,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from qmesh.cli.up import main_up
 
         return main_up()
+    if args.command == "provision":
+        from qmesh.cli.bootstrap import provision_command
+
+        return provision_command(os.environ)
     if args.command == "run":
         from qmesh.cli.run import run_service
 

@@ -47,14 +47,25 @@ class NatsServer:
 
 
 def start_nats_server(
-    data_dir: Path, *, host: str = "127.0.0.1", port: int = -1, timeout: float = 20.0
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = -1,
+    config: Path | None = None,
+    timeout: float = 20.0,
 ) -> NatsServer:
-    """Start nats-server with JetStream on ``host:port`` (``-1``: any free port)."""
+    """Start nats-server with JetStream on ``host:port`` (``-1``: any free port).
+
+    ``config`` is a configuration file (users and permissions); without it anyone may connect.
+    The previous run's log is kept as ``nats-server.log.1``.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "nats-server.log"
-    log.unlink(missing_ok=True)
+    if log.exists():
+        log.replace(data_dir / "nats-server.log.1")
     args = [
         nats_server_binary(),
+        *(["-c", str(config)] if config is not None else []),
         "-a",
         host,
         "-p",

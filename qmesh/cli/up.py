@@ -1,9 +1,17 @@
 """``qmesh up``: the whole cluster on one machine, like daemontools' svscan for qmail.
 
-It starts nats-server (JetStream, data under ``$QMESH_DATA``), makes the control directory
-with safe defaults if it is missing, creates the canonical local domain in the directory, and
-runs each service in its own process, restarting any that dies. Ctrl-C or SIGTERM stops the
-services (each drains) and then NATS.
+It starts nats-server (JetStream, data under ``$QMESH_DATA``) with one NATS user per service
+and one for the commands, each with the chart's permissions and a random password kept in
+``$QMESH_DATA/secrets`` (owner-only, hardening #2); makes the control directory with safe
+defaults if it is missing; provisions streams, consumers and buckets and the canonical local
+domain as the admin user; and runs each service in its own process with its own credential.
+NATS and every service are supervised: one that dies is restarted with back-off, NATS on the
+same port with the same data (hardening #9). Ctrl-C or SIGTERM stops the services (each
+drains) and then NATS.
+
+``QMESH_NATS_URL`` names a NATS server of your own. ``qmesh up`` always runs its own, so it
+refuses to start while that variable is set rather than leave the commands talking to another
+server than the services (hardening #15).
 """
 
 from __future__ import annotations
@@ -20,8 +28,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qmesh.cli.bootstrap import ensure_buckets, ensure_canonical_domain, ensure_control_dir
-from qmesh.cli.natsd import NatsServer, start_nats_server
+from qmesh.cli.bootstrap import (
+    ensure_buckets,
+    ensure_canonical_domain,
+    ensure_control_dir,
+    provision_bus,
+)
+from qmesh.cli.connect import URL_FILE
+from qmesh.cli.natsd import start_nats_server
+from qmesh.cli.natsusers import ADMIN, password_file, user_name, write_server_config
 from qmesh.cli.run import SERVICES
 
 log = logging.getLogger(__name__)
@@ -37,6 +52,17 @@ LISTENER_PORTS = {  # environment variable -> default
 }
 NATS_PORT = 4222
 RESTART_DELAY_MAX = 10.0
+RUNS_WELL = 60.0  # seconds; a child that ran this long starts its back-off afresh
+NATS_CREDENTIAL_VARS = ("QMESH_NATS_USER", "QMESH_NATS_PASSWORD_FILE", "QMESH_NATS_CREDS")
+
+
+class Refused(Exception):
+    """``qmesh up`` will not start: the message says why and what to do."""
+
+
+def restart_delay(restarts: int) -> float:
+    """0.5 s, 1 s, 2 s ... up to ``RESTART_DELAY_MAX``."""
+    return min(RESTART_DELAY_MAX, 0.25 * 2.0 ** min(restarts, 6))
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -58,10 +84,19 @@ class Child:
     log_path: Path = field(default_factory=Path)
 
 
+def as_role(env: Mapping[str, str], data: Path, role: str) -> dict[str, str]:
+    """``env`` with the NATS credential of ``role`` (a service, or ``admin``)."""
+    return {
+        **env,
+        "QMESH_NATS_USER": user_name(role),
+        "QMESH_NATS_PASSWORD_FILE": str(password_file(data, role)),
+    }
+
+
 def cluster_env(
     environ: Mapping[str, str], nats_url: str, data: Path, control: Path
 ) -> dict[str, str]:
-    env = dict(environ)
+    env = {k: v for k, v in environ.items() if k not in NATS_CREDENTIAL_VARS}
     env["QMESH_NATS_URL"] = nats_url
     env["QMESH_CONTROL"] = str(control)
     env["QMESH_DATA"] = str(data)
@@ -96,10 +131,10 @@ async def _supervise(child: Child, stopping: asyncio.Event) -> None:
         code = await child.process.wait()
         if stopping.is_set():
             return
-        if time.monotonic() - child.started > 60:
+        if time.monotonic() - child.started > RUNS_WELL:
             child.restarts = 0  # it ran a good while: start the back-off afresh
         child.restarts += 1
-        delay = min(RESTART_DELAY_MAX, 0.25 * 2 ** min(child.restarts, 6))
+        delay = restart_delay(child.restarts)
         _say(
             f"qmesh: {child.name} exited with status {code}; restarting in {delay:.1f} s "
             f"(log: {child.log_path})"
@@ -136,33 +171,88 @@ class Site:
 
 
 def prepare(environ: Mapping[str, str]) -> Site:
+    url = environ.get("QMESH_NATS_URL", "").strip()
+    if url:  # hardening #15: one setting, one meaning
+        raise Refused(
+            f"QMESH_NATS_URL is set ({url}), but qmesh up runs its own NATS server "
+            "(port QMESH_NATS_PORT, default 4222), which the qmesh commands find through "
+            "$QMESH_DATA; unset QMESH_NATS_URL, or run each service with `qmesh run` against "
+            "that server"
+        )
     data = Path(environ.get("QMESH_DATA", "./qmesh-data")).resolve()
     control = Path(environ.get("QMESH_CONTROL", "./control")).resolve()
     (data / "log").mkdir(parents=True, exist_ok=True)
     return Site(data, control, ensure_control_dir(control))
 
 
-def start_nats(environ: Mapping[str, str], site: Site) -> NatsServer:
+class EmbeddedNats:
+    """qmesh up's nats-server, restarted on the same port with the same data when it dies."""
+
+    def __init__(self, data: Path, port: int) -> None:
+        self.directory = data / "nats"
+        self._config = write_server_config(data, self.directory / "qmesh-up.conf")
+        self.server = start_nats_server(self.directory, port=port, config=self._config)
+        self.url = self.server.url
+        self.port = int(self.url.rsplit(":", 1)[1])  # restarts keep the URL every child has
+        self._started = time.monotonic()
+        self.restarts = 0
+
+    async def supervise(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            code = self.server.process.poll()
+            if code is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 0.2)
+                continue
+            if time.monotonic() - self._started > RUNS_WELL:
+                self.restarts = 0
+            self.restarts += 1
+            delay = restart_delay(self.restarts)
+            _say(
+                f"qmesh: nats-server exited with status {code}; restarting on port "
+                f"{self.port} in {delay:.1f} s (log: {self.server.log})"
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            if stopping.is_set():
+                return
+            self._started = time.monotonic()
+            try:
+                self.server = await asyncio.to_thread(
+                    start_nats_server, self.directory, port=self.port, config=self._config
+                )
+            except (RuntimeError, TimeoutError, OSError) as err:
+                _say(f"qmesh: nats-server did not start again: {err}")
+                continue
+            _say(f"qmesh: nats-server running again at {self.url}")
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_nats(environ: Mapping[str, str], site: Site) -> EmbeddedNats:
     nats_port = int(environ.get("QMESH_NATS_PORT", NATS_PORT))
     if not _port_free("127.0.0.1", nats_port):
         _say(f"qmesh: port {nats_port} is taken; NATS takes a free port instead")
         nats_port = -1
-    nats = start_nats_server(site.data / "nats", port=nats_port)
-    (site.data / "nats.url").write_text(nats.url + "\n")
+    nats = EmbeddedNats(site.data, nats_port)
+    (site.data / URL_FILE).write_text(nats.url + "\n")
     return nats
 
 
-async def up(environ: Mapping[str, str], site: Site, nats: NatsServer) -> int:
+async def up(environ: Mapping[str, str], site: Site, nats: EmbeddedNats) -> int:
     data, control = site.data, site.control
     if site.created_controls:
         _say(f"qmesh: created control files with safe defaults in {control}")
     env = cluster_env(environ, nats.url, data, control)
+    admin = as_role(env, data, ADMIN)
     await ensure_buckets(env)
-    domain = await ensure_canonical_domain(env)
+    await provision_bus(admin)
+    domain = await ensure_canonical_domain(admin)
 
     children = []
     for name in SERVICES:
-        child_env = dict(env)
+        child_env = as_role(env, data, name)
         child_env["QMESH_HTTP_PORT"] = environ.get(
             f"QMESH_{name.upper()}_HTTP_PORT", str(HEALTH_PORTS[name])
         )
@@ -173,8 +263,10 @@ async def up(environ: Mapping[str, str], site: Site, nats: NatsServer) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     tasks = [asyncio.create_task(_supervise(c, stopping)) for c in children]
+    tasks.append(asyncio.create_task(nats.supervise(stopping)))
     host = env["QMESH_LISTEN_HOST"]
-    _say(f"qmesh: NATS {nats.url} (JetStream data in {data / 'nats'})")
+    _say(f"qmesh: NATS {nats.url} (JetStream data in {nats.directory})")
+    _say(f"qmesh: NATS users and passwords in {password_file(data, ADMIN).parent} (owner only)")
     _say(f"qmesh: store {env['QMESH_STORE']}")
     _say(f"qmesh: control {control} (canonical domain {domain})")
     _say(
@@ -202,7 +294,11 @@ async def up(environ: Mapping[str, str], site: Site, nats: NatsServer) -> int:
 
 
 def main_up() -> int:
-    site = prepare(os.environ)
+    try:
+        site = prepare(os.environ)
+    except Refused as err:
+        sys.stderr.write(f"qmesh up: {err}\n")
+        return 2
     nats = start_nats(os.environ, site)
     try:
         return asyncio.run(up(os.environ, site, nats))

@@ -16,11 +16,16 @@ RESULT_REMOTE = "qmesh.result.remote"
 ADMIN_SEND_FLUSH = "qmesh.admin.send.flush"
 ADMIN_SEND_RELOAD = "qmesh.admin.send.reload"
 RCPTCHECK = "qmesh.rcptcheck"  # request/reply on core NATS: smtpd asks, local answers (LOCAL-34)
+SHUNT_TODO = "qmesh.shunt.todo"
+SHUNT_LOCAL = "qmesh.shunt.local"
+SHUNT_REMOTE = "qmesh.shunt.remote"
+SHUNT_RESULT = "qmesh.shunt.result"
 
 STREAM_TODO = "QMESH_TODO"
 STREAM_LOCAL = "QMESH_LOCAL"
 STREAM_REMOTE = "QMESH_REMOTE"
 STREAM_RESULT = "QMESH_RESULT"
+STREAM_SHUNT = "QMESH_SHUNT"
 
 CONSUMER_SEND_TODO = "send-todo"
 CONSUMER_SEND_RESULT = "send-result"

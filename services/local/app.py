@@ -29,7 +29,12 @@ async def build(settings: Settings) -> Service:
 
     watcher = ControlWatcher(settings.control, os.environ, on_change=reloaded)  # CTL-06
     reloaded(watcher.current)
-    conn = NatsConnection(settings, "local", kv_buckets=(subjects.KV_DIRECTORY,))
+    conn = NatsConnection(
+        settings,
+        "local",
+        streams=(subjects.STREAM_TODO, subjects.STREAM_RESULT),
+        kv_buckets=(subjects.KV_DIRECTORY,),
+    )
     queue = open_store(settings, settings.queue_bucket)
     mail = open_store(settings, settings.mail_bucket)
 

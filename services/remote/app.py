@@ -59,7 +59,9 @@ def assemble(
 ) -> Service:
     """The service from its parts; tests hand in their own store, resolver and SMTP port."""
     watcher = ControlWatcher(settings.control, environ, on_change=lambda _: None)  # CTL-06
-    conn = NatsConnection(settings, "remote", kv_buckets=(subjects.KV_TCPTO,))
+    conn = NatsConnection(
+        settings, "remote", streams=(subjects.STREAM_RESULT,), kv_buckets=(subjects.KV_TCPTO,)
+    )
     delivery = RemoteDelivery(
         bus=conn,
         queue=queue,

@@ -29,7 +29,15 @@ async def build(settings: Settings) -> Service:
     watcher = ControlWatcher(settings.control, os.environ, on_change=ignore_change)
     config = Derived(watcher, send_config)  # a bad control stops startup
     conn = NatsConnection(
-        settings, "send", kv_buckets=(subjects.KV_QUEUE, subjects.KV_DIRECTORY, subjects.KV_LEASES)
+        settings,
+        "send",
+        streams=(
+            subjects.STREAM_TODO,
+            subjects.STREAM_LOCAL,
+            subjects.STREAM_REMOTE,
+            subjects.STREAM_RESULT,
+        ),
+        kv_buckets=(subjects.KV_QUEUE, subjects.KV_DIRECTORY, subjects.KV_LEASES),
     )
     blobs = open_store(settings, settings.queue_bucket)
     domains = DirectoryDomains(conn)

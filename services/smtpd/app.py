@@ -56,7 +56,13 @@ async def build(settings: Settings) -> Service:
     config = Derived(watcher, lambda c: smtpd_config(c, interfaces))  # SMTPD-01 at startup
     if watcher.current.rcpthosts is None:
         log.warning("smtpd.no_rcpthosts", extra={"relay": "hosted domains only (SMTPD-42)"})
-    conn = NatsConnection(settings, "smtpd", kv_buckets=(subjects.KV_DIRECTORY,), background=True)
+    conn = NatsConnection(
+        settings,
+        "smtpd",
+        streams=(subjects.STREAM_TODO,),
+        kv_buckets=(subjects.KV_DIRECTORY,),
+        background=True,
+    )
     domains = DirectoryDomains(conn)
     queue = Enqueuer(open_store(settings, settings.queue_bucket), conn)
     rcptcheck = NatsRecipientCheck(conn)

@@ -10,11 +10,15 @@ exactly as the services do, and is refused what ARCH-21 forbids.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
+import logging
 import re
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +27,26 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, KeyValueConfig, StreamConfig
+from nats.js.errors import BadRequestError
+from nats.js.errors import Error as JsError
 
-from qmesh.bus.provision import ensure_consumer, ensure_kv, provision_streams
+from qmesh.bus.connection import NatsConnection
+from qmesh.bus.jetstream import inbox_prefix
+from qmesh.bus.provision import (
+    STREAMS,
+    ConsumerSpec,
+    await_streams,
+    bind_consumer,
+    open_kv,
+    provision,
+    stream_config,
+)
 from qmesh.cli.natsd import nats_server_binary
 from qmesh.contract import subjects
+from qmesh.runtime.settings import Settings
+from services.send.depth import QueueDepth
+from services.send.store import StateStore
 from tests.deploy.tools import CHART, ROOT, SERVICES, Tools
 
 pytestmark = pytest.mark.timeout(900)  # the first test may install the tools
@@ -117,11 +137,12 @@ def test_arch21_scopes(permissions: Permissions) -> None:
 # --- against a real nats-server -------------------------------------------------------------
 
 LISTEN = re.compile(r"Listening for client connections on (\S+:\d+)")
+VIOLATION = "permissions violation"
 
 
 @pytest.fixture(scope="module")
 def nats_with_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """nats-server with deploy/nats/qmesh.conf on a free loopback port."""
+    """nats-server with deploy/nats/qmesh.conf on a free loopback port, provisioned as admin."""
     d = tmp_path_factory.mktemp("nats-users")
     log = d / "nats.log"
     process = subprocess.Popen(
@@ -148,7 +169,9 @@ def nats_with_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         while time.monotonic() < deadline:
             text = log.read_text(errors="replace") if log.exists() else ""
             if "Server is ready" in text and (m := LISTEN.search(text)):
-                yield f"nats://{m.group(1)}"
+                url = f"nats://{m.group(1)}"
+                asyncio.run(_provision_as_admin(url))
+                yield url
                 break
             assert process.poll() is None, text[-2000:]
             time.sleep(0.05)
@@ -159,6 +182,25 @@ def nats_with_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.wait(timeout=10)
 
 
+async def _provision_as_admin(url: str) -> None:
+    """The setup step (hardening #3): only admin makes streams, consumers and buckets."""
+    admin = await connect(url, "admin")
+    try:
+        specs = (
+            ConsumerSpec(subjects.STREAM_TODO, subjects.CONSUMER_SEND_TODO, 32),
+            ConsumerSpec(subjects.STREAM_RESULT, subjects.CONSUMER_SEND_RESULT, 64),
+            ConsumerSpec(subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL, 10),
+            ConsumerSpec(subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE, 20),
+        )
+        js = admin.jetstream(timeout=5)
+        await provision(js, specs)
+        directory = await js.key_value(subjects.KV_DIRECTORY)
+        await directory.put("domain.example.test", b"{}")
+        await directory.put("account.example.test.alice", b'{"verifier": "secret-hash"}')
+    finally:
+        await admin.close()
+
+
 def passwords() -> dict[str, str]:
     conf = (ROOT / "deploy/nats/qmesh.conf").read_text()
     body = json.loads("".join(line for line in conf.splitlines() if not line.startswith("#")))
@@ -166,33 +208,78 @@ def passwords() -> dict[str, str]:
     return {u["user"].removeprefix("qmesh-"): u["password"] for u in users}
 
 
-async def connect(url: str, user: str) -> Client:
+@dataclass
+class User:
+    """One service's connection, with the permission violations the server reported to it."""
+
+    name: str
+    nc: Client
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream(timeout=1)
+
+    async def refused(self, action: Callable[[], Awaitable[object]], subject: str) -> None:
+        """The server refuses ``action`` with a permissions violation naming ``subject``."""
+        before = len(self.errors)
+        with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError, JsError):
+            await action()
+        await self.nc.flush()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            seen = [e for e in self.errors[before:] if subject.lower() in e.lower()]
+            if seen:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{self.name}: no violation for {subject}: {self.errors[before:]}")
+
+
+async def connect(url: str, user: str, errors: list[str] | None = None) -> Client:
+    async def record(err: Exception) -> None:
+        if errors is not None and VIOLATION in str(err).lower():
+            errors.append(str(err))
+
     return await nats.connect(
         url,
         user=f"qmesh-{user}",
         password=passwords()[user],
+        inbox_prefix=inbox_prefix(user),
         allow_reconnect=False,
         connect_timeout=5,
+        error_cb=record,
     )
 
 
 @pytest.fixture
-async def as_user(nats_with_users: str) -> AsyncIterator[Any]:
-    clients: list[Client] = []
+async def as_user(nats_with_users: str) -> AsyncIterator[Callable[[str], Awaitable[User]]]:
+    users: list[User] = []
 
-    async def open_as(user: str) -> JetStreamContext:
-        nc = await connect(nats_with_users, user)
-        clients.append(nc)
-        return nc.jetstream(timeout=2)
+    async def open_as(name: str) -> User:
+        errors: list[str] = []
+        user = User(name, await connect(nats_with_users, name, errors), errors)
+        users.append(user)
+        return user
 
     yield open_as
-    for nc in clients:
-        await nc.close()
+    for user in users:
+        await user.nc.close()
 
 
 SERVICE_USE: dict[str, dict[str, Any]] = {
-    "smtpd": {"kv": [subjects.KV_DIRECTORY], "consumers": [], "publish": [subjects.TODO]},
+    "smtpd": {
+        "streams": [subjects.STREAM_TODO],
+        "kv": [subjects.KV_DIRECTORY],
+        "consumers": [],
+        "publish": [subjects.TODO],
+    },
     "send": {
+        "streams": [
+            subjects.STREAM_TODO,
+            subjects.STREAM_LOCAL,
+            subjects.STREAM_REMOTE,
+            subjects.STREAM_RESULT,
+        ],
         "kv": [subjects.KV_QUEUE, subjects.KV_LEASES, subjects.KV_DIRECTORY],
         "consumers": [
             (subjects.STREAM_TODO, subjects.CONSUMER_SEND_TODO),
@@ -201,50 +288,54 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
         "publish": [subjects.JOB_LOCAL, subjects.JOB_REMOTE, subjects.TODO],
     },
     "local": {
+        "streams": [subjects.STREAM_TODO, subjects.STREAM_RESULT],
         "kv": [subjects.KV_DIRECTORY],
         "consumers": [(subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL)],
         "publish": [subjects.RESULT_LOCAL, subjects.TODO],
     },
     "remote": {
+        "streams": [subjects.STREAM_RESULT],
         "kv": [subjects.KV_TCPTO],
         "consumers": [(subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE)],
         "publish": [subjects.RESULT_REMOTE],
     },
-    "pop3d": {"kv": [subjects.KV_LEASES, subjects.KV_DIRECTORY], "consumers": [], "publish": []},
+    "pop3d": {
+        "streams": [],
+        "kv": [subjects.KV_LEASES, subjects.KV_DIRECTORY],
+        "consumers": [],
+        "publish": [],
+    },
 }
-WRITABLE = {
-    "send": {subjects.KV_QUEUE, subjects.KV_LEASES},
-    "remote": {subjects.KV_TCPTO},
-    "pop3d": {subjects.KV_LEASES},
+WRITABLE = {  # bucket -> the key prefix the service owns
+    "send": {subjects.KV_QUEUE: "probe", subjects.KV_LEASES: "send"},
+    "remote": {subjects.KV_TCPTO: "tcpto"},
+    "pop3d": {subjects.KV_LEASES: "pop3"},
 }
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("service", SERVICES)
 async def test_service_user_does_its_work(as_user: Any, service: str) -> None:
-    admin: JetStreamContext = await as_user("admin")
-    await provision_streams(admin, 1)
-    for bucket in (subjects.KV_QUEUE, subjects.KV_LEASES, subjects.KV_DIRECTORY):
-        await ensure_kv(admin, bucket, 1)
-    directory = await admin.key_value(subjects.KV_DIRECTORY)
-    await directory.put("domain.example.test", b"{}")
-
-    js: JetStreamContext = await as_user(service)
+    """ARCH-21, hardening #3: each service's lookups, reads, writes and consumers work."""
+    user: User = await as_user(service)
+    js = user.js
     use = SERVICE_USE[service]
-    await provision_streams(js, 1)
+    await await_streams(js, use["streams"])
     for bucket in use["kv"]:
-        kv = await ensure_kv(js, bucket, 1)
+        kv = await open_kv(js, bucket)
         if bucket == subjects.KV_DIRECTORY:
             assert (await kv.get("domain.example.test")).value == b"{}"
-            assert await kv.keys() == ["domain.example.test"]
-        if bucket in WRITABLE.get(service, set()):
-            revision = await kv.create(f"{service}.lease", b"1")
-            await kv.update(f"{service}.lease", b"2", last=revision)
-            await kv.delete(f"{service}.lease")
-            watcher = await kv.watchall()
+            watcher = await kv.watch("domain.>")
+            assert (await watcher.updates(timeout=2)).key == "domain.example.test"
             await watcher.stop()
+        if prefix := WRITABLE.get(service, {}).get(bucket):
+            key = f"{prefix}.{service}-lease"
+            revision = await kv.create(key, b"1")
+            await kv.update(key, b"2", last=revision)
+            assert (await kv.get(key)).value == b"2"
+            await kv.delete(key)
     for stream, durable in use["consumers"]:
-        await ensure_consumer(js, stream, durable, max_ack_pending=10)
+        await bind_consumer(js, stream, durable)
     for subject in use["publish"]:
         await js.publish(subject, b"{}", headers={"Nats-Msg-Id": f"{service}-{subject}"})
     for stream, durable in use["consumers"]:
@@ -255,24 +346,137 @@ async def test_service_user_does_its_work(as_user: Any, service: str) -> None:
                 await message.ack()
         except nats.errors.TimeoutError:
             pass  # nothing queued for this consumer in this test: fetching was allowed
+    await user.nc.flush()
+    assert user.errors == []
+
+
+def _stream(name: str, **changes: Any) -> StreamConfig:
+    spec = next(s for s in STREAMS if s.name == name)
+    config = stream_config(spec, 1)
+    changed: StreamConfig = StreamConfig.from_response({**config.as_dict(), **changes})
+    return changed
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("service", SERVICES)
+async def test_no_service_may_change_streams_consumers_or_buckets(
+    as_user: Any, service: str
+) -> None:
+    """Hardening #3: smtpd cannot redirect qmesh.todo into the local job stream, pop3d cannot
+    set a 1-second max_age on the remote stream; nobody makes, changes or deletes a stream,
+    a consumer or a bucket."""
+    user: User = await as_user(service)
+    js = user.js
+    redirect = _stream(subjects.STREAM_LOCAL, subjects=[subjects.JOB_LOCAL, subjects.TODO])
+    await user.refused(lambda: js.update_stream(redirect), "STREAM.UPDATE.QMESH_LOCAL")
+    short = _stream(subjects.STREAM_REMOTE, max_age=1.0)
+    await user.refused(lambda: js.update_stream(short), "STREAM.UPDATE.QMESH_REMOTE")
+    await user.refused(lambda: js.delete_stream(subjects.STREAM_TODO), "STREAM.DELETE.QMESH_TODO")
+    evil = StreamConfig(name="EVIL", subjects=["qmesh.>"])
+    await user.refused(lambda: js.add_stream(evil), "STREAM.CREATE.EVIL")
+    await user.refused(lambda: js.purge_stream(subjects.STREAM_RESULT), "STREAM.PURGE.QMESH_RESULT")
+    for stream, durable in (
+        (subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL),
+        (subjects.STREAM_TODO, subjects.CONSUMER_SEND_TODO),
+    ):
+        wider = ConsumerConfig(durable_name=durable, name=durable, max_ack_pending=100000)
+        await user.refused(
+            functools.partial(js.add_consumer, stream, wider), f"CONSUMER.CREATE.{stream}"
+        )
+        await user.refused(
+            functools.partial(js.delete_consumer, stream, durable),
+            f"CONSUMER.DELETE.{stream}.{durable}",
+        )
+    bucket = KeyValueConfig(bucket=subjects.KV_DIRECTORY, history=1)
+    await user.refused(
+        lambda: js.create_key_value(bucket), f"STREAM.CREATE.KV_{subjects.KV_DIRECTORY}"
+    )
+
+
+FORGED = {  # service -> queue subjects it must not publish
+    "smtpd": [subjects.JOB_LOCAL, subjects.JOB_REMOTE, subjects.RESULT_LOCAL],
+    "send": [subjects.RESULT_LOCAL, subjects.RESULT_REMOTE],
+    "local": [subjects.JOB_LOCAL, subjects.RESULT_REMOTE, subjects.JOB_REMOTE],
+    "remote": [subjects.RESULT_LOCAL, subjects.JOB_REMOTE, subjects.TODO],
+    "pop3d": [subjects.TODO, subjects.JOB_LOCAL, subjects.RESULT_REMOTE],
+}
+OTHERS_CONSUMER = {  # service -> a consumer of another service it must not fetch from
+    "smtpd": (subjects.STREAM_TODO, subjects.CONSUMER_SEND_TODO),
+    "send": (subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL),
+    "local": (subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE),
+    "remote": (subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL),
+    "pop3d": (subjects.STREAM_RESULT, subjects.CONSUMER_SEND_RESULT),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("service", SERVICES)
+async def test_no_service_forges_events_or_reads_replies_of_another(
+    as_user: Any, service: str
+) -> None:
+    """ARCH-21, hardening #3: events only on owned subjects, replies only on its own inbox,
+    only its own consumer, and the directory written by admin alone."""
+    user: User = await as_user(service)
+    for subject in FORGED[service]:
+        await user.refused(functools.partial(user.nc.publish, subject, b"{}"), f'"{subject}"')
+    other = "send" if service != "send" else "local"
+    await user.refused(
+        lambda: user.nc.subscribe(f"_INBOX_{other}.>"), f'subscription to "_INBOX_{other}'
+    )
+    await user.refused(lambda: user.nc.subscribe("_INBOX.>"), 'subscription to "_INBOX.>"')
+    stream, durable = OTHERS_CONSUMER[service]
+    fetch = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+    await user.refused(lambda: user.nc.publish(fetch, b"{}"), fetch)
+    write = f"$KV.{subjects.KV_DIRECTORY}.account.example.test.alice"
+    await user.refused(lambda: user.nc.publish(write, b'{"verifier": "mine"}'), write)
+    spy = f"$KV.{subjects.KV_DIRECTORY}.>"
+    await user.refused(lambda: user.nc.subscribe(spy), f'subscription to "{spy}')
 
 
 @pytest.mark.integration
 async def test_arch21_refusals_are_enforced(as_user: Any) -> None:
-    admin: JetStreamContext = await as_user("admin")
-    await provision_streams(admin, 1)
-    await ensure_kv(admin, subjects.KV_DIRECTORY, 1)
+    """Reading the directory as remote, the queue state as smtpd, a send lease as pop3d."""
+    remote: User = await as_user("remote")
+    await remote.refused(
+        lambda: remote.js.key_value(subjects.KV_DIRECTORY),
+        f"STREAM.INFO.KV_{subjects.KV_DIRECTORY}",
+    )
+    get = f"$JS.API.DIRECT.GET.KV_{subjects.KV_DIRECTORY}.$KV.{subjects.KV_DIRECTORY}.x"
+    await remote.refused(lambda: remote.nc.publish(get, b""), get)
 
-    smtpd: JetStreamContext = await as_user("smtpd")
-    with pytest.raises((nats.errors.TimeoutError, asyncio.TimeoutError)):
-        await smtpd.publish(subjects.JOB_LOCAL, b"{}", timeout=1)
-    directory = await smtpd.key_value(subjects.KV_DIRECTORY)
-    with pytest.raises((nats.errors.TimeoutError, asyncio.TimeoutError)):
-        await directory.put("domain.evil.test", b"{}")
+    smtpd: User = await as_user("smtpd")
+    await smtpd.refused(
+        lambda: smtpd.js.key_value(subjects.KV_QUEUE), f"STREAM.INFO.KV_{subjects.KV_QUEUE}"
+    )
+    msg_get = f"$JS.API.STREAM.MSG.GET.KV_{subjects.KV_DIRECTORY}"
+    await smtpd.refused(lambda: smtpd.nc.publish(msg_get, b'{"seq": 1}'), msg_get)
 
-    remote: JetStreamContext = await as_user("remote")
-    with pytest.raises((nats.errors.TimeoutError, asyncio.TimeoutError)):
-        await remote.key_value(subjects.KV_DIRECTORY)
+    pop3d: User = await as_user("pop3d")
+    lease = f"$KV.{subjects.KV_LEASES}.send.1732510000123.0123456789abcdef"
+    await pop3d.refused(lambda: pop3d.nc.publish(lease, b"x"), lease)
+    send: User = await as_user("send")
+    maildrop = f"$KV.{subjects.KV_LEASES}.pop3.example.test/alice"
+    await send.refused(lambda: send.nc.publish(maildrop, b"x"), maildrop)
+
+
+async def anonymous_connect(url: str) -> bytes:
+    """What the server answers a client that gives no credential (the NATS wire protocol)."""
+    host, port = url.removeprefix("nats://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        await reader.readline()  # INFO
+        writer.write(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+@pytest.mark.integration
+async def test_an_unauthenticated_client_is_refused(nats_with_users: str) -> None:
+    assert b"Authorization Violation" in await anonymous_connect(nats_with_users)
 
 
 @pytest.mark.integration
@@ -280,34 +484,92 @@ async def test_send_25_admin_reads_the_queue_and_flushes_through_send(
     nats_with_users: str, as_user: Any
 ) -> None:
     """What ``qmesh queue stat|list|flush`` do as the admin user, answered by send's user."""
-    send_js: JetStreamContext = await as_user("send")
-    await provision_streams(send_js, 1)
-    queue_kv = await ensure_kv(send_js, subjects.KV_QUEUE, 1)
+    send: User = await as_user("send")
+    queue_kv = await open_kv(send.js, subjects.KV_QUEUE)
     await queue_kv.put("msg.1732510000123.0123456789abcdef", b"{}")
+    admin: User = await as_user("admin")
 
-    send = await connect(nats_with_users, "send")
-    admin = await connect(nats_with_users, "admin")
+    async def answer(msg: Msg) -> None:
+        await msg.respond(b"flushed")
+
+    await send.nc.subscribe(subjects.ADMIN_SEND_FLUSH, queue="send", cb=answer)
+    await send.nc.flush()
+    reply = await admin.nc.request(subjects.ADMIN_SEND_FLUSH, b"{}", timeout=2)
+    assert reply.data == b"flushed"
+
+    js = admin.nc.jetstream(timeout=2)
+    assert (await js.stream_info(subjects.STREAM_TODO)).state.messages >= 0
+    kv = await js.key_value(subjects.KV_QUEUE)
+    assert "msg.1732510000123.0123456789abcdef" in await kv.keys()
+    watcher = await kv.watch("msg.>")
+    entry = await watcher.updates(timeout=2)
+    await watcher.stop()
+    assert entry is not None and entry.value == b"{}"
+    assert send.errors == admin.errors == []
+
+
+@pytest.mark.integration
+async def test_admin_reads_and_requeues_the_shunt(as_user: Any) -> None:
+    """The shunt stream (hardening #11) is read and emptied by admin, fed by the services."""
+    admin: User = await as_user("admin")
+    js = admin.js
+    shunt = StreamConfig(
+        name=subjects.STREAM_SHUNT,
+        subjects=[
+            subjects.SHUNT_TODO,
+            subjects.SHUNT_LOCAL,
+            subjects.SHUNT_REMOTE,
+            subjects.SHUNT_RESULT,
+        ],
+    )
+    with contextlib.suppress(BadRequestError):
+        await js.add_stream(shunt)
+    for service, subject in (
+        ("send", subjects.SHUNT_TODO),
+        ("send", subjects.SHUNT_RESULT),
+        ("local", subjects.SHUNT_LOCAL),
+        ("remote", subjects.SHUNT_REMOTE),
+    ):
+        user: User = await as_user(service)
+        await user.js.publish(subject, b"{}")
+    info = await js.stream_info(subjects.STREAM_SHUNT)
+    assert info.state.messages >= 4
+    message = await js.get_msg(subjects.STREAM_SHUNT, info.state.last_seq)
+    await js.publish(subjects.TODO, message.data or b"{}")  # requeue
+    await js.delete_msg(subjects.STREAM_SHUNT, info.state.last_seq)
+    listing = await js.pull_subscribe(subjects.SHUNT_TODO, stream=subjects.STREAM_SHUNT)
+    await listing.unsubscribe()
+    assert admin.errors == []
+
+
+@pytest.mark.integration
+async def test_chart_4_send_reads_queue_depth_without_violations(
+    nats_with_users: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Chart #4: send's depth and status line (SEND-40) run as send's NATS user: no permission
+    violation, and the status line is logged."""
+    password = tmp_path / "send-password"
+    password.write_text(passwords()["send"])
+    settings = Settings(
+        nats_url=nats_with_users, nats_user="qmesh-send", nats_password_file=password
+    )
+    conn = NatsConnection(
+        settings,
+        "send",
+        streams=(subjects.STREAM_TODO, subjects.STREAM_LOCAL, subjects.STREAM_REMOTE),
+        kv_buckets=(subjects.KV_QUEUE,),
+    )
+    await conn.start()
     try:
-
-        async def answer(msg: Msg) -> None:
-            await msg.respond(b"flushed")
-
-        await send.subscribe(subjects.ADMIN_SEND_FLUSH, queue="send", cb=answer)
-        await send.flush()
-        reply = await admin.request(subjects.ADMIN_SEND_FLUSH, b"{}", timeout=2)
-        assert reply.data == b"flushed"
-
-        js = admin.jetstream(timeout=2)
-        assert (await js.stream_info(subjects.STREAM_TODO)).state.messages >= 0
-        kv = await js.key_value(subjects.KV_QUEUE)
-        assert "msg.1732510000123.0123456789abcdef" in await kv.keys()
-        watcher = await kv.watch("msg.>")
-        entry = await watcher.updates(timeout=2)
-        await watcher.stop()
-        assert entry is not None and entry.value == b"{}"
+        states = StateStore(lambda: conn.kv(subjects.KV_QUEUE))
+        depth = QueueDepth(conn, states.ids, lambda: (10, 20))
+        with caplog.at_level(logging.INFO):
+            await asyncio.wait_for(depth.measure(), 10)
+            await conn.nc.flush()
     finally:
-        await send.close()
-        await admin.close()
+        await conn.stop()
+    assert not [r for r in caplog.records if VIOLATION in r.getMessage().lower()]
+    assert any(r.getMessage() == "status" for r in caplog.records)
 
 
 def test_permission_file_is_what_the_chart_renders(tools: Tools) -> None:

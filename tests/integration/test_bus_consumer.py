@@ -8,6 +8,7 @@ import pytest
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.consumer import Consumer
+from qmesh.bus.provision import ensure_consumer
 from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
 from qmesh.contract.envelope import Envelope
@@ -17,6 +18,7 @@ from qmesh.runtime.settings import Settings
 pytestmark = pytest.mark.integration
 
 ACK_WAIT = 1.0
+DURABLE = subjects.CONSUMER_SEND_TODO
 
 
 async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
@@ -25,6 +27,9 @@ async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
     """SEND-34: a handler running 3 x AckWait is not redelivered; it is acked once at the end."""
     conn = NatsConnection(Settings(nats_url=private_nats.url), "test-send-34")
     await conn.start()
+    await ensure_consumer(  # the setup step's part (hardening #3), with a short AckWait
+        conn.js, subjects.STREAM_TODO, DURABLE, max_ack_pending=2, ack_wait=ACK_WAIT
+    )
     calls: list[str] = []
     done = asyncio.Event()
 
@@ -36,7 +41,7 @@ async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
     consumer = Consumer(
         conn,
         stream=subjects.STREAM_TODO,
-        durable="test-send-34",
+        durable=DURABLE,
         event=Todo,
         handle=handle,
         concurrency=2,
@@ -55,7 +60,7 @@ async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
     await conn.js.publish(subjects.TODO, todo.encode())
     await asyncio.wait_for(done.wait(), 10)
     await asyncio.sleep(2 * ACK_WAIT)  # a redelivery would have arrived by now
-    info = await conn.js.consumer_info(subjects.STREAM_TODO, "test-send-34")
+    info = await conn.js.consumer_info(subjects.STREAM_TODO, DURABLE)
     await consumer.stop()
     await conn.stop()
     assert calls == [todo.id]
