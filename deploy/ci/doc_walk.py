@@ -155,11 +155,14 @@ class Guide:
         containers: Callable[[str], str],
         domain: str,
         password: str,
-        add_domain: bool,
+        setup_job_ran: bool,
         say: Callable[[str], None],
         fail: Callable[[str], None],
     ) -> str:
         """Run the guide's `kubectl exec` commands with podman exec; the user it made.
+
+        ``fail`` records a failed command; the walk stops only where the rest depends on it
+        (provisioning, the domain, the user).
 
         ``containers`` maps the guide's target (`qmesh-admin`, `deploy/qmesh-smtpd`) to a
         container name.
@@ -171,12 +174,13 @@ class Guide:
                 printf, command = command.split("|", 1)
                 stdin = password + "\n"
                 assert printf.strip().startswith("printf")
-            argv = shlex.split(command.split("#", 1)[0])
+            command, _, comment = command.partition("#")
+            if "only where no setup Job ran" in comment and setup_job_ran:
+                continue
+            argv = shlex.split(command)
             target = argv[argv.index("--") - 1]
             qmesh = argv[argv.index("--") + 1 :]
             qmesh = [a.replace(GUIDE_DOMAIN, domain) for a in qmesh]
-            if qmesh[:3] == ["qmesh", "domain", "add"] and not add_domain:
-                continue  # "only where no setup Job ran"
             if qmesh[:3] == ["qmesh", "user", "add"]:
                 user = qmesh[3]
             done = subprocess.run(
@@ -187,7 +191,10 @@ class Guide:
                 check=False,
             )
             if done.returncode != 0:
-                fail(f"{' '.join(qmesh)} in {target}: {done.stdout}{done.stderr}")
+                fail(f"{' '.join(qmesh)} in {target}: {done.stdout}{done.stderr}".strip())
+                if " ".join(qmesh[:3]) in ("qmesh provision", "qmesh domain add", "qmesh user add"):
+                    raise SystemExit(f"FAIL: {' '.join(qmesh)} failed; mail cannot flow")
+                continue
             shown = done.stdout.strip().replace("\n", "; ")
             say(f"{target}: {' '.join(qmesh)}{': ' + shown if shown else ''}")
         if not user:

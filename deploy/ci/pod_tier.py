@@ -12,9 +12,10 @@ scenarios. Steps, in the order docs/install-kubernetes.md gives them (release `q
 2. Start what the chart expects outside it, on loopback: NATS (as many servers, clustered, as
    `jsReplicas`; with the chart's generated `auth.conf` when it makes one) and SeaweedFS S3.
 3. Adapt the manifests for podman (deploy/ci/pod_adapter.py) and `podman kube play` every
-   Deployment's pods; wait for each pod's /readyz.
-4. Run the setup Job (retried up to its backoffLimit) and the guide's admin pod; create a domain
-   where no Job did, and a user, with the `qmesh` CLI in the image.
+   Deployment's pods.
+4. Run the setup Job (retried up to its backoffLimit: the post-install hook) and the guide's
+   admin pod; where no Job ran, provision and create the domain with it, as the guide says;
+   create a user with the `qmesh` CLI in the image. Then every pod's /readyz must answer 200.
 5. SMTP in to every smtpd pod, POP3 out of every pop3d pod (STARTTLS/STLS when the scenario has
    TLS); relaying to a foreign domain refused; the `helm test` pod exits 0.
 6. No ERROR line in any pod's log.
@@ -335,6 +336,8 @@ class Tier:
         return adapter
 
     def play(self, path: Path) -> None:
+        # A pod of this name left by an interrupted run of this tier would block the play.
+        run("podman", "pod", "rm", "-f", "--ignore", path.stem, check=False)
         run("podman", "kube", "play", str(path))
         self.played.append(path)
 
@@ -353,6 +356,8 @@ class Tier:
         ]
         for process in downs:
             process.wait()
+        for path in self.played:  # concurrent downs can leave an emptied pod behind
+            run("podman", "pod", "rm", "-f", "--ignore", path.stem, check=False)
         self.played.clear()
 
     def container(self, pod: str) -> str:
@@ -387,9 +392,13 @@ class Tier:
         return done.stdout + done.stderr
 
     def start_pods(self) -> None:
+        """Play every Deployment's pods; they turn ready once the streams are provisioned."""
         assert self.adapter is not None
         for name in self.adapter.pods:
             self.play(self.work / "pods" / "pods" / f"{name}.yaml")
+
+    def wait_ready(self) -> None:
+        assert self.adapter is not None
         for name in self.adapter.pods:
             port = self.adapter.ports[name]["http"]
             self.wait_http(
@@ -573,9 +582,11 @@ class Tier:
         self.play(self.work / "pods" / "jobs" / f"{doc_walk.ADMIN_POD}.yaml")
         domain = self.canonical_names()[0]
         has_job = any(n != doc_walk.ADMIN_POD for n in adapter.jobs)
-        return guide.walk_exec(
-            self.exec_target, domain, PASSWORD, add_domain=not has_job, say=say, fail=fail
+        user = guide.walk_exec(
+            self.exec_target, domain, PASSWORD, setup_job_ran=has_job, say=say, fail=self.problem
         )
+        self.wait_ready()
+        return user
 
     def main(self) -> None:
         started = time.monotonic()
