@@ -65,7 +65,8 @@ TRANSLATIONS: dict[str, str] = {
     r"curl .*pop3s://": "the message read back by POP3 (poplib, STLS where the scenario has TLS)",
     r"kubectl -n qmesh port-forward ": "GET /readyz of every pod on its loopback port",
     r"kubectl -n qmesh logs ": "podman logs of every pod, checked for ERROR lines",
-    r"kubectl -n qmesh rollout restart deployment": "not walked: a restart needs a controller",
+    r"kubectl -n qmesh rollout restart deployment": "bench/rolling_restart.py replaces every"
+    " pod one by one as the rollout does (pod-tier.sh runs it after the scenarios)",
 }
 
 
