@@ -55,6 +55,14 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
 EOF
+# Images, containers and pods of this tier live in its own store, apart from any other podman use.
+export CONTAINERS_STORAGE_CONF=$CACHE/storage.conf
+cat > "$CONTAINERS_STORAGE_CONF" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$CACHE/storage"
+runroot = "$CACHE/runroot"
+EOF
 if ! podman info > "$CACHE/podman-info.log" 2>&1; then
   tail -5 "$CACHE/podman-info.log"
   skip "podman does not run on this machine (podman info failed)"
