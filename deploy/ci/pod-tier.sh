@@ -29,6 +29,8 @@ skip() { printf 'SKIP: %s\n' "$*"; exit 0; }
 [ -x "$VENV/bin/nats-server" ] && [ -x "$VENV/bin/weed" ] \
   || { echo "FAIL: $VENV has no nats-server or weed: run make setup" >&2; exit 1; }
 
+mkdir -p "$CACHE"
+
 # --- podman, runc (crun fails on cgroups v1/hybrid), catatonit (pod infra), debootstrap -------
 need=()
 for tool in podman runc catatonit debootstrap; do
@@ -39,15 +41,14 @@ if [ ${#need[@]} -gt 0 ]; then
     || skip "${need[*]} missing and this user cannot install them with apt-get"
   say "installing ${need[*]}"
   if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-           --no-install-recommends "${need[@]}"; } > "$CACHE.apt.log" 2>&1; then
-    tail -5 "$CACHE.apt.log"
+           --no-install-recommends "${need[@]}"; } > "$CACHE/apt.log" 2>&1; then
+    tail -5 "$CACHE/apt.log"
     skip "apt-get could not install ${need[*]}"
   fi
 fi
 [ "$(id -u)" = 0 ] || skip "podman kube play with host networking and chowned volumes needs root"
 
 # Default rlimits cannot be set in these containers, and crun cannot run here: use runc.
-mkdir -p "$CACHE"
 export CONTAINERS_CONF=$CACHE/containers.conf
 cat > "$CONTAINERS_CONF" <<'EOF'
 [containers]
