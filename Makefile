@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup clients up fmt lint type unit integration e2e test chart smoke check bench clean
+.PHONY: help setup clients up fmt lint type unit integration e2e test chart smoke pods check bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,7 +53,10 @@ chart: ## Helm chart, manifests, Dockerfile and compose checks
 smoke: ## image build and compose smoke test (skips where no Docker engine starts)
 	bash deploy/ci/compose-smoke.sh
 
-check: lint type test chart smoke ## everything CI runs
+pods: $(STAMP) ## the chart's scenarios as pods with podman (skips where podman cannot run)
+	bash deploy/ci/pod-tier.sh
+
+check: lint type test chart smoke pods ## everything CI runs
 
 bench: $(STAMP) ## end-to-end throughput through `qmesh up`
 	$(BIN)/python bench/e2e_throughput.py

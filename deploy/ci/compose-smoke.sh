@@ -90,30 +90,11 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # --- 2. base image stand-in and the three images ---------------------------------------------
-if ! docker image inspect python:3.11-slim >/dev/null 2>&1; then
-  if [ ! -s "$CACHE/python-3.11-slim.tar" ]; then
-    say "building a python:3.11-slim stand-in with debootstrap"
-    rootfs="$RUN/rootfs"
-    if ! debootstrap --variant=minbase \
-          --include=python3,python3-pip,python3-venv,ca-certificates bookworm "$rootfs" \
-          > "$RUN/debootstrap.log" 2>&1; then
-      tail -5 "$RUN/debootstrap.log"
-      skip "debootstrap could not build the base image (no Debian mirror reachable?)"
-    fi
-    ln -sf python3 "$rootfs/usr/bin/python"
-    rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
-    # Registry TLS may be intercepted by a local CA: pip inside builds needs the host's bundle.
-    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" -cf "$CACHE/python-3.11-slim.tar.tmp" .
-    mv "$CACHE/python-3.11-slim.tar.tmp" "$CACHE/python-3.11-slim.tar"
-  fi
-  say "importing the base image"
-  docker import --change 'CMD ["python3"]' \
-    --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
-    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
-    "$CACHE/python-3.11-slim.tar" python:3.11-slim >/dev/null
-fi
+say "making sure the python:3.11-slim stand-in exists (debootstrap on the first run)"
+rc=0
+bash deploy/ci/base-image.sh docker "$CACHE" || rc=$?
+[ "$rc" = 3 ] && skip "debootstrap could not build the base image (no Debian mirror reachable?)"
+[ "$rc" = 0 ] || fail "the base image could not be imported"
 
 build() {  # tag, context, dockerfile
   if ! DOCKER_BUILDKIT=0 docker build --network host -q -t "$1" -f "$3" "$2" \
