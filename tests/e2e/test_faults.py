@@ -27,13 +27,14 @@ from tests.servers import free_ports
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(420)  # qmesh up's restart back-off keeps a killed service away for seconds
 def test_hardening_9_10_11_fault_run_loses_nothing_and_delivers_once(tmp_path: Path) -> None:
-    figures = fault_run(tmp_path / "site", messages=240, rate=25, kill_every=1.5, sessions=3)
+    figures = fault_run(tmp_path / "site", messages=200, rate=10, kill_every=2.0, sessions=3)
     assert set(figures.kills) == {"smtpd", "send", "local", "remote", "nats"}, figures.report()
     assert figures.lost == [], figures.report()
     assert figures.duplicated == [], figures.report()
     assert figures.queue_empty, figures.report()
-    assert figures.accepted_local + figures.accepted_remote == 240
+    assert figures.accepted_local + figures.accepted_remote == 200
 
 
 def test_hardening_9_smtpd_answers_451_while_nats_is_down_and_mail_flows_after(
@@ -83,7 +84,6 @@ def test_hardening_9_smtpd_answers_451_while_nats_is_down_and_mail_flows_after(
         assert cluster.cli("queue", "stat").stdout.startswith("messages in queue: 0\n")
     finally:
         cluster.stop()
-        nats.stop()
 
 
 def test_chart_6_send_local_remote_stop_promptly_on_sigterm(
