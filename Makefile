@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup clients up fmt lint type unit integration e2e test chart smoke pods check bench clean
+.PHONY: help setup clients up fmt lint type unit integration e2e test chart smoke pods check bench bench-postfix clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ check: lint type test chart smoke pods ## everything CI runs
 
 bench: $(STAMP) ## end-to-end throughput through `qmesh up`
 	$(BIN)/python bench/e2e_throughput.py
+
+bench-postfix: $(STAMP) ## qmesh next to a private Postfix, same load (ARGS="--load 2k-50 --store s3 ...")
+	$(BIN)/python bench/compare_postfix.py $(ARGS)
 
 clean: ## remove the virtualenv and local data
 	rm -rf $(VENV) qmesh-data .pytest_cache .mypy_cache .ruff_cache

@@ -22,36 +22,10 @@ import aiosmtplib
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.cluster import Cluster, start_cluster
-from tests.servers import start_seaweedfs
+from bench.qmesh_site import DOMAIN, start_site
 
-DOMAIN = "bench.test"
 ACCOUNTS = 10
 BODY = ("Subject: bench\r\n\r\n" + ("x" * 76 + "\r\n") * 26).encode()  # about 2 KB
-
-
-def landed(cluster: Cluster) -> int:
-    root = cluster.data / "store" / "qmesh-mail" / DOMAIN
-    return sum(1 for _ in root.glob("*/INBOX/new/*")) if root.exists() else 0
-
-
-async def landed_s3(cluster: Cluster) -> int:
-    from minio import Minio
-
-    env = cluster.env
-    client = Minio(
-        env["QMESH_S3_ENDPOINT"],
-        env["QMESH_S3_ACCESS_KEY"],
-        env["QMESH_S3_SECRET_KEY"],
-        secure=False,
-        region="us-east-1",
-    )
-    objects = await asyncio.to_thread(
-        lambda: list(
-            client.list_objects(env["QMESH_MAIL_BUCKET"], prefix=f"{DOMAIN}/", recursive=True)
-        )
-    )
-    return len(objects)
 
 
 async def send_all(port: int, messages: int, sessions: int) -> float:
@@ -77,33 +51,20 @@ async def main() -> None:
     parser.add_argument("--store", choices=("files", "s3"), default="files")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qmesh-bench-") as tmp:
-        work = Path(tmp)
-        s3 = start_seaweedfs(work / "s3") if args.store == "s3" else None
-        controls = {
-            "me": "mx.bench.test",
-            "locals": f"{DOMAIN}\nmx.bench.test",
-            "rcpthosts": f"{DOMAIN}\nmx.bench.test",
-            "rcptcheck": "0",
-        }
-        cluster = start_cluster(work / "site", controls, s3=s3)
+        site = start_site(Path(tmp), [f"user{i}" for i in range(ACCOUNTS)], args.store)
         try:
-            for i in range(ACCOUNTS):
-                r = cluster.cli("user", "add", f"user{i}@{DOMAIN}", "--no-password")
-                assert r.returncode == 0, r.stderr
-            sent_in = await send_all(cluster.smtp_port, args.messages, args.sessions)
+            sent_in = await send_all(site.cluster.smtp_port, args.messages, args.sessions)
             start = time.perf_counter() - sent_in
             deadline = time.monotonic() + 600
             count = 0
             while time.monotonic() < deadline:
-                count = await landed_s3(cluster) if s3 else landed(cluster)
+                count = await asyncio.to_thread(site.delivered)
                 if count >= args.messages:
                     break
                 await asyncio.sleep(0.1)
             total = time.perf_counter() - start
         finally:
-            cluster.stop()
-            if s3:
-                s3.stop()
+            site.stop()
     load = os.getloadavg()
     out = sys.stdout.write
     out(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from qmesh.cli.up import as_role
 from tests.servers import S3Server, free_ports, self_signed
 
 SERVICES = ("smtpd", "send", "local", "remote", "pop3d")
@@ -107,6 +108,62 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@dataclass
+class Replica:
+    service: str
+    process: subprocess.Popen[bytes]
+    http_port: int
+    log: Path
+
+    def get(self, path: str) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{self.http_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status, r.read().decode()
+        except OSError as err:
+            return 0, str(err)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_replica(cluster: Cluster, service: str, workdir: Path) -> Replica:
+    """``qmesh run SERVICE`` with the cluster's environment and an HTTP port of its own."""
+    env = as_role(cluster.env, cluster.data, service)  # its own NATS user (hardening #2)
+    env["QMESH_NATS_URL"] = (cluster.data / "nats.url").read_text().strip()
+    env.setdefault("QMESH_STORE", f"file://{(cluster.data / 'store').resolve()}")
+    env["QMESH_LISTEN_HOST"] = env["QMESH_HTTP_HOST"] = "127.0.0.1"
+    (port,) = free_ports(1)
+    env["QMESH_HTTP_PORT"] = str(port)
+    env["PYTHONUNBUFFERED"] = "1"
+    log = workdir / f"{service}-replica.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*QMESH, "run", service],
+            env=env,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    replica = Replica(service, process, port, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{service} replica exited: {log.read_text()[-2000:]}")
+        if replica.get("/readyz")[0] == 200:
+            return replica
+        time.sleep(0.3)
+    replica.stop()
+    raise TimeoutError(f"{service} replica not ready: {log.read_text()[-2000:]}")
 
 
 def write_controls(control: Path, controls: dict[str, str]) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks: figures taken with real servers and real clients; nothing here asserts a speed."""
