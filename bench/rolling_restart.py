@@ -33,7 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy" / "ci"))
 
-from pod_tier import PASSWORD, RELEASE, Tier, fail, say
+# deploy/ci holds scripts, not a package that mypy reads (they run with the tier's own Python)
+from pod_tier import PASSWORD, RELEASE, Tier, fail, say  # type: ignore[import-not-found]
 
 QUEUE_SERVICES = ("send", "local", "remote")
 SINK_DOMAIN = "sink.test"
