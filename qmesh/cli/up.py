@@ -65,6 +65,24 @@ def restart_delay(restarts: int) -> float:
     return min(RESTART_DELAY_MAX, 0.25 * 2.0 ** min(restarts, 6))
 
 
+@dataclass
+class Backoff:
+    """The pause before a supervised process starts again: growing while it keeps dying, afresh
+    once it ran ``RUNS_WELL`` seconds (daemontools' supervise, with a back-off)."""
+
+    restarts: int = 0
+    started: float = 0.0
+
+    def begin(self) -> None:
+        self.started = time.monotonic()
+
+    def after_exit(self) -> float:
+        if time.monotonic() - self.started > RUNS_WELL:
+            self.restarts = 0
+        self.restarts += 1
+        return restart_delay(self.restarts)
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -79,8 +97,7 @@ class Child:
     name: str
     env: dict[str, str]
     process: asyncio.subprocess.Process | None = None
-    restarts: int = 0
-    started: float = 0.0
+    backoff: Backoff = field(default_factory=Backoff)
     log_path: Path = field(default_factory=Path)
 
 
@@ -121,7 +138,7 @@ async def _spawn(child: Child) -> None:
         stderr=out,
     )
     out.close()
-    child.started = time.monotonic()
+    child.backoff.begin()
 
 
 async def _supervise(child: Child, stopping: asyncio.Event) -> None:
@@ -131,10 +148,7 @@ async def _supervise(child: Child, stopping: asyncio.Event) -> None:
         code = await child.process.wait()
         if stopping.is_set():
             return
-        if time.monotonic() - child.started > RUNS_WELL:
-            child.restarts = 0  # it ran a good while: start the back-off afresh
-        child.restarts += 1
-        delay = restart_delay(child.restarts)
+        delay = child.backoff.after_exit()
         _say(
             f"qmesh: {child.name} exited with status {code}; restarting in {delay:.1f} s "
             f"(log: {child.log_path})"
@@ -195,8 +209,8 @@ class EmbeddedNats:
         self.server = start_nats_server(self.directory, port=port, config=self._config)
         self.url = self.server.url
         self.port = int(self.url.rsplit(":", 1)[1])  # restarts keep the URL every child has
-        self._started = time.monotonic()
-        self.restarts = 0
+        self.backoff = Backoff()
+        self.backoff.begin()
 
     async def supervise(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -205,10 +219,7 @@ class EmbeddedNats:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), 0.2)
                 continue
-            if time.monotonic() - self._started > RUNS_WELL:
-                self.restarts = 0
-            self.restarts += 1
-            delay = restart_delay(self.restarts)
+            delay = self.backoff.after_exit()
             _say(
                 f"qmesh: nats-server exited with status {code}; restarting on port "
                 f"{self.port} in {delay:.1f} s (log: {self.server.log})"
@@ -217,7 +228,7 @@ class EmbeddedNats:
                 await asyncio.wait_for(stopping.wait(), delay)
             if stopping.is_set():
                 return
-            self._started = time.monotonic()
+            self.backoff.begin()
             try:
                 self.server = await asyncio.to_thread(
                     start_nats_server, self.directory, port=self.port, config=self._config
