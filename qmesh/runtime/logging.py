@@ -2,6 +2,10 @@
 
 The message is an event name (``smtpd.accepted``); fields come from ``extra=``. Every line
 carries ``service``. Never log bodies, passwords or AUTH data.
+
+Formatting is on every message's path, so it does little per line: the fields ``extra=`` added
+are the record's attributes a fresh ``LogRecord`` does not have, the timestamp's seconds are
+formatted once per second, and the JSON is compact.
 """
 
 from __future__ import annotations
@@ -12,29 +16,48 @@ import sys
 import time
 from typing import Any
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+}
+_LEVELS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str).encode
 
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
         self._service = service
+        self._second = -1
+        self._stamp = ""
+
+    def _timestamp(self, created: float, msecs: float) -> str:
+        second = int(created)
+        if second != self._second:  # a race between threads only formats the same second twice
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._stamp}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "event": record.getMessage(),
+            "ts": self._timestamp(record.created, record.msecs),
+            "level": _LEVELS.get(record.levelno) or record.levelname.lower(),
+            "event": record.getMessage() if record.args else str(record.msg),
             "service": self._service,
             "logger": record.name,
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key[:1] != "_":
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=True)
+        return _encode(line)
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,22 @@ class Cluster:
             cwd=self.data.parent,
             check=False,
         )
+
+    def log_lines(self, service: str) -> list[dict[str, Any]]:
+        """The JSON lines ``service`` has written to its log so far (a line still being
+        written, or anything else on stdout, is skipped), each with ``service``."""
+        path = self.data / "log" / f"{service}.log"
+        if not path.exists():
+            return []
+        lines = []
+        for text in path.read_text(errors="replace").splitlines():
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(line, dict):
+                lines.append(line)
+        return lines
 
     def http_get(self, service: str, path: str) -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.http[service]}{path}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import poplib
 import smtplib
 import time
@@ -170,14 +169,10 @@ def test_every_service_answers_health_and_metrics(cluster: Cluster) -> None:
         status, body = cluster.http_get(service, "/metrics")
         assert status == 200 and f"qmesh_{service}_" in body, service
     wait_for(  # SEND-40: qmail's "status: local l/L remote r/R" as a structured line
-        lambda: '"event": "status"' in (cluster.data / "log" / "send.log").read_text(),
+        lambda: any(line["event"] == "status" for line in cluster.log_lines("send")),
         what="send's status line",
     )
-    status = next(
-        json.loads(line)
-        for line in (cluster.data / "log" / "send.log").read_text().splitlines()
-        if '"event": "status"' in line
-    )
+    status = next(line for line in cluster.log_lines("send") if line["event"] == "status")
     assert (status["local"], status["local_limit"], status["remote_limit"]) == (0, 10, 20)
     wait_for(  # the gauges the chart's queue-age alert reads
         lambda: (
