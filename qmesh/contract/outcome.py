@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 Outcome = Literal["delivered", "deferred", "failed"]
@@ -11,6 +12,12 @@ MAX_REPORT_BYTES = 10_000  # SEND-33
 
 def outcome_letter(outcome: Outcome) -> str:
     return {"delivered": "K", "deferred": "Z", "failed": "D"}[outcome]
+
+
+def result_log_level(outcome: Outcome) -> int:
+    """The level of a channel's ``delivery.result``: a success is send's ``delivery_success``
+    at INFO (SEND-40), so local and remote repeat only deferrals and failures there."""
+    return logging.DEBUG if outcome == "delivered" else logging.INFO
 
 
 def clip_report(text: str, limit: int = MAX_REPORT_BYTES) -> str:

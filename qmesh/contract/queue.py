@@ -112,7 +112,7 @@ async def enqueue(
     except PublishFailed as err:
         log.warning("enqueue.publish_failed", extra={"msg_id": qid, "reason": str(err)})
         raise QueueFailure(56) from err
-    log.info(
+    log.debug(  # send's new_msg and info_msg are the message's arrival at INFO (SEND-40)
         "enqueue.queued",
         extra={
             "msg_id": qid,

@@ -27,7 +27,7 @@ from qmesh.bus.ledger import Ledger, until_done
 from qmesh.contract import subjects
 from qmesh.contract.errors import Permanent, QueueFailure, Temporary
 from qmesh.contract.events import LocalJob, Result
-from qmesh.contract.outcome import Outcome
+from qmesh.contract.outcome import Outcome, result_log_level
 from qmesh.contract.queue import enqueue
 from qmesh.store.base import BlobNotFound, BlobStore, StoreUnavailable
 from qmesh.store.keys import body_key
@@ -126,7 +126,8 @@ class LocalDelivery:
         elapsed = time.monotonic() - started
         metrics.DELIVERIES.labels(outcome).inc()
         metrics.DELIVERY_SECONDS.observe(elapsed)
-        log.info(
+        log.log(
+            result_log_level(outcome),
             "delivery.result",
             extra={
                 "msg_id": job.id,
@@ -239,7 +240,7 @@ class LocalDelivery:
             step.command, message, p.env, limits=config.limits, scratch_root=config.scratch
         )
         metrics.PROGRAM_RUNS.labels(ran.result).inc()
-        log.info(
+        log.debug(  # a failing line is in the delivery's report and send's outcome line
             "delivery.program",
             extra={
                 "msg_id": job.id,

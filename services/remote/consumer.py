@@ -37,7 +37,7 @@ from qmesh.contract import subjects
 from qmesh.contract.envelope import DOUBLE_BOUNCE_SENDER, split_address
 from qmesh.contract.errors import Permanent, Temporary
 from qmesh.contract.events import RemoteJob, Result
-from qmesh.contract.outcome import Outcome
+from qmesh.contract.outcome import Outcome, result_log_level
 from qmesh.control.values import Controls
 from qmesh.store.base import BlobStore
 from services.remote import client, metrics, qmtp, report
@@ -138,7 +138,8 @@ class RemoteDelivery:
                 continue
             metrics.DELIVERIES.labels(done.outcome).inc()
             metrics.DELIVERY_SECONDS.observe(elapsed)
-            log.info(
+            log.log(
+                result_log_level(done.outcome),
                 "delivery.result",
                 extra={
                     "msg_id": job.id,

@@ -44,6 +44,29 @@ HOLD_RECHECK = SWEEP_INTERVAL  # a held channel (SEND-26) is looked at again aft
 BUSY_RETRY = 2.0  # a message another replica owns is looked at again after this long
 
 
+def arrival(todo: Todo, state: MessageState) -> dict[str, object]:
+    """``info_msg``'s fields: qmail's bytes, sender and qp, and the QUEUE-04 origin where qmail
+    logged the uid, so this one line tells where a message came from (SEND-40)."""
+    origin = todo.origin
+    fields: dict[str, object] = {
+        "msg_id": todo.id,
+        "bytes": todo.size,
+        "sender": todo.envelope.sender,
+        "qp": todo.qp,
+        "origin": origin.kind,
+    }
+    for name, value in (
+        ("client_ip", origin.client_ip),
+        ("auth_user", origin.auth_user),
+        ("account", origin.account),
+    ):
+        if value is not None:
+            fields[name] = value
+    fields["local"] = sum(r.channel == "local" for r in state.recipients)
+    fields["remote"] = sum(r.channel == "remote" for r in state.recipients)
+    return fields
+
+
 class SendQueue:
     def __init__(
         self,
@@ -79,18 +102,7 @@ class SendQueue:
             if await self._states.create(state):
                 metrics.MESSAGES.inc()
                 log.info("new_msg", extra={"msg_id": todo.id})
-                log.info(
-                    "info_msg",
-                    extra={
-                        "msg_id": todo.id,
-                        "bytes": todo.size,
-                        "sender": todo.envelope.sender,
-                        "qp": todo.qp,
-                        "origin": todo.origin.kind,
-                        "local": sum(r.channel == "local" for r in state.recipients),
-                        "remote": sum(r.channel == "remote" for r in state.recipients),
-                    },
-                )
+                log.info("info_msg", extra=arrival(todo, state))
         await self.attend(todo.id)  # SEND-21: first attempt at once
 
     async def on_result(self, result: Result) -> None:

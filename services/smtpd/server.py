@@ -272,7 +272,7 @@ class SmtpServer(Listeners):
             metrics.MESSAGES.labels("accepted" if queued else "rejected").inc()
             if queued is not None:
                 metrics.BYTES.inc(queued.size)
-                log.info(
+                log.debug(
                     "smtpd.accepted",
                     extra={"msg_id": queued.id, "qp": queued.qp, "remote": session.client.ip},
                 )
@@ -335,7 +335,7 @@ class SmtpServer(Listeners):
         if queued is not None:
             metrics.ENQUEUE_SECONDS.observe(time.monotonic() - started)
             metrics.BYTES.inc(queued.size)
-            log.info(
+            log.debug(  # at INFO it is send's new_msg and info_msg (SEND-40)
                 "smtpd.accepted",
                 extra={
                     "msg_id": queued.id,

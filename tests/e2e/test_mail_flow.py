@@ -172,8 +172,8 @@ def test_every_service_answers_health_and_metrics(cluster: Cluster) -> None:
         lambda: any(line["event"] == "status" for line in cluster.log_lines("send")),
         what="send's status line",
     )
-    status = next(line for line in cluster.log_lines("send") if line["event"] == "status")
-    assert (status["local"], status["local_limit"], status["remote_limit"]) == (0, 10, 20)
+    line = next(line for line in cluster.log_lines("send") if line["event"] == "status")
+    assert (line["local"], line["local_limit"], line["remote_limit"]) == (0, 10, 20)
     wait_for(  # the gauges the chart's queue-age alert reads
         lambda: (
             'qmesh_send_queue_oldest_seconds{stage="queue"}'
