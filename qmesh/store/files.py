@@ -295,7 +295,8 @@ class FileStore:
 
     def _read(self, key: str) -> bytes:
         with self._open(key) as f:
-            return header.split(f.read())
+            header.read_header(f)
+            return f.read()
 
     def _open_body(self, key: str, chunk_size: int) -> tuple[BinaryIO, bytes]:
         """The object's file positioned at its body, and the body's first chunk."""

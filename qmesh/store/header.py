@@ -63,11 +63,6 @@ def read_header(f: BinaryIO) -> tuple[dict[str, str] | None, int]:
     return parse_metadata(text), length
 
 
-def split(data: bytes) -> bytes:
-    """The body of a whole object file."""
-    return data[header_length(data[:PREFIX]) :]
-
-
 def parse_metadata(text: bytes) -> dict[str, str]:
     try:
         loaded = json.loads(text.decode("ascii"))

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from qmesh.store import header
-from qmesh.store.base import BlobNotFound
+from qmesh.store.base import BlobNotFound, StoreUnavailable
 from qmesh.store.files import STALE_STAGING_SECONDS, FileStore
 from qmesh.store.keys import BadKey
 from tests.integration.stores import write_previous_layout
@@ -247,3 +247,20 @@ async def test_stat_and_list_read_the_header_never_the_body(store: FileStore) ->
     assert listed.size == body_size
     first = await anext(aiter(store.stream("d/a/INBOX/new/huge", 16)))
     assert first == b"x" + b"\0" * 15
+
+
+async def test_a_damaged_header_is_a_store_failure_not_a_body(store: FileStore) -> None:
+    await store.put("mess/1", b"body", metadata={"qp": "1"})
+    path = store.root / "qmesh-mail/mess/1"
+    path.write_bytes(path.read_bytes()[: header.PREFIX + 3])  # cut inside the metadata
+    for attempt in (
+        lambda: store.get("mess/1"),
+        lambda: store.stat("mess/1"),
+        lambda: store.copy("mess/1", "mess/2"),
+        lambda: anext(aiter(store.stream("mess/1"))),
+    ):
+        with pytest.raises(StoreUnavailable, match="header"):
+            await attempt()
+    path.write_bytes(header.MAGIC + b"\xff\xff\xff\xff")  # a length no header has
+    with pytest.raises(StoreUnavailable, match="header"):
+        await store.list("mess/")
