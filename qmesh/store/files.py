@@ -2,17 +2,30 @@
 
 Layout under ``root``::
 
-    <bucket>/<key>                 the object: a plain file, its key as its path
-    .meta-<bucket>/<key>@<inode>   its metadata as JSON (only if it has any)
-    .staging-<bucket>/             objects being written; outside the bucket, so never listed
+    <bucket>/<key>                 the object: one file, its key as its path
+    .staging-<bucket>/put-*        objects being written; outside the bucket, so never listed
+    .meta-<bucket>/<key>@<inode>   metadata of objects written by earlier releases (read only)
 
-A put writes the whole body to a staging file and fsyncs it, then makes it visible in one
+An object is one file. Its metadata, if it has any, is a small header ahead of the body in that
+same file (:mod:`qmesh.store.header`); an object without metadata is its body alone. Every
+reader skips the header: ``get`` and ``stream`` return the body, ``stat`` and ``list`` report
+the body's size, and ``stat`` and ``list`` read the header only, never the body (POP3-11).
+
+A put writes header and body to a staging file and fsyncs it, then makes it visible in one
 step: ``os.link`` for a create-only put (atomic, and refused if the key exists: ARCH-10) or
-``os.replace``, then fsyncs the directory. A reader sees the old object or the new one, never
-part of one (LOCAL-24). Metadata is named after the inode of the object's file and written
-before that file becomes visible, so ``stat`` never pairs an object with another version's
-metadata. Every key passes :func:`~qmesh.store.keys.check_key` before any I/O, and the
-resolved path must stay inside the bucket.
+``os.replace``, then fsyncs the directory, once. When ``put`` returns, body and metadata are
+on stable storage; a reader sees the old object or the new one, never part of one (LOCAL-24).
+A staging file left behind by a killed writer is never an object; the first put of each store
+instance removes those untouched for :data:`STALE_STAGING_SECONDS`. A put of at most
+:data:`~qmesh.store.upload.WRITE_BATCH` bytes is one call into a worker thread, as is every
+other operation; a larger body takes one more call per batch.
+
+A file without a header may come from an earlier release, which kept metadata in a sidecar
+``.meta-<bucket>/<key>@<inode>``: ``stat`` and ``copy`` read it from there, and replacing or
+deleting the object removes it; ``copy`` (POP3's move to ``cur/``) writes the new layout.
+
+Every key passes :func:`~qmesh.store.keys.check_key` before any I/O, and the resolved path must
+stay inside the bucket.
 """
 
 from __future__ import annotations
@@ -22,20 +35,40 @@ import builtins
 import json
 import os
 import re
-import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
-from typing import IO, Any, BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar
 
+from qmesh.store import header
 from qmesh.store.base import BlobExists, BlobInfo, BlobNotFound, Body, StoreUnavailable
 from qmesh.store.keys import BadKey, check_key
-from qmesh.store.upload import check_metadata, write_body
+from qmesh.store.upload import WRITE_BATCH, batches, check_metadata
 
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+STALE_STAGING_SECONDS = 36 * 3600  # as a Maildir's tmp/ (POP3-27): no put is that slow
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Staged:
+    """An object being written: its open staging file and the body bytes written so far."""
+
+    out: BinaryIO
+    path: Path
+    size: int = 0
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.size += len(data)
+
+    def discard(self) -> None:
+        self.out.close()
+        self.path.unlink(missing_ok=True)
 
 
 class FileStore:
@@ -49,6 +82,7 @@ class FileStore:
         self._data = self.root / bucket
         self._meta = self.root / f".meta-{bucket}"
         self._staging = self.root / f".staging-{bucket}"
+        self._swept = False
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r}, {self.bucket!r})"
@@ -63,16 +97,20 @@ class FileStore:
     ) -> int:
         check_key(key)
         meta = check_metadata(metadata)
-        out, staged = await self._run(self._open_staging)
+        pieces = aiter(batches(body))
+        first = await anext(pieces, b"")
+        last = await anext(pieces, None)
+        if last is None:  # the whole body is in hand: one worker call
+            return await self._run(self._put_whole, key, first, meta, create_only)
+        staged = await self._run(self._stage, first, meta)
         try:
-            with out:
-                await write_body(body, out)
-                st = await self._run(_sync, out)
-            await self._run(self._commit, key, staged, st.st_ino, meta, create_only)
+            async for piece in pieces:
+                await self._run(staged.write, last)
+                last = piece
+            return await self._run(self._finish, key, staged, last, create_only)
         except BaseException:
-            staged.unlink(missing_ok=True)
+            staged.discard()
             raise
-        return st.st_size
 
     async def get(self, key: str) -> bytes:
         check_key(key)
@@ -83,10 +121,11 @@ class FileStore:
         return self._stream(key, chunk_size)
 
     async def _stream(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
-        f = await self._run(self._open, key)
+        f, chunk = await self._run(self._open_body, key, chunk_size)
         try:
-            while chunk := await self._run(f.read, chunk_size):
+            while chunk:
                 yield chunk
+                chunk = await self._run(f.read, chunk_size)
         finally:
             f.close()
 
@@ -126,34 +165,56 @@ class FileStore:
             raise BadKey(f"key {key!r} leads outside the bucket")
         return path
 
-    def _meta_path(self, key: str, inode: int) -> Path:
-        *parents, name = key.split("/")
-        return self._meta.joinpath(*parents, f"{name}@{inode}")
+    def _put_whole(self, key: str, body: bytes, meta: dict[str, str], create_only: bool) -> int:
+        staged = self._stage(body, meta)
+        try:
+            return self._finish(key, staged, b"", create_only)
+        except BaseException:
+            staged.discard()
+            raise
 
-    def _open_staging(self) -> tuple[BinaryIO, Path]:
-        self._staging.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self._staging, prefix="put-")
-        return os.fdopen(fd, "wb"), Path(name)
+    def _stage(self, first: bytes, meta: dict[str, str]) -> _Staged:
+        """A staging file holding the header (if any) and ``first``, the body's first bytes."""
+        if not self._swept:
+            self._sweep_staging()
+        try:
+            fd, name = tempfile.mkstemp(dir=self._staging, prefix="put-")
+        except FileNotFoundError:
+            self._staging.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self._staging, prefix="put-")
+        staged = _Staged(os.fdopen(fd, "wb"), Path(name))
+        try:
+            if header.needs_header(meta, first):
+                staged.out.write(header.encode(meta))
+            staged.write(first)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
 
-    def _commit(
-        self, key: str, staged: Path, inode: int, meta: dict[str, str], create_only: bool
-    ) -> None:
+    def _finish(self, key: str, staged: _Staged, last: bytes, create_only: bool) -> int:
+        """Write ``last``, fsync, and make the staging file the object ``key``."""
+        with staged.out as out:
+            staged.write(last)
+            out.flush()
+            os.fsync(out.fileno())
+            inode = os.fstat(out.fileno()).st_ino
+        self._commit(key, staged.path, inode, create_only)
+        return staged.size
+
+    def _commit(self, key: str, staged: Path, inode: int, create_only: bool) -> None:
         """Make the fsynced file ``staged`` (with ``inode``) the object ``key``."""
         target = self._path(key)
-        meta_file = self._meta_path(key, inode) if meta else None
-        if meta_file is not None:
-            self._write_meta(meta_file, meta)
         try:
             old = self._link(key, staged, target, create_only)
         except BaseException:
-            if meta_file is not None:
-                meta_file.unlink(missing_ok=True)
+            staged.unlink(missing_ok=True)
             raise
-        finally:
-            staged.unlink(missing_ok=True)  # after os.link; gone already after os.replace
+        if create_only:
+            staged.unlink()  # the object keeps its own link
         _fsync_dir(target.parent)
         if old is not None and old != inode:
-            self._meta_path(key, old).unlink(missing_ok=True)
+            self._drop_sidecar(key, old)
 
     def _link(self, key: str, staged: Path, target: Path, create_only: bool) -> int | None:
         """Make ``staged`` visible as ``target``; return the inode it replaced, if any."""
@@ -178,23 +239,47 @@ class FileStore:
                     raise
         raise AssertionError("unreachable")
 
-    def _write_meta(self, path: Path, meta: dict[str, str]) -> None:
-        fd, name = tempfile.mkstemp(dir=self._staging, prefix="meta-")
+    def _sweep_staging(self) -> None:
+        """Remove staging files that a killed writer left behind (never visible as objects)."""
+        self._swept = True
+        before = time.time() - STALE_STAGING_SECONDS
         try:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                json.dump(meta, f, sort_keys=True)
-                _sync(f)
-            for attempt in range(3):
-                _makedirs(self._meta, path.parent, path.name)
-                try:
-                    os.replace(name, path)
-                    break
-                except FileNotFoundError:
-                    if attempt == 2:  # a concurrent delete keeps pruning the directory
-                        raise
-        finally:
-            Path(name).unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+            entries = list(os.scandir(self._staging))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            try:
+                if entry.name.startswith("put-") and entry.stat().st_mtime < before:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+
+    def _legacy_meta_path(self, key: str, inode: int) -> Path:
+        *parents, name = key.split("/")
+        return self._meta.joinpath(*parents, f"{name}@{inode}")
+
+    def _legacy_meta(self, key: str, inode: int) -> dict[str, str]:
+        """Metadata of a file without a header, from an earlier release's sidecar, if any."""
+        try:
+            text = self._legacy_meta_path(key, inode).read_bytes()
+        except _MISSING:
+            return {}
+        try:
+            loaded = json.loads(text.decode("ascii"))
+        except ValueError:
+            return {}
+        if not isinstance(loaded, dict):
+            return {}
+        return {str(k): str(v) for k, v in loaded.items()}
+
+    def _drop_sidecar(self, key: str, inode: int) -> None:
+        """Remove the sidecar an earlier release wrote for this version of ``key``, if any."""
+        path = self._legacy_meta_path(key, inode)
+        try:
+            path.unlink()
+        except _MISSING:
+            return
+        _prune(self._meta, path.parent)
 
     def _absent(self, key: str) -> Exception:
         """A missing file is a missing object, unless the whole bucket is missing."""
@@ -210,25 +295,37 @@ class FileStore:
 
     def _read(self, key: str) -> bytes:
         with self._open(key) as f:
+            header.read_header(f)
             return f.read()
 
-    def _read_meta(self, key: str, inode: int) -> dict[str, str]:
+    def _open_body(self, key: str, chunk_size: int) -> tuple[BinaryIO, bytes]:
+        """The object's file positioned at its body, and the body's first chunk."""
+        f = self._open(key)
         try:
-            loaded = json.loads(self._meta_path(key, inode).read_text(encoding="ascii"))
-        except _MISSING:
-            return {}
-        if not isinstance(loaded, dict):
-            return {}
-        return {str(k): str(v) for k, v in loaded.items()}
+            header.read_header(f)
+            return f, f.read(chunk_size)
+        except BaseException:
+            f.close()
+            raise
+
+    def _open_meta(self, key: str) -> tuple[BinaryIO, dict[str, str], int]:
+        """The object's file at its body, its metadata and its body size; reads no body."""
+        f = self._open(key)
+        try:
+            meta, offset = header.read_header(f)
+            st = os.fstat(f.fileno())
+            if meta is None:
+                meta = self._legacy_meta(key, st.st_ino)
+            return f, meta, st.st_size - offset
+        except BaseException:
+            f.close()
+            raise
 
     def _stat(self, key: str) -> BlobInfo:
-        try:
-            st = os.stat(self._path(key))
-        except _MISSING as err:
-            raise self._absent(key) from err
-        if not S_ISREG(st.st_mode):
-            raise BlobNotFound(key)
-        return BlobInfo(key, st.st_size, st.st_mtime, self._read_meta(key, st.st_ino))
+        f, meta, size = self._open_meta(key)
+        with f:
+            modified = os.fstat(f.fileno()).st_mtime
+        return BlobInfo(key, size, modified, meta)
 
     def _list(self, prefix: str) -> builtins.list[BlobInfo]:
         try:
@@ -258,23 +355,24 @@ class FileStore:
                         self._walk(Path(entry.path), key, prefix, found)
                 elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
                     check_key(key)
-                    st = entry.stat(follow_symlinks=False)
-                    found.append(BlobInfo(key, st.st_size, st.st_mtime))
+                    with open(entry.path, "rb") as f:
+                        skip = header.header_length(f.read(header.PREFIX))
+                        st = os.fstat(f.fileno())
+                    found.append(BlobInfo(key, st.st_size - skip, st.st_mtime))
             except (FileNotFoundError, BadKey):
                 continue  # deleted meanwhile, or a stray file no key can name
 
     def _copy(self, src: str, dst: str) -> None:
-        with self._open(src) as f:
-            meta = self._read_meta(src, os.fstat(f.fileno()).st_ino)  # this version's
-            out, staged = self._open_staging()
+        f, meta, _ = self._open_meta(src)  # this version's metadata
+        with f:
+            staged = self._stage(f.read(WRITE_BATCH), meta)
             try:
-                with out:
-                    shutil.copyfileobj(f, out, 1 << 20)
-                    st = _sync(out)
+                while piece := f.read(WRITE_BATCH):
+                    staged.write(piece)
+                self._finish(dst, staged, b"", False)
             except BaseException:
-                staged.unlink(missing_ok=True)
+                staged.discard()
                 raise
-        self._commit(dst, staged, st.st_ino, meta, False)
 
     def _delete(self, key: str) -> None:
         target = self._path(key)
@@ -286,24 +384,18 @@ class FileStore:
         except _MISSING:
             return
         _fsync_dir(target.parent)
-        meta_file = self._meta_path(key, st.st_ino)
-        meta_file.unlink(missing_ok=True)
+        self._drop_sidecar(key, st.st_ino)
         _prune(self._data, target.parent)
-        _prune(self._meta, meta_file.parent)
 
     def _ping(self) -> None:
         self._data.mkdir(parents=True, exist_ok=True)
-        out, staged = self._open_staging()
-        with out:
-            out.write(b"ping")
-        staged.unlink()
-
-
-def _sync(f: IO[Any]) -> os.stat_result:
-    """Flush and fsync an open file; return its stat."""
-    f.flush()
-    os.fsync(f.fileno())
-    return os.fstat(f.fileno())
+        self._staging.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self._staging, prefix="ping-")
+        try:
+            os.write(fd, b"ping")
+        finally:
+            os.close(fd)
+            os.unlink(name)
 
 
 def _fsync_dir(path: Path) -> None:

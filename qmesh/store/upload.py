@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import IO
 
 from qmesh.store.base import Body
@@ -44,22 +44,30 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
 
 async def write_body(body: Body, out: IO[bytes], *, batch: int = WRITE_BATCH) -> int:
     """Write ``body`` to ``out`` through a worker thread; return the number of bytes."""
-    if isinstance(body, bytes | bytearray | memoryview):
-        data = bytes(body)
+    size = 0
+    async for data in batches(body, batch=batch):
         await asyncio.to_thread(out.write, data)
-        return len(data)
+        size += len(data)
+    return size
+
+
+async def batches(body: Body, *, batch: int = WRITE_BATCH) -> AsyncIterator[bytes]:
+    """``body`` as pieces of at least ``batch`` bytes (the last one may be shorter).
+
+    A body given as bytes is one piece; chunks are gathered so that each piece costs one write.
+    """
+    if isinstance(body, bytes | bytearray | memoryview):
+        yield bytes(body)
+        return
     if not isinstance(body, AsyncIterable):
         raise TypeError(f"a body is bytes or an async iterable of bytes, not {type(body)}")
-    size = 0
     pending = bytearray()
     async for chunk in body:
         if not isinstance(chunk, bytes | bytearray | memoryview):
             raise TypeError(f"body chunks are bytes, not {type(chunk)}")
         pending += chunk
-        size += len(chunk)
         if len(pending) >= batch:
-            await asyncio.to_thread(out.write, pending)
+            yield bytes(pending)
             pending.clear()
     if pending:
-        await asyncio.to_thread(out.write, pending)
-    return size
+        yield bytes(pending)

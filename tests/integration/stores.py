@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,20 @@ async def open_test_store(
     blobs = S3Store(client, bucket, single_put_max=single_put_max)
     await blobs.ensure_bucket()
     return blobs
+
+
+def write_previous_layout(
+    store: FileStore, key: str, body: bytes, metadata: dict[str, str] | None = None
+) -> None:
+    """Store ``key`` as the release before one-file objects did: the body as the whole file,
+    metadata as JSON in ``.meta-<bucket>/<key>@<inode>``."""
+    path = store.root.joinpath(store.bucket, *key.split("/"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    if metadata:
+        *parents, name = key.split("/")
+        sidecar = store.root.joinpath(f".meta-{store.bucket}", *parents)
+        sidecar.mkdir(parents=True, exist_ok=True)
+        sidecar.joinpath(f"{name}@{path.stat().st_ino}").write_text(
+            json.dumps(metadata, sort_keys=True), encoding="ascii"
+        )

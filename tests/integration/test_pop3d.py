@@ -39,6 +39,7 @@ from qmesh.store.maildir import pop3_size, unique_name
 from services.pop3d.app import build
 from services.pop3d.mailbox import snapshot
 from services.pop3d.server import Pop3Server
+from tests.integration.stores import write_previous_layout
 from tests.servers import S3Server, free_ports, self_signed
 
 pytestmark = pytest.mark.integration
@@ -398,6 +399,43 @@ async def test_interrupted_move_shows_one_message_and_is_finished_pop3_14(stack:
     assert await c.multi("UIDL") == [f"1 {unique}\r\n".encode()]
     assert await c.cmd("QUIT") == b"+OK \r\n"
     assert await stack.keys("alice") == [f"INBOX/cur/{unique}:2,"]
+
+
+@pytest.mark.parametrize("settings", ["file"], indirect=True)
+async def test_a_mailbox_from_the_previous_store_layout_lists_and_reads_the_same_pop3_11_14(
+    stack: Stack,
+) -> None:
+    """Objects with a ``.meta-*`` sidecar (the directory store before one-file objects)."""
+    assert isinstance(stack.store, FileStore)
+    await stack.add_account("alice")
+    names = []
+    for seq, (sub, flags) in enumerate([("new", ""), ("cur", ":2,S"), ("new", "")]):
+        content = MESSAGES[seq]
+        unique = unique_name(new_queue_id(now=1_732_510_000 + seq), 0, 0, content)
+        key = mailbox_key(stack.domain, "alice", "INBOX", sub, unique + flags)
+        meta = {"size": str(pop3_size(content)), "delivered": f"{1_732_510_000 + seq:.3f}"}
+        write_previous_layout(stack.store, key, content, meta)
+        names.append((unique, key, meta))
+    c = await Client.connect(stack.port)
+    await c.line()
+    await c.login("alice")
+    assert await c.multi("LIST") == [
+        f"{n} {pop3_size(m)}\r\n".encode() for n, m in enumerate(MESSAGES[:3], 1)
+    ]
+    assert await c.multi("UIDL") == [
+        f"{n} {u}\r\n".encode() for n, (u, _, _) in enumerate(names, 1)
+    ]
+    assert b"".join(await c.multi("RETR 2")) == MESSAGES[1].replace(b"\n", b"\r\n")
+    assert await c.cmd("DELE 3") == b"+OK \r\n"
+    assert await c.cmd("QUIT") == b"+OK \r\n"
+    assert await c.closed()
+    assert sorted(await stack.keys("alice")) == sorted(
+        [f"INBOX/cur/{names[0][0]}:2,", f"INBOX/cur/{names[1][0]}:2,S"]
+    )
+    moved = mailbox_key(stack.domain, "alice", "INBOX", "cur", names[0][0] + ":2,")
+    assert (await stack.store.stat(moved)).metadata == names[0][2]
+    assert await stack.store.get(moved) == MESSAGES[0]
+    assert (await stack.store.stat(names[1][1])).metadata == names[1][2]
 
 
 # -- section 11 beyond the foundation -----------------------------------------------------------
