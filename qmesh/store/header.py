@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 from typing import BinaryIO
 
 MAGIC = b"\x00qmesh-object1\n\x00"
@@ -61,6 +62,14 @@ def read_header(f: BinaryIO) -> tuple[dict[str, str] | None, int]:
     if len(text) != length - PREFIX:
         raise BadHeader("object file ends inside its header")
     return parse_metadata(text), length
+
+
+def read_body(path: Path) -> bytes:
+    """The body of one object file of the directory store, whichever layout wrote it (for
+    tools and tests that look at the files themselves; services go through the store)."""
+    with path.open("rb") as f:
+        read_header(f)
+        return f.read()
 
 
 def parse_metadata(text: bytes) -> dict[str, str]:

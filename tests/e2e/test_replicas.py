@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from qmesh.store.header import read_body
 from tests.e2e.cluster import Cluster, Replica, start_cluster, start_replica
 from tests.e2e.conftest import Sink
 
@@ -130,7 +131,7 @@ def in_local_mailboxes(cluster: Cluster) -> Counter[tuple[str, str]]:
     got: Counter[tuple[str, str]] = Counter()
     for i in range(LOCALS):
         for f in mailbox_files(cluster, f"u{i}"):
-            match = SUBJECT.search(f.read_bytes())
+            match = SUBJECT.search(read_body(f))
             got[f"u{i}", match.group(1).decode() if match else "?"] += 1
     return got
 
@@ -141,8 +142,9 @@ def bounces_received(cluster: Cluster) -> tuple[Counter[tuple[str, str]], list[s
     final: list[str] = []
     for i in range(SENDERS):
         for f in mailbox_files(cluster, f"a{i}"):
-            msg = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
-            assert msg["Subject"] == "failure notice", f.read_bytes()[:500]
+            body = read_body(f)
+            msg = email.message_from_bytes(body, policy=email.policy.default)
+            assert msg["Subject"] == "failure notice", body[:500]
             parts = list(msg.walk())
             returned = [p for p in parts if p.get_content_type() == "message/rfc822"]
             assert len(returned) == 1

@@ -23,6 +23,7 @@ import nats
 import pytest
 
 from qmesh.bus.provision import provision_streams
+from qmesh.store.header import read_header
 from services.smtpd.qmtp import netstring
 from tests.servers import free_ports
 
@@ -59,6 +60,7 @@ def stored_digest(path: Path) -> str:
     """SHA-256 of a stored message after its three trace lines (QUEUE-03, SMTPD-58)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
+        read_header(f)  # the directory store's object header, if any
         for _ in range(3):
             f.readline()
         while chunk := f.read(1 << 20):
