@@ -17,7 +17,7 @@ import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import pytest
 
@@ -26,6 +26,8 @@ from qmesh.store.base import BlobNotFound, StoreUnavailable
 from qmesh.store.files import STALE_STAGING_SECONDS, FileStore
 from qmesh.store.keys import BadKey
 from tests.integration.stores import write_previous_layout
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.integration
 
@@ -83,22 +85,25 @@ async def test_a_body_that_begins_like_a_header_is_stored_as_given(
     assert {i.size for i in await store.list("k/")} == {size}
 
 
-async def test_a_put_of_a_message_is_one_call_into_the_worker_pool(
-    store: FileStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class CountingStore(FileStore):
+    """The real directory store, counting its calls into the worker pool."""
+
+    calls: list[str]
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        self.calls.append(getattr(fn, "__name__", "?"))
+        return await super()._run(fn, *args)
+
+
+async def test_a_put_of_a_message_is_one_call_into_the_worker_pool(tmp_path: Path) -> None:
     """Staging write, fsync, link and directory fsync together (throughput #3)."""
-    calls: list[str] = []
-    real = asyncio.to_thread
-
-    async def counted(fn: Callable[..., Any], /, *args: Any) -> Any:
-        calls.append(getattr(fn, "__name__", "?"))
-        return await real(fn, *args)
-
+    store = CountingStore(tmp_path / "store", "qmesh-mail")
+    store.calls = []
     await store.put("mess/0", b"warm up")  # the first put also sweeps the staging directory
-    monkeypatch.setattr(asyncio, "to_thread", counted)
+    store.calls.clear()
     await store.put("mess/1", chunks(b"m" * 2048, 512), metadata={"qp": "1"}, create_only=True)
     await store.put("d/a/INBOX/new/1", b"m" * 2048, metadata={"size": "2048"})
-    assert len(calls) == 2
+    assert len(store.calls) == 2
 
 
 # -- a writer killed half way ------------------------------------------------------------------
