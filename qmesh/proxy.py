@@ -20,6 +20,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from qmesh.address import client_address
 from qmesh.control.parse import Network
 
 V1_PREFIX = b"PROXY "
@@ -44,12 +45,9 @@ class Peer:
 
 def trusted(peer_host: str, networks: Iterable[Network]) -> bool:
     """Whether the socket's peer is a balancer whose header is believed."""
-    try:
-        address = ipaddress.ip_address(peer_host.split("%", 1)[0])
-    except ValueError:
+    address = client_address(peer_host)
+    if address is None:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
     return any(address.version == n.version and address in n for n in networks)
 
 

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from qmesh.address import client_address
 from qmesh.control.parse import Network
 from qmesh.proxy import ProxyError, read_header, socket_recv, trusted
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 60.0
 REFUSAL_TIMEOUT = 5.0
+WRITE_TIMEOUT = 60.0  # a client that stops reading cannot hold a session
 
 
 @dataclass(slots=True)
@@ -84,6 +86,18 @@ def discard_buffered(reader: asyncio.StreamReader) -> None:
         buffer.clear()
 
 
+async def drained(writer: asyncio.StreamWriter) -> None:
+    """Wait until what was written has left for the client, at most :data:`WRITE_TIMEOUT`.
+
+    A reply that the socket took whole leaves nothing to wait for, so the common case costs no
+    timer; a closed connection shows at the next read.
+    """
+    if writer.transport.get_write_buffer_size() == 0 and not writer.transport.is_closing():
+        return
+    async with asyncio.timeout(WRITE_TIMEOUT):
+        await writer.drain()
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """A bound, listening, non-blocking TCP socket (port 0 picks a free port)."""
     if host in ("", "::"):
@@ -104,13 +118,10 @@ def _peer_host(sock: socket.socket) -> str:
 
 def client_key(remote: str) -> str:
     """What the per-client cap counts: the address, an IPv6 one by its /64."""
-    try:
-        addr = ipaddress.ip_address(remote)
-    except ValueError:
+    addr = client_address(remote)
+    if addr is None:
         return remote
     if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
         return str(ipaddress.IPv6Network((addr, 64), strict=False))
     return str(addr)
 

@@ -24,6 +24,7 @@ from qmesh.runtime.listeners import (
     Listeners,
     busy,
     discard_buffered,
+    drained,
 )
 from services.pop3d import metrics
 from services.pop3d.protocol import MAX_SASL_LINE
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 Listener = Literal["pop3", "pop3s"]
 IDLE_TIMEOUT = 1200.0  # POP3-25
-WRITE_TIMEOUT = 60.0
 STOP_GRACE = 10.0
 TOO_MANY = b"-ERR [SYS/TEMP] too many connections from your address\r\n"  # maxconnip
 READ_LIMIT = MAX_SASL_LINE + 2  # longer lines are cut and answered "-ERR line too long"
@@ -55,9 +55,11 @@ async def read_line(reader: asyncio.StreamReader, idle: float) -> tuple[bytes, b
     head = b""
     while True:
         try:
-            line = await asyncio.wait_for(reader.readuntil(b"\n"), idle)
+            async with asyncio.timeout(idle):
+                line = await reader.readuntil(b"\n")
         except asyncio.LimitOverrunError as err:
-            chunk = await asyncio.wait_for(reader.readexactly(err.consumed), idle)
+            async with asyncio.timeout(idle):
+                chunk = await reader.readexactly(err.consumed)
             head = head or chunk[:READ_LIMIT]
             overlong = True
             continue
@@ -168,4 +170,4 @@ class Pop3Server(Listeners):
     @staticmethod
     async def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
         writer.write(data)
-        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+        await drained(writer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from qmesh.address import client_address
 from qmesh.control import ControlError, Controls
 from qmesh.routing.classify import RoutingRules
 from services.smtpd.policy import RelayPolicy
@@ -31,12 +32,9 @@ class SmtpdConfig:
 
     def relayclient(self, ip: str) -> str | None:
         """RELAYCLIENT for a client address from ``relayclients`` (CTL table), else ``None``."""
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
+        addr = client_address(ip)
+        if addr is None:
             return None
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
         for network, value in self.relayclients:
             if addr.version == network.version and addr in network:
                 return value

@@ -25,6 +25,7 @@ from qmesh.runtime.listeners import (
     Listeners,
     busy,
     discard_buffered,
+    drained,
 )
 from services.smtpd import metrics, replies
 from services.smtpd import qmtp as qmtp_protocol
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 MAX_AUTH_LINE = 12288  # SMTPD-72
 CHUNK = 65536
-WRITE_TIMEOUT = 60.0
 STOP_GRACE = 25.0
 
 SessionFactory = Callable[[Client], Session]
@@ -70,7 +70,8 @@ class Connection:
         if wait <= 0:
             raise TimedOut
         try:
-            chunk = await asyncio.wait_for(self.reader.read(CHUNK), wait)
+            async with asyncio.timeout(wait):  # a timer, not a task per read as wait_for makes
+                chunk = await self.reader.read(CHUNK)
         except TimeoutError as err:
             raise TimedOut from err
         if not chunk:
@@ -120,7 +121,7 @@ class Connection:
     async def write(self, data: bytes) -> None:
         if data:
             self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT)
+            await drained(self.writer)
 
 
 class SmtpServer(Listeners):
@@ -221,7 +222,8 @@ class SmtpServer(Listeners):
             if conn is not None:
                 conn.writer.close()
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.writer.wait_closed(), 5)
+                    async with asyncio.timeout(5):
+                        await conn.writer.wait_closed()
             metrics.SESSION_SECONDS.observe(time.monotonic() - started)
             log.info(
                 "smtpd.session",
