@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -24,6 +25,7 @@ from qmesh.runtime.health import Check, Readiness, health_app
 from qmesh.runtime.logging import setup_logging
 from qmesh.runtime.settings import Settings
 
+GC_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 25.0
@@ -108,6 +110,11 @@ async def start(service: Service, settings: Settings) -> Running:
         await running.stop()
         raise
     readiness.phase = "running"
+    # What start-up made (modules, controls, clients) lives as long as the process: moved out
+    # of the collector's sight, and collections made rarer, the per-message garbage costs less
+    # to collect (throughput #10).
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
     log.info("service.started", extra={"service_name": service.name, "http_port": port})
     return running
 
