@@ -90,20 +90,41 @@ class SendQueue:
         self._clock = clock
 
     async def on_todo(self, todo: Todo) -> None:
-        """SEND-01: write the state, then (by returning) let the todo be acknowledged."""
-        if await self._states.load(todo.id) is None:
-            try:
-                await self._blobs.stat(body_key(todo.id))
-            except BlobNotFound:
-                log.warning("send.todo_without_body", extra={"msg_id": todo.id})
-                return  # finished already (a todo redelivered after completion) or an orphan
-            config = self._config()
-            state = preprocess(todo, config.rules, self._domains.names, self._clock())
-            if await self._states.create(state):
-                metrics.MESSAGES.inc()
-                log.info("new_msg", extra={"msg_id": todo.id})
-                log.info("info_msg", extra=arrival(todo, state))
-        await self.attend(todo.id)  # SEND-21: first attempt at once
+        """SEND-01: write the state, then (by returning) let the todo be acknowledged.
+
+        The lease is taken first, so a record created here is the current one while it is held
+        and the first pass starts from it without reading it back.
+        """
+        async with self._owner.hold(todo.id) as owned:
+            admitted = await self._admit(todo)
+            if admitted is None:
+                return
+            if owned:
+                await self._attend(todo.id, trusted=admitted)  # SEND-21: first attempt at once
+                return
+        self._timer.wake(todo.id, self._clock() + BUSY_RETRY)  # another replica has it now
+
+    async def _admit(self, todo: Todo) -> bool | None:
+        """Create the record: True if made now, False if it existed, None if there is no message.
+
+        A todo without a body and without a record was finished already (a todo redelivered
+        after completion) or is an orphan.
+        """
+        try:
+            await self._blobs.stat(body_key(todo.id))
+        except BlobNotFound:
+            if await self._states.load(todo.id) is not None:
+                return False
+            log.warning("send.todo_without_body", extra={"msg_id": todo.id})
+            return None
+        config = self._config()
+        state = preprocess(todo, config.rules, self._domains.names, self._clock())
+        if not await self._states.create(state):
+            return False
+        metrics.MESSAGES.inc()
+        log.info("new_msg", extra={"msg_id": todo.id})
+        log.info("info_msg", extra=arrival(todo, state))
+        return True
 
     async def on_result(self, result: Result) -> None:
         now = self._clock()
@@ -156,13 +177,22 @@ class SendQueue:
         """Do whatever the message needs now, as its only owner (ARCH-06)."""
         async with self._owner.hold(qid) as owned:
             if owned:
-                await self._attend(qid)
+                await self._attend(qid, trusted=self._owner.unbroken(qid))
                 return
         self._timer.wake(qid, self._clock() + BUSY_RETRY)  # another replica has it now
 
-    async def _attend(self, qid: str) -> None:
-        """Bounce, finish, or start due passes."""
-        loaded = await self._states.load(qid)
+    async def _attend(self, qid: str, *, trusted: bool) -> None:
+        """Bounce, finish, or start due passes.
+
+        ``trusted``: no other owner can have written the record since this replica last did, so
+        the copy in memory is used instead of a read. Results and flushes recorded meanwhile by
+        others only take recipients out of flight, mark them done or move a next attempt
+        earlier; a decision made without them is made again when they are attended, and every
+        write below is a compare-and-set on the revision it started from.
+        """
+        loaded = self._states.remembered(qid) if trusted else None
+        if loaded is None:
+            loaded = await self._states.load(qid)
         if loaded is None:
             return
         state = loaded[0]
