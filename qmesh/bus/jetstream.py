@@ -99,14 +99,18 @@ class JetStreamPublisher:
             raise PublishFailed(str(err) or type(err).__name__) from err
 
 
-async def kv_delete(kv: KeyValue, key: str, *, last: int) -> int:
-    """Delete ``key`` if its revision is still ``last``; the revision of the delete marker.
+async def kv_delete(kv: KeyValue, key: str, *, last: int, purge: bool = False) -> int:
+    """Delete (or purge) ``key`` if its revision is still ``last``; the marker's revision.
 
-    ``KeyValue.delete`` does the same but drops the marker's revision, which is what a holder
-    of a lease needs to take it again with one compare-and-set (:mod:`services.send.owner`).
+    ``KeyValue.delete`` and ``purge`` drop the marker's revision, which a holder of a lease
+    needs to take it again with one compare-and-set (``services.send.owner``), and ``purge``
+    cannot be made conditional, which removing a record that others may change needs.
     Raise :class:`~nats.js.errors.KeyWrongLastSequenceError` if the key changed meanwhile.
     """
     headers = {"KV-Operation": "DEL", "Nats-Expected-Last-Subject-Sequence": str(last)}
+    if purge:
+        headers["KV-Operation"] = "PURGE"
+        headers["Nats-Rollup"] = "sub"
     try:
         ack = await kv._js.publish(f"{kv._pre}{key}", b"", headers=headers)
     except JsApiError as err:

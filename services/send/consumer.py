@@ -67,6 +67,11 @@ def arrival(todo: Todo, state: MessageState) -> dict[str, object]:
     return fields
 
 
+def finished(state: MessageState) -> bool:
+    """Every recipient done and nothing left to bounce: the record may go (CLEAN-02)."""
+    return state.complete and not state.bounces
+
+
 class SendQueue:
     def __init__(
         self,
@@ -127,6 +132,29 @@ class SendQueue:
         return True
 
     async def on_result(self, result: Result) -> None:
+        """SEND-30: record the outcome, then do what the message needs now.
+
+        As its owner, send records the result and attends the message at once; a result that
+        leaves every recipient done with nothing to bounce removes the record in that same
+        compare-and-set instead of writing it (ARCH-05: record first, then the body). When
+        another replica owns the message, the result is recorded and that owner, or this
+        replica shortly, attends it.
+        """
+        async with self._owner.hold(result.id) as owned:
+            if owned:
+                after, removed = await self._record(result, finish=True)
+                if removed and after is not None:
+                    await self._remove_body(after)
+                elif after is not None:
+                    await self._attend(result.id, trusted=True)  # just written, under the lease
+                return
+        after, _ = await self._record(result, finish=False)
+        if after is not None:
+            self._timer.wake(result.id, self._clock() + BUSY_RETRY)  # another replica has it
+
+    async def _record(self, result: Result, *, finish: bool) -> tuple[MessageState | None, bool]:
+        """Apply one result (compare-and-set); the record after it (None: nothing changed) and
+        whether the message was finished with it."""
         now = self._clock()
         early = False
 
@@ -135,7 +163,9 @@ class SendQueue:
             early = result_is_early(state, result)
             return None if early else apply_result(state, result, now)
 
-        _, after = await self._states.update(result.id, record)
+        _, after, removed = await self._states.update_or_remove(
+            result.id, record, finished if finish else None
+        )
         if early:  # the pass that produced it is being recorded right now: take it again later
             raise Temporary(f"result of attempt {result.attempt} before its pass was recorded")
         if after is None:
@@ -147,7 +177,7 @@ class SendQueue:
                     "attempt": result.attempt,
                 },
             )
-            return
+            return None, False
         rcpt = after.recipients[result.rcpt_index]
         event = {
             "delivered": "delivery_success",
@@ -171,7 +201,7 @@ class SendQueue:
                 "report": result.report[:500],
             },
         )
-        await self.attend(result.id)
+        return after, removed
 
     async def attend(self, qid: str) -> None:
         """Do whatever the message needs now, as its only owner (ARCH-06)."""
@@ -198,7 +228,7 @@ class SendQueue:
         state = loaded[0]
         if state.idle and state.bounces:
             state = await self._bounce(state)
-        if state.complete and not state.bounces:
+        if finished(state):
             await self._finish(state)
             return
         now = self._clock()
@@ -291,6 +321,10 @@ class SendQueue:
     async def _finish(self, state: MessageState) -> None:
         """ARCH-05, CLEAN-02: state record first, then the body."""
         await self._states.remove(state.id)
+        await self._remove_body(state)
+
+    async def _remove_body(self, state: MessageState) -> None:
+        """The last step of a message, after its record is gone (ARCH-05)."""
         try:
             await self._blobs.delete(body_key(state.id))
         except StoreUnavailable as err:

@@ -21,6 +21,7 @@ from nats.js.errors import Error as JsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
+from qmesh.bus.jetstream import kv_delete
 from qmesh.contract.errors import Temporary
 from services.send.state import MessageState, state_key
 
@@ -89,12 +90,26 @@ class StateStore:
         Returns ``(before, after)``; ``after`` is ``None`` when nothing was written (no record,
         or ``change`` returned ``None``).
         """
+        before, after, _ = await self.update_or_remove(qid, change, None)
+        return before, after
+
+    async def update_or_remove(
+        self,
+        qid: str,
+        change: Callable[[MessageState], MessageState | None],
+        finished: Callable[[MessageState], bool] | None,
+    ) -> tuple[MessageState | None, MessageState | None, bool]:
+        """:meth:`update`, but a record that ``change`` leaves ``finished`` is removed instead
+        of written, by the same compare-and-set (ARCH-05: the record goes before the body).
+
+        Returns ``(before, after, removed)``.
+        """
         loaded = self.remembered(qid)
         for _ in range(CAS_TRIES):
             if loaded is None:
                 loaded = await self.load(qid)
                 if loaded is None:
-                    return None, None
+                    return None, None, False
                 fresh = True
             else:
                 fresh = False
@@ -102,11 +117,16 @@ class StateStore:
             after = change(before)
             if after is None:
                 if fresh:
-                    return before, None
+                    return before, None, False
                 loaded = None  # nothing to do, as far as memory knows: ask KV
                 continue
+            removed = finished is not None and finished(after)
             try:
-                written = await self._kv().update(state_key(qid), after.encode(), last=revision)
+                if removed:
+                    self.forget(qid)
+                    await kv_delete(self._kv(), state_key(qid), last=revision, purge=True)
+                else:
+                    written = await self._kv().update(state_key(qid), after.encode(), last=revision)
             except KeyWrongLastSequenceError:
                 self.forget(qid)
                 loaded = None
@@ -116,8 +136,9 @@ class StateStore:
             except (NatsError, JsError, OSError, TimeoutError) as err:
                 self.forget(qid)  # the write may or may not have been stored
                 raise Temporary(f"cannot write queue state: {err}") from err
-            self._remember(qid, after, written)
-            return before, after
+            if not removed:
+                self._remember(qid, after, written)
+            return before, after, removed
         raise Temporary(f"queue state of {qid} kept changing")
 
     async def remove(self, qid: str) -> None:
