@@ -82,7 +82,7 @@ async def test_arch_02_a_killed_consumer_leaves_only_its_unfinished_event(
     )
     try:
         assert child.stdout is not None
-        started = set()
+        started: set[str] = set()
         while len(started) < len(events):
             line = await asyncio.wait_for(child.stdout.readline(), 20)
             started.add(line.decode().strip())
