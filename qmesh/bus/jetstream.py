@@ -118,3 +118,13 @@ async def kv_delete(kv: KeyValue, key: str, *, last: int, purge: bool = False) -
             raise KeyWrongLastSequenceError(description=err.description) from err
         raise
     return int(ack.seq)
+
+
+async def kv_delete_unanswered(kv: KeyValue, key: str, *, last: int) -> None:
+    """Delete ``key`` if its revision is still ``last``, without asking for an answer.
+
+    For a key whose deletion nothing depends on (a lease over a message that is gone): if the
+    delete is refused or lost, the key stays until it is taken over or expires.
+    """
+    headers = {"KV-Operation": "DEL", "Nats-Expected-Last-Subject-Sequence": str(last)}
+    await kv._js._nc.publish(f"{kv._pre}{key}", b"", headers=headers)

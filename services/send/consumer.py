@@ -144,6 +144,7 @@ class SendQueue:
             if owned:
                 after, removed = await self._record(result, finish=True)
                 if removed and after is not None:
+                    self._owner.gone(result.id)
                     await self._remove_body(after)
                 elif after is not None:
                     await self._attend(result.id, trusted=True)  # just written, under the lease
@@ -321,6 +322,7 @@ class SendQueue:
     async def _finish(self, state: MessageState) -> None:
         """ARCH-05, CLEAN-02: state record first, then the body."""
         await self._states.remove(state.id)
+        self._owner.gone(state.id)
         await self._remove_body(state)
 
     async def _remove_body(self, state: MessageState) -> None:

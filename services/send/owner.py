@@ -14,7 +14,9 @@ held the lease in between: the lease is *unbroken* (:meth:`Ownership.unbroken`),
 replica attended the message meanwhile and the record this replica last wrote is the one that
 counts (only results and flushes may have been recorded since, each by compare-and-set).
 Letting go is itself a compare-and-set on the lease's own revision: a replica whose lease was
-taken over (it stalled for :data:`STALE` seconds) deletes nothing of the new owner's.
+taken over (it stalled for :data:`STALE` seconds) deletes nothing of the new owner's. The lease
+of a message that was just finished is let go without waiting for the server's answer: nothing
+depends on it, and a lost release only leaves a lease that goes stale.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from qmesh.bus.connection import NotConnected
-from qmesh.bus.jetstream import kv_delete
+from qmesh.bus.jetstream import kv_delete, kv_delete_unanswered
 from qmesh.contract.errors import Temporary
 
 log = logging.getLogger(__name__)
@@ -51,9 +53,15 @@ class Ownership:
         self._locks: dict[str, asyncio.Lock] = {}
         self._released: OrderedDict[str, int] = OrderedDict()  # key -> our delete marker
         self._unbroken: set[str] = set()
+        self._gone: set[str] = set()  # held now, and the message is finished
 
     def _value(self) -> bytes:
         return f"{self._token} {self._clock():.3f}".encode()
+
+    def gone(self, qid: str) -> None:
+        """The message held now is finished: its lease is let go without waiting for an answer
+        and without remembering it, since nobody will attend the message again."""
+        self._gone.add(qid)
 
     def unbroken(self, qid: str) -> bool:
         """Whether this worker holds ``qid`` now and nobody else held it since it last did."""
@@ -88,7 +96,11 @@ class Ownership:
         log.warning("send.lease_taken_over", extra={"key": key})
         return revision, False
 
-    async def _release(self, kv: KeyValue, key: str, revision: int) -> None:
+    async def _release(self, kv: KeyValue, key: str, revision: int, *, gone: bool) -> None:
+        if gone:
+            with contextlib.suppress(*KV_ERRORS):
+                await kv_delete_unanswered(kv, key, last=revision)
+            return
         try:
             marker = await kv_delete(kv, key, last=revision)
         except KeyWrongLastSequenceError:
@@ -122,7 +134,9 @@ class Ownership:
                     yield True
                 finally:
                     self._unbroken.discard(qid)
-                    await self._release(kv, key, revision)
+                    gone = qid in self._gone
+                    self._gone.discard(qid)
+                    await self._release(kv, key, revision, gone=gone)
         finally:
             if not lock.locked() and self._locks.get(qid) is lock:
                 del self._locks[qid]
