@@ -7,11 +7,16 @@ result before returning, so the job is acknowledged only once its result is dura
 delivery failure becomes a ``deferred`` or ``failed`` result.
 
 Each recipient is claimed in the delivery ledger (:mod:`qmesh.bus.ledger`) before its rule
-runs and its final outcome recorded after it; a deferral removes the claim, so the next pass
+runs and its final outcome recorded after it; a deferral releases the claim, so the next pass
 runs the rule again (qmail's retry, ARCH-03). A job published twice is answered from the
 record, so a forward is queued and a program run once (hardening #10); mailbox objects would
-be rewritten under the same names anyway (ARCH-11). Once the rule has run, its record and its
-result are retried until NATS takes them.
+be rewritten under the same names anyway (ARCH-11), and a copy POP3 already moved to ``cur/``
+is looked for only when an earlier attempt exists (the claim was not the first). Once the rule
+has run, its record and its result are retried until NATS takes them.
+
+Per delivery, local makes one ledger claim, the directory reads, one read of the body, one
+store write per mailbox line, the ledger's final record, the result and the ack (throughput
+#10); the record is written before the result, so a repeated job is answered from it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qmesh.bus.base import Publisher
-from qmesh.bus.ledger import Ledger, until_done
+from qmesh.bus.ledger import Ledger, Recorded, until_done
 from qmesh.contract import subjects
 from qmesh.contract.errors import Permanent, QueueFailure, Temporary
 from qmesh.contract.events import LocalJob, Result
@@ -100,8 +105,9 @@ class LocalDelivery:
     async def handle(self, job: LocalJob) -> None:
         """The Consumer's handler: deliver once, publish the result, return (then the ack)."""
         started = time.monotonic()
-        recorded = await self._ledger.claim(job)  # Temporary: the Consumer tries again later
-        if recorded is not None:
+        claimed = await self._ledger.claim_attempt(job)  # Temporary: the Consumer retries
+        if isinstance(claimed, Recorded):
+            recorded = claimed
             await self._report(Result.for_job(job, recorded.outcome, recorded.report))
             log.info(
                 "delivery.recorded",
@@ -115,7 +121,7 @@ class LocalDelivery:
             return
         try:
             async with self._ledger.held(job):
-                outcome, report = await self.deliver(job)
+                outcome, report = await self.deliver(job, first=claimed.first)
         except Exception:
             await self._ledger.release(job)  # a bug: the next try runs the rule again
             raise
@@ -126,8 +132,11 @@ class LocalDelivery:
         elapsed = time.monotonic() - started
         metrics.DELIVERIES.labels(outcome).inc()
         metrics.DELIVERY_SECONDS.observe(elapsed)
+        level = result_log_level(outcome)
+        if not log.isEnabledFor(level):  # a success is DEBUG: send logs it
+            return
         log.log(
-            result_log_level(outcome),
+            level,
             "delivery.result",
             extra={
                 "msg_id": job.id,
@@ -146,17 +155,21 @@ class LocalDelivery:
         )
         await until_done(publish, "local.report_retry")
 
-    async def deliver(self, job: LocalJob) -> tuple[Outcome, str]:
-        """The outcome and report of one delivery (LOCAL-31); never raises for mail trouble."""
+    async def deliver(self, job: LocalJob, *, first: bool = False) -> tuple[Outcome, str]:
+        """The outcome and report of one delivery (LOCAL-31); never raises for mail trouble.
+
+        ``first``: no earlier attempt of this recipient exists (the ledger says so), so no
+        copy of it can be in a mailbox already.
+        """
         transcript = _Transcript()
         try:
-            return "delivered", await self._deliver(job, transcript)
+            return "delivered", await self._deliver(job, transcript, first)
         except Permanent as err:
             return "failed", transcript.text(err.text)
         except Temporary as err:
             return "deferred", transcript.text(err.text)
 
-    async def _deliver(self, job: LocalJob, transcript: _Transcript) -> str:
+    async def _deliver(self, job: LocalJob, transcript: _Transcript, first: bool) -> str:
         local, _ = split_recipient(job.recipient)
         if not local:
             return success(Counts(), None)  # LOCAL-01: "@domain" is delivered nowhere
@@ -175,7 +188,7 @@ class LocalDelivery:
             programdelivery=config.programdelivery,
             when=self._clock(),
         )
-        forwards = await self._run_steps(job, t, p, message, config, transcript)
+        forwards = await self._run_steps(job, t, p, message, config, transcript, first)
         qp = await self._forward(job, p, forwards, message) if forwards else None
         return transcript.text(success(transcript.counts, qp))
 
@@ -195,6 +208,7 @@ class LocalDelivery:
         message: bytes,
         config: LocalConfig,
         transcript: _Transcript,
+        first: bool,
     ) -> list[str]:
         """LOCAL-17: top to bottom, the first failure stops; forwards are only collected."""
         forwards: list[str] = []
@@ -218,6 +232,7 @@ class LocalDelivery:
                     folder=step.folder,
                     content=content,
                     when=self._clock(),
+                    first=first,
                 )
                 metrics.MAILBOX_BYTES.inc(len(content))
             elif isinstance(step, Program):
