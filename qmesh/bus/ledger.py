@@ -15,9 +15,15 @@ from its record. A worker renews its claim while it delivers (:meth:`Ledger.held
 older than :data:`CLAIM_STALE` belongs to a worker that died mid-delivery and the recipient is
 delivered again, as qmail would after a crash (the one window for a duplicate, ARCH-03).
 
-Since a deferral leaves a record, a claim that *creates* the key is the recipient's first
-attempt (:attr:`Claimed.first`): nothing of an earlier attempt can exist, so ``local`` need not
-look for a copy that POP3 moved (throughput #10: one store call less per delivery).
+Every record is a JetStream write, fsynced before its acknowledgement (``sync_interval:
+always``), so ``local`` writes only those it needs (throughput #10): it *looks* first
+(:meth:`Ledger.look`, a read) and *takes* the claim (:meth:`Ledger.take`) only before a step
+that cannot be repeated, a forward or a program. Mailbox objects are rewritten under the same
+name (ARCH-11), so a delivery into mailboxes only writes just its final record. Since a
+deferral leaves a record, a look that finds none is the recipient's first attempt
+(:attr:`Attempt.first`): nothing of an earlier attempt can exist, so ``local`` need not look
+for a copy that POP3 already moved. ``remote``'s SMTP transaction cannot be repeated: it
+claims (:meth:`Ledger.claim`) before every delivery.
 
 A recipient index belongs to one channel for the life of a message, so ``local`` and
 ``remote`` share the bucket :data:`~qmesh.contract.subjects.KV_DELIVERIES`, whose TTL outlasts
@@ -76,10 +82,14 @@ class Released:
 
 
 @dataclass(frozen=True, slots=True)
-class Claimed:
-    """This worker holds the claim; ``first``: no earlier attempt of this recipient exists."""
+class Attempt:
+    """No final outcome is recorded. ``first``: no earlier attempt of the recipient left a
+    record, so nothing of one can exist; ``revision``: of the record a claim replaces (None:
+    there is none); ``stale``: that record is the claim of a worker that died."""
 
     first: bool
+    revision: int | None
+    stale: bool = False
 
 
 def key_for(job: Job) -> str:
@@ -118,42 +128,63 @@ class Ledger:
 
     async def claim(self, job: Job) -> Recorded | None:
         """The recorded final outcome, or None once this worker holds the claim."""
-        found = await self.claim_attempt(job)
-        return found if isinstance(found, Recorded) else None
-
-    async def claim_attempt(self, job: Job) -> Recorded | Claimed:
-        """The recorded final outcome, or this worker's claim (and whether it is the first
-        attempt). Raises :class:`Busy` while another worker delivers, ``Temporary`` when the
-        ledger cannot be read."""
         key = key_for(job)
         try:
             kv = self._kv()
             try:
                 await kv.create(key, claim_value(self._token, self._clock()))
-                return Claimed(first=True)
+                return None
             except KeyWrongLastSequenceError:
                 pass
-            try:
-                entry = await kv.get(key)
-            except (KeyNotFoundError, KeyDeletedError):
-                raise Busy("delivery record changed; trying again") from None
-            found = read(entry.value or b"")
+            found = await self.look(job)
             if isinstance(found, Recorded):
                 return found
-            if isinstance(found, Claim) and self._clock() - found.at < CLAIM_STALE:
-                raise Busy("another worker is delivering this recipient")
-            assert entry.revision is not None
-            await kv.update(key, claim_value(self._token, self._clock()), last=entry.revision)
+            await self.take(job, found)
+        except KV_ERRORS as err:
+            raise Temporary(f"cannot read the delivery record: {err!r}") from err
+        return None
+
+    async def look(self, job: Job) -> Recorded | Attempt:
+        """Read the record without writing: the final outcome, or what a delivery now would
+        be (:class:`Attempt`). Raises :class:`Busy` while another worker holds a fresh claim,
+        ``Temporary`` when the ledger cannot be read."""
+        try:
+            kv = self._kv()
+            try:
+                entry = await kv.get(key_for(job))
+            except KeyDeletedError:  # deferred when deferrals still deleted the claim
+                return Attempt(first=False, revision=None)
+            except KeyNotFoundError:
+                return Attempt(first=True, revision=None)
+        except KV_ERRORS as err:
+            raise Temporary(f"cannot read the delivery record: {err!r}") from err
+        found = read(entry.value or b"")
+        if isinstance(found, Recorded):
+            return found
+        if isinstance(found, Claim) and self._clock() - found.at < CLAIM_STALE:
+            raise Busy("another worker is delivering this recipient")
+        return Attempt(first=False, revision=entry.revision, stale=not isinstance(found, Released))
+
+    async def take(self, job: Job, attempt: Attempt) -> None:
+        """Claim the recipient as :meth:`look` found it; :class:`Busy` if the record changed
+        since (another worker claimed or settled it), ``Temporary`` if NATS cannot be asked."""
+        key = key_for(job)
+        value = claim_value(self._token, self._clock())
+        try:
+            kv = self._kv()
+            if attempt.revision is None:
+                await kv.create(key, value)
+            else:
+                await kv.update(key, value, last=attempt.revision)
         except KeyWrongLastSequenceError:
             raise Busy("delivery record changed; trying again") from None
         except KV_ERRORS as err:
-            raise Temporary(f"cannot read the delivery record: {err!r}") from err
-        if not isinstance(found, Released):
+            raise Temporary(f"cannot write the delivery record: {err!r}") from err
+        if attempt.stale:
             log.warning(
                 "delivery.claim_taken_over",
                 extra={"msg_id": job.id, "channel": job.channel, "rcpt_index": job.rcpt_index},
             )
-        return Claimed(first=False)
 
     @contextlib.asynccontextmanager
     async def held(self, job: Job) -> AsyncIterator[None]:
