@@ -15,13 +15,13 @@ from qmesh.contract import subjects
 from qmesh.contract.events import RemoteJob
 from qmesh.control.values import Controls
 from qmesh.control.watch import ControlWatcher
+from qmesh.dns.resolver import async_resolver
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.base import BlobStore
 from qmesh.store.factory import open_store
 from services.remote import metrics
 from services.remote.consumer import RemoteDelivery, batch_key
-from services.remote.mx import make_resolver
 from services.remote.routes import SMTP_PORT
 from services.remote.tcpto import SharedTimeouts
 
@@ -44,7 +44,7 @@ async def build(settings: Settings) -> Service:
     return assemble(
         settings,
         queue=open_store(settings, settings.queue_bucket),
-        resolver=make_resolver(),
+        resolver=async_resolver(settings.dns_servers),
         interfaces=interface_addresses(),
         environ=os.environ,
     )
