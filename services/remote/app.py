@@ -15,6 +15,7 @@ from qmesh.contract import subjects
 from qmesh.contract.events import RemoteJob
 from qmesh.control.values import Controls
 from qmesh.control.watch import ControlWatcher
+from qmesh.dkim.keyring import Keys
 from qmesh.dns.resolver import async_resolver
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
@@ -23,6 +24,7 @@ from qmesh.store.factory import open_store
 from services.remote import metrics
 from services.remote.consumer import RemoteDelivery, batch_key
 from services.remote.routes import SMTP_PORT
+from services.remote.signing import Signer
 from services.remote.tcpto import SharedTimeouts
 
 
@@ -76,6 +78,7 @@ def assemble(
         ledger=Ledger(lambda: conn.kv(subjects.KV_DELIVERIES)),  # hardening #10
         interfaces=interfaces,
         smtp_port=smtp_port,
+        signer=Signer(Keys(settings.control)),  # a bad key stops startup (issue 11)
     )
     jobs = Consumer(
         conn,

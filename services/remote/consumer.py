@@ -45,6 +45,7 @@ from services.remote.client import Attempt, Letter, Stream
 from services.remote.message import Message, open_message
 from services.remote.mx import Target, mx_targets, relay_targets, without_self
 from services.remote.routes import SMTP_PORT, BadRoute, Route, choose_route
+from services.remote.signing import Signer
 from services.remote.tcpto import TimeoutMemory
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class RemoteDelivery:
         smtp_port: int = SMTP_PORT,
         starttls: bool = True,
         rng: random.Random | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self._bus = bus
         self._queue = queue
@@ -102,6 +104,7 @@ class RemoteDelivery:
         self._smtp_port = smtp_port  # MX and IP-literal deliveries; routes name their own
         self._tls = opportunistic_tls() if starttls else None
         self._rng = rng or random.Random()
+        self._signer = signer  # DKIM (issue 11)
 
     async def handle(self, job: RemoteJob) -> None:
         """The Consumer's handler for one job: deliver, publish the result, return (the ack)."""
@@ -225,6 +228,8 @@ class RemoteDelivery:
             return [done[index] for index in range(len(jobs))]
         recipients = tuple(jobs[index].recipient for index in sending)
         message = await open_message(self._queue, job.id)
+        if self._signer is not None:
+            message = await self._signer.sign(message, sender, job.id)
         letter = Letter(
             sender=sender,
             recipients=recipients,

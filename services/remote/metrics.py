@@ -24,3 +24,8 @@ SHUNTED = Counter(
     "Events moved to stream QMESH_SHUNT after failing with a bug again and again (hardening #11)",
     ["consumer"],
 )
+DKIM = Counter(
+    "qmesh_remote_dkim_messages_total",
+    "Messages by DKIM signing result (signed, no_key, too_large, error) (issue 11)",
+    ["result"],
+)
