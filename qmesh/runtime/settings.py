@@ -56,6 +56,8 @@ class Settings(BaseSettings):
 
     # resolvers every service asks: comma-separated host or host:port; empty: the system's
     dns_servers: str = ""
+    # CAs remote trusts besides the system's, for MTA-STS policy hosts and MX certificates
+    tls_ca_file: Path | None = None
 
     @field_validator("store")
     @classmethod

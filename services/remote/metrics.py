@@ -29,3 +29,9 @@ DKIM = Counter(
     "Messages by DKIM signing result (signed, no_key, too_large, error) (issue 11)",
     ["result"],
 )
+TLS_POLICY = Counter(
+    "qmesh_remote_tls_policy_total",
+    "Connections under an MTA-STS or DANE policy by policy, mode and result (ok, failed, "
+    "mx_mismatch); `testing` failures are only counted (RFC 8461, RFC 7672)",
+    ["policy", "mode", "result"],
+)
