@@ -42,6 +42,7 @@ from qmesh.cli.connect import URL_FILE
 from qmesh.cli.natsd import NatsServer, durability_problem, read_varz, start_nats_server
 from qmesh.cli.natsusers import ADMIN, password_file, user_name, write_server_config
 from qmesh.cli.run import SERVICES
+from qmesh.dns.servers import parse_servers
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,9 @@ def cluster_env(
     for var, default in LISTENER_PORTS.items():
         env.setdefault(var, str(default))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # every service asks the same resolvers (issue 11); a bad value stops here, named
+    dns_servers = parse_servers(environ.get("QMESH_DNS_SERVERS", ""))
+    env["QMESH_DNS_SERVERS"] = ",".join(s.text() for s in dns_servers)
     return env
 
 
@@ -197,6 +201,10 @@ def prepare(environ: Mapping[str, str]) -> Site:
             "$QMESH_DATA; unset QMESH_NATS_URL, or run each service with `qmesh run` against "
             "that server"
         )
+    try:
+        parse_servers(environ.get("QMESH_DNS_SERVERS", ""))
+    except ValueError as err:
+        raise Refused(str(err)) from err
     data = Path(environ.get("QMESH_DATA", "./qmesh-data")).resolve()
     control = Path(environ.get("QMESH_CONTROL", "./control")).resolve()
     (data / "log").mkdir(parents=True, exist_ok=True)
