@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bus_traffic import monitor_url, per_message
+from bench.bus_traffic import snapshot as bus_snapshot
 from bench.cputime import ms_per_message, scan, snapshot
 from bench.postfix_peer import PostfixPeer, install_postfix, start_postfix
 from bench.profile_summary import summarise
@@ -60,6 +62,7 @@ class Target:
     groups: dict[str, list[int]]  # process group -> root pids
     own_only: list[int] = field(default_factory=list)  # supervisors: their own time only
     poll: float = 0.05  # seconds between mailbox counts
+    bus: Callable[[], dict[str, int]] | None = None  # NATS counters (bench.bus_traffic)
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Run:
     accepted: float  # msgs/s until the last 250
     end_to_end: float | None  # msgs/s until the last one is in the mailbox; None: never
     cpu: dict[str, int]  # ticks per process group
+    bus: dict[str, float] = field(default_factory=dict)  # NATS counters per message
 
 
 def smtp_source(port: int, load: Load, messages: int) -> list[str]:
@@ -78,6 +82,7 @@ def drive(target: Target, load: Load, messages: int, timeout: float = 900.0) -> 
     """One run: the load in, the clock stopped when the mailbox holds all of it, the CPU read
     once the server has gone quiet again (queue clean-up after delivery counts)."""
     goal = target.delivered() + messages
+    bus_before = target.bus() if target.bus else {}
     before = snapshot(target.groups, target.own_only)
     start = time.perf_counter()
     sent = subprocess.run(smtp_source(target.port, load, messages), capture_output=True, text=True)
@@ -94,7 +99,8 @@ def drive(target: Target, load: Load, messages: int, timeout: float = 900.0) -> 
         time.sleep(target.poll)
     settle(target)
     after = snapshot(target.groups, target.own_only)
-    return Run(accepted, end_to_end, {g: after[g] - before[g] for g in before})
+    bus = per_message(bus_before, target.bus(), messages) if target.bus else {}
+    return Run(accepted, end_to_end, {g: after[g] - before[g] for g in before}, bus)
 
 
 def settle(target: Target, limit: float = 20.0) -> None:
@@ -131,7 +137,9 @@ def qmesh_target(site: Site) -> Target:
     groups["qmesh up"] = [up]
     poll = 0.5 if site.s3 else 0.05  # listing the bucket costs the S3 server CPU
     count = functools.partial(site.delivered, ACCOUNT)
-    return Target("qmesh", site.cluster.smtp_port, count, groups, [up], poll)
+    monitor = monitor_url(site.cluster.output)
+    bus = functools.partial(bus_snapshot, monitor) if monitor else None
+    return Target("qmesh", site.cluster.smtp_port, count, groups, [up], poll, bus)
 
 
 def process_label(pid: int) -> str:
@@ -188,6 +196,11 @@ def report(args: argparse.Namespace, runs: dict[str, list[Run]], messages: int) 
         for group in rs[0].cpu:
             values = [ms_per_message(r.cpu[group], messages) for r in rs]
             out(f"  {name:9}{group:26}{spread(values):>28}\n")
+    if qm and qm[0].bus:
+        out("\nqmesh on the bus, per message (NATS users: in = sent to NATS, out = received)\n")
+        for counter in sorted(qm[0].bus):
+            values = [r.bus.get(counter, 0.0) for r in qm]
+            out(f"  {counter:40}{spread(values):>28}\n")
 
 
 def conditions() -> str:

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import email.parser
+import functools
 import itertools
 import json
 import os
@@ -34,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,6 +235,23 @@ def sink_ids(sink: Sink) -> Counter[str]:
     return Counter(message_id_of(m.data) for m in list(sink.messages))
 
 
+def wait_running(pids: Callable[[], list[int]], seconds: float, limit: float = 60.0) -> list[int]:
+    """The target's processes once the same ones have run for ``seconds``: every kill hits a
+    process that came back and did some work, however long ``qmesh up``'s restart back-off
+    has grown, so a slow machine slows the run down instead of keeping a service away."""
+    seen: list[int] = []
+    since = deadline = time.monotonic()
+    deadline += limit
+    while time.monotonic() < deadline:
+        current = pids()
+        if current != seen:
+            seen, since = current, time.monotonic()
+        elif current and time.monotonic() - since >= seconds:
+            break
+        time.sleep(0.2)
+    return seen
+
+
 def queue_empty(cluster: Cluster) -> bool:
     r = cluster.cli("queue", "stat")
     return r.returncode == 0 and r.stdout.startswith("messages in queue: 0\n")
@@ -281,9 +299,11 @@ def fault_run(
                 if not any(t.is_alive() for t in threads):
                     break
                 if target == "nats":
+                    wait_running(lambda: [p] if (p := nats.pid()) else [], kill_every)
                     nats.kill()
                 else:
-                    for pid in cluster.child_pids(target):
+                    running = functools.partial(cluster.child_pids, target)
+                    for pid in wait_running(running, kill_every):
                         os.kill(pid, signal.SIGKILL)
                 figures.kills[target] += 1
                 if say:
