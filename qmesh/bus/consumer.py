@@ -58,6 +58,12 @@ BUG_RETRY_DELAY = 60.0
 MAX_FAILURES = 5  # deliveries: a bug on the fifth (or a later) one shunts the event
 SHUNT_TIMEOUT = 5.0
 DISCONNECTED_WAIT = 0.5  # seconds between looks at a lost connection
+# How long one pull may wait. nats-py's fetch of a batch returns early only when the server
+# says the stream has nothing more for it; when another replica's pull requests hold the rest
+# (two replicas on one durable consumer), it keeps what it already received until the batch
+# is full or this time is up. A short wait bounds that delay; when idle, it costs two small
+# pull requests a second.
+FETCH_WAIT = 0.5
 
 
 class Consumer(Generic[E]):
@@ -158,7 +164,7 @@ class Consumer(Generic[E]):
                 await self._slots.acquire()
                 free += 1
             try:
-                msgs = await sub.fetch(batch=free, timeout=5)
+                msgs = await sub.fetch(batch=free, timeout=FETCH_WAIT)
             except (NatsTimeout, TimeoutError):
                 msgs = []
             except Exception as err:
