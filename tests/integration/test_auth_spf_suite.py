@@ -63,7 +63,7 @@ def zone(data: dict[str, list[Any]]) -> tuple[Records, set[str]]:
         for value in spf_texts:
             records.setdefault((name, "TXT"), []).append(_rdata("TXT", value))
             seen.add("TXT")
-    return records, silent
+    return dict(records), silent
 
 
 def _rdata(rtype: str, value: Any) -> Any:
