@@ -7,8 +7,9 @@ and builds the answers; the sockets are real.
 - ``records``: (lower-case name without final dot, type) -> rdata texts, e.g.
   ``{("example.test", "MX"): ["10 mx.example.test."]}``; :func:`txt` quotes and splits a
   TXT value longer than 255 characters.
-- ``servfail``: names answered with SERVFAIL. ``silent``: names never answered (the client
-  times out). ``secure``: names answered with the AD bit, as a validating resolver marks
+- ``servfail``: names answered with SERVFAIL. ``silent``: names (or ``"name TYPE"``) never
+  answered (the client times out). A CNAME is followed one step, as a recursive resolver
+  answers. ``secure``: names answered with the AD bit, as a validating resolver marks
   DNSSEC-validated data (RFC 4035 section 3.2.3; RFC 7672 section 2.1.1 lets a client trust it
   from a resolver it trusts).
 - A name with no record of any type gets NXDOMAIN; a known name without the asked type gets an
@@ -20,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -28,10 +29,11 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdatatype
 import dns.rrset
 
-Records = dict[tuple[str, str], list[str]]
+Records = dict[tuple[str, str], Sequence[str | dns.rdata.Rdata]]
 
 
 def txt(value: str) -> str:
@@ -70,23 +72,20 @@ class DnsFixture:
         name = question.name.to_text(omit_final_dot=True).lower()
         rdtype = dns.rdatatype.to_text(question.rdtype)
         self.queries.append((name, rdtype, "udp" if udp else "tcp"))
-        if name in self.silent:
+        if name in self.silent or f"{name} {rdtype}" in self.silent:
             return None
         response.flags |= dns.flags.RA
         if name in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif (name, rdtype) in self.records:
-            response.answer.append(
-                dns.rrset.from_text_list(
-                    question.name,
-                    300,
-                    "IN",
-                    rdtype,
-                    self.records[(name, rdtype)],
-                    origin=dns.name.root,
-                    relativize=False,
-                )
-            )
+            response.answer.append(self._rrset(question.name, name, rdtype))
+        elif (name, "CNAME") in self.records and rdtype != "CNAME":
+            cname = self._rrset(question.name, name, "CNAME")
+            response.answer.append(cname)
+            target = next(iter(cname)).target
+            key = (target.to_text(omit_final_dot=True).lower(), rdtype)
+            if key in self.records:
+                response.answer.append(self._rrset(target, key[0], rdtype))
         elif name not in {n for n, _ in self.records}:
             response.set_rcode(dns.rcode.NXDOMAIN)
         if name in self.secure:
@@ -98,6 +97,16 @@ class DnsFixture:
             response = dns.message.make_response(query)
             response.flags |= dns.flags.TC
             return response.to_wire()
+
+    def _rrset(self, owner: dns.name.Name, name: str, rdtype: str) -> dns.rrset.RRset:
+        values = self.records[(name, rdtype)]
+        rdatas = [
+            v
+            if isinstance(v, dns.rdata.Rdata)
+            else dns.rdata.from_text("IN", rdtype, v, origin=dns.name.root, relativize=False)
+            for v in values
+        ]
+        return dns.rrset.from_rdata_list(owner, 300, rdatas)
 
     def start(self) -> int:
         for _ in range(50):
@@ -179,13 +188,13 @@ def _read(conn: socket.socket, count: int) -> bytes | None:
 
 @contextlib.contextmanager
 def serving(
-    records: Records | None = None,
+    records: Mapping[tuple[str, str], Sequence[str | dns.rdata.Rdata]] | None = None,
     *,
     servfail: set[str] | None = None,
     silent: set[str] | None = None,
     secure: set[str] | None = None,
 ) -> Iterator[DnsFixture]:
-    fixture = DnsFixture(records or {}, servfail or set(), silent or set(), secure or set())
+    fixture = DnsFixture(dict(records or {}), servfail or set(), silent or set(), secure or set())
     fixture.start()
     try:
         yield fixture

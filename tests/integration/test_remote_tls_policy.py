@@ -304,3 +304,22 @@ async def test_dane_ee_record_decides_and_wins_over_mta_sts(
         assert "DANE (TLSA records of mx.dane.test)" in result.report
         assert "matches none of its TLSA records" in result.report
         assert s.messages == []
+
+
+async def test_a_cached_policy_holds_when_the_policy_host_is_gone(
+    harness: Harness, dns_world: DnsFixture, pki: Pki
+) -> None:
+    """RFC 8461 sections 3.3 and 5.1: the policy cached in KV (max_age one day) still applies
+    when the HTTPS host no longer answers and the TXT id is unchanged."""
+    s = Sink()
+    server, port = await start_sink(s)
+    dns_world.records.update(world(port))
+    await purge_cache(harness, "enforce.test")
+    async with policy_server(pki, POLICIES) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        first = await harness.deliver("bob@enforce.test")
+    second = await harness.deliver("carol@enforce.test")  # the policy server is closed now
+    server.close()
+    assert first.outcome == second.outcome == "deferred"
+    assert "MTA-STS policy of enforce.test" in second.report
+    assert s.messages == []
