@@ -73,19 +73,28 @@ class Run:
     bus: dict[str, float] = field(default_factory=dict)  # NATS counters per message
 
 
-def smtp_source(port: int, load: Load, messages: int) -> list[str]:
+def accounts(recipients: int) -> list[str]:
+    """The mailboxes ``smtp-source -r N -t bench1@...`` writes to: bench1, 2bench1 ... Nbench1."""
+    return [ACCOUNT] + [f"{n}{ACCOUNT}" for n in range(2, recipients + 1)]
+
+
+def smtp_source(port: int, load: Load, messages: int, recipients: int = 1) -> list[str]:
     return ["smtp-source", "-s", str(load.sessions), "-m", str(messages), "-l", str(load.size),
-            "-f", SENDER, "-t", f"{ACCOUNT}@{DOMAIN}", f"127.0.0.1:{port}"]  # fmt: skip
+            "-r", str(recipients), "-f", SENDER, "-t", f"{ACCOUNT}@{DOMAIN}",
+            f"127.0.0.1:{port}"]  # fmt: skip
 
 
-def drive(target: Target, load: Load, messages: int, timeout: float = 900.0) -> Run:
-    """One run: the load in, the clock stopped when the mailbox holds all of it, the CPU read
+def drive(
+    target: Target, load: Load, messages: int, recipients: int = 1, timeout: float = 900.0
+) -> Run:
+    """One run: the load in, the clock stopped when the mailboxes hold all of it, the CPU read
     once the server has gone quiet again (queue clean-up after delivery counts)."""
-    goal = target.delivered() + messages
+    goal = target.delivered() + messages * recipients
     bus_before = target.bus() if target.bus else {}
     before = snapshot(target.groups, target.own_only)
     start = time.perf_counter()
-    sent = subprocess.run(smtp_source(target.port, load, messages), capture_output=True, text=True)
+    command = smtp_source(target.port, load, messages, recipients)
+    sent = subprocess.run(command, capture_output=True, text=True)
     accepted = messages / (time.perf_counter() - start)
     if sent.returncode != 0:
         said = (sent.stdout + sent.stderr)[-600:]
@@ -114,11 +123,11 @@ def settle(target: Target, limit: float = 20.0) -> None:
         last = now
 
 
-def postfix_target(peer: PostfixPeer) -> Target:
+def postfix_target(peer: PostfixPeer, users: list[str]) -> Target:
     return Target(
         "Postfix",
         peer.port,
-        lambda: count_files(peer.maildir_new(ACCOUNT)),
+        lambda: sum(count_files(peer.maildir_new(user)) for user in users),
         {"postfix (all processes)": [peer.master_pid()]},
     )
 
@@ -136,7 +145,7 @@ def qmesh_target(site: Site) -> Target:
         groups["seaweedfs (S3)"] = [site.s3.process.pid]
     groups["qmesh up"] = [up]
     poll = 0.5 if site.s3 else 0.05  # listing the bucket costs the S3 server CPU
-    count = functools.partial(site.delivered, ACCOUNT)
+    count = site.delivered
     monitor = monitor_url(site.cluster.output)
     bus = functools.partial(bus_snapshot, monitor) if monitor else None
     return Target("qmesh", site.cluster.smtp_port, count, groups, [up], poll, bus)
@@ -168,7 +177,8 @@ def report(args: argparse.Namespace, runs: dict[str, list[Run]], messages: int) 
     load = LOADS[args.load]
     out(
         f"\nload {args.load}: {messages} messages of {load.size} bytes, {load.sessions} sessions, "
-        f"one message per connection; qmesh store {args.store}, replicas {args.replicas}; "
+        f"{args.recipients} recipient(s) each, one message per connection; "
+        f"qmesh store {args.store}, replicas {args.replicas}; "
         f"{args.repeats} interleaved repeats; median [min-max]\n\n"
     )
     pf, qm = runs["Postfix"], runs["qmesh"]
@@ -217,7 +227,7 @@ def postfix_version() -> str:
     return f"Postfix {done.stdout.split('=')[-1].strip()}" if done.returncode == 0 else ""
 
 
-def profile(site: Site, load: Load, messages: int, directory: Path) -> None:
+def profile(site: Site, load: Load, messages: int, recipients: int, directory: Path) -> None:
     """One more qmesh run with py-spy sampling every qmesh process; a summary per process."""
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(pyspy).exists():
@@ -237,7 +247,7 @@ def profile(site: Site, load: Load, messages: int, directory: Path) -> None:
             sampler = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             samplers.append((sampler, raw))
     time.sleep(2)  # py-spy attaches
-    run = drive(target, load, messages)
+    run = drive(target, load, messages, recipients)
     for sampler, _ in samplers:
         sampler.send_signal(signal.SIGINT)
     for sampler, _ in samplers:
@@ -262,6 +272,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200, help="messages each, not counted")
     parser.add_argument("--store", choices=("files", "s3"), default="files")
     parser.add_argument("--replicas", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--recipients", type=int, default=1, help="local recipients a message")
     parser.add_argument("--profile", type=Path, help="also profile one qmesh run into DIR")
     args = parser.parse_args()
     missing = install_postfix()
@@ -274,18 +285,19 @@ def main() -> int:
         work = Path(tmp)
         work.chmod(0o755)  # the Postfix instance runs as postfix and nobody under it
         (port,) = free_ports(1)
-        peer = start_postfix(work / "postfix", port, DOMAIN, [ACCOUNT])
+        users = accounts(args.recipients)
+        peer = start_postfix(work / "postfix", port, DOMAIN, users)
         site: Site | None = None
         try:
-            site = start_site(work / "qmesh", [ACCOUNT], args.store, args.replicas)
-            targets = [postfix_target(peer), qmesh_target(site)]
+            site = start_site(work / "qmesh", users, args.store, args.replicas)
+            targets = [postfix_target(peer, users), qmesh_target(site)]
             for target in targets:
                 if args.warmup:
-                    drive(target, load, args.warmup)
+                    drive(target, load, args.warmup, args.recipients)
             runs: dict[str, list[Run]] = {t.name: [] for t in targets}
             for repeat in range(args.repeats):
                 for target in targets if repeat % 2 == 0 else targets[::-1]:
-                    run = drive(target, load, args.messages)
+                    run = drive(target, load, args.messages, args.recipients)
                     runs[target.name].append(run)
                     e2e = f"{run.end_to_end:.1f}" if run.end_to_end else "incomplete"
                     sys.stdout.write(
@@ -295,7 +307,7 @@ def main() -> int:
                     )
             report(args, runs, args.messages)
             if args.profile:
-                profile(site, load, args.messages, args.profile)
+                profile(site, load, args.messages, args.recipients, args.profile)
         finally:
             if site:
                 site.stop()

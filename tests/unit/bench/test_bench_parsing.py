@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.bus_traffic import counters, monitor_url, per_message
+from bench.compare_postfix import LOADS, accounts, smtp_source
 from bench.cputime import ProcStat, parse_stat, snapshot, tree_ticks
 from bench.postfix_peer import main_cf, master_cf
 from bench.profile_summary import parse, summarise
@@ -118,3 +120,38 @@ def test_the_summary_gives_ms_per_message_and_shares() -> None:
     text = summarise(RAW, messages=10, rate=100)
     assert "send: 100.00 ms/msg sampled (100 samples)" in text
     assert " 40.0%  _sync (qmesh/store/files.py)" in text
+
+
+def test_smtp_source_recipients_land_in_the_accounts_the_benchmark_creates() -> None:
+    """``smtp-source -r 3 -t bench1@...`` writes to bench1, 2bench1 and 3bench1."""
+    assert accounts(1) == ["bench1"]
+    assert accounts(3) == ["bench1", "2bench1", "3bench1"]
+    command = smtp_source(2525, LOADS["2k-10"], 100, 3)
+    assert command[command.index("-r") + 1] == "3"
+
+
+def test_bus_counters_are_summed_per_nats_user_and_writes_read_per_stream(
+    tmp_path: Path,
+) -> None:
+    connz = {
+        "connections": [
+            {"authorized_user": "qmesh-send", "in_msgs": 10, "out_msgs": 4, "in_bytes": 100},
+            {"authorized_user": "qmesh-send", "in_msgs": 5, "out_msgs": 1, "in_bytes": 50},
+            {"authorized_user": "qmesh-smtpd", "in_msgs": 2, "out_msgs": 2},
+        ]
+    }
+    jsz = {
+        "account_details": [{"stream_detail": [{"name": "QMESH_TODO", "state": {"last_seq": 7}}]}]
+    }
+    before = counters(connz, jsz)
+    assert before["qmesh-send in msgs"] == 15 and before["qmesh-send in bytes"] == 150
+    assert before["writes QMESH_TODO"] == 7
+    after = {**before, "qmesh-send in msgs": 35, "writes QMESH_TODO": 17, "qmesh-smtpd in msgs": 1}
+    assert per_message(before, after, 10) == {"qmesh-send in msgs": 2.0, "writes QMESH_TODO": 1.0}
+    out = tmp_path / "qmesh-up.out"
+    assert monitor_url(out) is None
+    out.write_text(
+        "qmesh: NATS writes ... (sync_interval: always; monitoring http://127.0.0.1:1)\n"
+        "qmesh: NATS writes ... (sync_interval: always; monitoring http://127.0.0.1:2)\n"
+    )
+    assert monitor_url(out) == "http://127.0.0.1:2"
