@@ -1,0 +1,147 @@
+"""Mailing lists end to end (issue #15): ``qmesh up``, the ``qmesh list`` commands, SMTP in,
+an SMTP sink standing in for the subscribers' servers (``sink.test`` is routed to it)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import smtplib
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster import Cluster, start_cluster
+from tests.e2e.conftest import Received, Sink, profile_controls
+
+pytestmark = pytest.mark.e2e
+
+LIST = "announce@lists.test"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def send(cluster: Cluster, sender: str, rcpt: str, text: str) -> None:
+    with smtplib.SMTP("127.0.0.1", cluster.smtp_port, timeout=30) as smtp:
+        smtp.ehlo("client.example")
+        smtp.mail(sender)
+        code, reply = smtp.rcpt(rcpt)
+        assert code == 250, reply
+        code, reply = smtp.data(text.replace("\n", "\r\n").encode())
+        assert code == 250, reply
+
+
+def parsed(m: Received) -> EmailMessage:
+    msg = email.message_from_bytes(m.data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def arrivals(sink: Sink, to: str, subject: str) -> list[tuple[Received, EmailMessage]]:
+    found = []
+    for m in list(sink.messages):
+        if to in m.recipients:
+            msg = parsed(m)
+            if subject.lower() in str(msg["Subject"]).lower():
+                found.append((m, msg))
+    return found
+
+
+def one(sink: Sink, to: str, subject: str) -> tuple[Received, EmailMessage]:
+    wait_for(lambda: bool(arrivals(sink, to, subject)), what=f"{subject!r} to {to}")
+    return arrivals(sink, to, subject)[0]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, sink: Sink) -> Iterator[Cluster]:
+    c = start_cluster(tmp_path / "site", profile_controls(sink.port))
+    try:
+        done = c.cli("domain", "add", "lists.test")
+        assert done.returncode == 0, done.stderr
+        yield c
+    finally:
+        c.stop()
+
+
+def subscribers(cluster: Cluster, name: str = LIST) -> list[str]:
+    done = cluster.cli("list", "subscribers", name)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def subscribe(cluster: Cluster, sink: Sink, who: str, name: str = LIST) -> None:
+    local, _, domain = name.partition("@")
+    send(cluster, who, f"{local}-subscribe@{domain}", "Subject: sub\n\nplease\n")
+    _, request = one(sink, who, f"confirm subscribe to {name}")
+    confirm = str(request["Reply-To"])
+    send(cluster, who, confirm, "Subject: Re: confirm\n\nyes\n")
+    one(sink, who, f"WELCOME to {name}")
+
+
+def test_subscribe_confirm_post_and_refusals(cluster: Cluster, sink: Sink) -> None:
+    made = cluster.cli("list", "create", LIST, "--prefix", "[announce]", "--archive")
+    assert made.returncode == 0, made.stderr
+    again = cluster.cli("list", "create", LIST)
+    assert again.returncode == 1 and "exists" in again.stderr
+
+    # a subscription waits for a confirmation sent to the address itself
+    send(cluster, "joe@sink.test", "announce-subscribe@lists.test", "Subject: sub\n\nhi\n")
+    got, request = one(sink, "joe@sink.test", "confirm subscribe to announce@lists.test")
+    assert got.sender == "announce-return-@lists.test"
+    confirm = str(request["Reply-To"])
+    assert confirm.startswith("announce-sc.") and confirm.endswith("-joe=sink.test@lists.test")
+    assert subscribers(cluster) == []
+
+    # a forged confirmation (code changed) is refused with a clear reply, from <>
+    head, dash, tail = confirm.partition("-joe=")
+    forged = head[:-1] + ("0" if head[-1] != "0" else "1") + dash + tail
+    send(cluster, "joe@sink.test", forged, "Subject: yes\n\nyes\n")
+    got, refusal = one(sink, "joe@sink.test", "refused by announce@lists.test")
+    assert got.sender in ("", "<>")
+    assert "not valid for this list and address" in refusal.get_content()
+    assert subscribers(cluster) == []
+
+    # nobody can subscribe a third party: the request goes to the third party, not to mallory
+    send(cluster, "mallory@sink.test", "announce-subscribe-ann=sink.test@lists.test", "\n")
+    one(sink, "ann@sink.test", "confirm subscribe to announce@lists.test")
+    assert not arrivals(sink, "mallory@sink.test", "confirm")
+    assert subscribers(cluster) == []
+
+    # the real confirmation
+    send(cluster, "joe@sink.test", confirm, "Subject: Re: confirm\n\nyes\n")
+    one(sink, "joe@sink.test", "WELCOME to announce@lists.test")
+    assert subscribers(cluster) == ["joe@sink.test"]
+
+    # an open post reaches the subscriber with the list's fields
+    send(cluster, "someone@far.test", LIST, "From: someone@far.test\nSubject: news\n\nhello all\n")
+    got, post = one(sink, "joe@sink.test", "[announce] news")
+    assert got.sender == "announce-return-1-@lists.test"
+    assert post["List-Id"] == "<announce.lists.test>"
+    assert post["List-Post"] == "<mailto:announce@lists.test>"
+    assert post["List-Unsubscribe"] == "<mailto:announce-unsubscribe@lists.test>"
+    assert post["List-Help"] == "<mailto:announce-help@lists.test>"
+    assert post["Precedence"] == "bulk"
+    assert post.get_content().rstrip() == "hello all"
+
+    # help, and the archive
+    send(cluster, "joe@sink.test", "announce-help@lists.test", "\n")
+    one(sink, "joe@sink.test", "help for announce@lists.test")
+    send(cluster, "joe@sink.test", "announce-get.1@lists.test", "\n")
+    _, archived = one(sink, "joe@sink.test", "archive message 1")
+    assert "hello all" in archived.as_string()
+
+    # unsubscribe, confirmed the same way
+    send(cluster, "joe@sink.test", "announce-unsubscribe@lists.test", "\n")
+    _, request = one(sink, "joe@sink.test", "confirm unsubscribe to announce@lists.test")
+    send(cluster, "joe@sink.test", str(request["Reply-To"]), "\n")
+    one(sink, "joe@sink.test", "GOODBYE from announce@lists.test")
+    assert subscribers(cluster) == []
