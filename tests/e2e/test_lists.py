@@ -145,3 +145,64 @@ def test_subscribe_confirm_post_and_refusals(cluster: Cluster, sink: Sink) -> No
     send(cluster, "joe@sink.test", str(request["Reply-To"]), "\n")
     one(sink, "joe@sink.test", "GOODBYE from announce@lists.test")
     assert subscribers(cluster) == []
+
+
+def test_subscribers_only_moderated_loops_and_foreign_cookies(cluster: Cluster, sink: Sink) -> None:
+    for args in (
+        ("members@lists.test", "--subscribers-only"),
+        ("mod@lists.test", "--moderated", "--moderator", "boss@sink.test"),
+    ):
+        made = cluster.cli("list", "create", *args)
+        assert made.returncode == 0, made.stderr
+    added = cluster.cli("list", "add", "members@lists.test", "joe@sink.test")
+    assert added.returncode == 0 and "1 added" in added.stdout, added.stderr
+    assert cluster.cli("list", "add", "mod@lists.test", "joe@sink.test").returncode == 0
+
+    # subscribers only: a stranger is refused with a reply, a subscriber is posted
+    send(cluster, "eve@sink.test", "members@lists.test", "Subject: spam\n\nbuy\n")
+    _, refusal = one(sink, "eve@sink.test", "refused by members@lists.test")
+    assert "only subscribers may post" in refusal.get_content()
+    send(cluster, "joe@sink.test", "members@lists.test", "Subject: from joe\n\nhi\n")
+    one(sink, "joe@sink.test", "from joe")
+    assert not arrivals(sink, "joe@sink.test", "spam")
+
+    # moderated: the post waits; accept posts it, reject tells the poster
+    send(cluster, "ann@far.test", "mod@lists.test", "Subject: first\n\none\n")
+    _, request = one(sink, "boss@sink.test", "MODERATE for mod@lists.test")
+    accept = str(request["Reply-To"])
+    assert accept.startswith("mod-accept-")
+    assert not arrivals(sink, "joe@sink.test", "first")
+    send(cluster, "boss@sink.test", accept, "\n")
+    one(sink, "joe@sink.test", "first")
+    send(cluster, "boss@sink.test", accept, "\n")  # decided already: refused, nothing twice
+    one(sink, "boss@sink.test", "refused by mod@lists.test")
+    send(cluster, "bob@sink.test", "mod@lists.test", "Subject: second\n\ntwo\n")
+    wait_for(lambda: len(arrivals(sink, "boss@sink.test", "MODERATE")) == 2, what="2nd request")
+    _, request = arrivals(sink, "boss@sink.test", "MODERATE")[1]
+    reject = str(request["Reply-To"]).replace("mod-accept-", "mod-reject-")
+    send(cluster, "boss@sink.test", reject, "\n")
+    _, refusal = one(sink, "bob@sink.test", "refused by mod@lists.test")
+    assert "a moderator rejected your message" in refusal.get_content()
+    assert len(arrivals(sink, "joe@sink.test", "first")) == 1
+    assert not arrivals(sink, "joe@sink.test", "second")
+
+    # a post that has been through the list already (ezmlm's marker) is refused, not posted
+    send(
+        cluster,
+        "joe@sink.test",
+        "members@lists.test",
+        "Delivered-To: mailing list members@lists.test\nSubject: looped\n\nagain\n",
+    )
+    _, refusal = one(sink, "joe@sink.test", "refused by members@lists.test")
+    assert "looping" in refusal.get_content()
+    assert not [m for m in sink.messages if b"Subject: looped" in m.data and m.sender != "<>"]
+
+    # a confirmation cookie of one list is refused by another
+    send(cluster, "kim@sink.test", "members-subscribe@lists.test", "\n")
+    _, request = one(sink, "kim@sink.test", "confirm subscribe to members@lists.test")
+    foreign = str(request["Reply-To"]).replace("members-sc.", "mod-sc.")
+    send(cluster, "kim@sink.test", foreign, "\n")
+    _, refusal = one(sink, "kim@sink.test", "refused by mod@lists.test")
+    assert "not valid for this list" in refusal.get_content()
+    assert "kim@sink.test" not in subscribers(cluster, "mod@lists.test")
+    assert "kim@sink.test" not in subscribers(cluster, "members@lists.test")
