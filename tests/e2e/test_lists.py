@@ -206,3 +206,60 @@ def test_subscribers_only_moderated_loops_and_foreign_cookies(cluster: Cluster, 
     assert "not valid for this list" in refusal.get_content()
     assert "kim@sink.test" not in subscribers(cluster, "mod@lists.test")
     assert "kim@sink.test" not in subscribers(cluster, "members@lists.test")
+
+
+@pytest.mark.timeout(600)
+def test_a_2000_subscriber_post_is_one_message_in_batched_transactions(
+    cluster: Cluster, sink: Sink
+) -> None:
+    made = cluster.cli("list", "create", LIST)
+    assert made.returncode == 0, made.stderr
+    people = [f"s{i:04d}@sink.test" for i in range(2000)]
+    added = cluster.cli("list", "add", LIST, stdin="\n".join(people) + "\n")
+    assert added.returncode == 0 and "2000 added" in added.stdout, added.stderr
+
+    started = time.monotonic()
+    send(cluster, "boss@far.test", LIST, "From: boss@far.test\nSubject: big news\n\nto all\n")
+
+    def reached() -> set[str]:
+        return {r for m in sink.messages if b"big news" in m.data for r in m.recipients}
+
+    wait_for(lambda: reached() == set(people), timeout=300, what="the post at every subscriber")
+    elapsed = time.monotonic() - started
+    posts = [m for m in sink.messages if b"big news" in m.data]
+    assert {m.sender for m in posts} == {"announce-return-1-@lists.test"}
+    # remote shares a transaction among the jobs it takes together (REMOTE-40); at most
+    # concurrencyremote (20) are in flight, so batches of several recipients, not one each
+    print(f"2000-subscriber post: {len(posts)} SMTP transactions, all in {elapsed:.1f}s")
+    assert len(posts) <= len(people) // 4, f"{len(posts)} transactions: not batched"
+    # one enqueue: one message in the queue for the whole post
+    infos = [
+        line
+        for line in cluster.log_lines("send")
+        if line.get("event") == "info_msg" and "announce-return-1-" in str(line.get("sender"))
+    ]
+    assert len(infos) == 1, infos
+
+
+def test_a_bouncing_subscriber_is_probed_then_removed(cluster: Cluster, sink: Sink) -> None:
+    """ezmlm-return/ezmlm-warn: bounces counted, a probe after the bounce period (0 here),
+    removal when the probe bounces too; the others stay."""
+    made = cluster.cli("list", "create", LIST, "--bounce-period", "0")
+    assert made.returncode == 0, made.stderr
+    people = ["a@sink.test", "bad@sink.test", "c@sink.test"]
+    assert cluster.cli("list", "add", LIST, *people).returncode == 0
+    sink.refuse["bad@sink.test"] = "550 5.1.1 <bad@sink.test>: no such user"
+
+    send(cluster, "boss@far.test", LIST, "From: boss@far.test\nSubject: one\n\nx\n")
+    wait_for(
+        lambda: "bad@sink.test" not in subscribers(cluster),
+        timeout=120,
+        what="the bouncing subscriber removed",
+    )
+    assert sink.attempts.count("bad@sink.test") == 2  # the post, then the probe
+    assert subscribers(cluster) == ["a@sink.test", "c@sink.test"]
+    lines = [line for line in cluster.log_lines("lists") if line.get("event") == "lists.handled"]
+    assert [line["result"] for line in lines if line["request"] == "return"] == [
+        "probed",
+        "removed",
+    ]
