@@ -4,6 +4,7 @@ an SMTP sink standing in for the subscribers' servers (``sink.test`` is routed t
 from __future__ import annotations
 
 import email
+import logging
 import email.policy
 import smtplib
 import time
@@ -230,7 +231,9 @@ def test_a_2000_subscriber_post_is_one_message_in_batched_transactions(
     assert {m.sender for m in posts} == {"announce-return-1-@lists.test"}
     # remote shares a transaction among the jobs it takes together (REMOTE-40); at most
     # concurrencyremote (20) are in flight, so batches of several recipients, not one each
-    print(f"2000-subscriber post: {len(posts)} SMTP transactions, all in {elapsed:.1f}s")
+    logging.getLogger(__name__).warning(
+        "2000-subscriber post: %d SMTP transactions, all in %.1fs", len(posts), elapsed
+    )
     assert len(posts) <= len(people) // 4, f"{len(posts)} transactions: not batched"
     # one enqueue: one message in the queue for the whole post
     infos = [
