@@ -4,8 +4,8 @@ an SMTP sink standing in for the subscribers' servers (``sink.test`` is routed t
 from __future__ import annotations
 
 import email
-import logging
 import email.policy
+import logging
 import smtplib
 import time
 from collections.abc import Callable, Iterator
