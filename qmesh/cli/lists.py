@@ -96,6 +96,7 @@ async def _create(ctx: Context, args: argparse.Namespace) -> None:
         owner=owner,
         moderators=moderators,
         bounce_period=args.bounce_period,
+        digest_every=args.digest_every,
     )
     directory, lists, _ = await _handles(ctx)
     found = await directory.get_domain(domain)
@@ -136,6 +137,8 @@ async def _show(ctx: Context, args: argparse.Namespace) -> None:
     ctx.say(f"owner: {record.owner or '-'}")
     ctx.say(f"moderators: {' '.join(record.moderators) or '-'}")
     ctx.say(f"bounce period: {record.bounce_period}s")
+    if record.digest:
+        ctx.say(f"digest: every {record.digest_every} posts or {record.digest_hours} hours")
     ctx.say(f"subscribers: {len(subs.sub)}  digest subscribers: {len(subs.digest)}")
 
 
@@ -210,6 +213,7 @@ def add_list_commands(sub: Any) -> None:
     c.add_argument(
         "--bounce-period", type=int, default=10 * 86400, help="seconds of bounces before a probe"
     )
+    c.add_argument("--digest-every", type=int, default=30, help="posts per digest (or 48 hours)")
     c.set_defaults(admin=_create)
     for action, handler, text in (
         ("show", _show, "the list's settings"),

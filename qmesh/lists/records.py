@@ -68,6 +68,8 @@ class ListRecord(Record):
         default_factory=list
     )
     bounce_period: int = Field(default=DEFAULT_BOUNCE_PERIOD, ge=0, le=365 * 86400)
+    digest_every: int = Field(default=30, ge=1, le=1000)  # ezmlm-tstdig -m30
+    digest_hours: int = Field(default=48, ge=1, le=24 * 365)  # ezmlm-tstdig -t48
 
     @property
     def key(self) -> str:

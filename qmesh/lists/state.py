@@ -8,6 +8,7 @@ Keys name a list by :func:`~qmesh.lists.names.list_hash` and a subscriber by
 | ``secret`` | the cookie key, 32 random bytes in hex, made once (create-only) |
 | ``subs.<list>`` | ``{"sub": [...], "digest": [...]}``: ezmlm's subscriber and digest lists |
 | ``seq.<list>`` | the number of the last post (ezmlm's ``num``) |
+| ``digest.<list>`` | the post numbers waiting for the next digest |
 | ``bounce.<list>.<subscriber>`` | bounces counted for one subscriber, and the probe sent |
 | ``held.<list>.<id>`` | a post waiting for a moderator |
 | ``done.<queue-id>.<index>`` | a list job carried out (a redelivered job does nothing) |
@@ -189,6 +190,28 @@ async def next_number(kv: KeyValue, list_address: str) -> int:
     return int(after["n"])
 
 
+async def digest_due(
+    kv: KeyValue, list_address: str, number: int, now: float, every: int, hours: int
+) -> list[int]:
+    """Note post ``number`` for the digest; the numbers to send now (ezmlm-tstdig's test:
+    ``every`` posts waiting, or the oldest waiting for ``hours``), which are then cleared."""
+    due: list[list[int]] = [[]]
+
+    def change(doc: dict[str, Any]) -> dict[str, Any]:
+        pending = [int(n) for n in doc.get("pending", [])]
+        if number not in pending:
+            pending.append(number)
+        since = float(doc.get("since", now)) if doc.get("pending") else now
+        if len(pending) >= every or now - since >= hours * 3600:
+            due[0] = pending
+            return {"pending": [], "since": now, "issue": int(doc.get("issue", 0)) + 1}
+        due[0] = []
+        return {**doc, "pending": pending, "since": since}
+
+    await _edit_json(kv, f"digest.{list_hash(list_address)}", change)
+    return due[0]
+
+
 def _bounce_key(list_address: str, address: str) -> str:
     return f"bounce.{list_hash(list_address)}.{digest(address.lower())}"
 
@@ -226,7 +249,15 @@ async def forget_list(kv: KeyValue, list_address: str) -> None:
     lh = list_hash(list_address)
     try:
         keys = await asyncio.wait_for(
-            kv.keys(filters=[f"subs.{lh}", f"seq.{lh}", f"bounce.{lh}.>", f"held.{lh}.>"]),
+            kv.keys(
+                filters=[
+                    f"subs.{lh}",
+                    f"seq.{lh}",
+                    f"digest.{lh}",
+                    f"bounce.{lh}.>",
+                    f"held.{lh}.>",
+                ]
+            ),
             TIMEOUT,
         )
     except Exception as err:

@@ -40,7 +40,7 @@ from qmesh.lists.events import ListJob
 from qmesh.lists.names import archive_key, held_key
 from qmesh.lists.records import ListRecord
 from qmesh.store.base import BlobNotFound, BlobStore, StoreUnavailable
-from services.lists import bounce, cookie, metrics, post, replies
+from services.lists import bounce, cookie, digest, metrics, post, replies
 from services.lists.dmarc import strict
 from services.lists.request import Request, parse
 
@@ -300,8 +300,10 @@ class Lists:
         body = post.compose(
             record, message, dmarc_rewrite=rewrite, unsubscribe_url=self._unsubscribe_url(record)
         )
-        if record.archive:
+        if record.archive or record.digest:
             await self._queue.put(archive_key(record.address, number), body)
+        if record.digest:
+            await self._digest(record, number)
         recipients = list(subs.sub)
         if not recipients:
             return "posted_to_nobody"
@@ -319,6 +321,34 @@ class Lists:
             },
         )
         return "posted"
+
+    async def _digest(self, record: ListRecord, number: int) -> None:
+        """ezmlm-tstdig and ezmlm-get -d: after a post, send the digest if it is due."""
+        due = await state.digest_due(
+            self._kv(),
+            record.address,
+            number,
+            self._clock(),
+            record.digest_every,
+            record.digest_hours,
+        )
+        if not due:
+            return
+        subs = await state.subscribers(self._kv(), record.address)
+        if not subs.digest:
+            return
+        posts: list[tuple[int, bytes]] = []
+        for n in due:
+            with contextlib.suppress(BlobNotFound):
+                posts.append((n, await self._queue.get(archive_key(record.address, n))))
+        if not posts:
+            return
+        body = digest.compose(record, posts, self._clock())
+        await self._send(record.at("return-digest-"), list(subs.digest), body)
+        log.info(
+            "lists.digest_sent",
+            extra={"list": record.address, "posts": len(posts), "rcpt_count": len(subs.digest)},
+        )
 
     # -- bounces ---------------------------------------------------------------------------
 

@@ -285,3 +285,27 @@ def test_a_bouncing_subscriber_is_probed_then_removed(cluster: Cluster, sink: Si
         assert code == 550
         code, _ = smtp.rcpt("members-subscribe@lists.test")
         assert code == 550
+
+
+def test_digest_after_every_n_posts(cluster: Cluster, sink: Sink) -> None:
+    """ezmlm-tstdig -m: the digest goes out after N posts, to confirmed digest subscribers."""
+    made = cluster.cli("list", "create", LIST, "--digest", "--digest-every", "2")
+    assert made.returncode == 0, made.stderr
+    send(cluster, "dee@sink.test", "announce-digest-subscribe@lists.test", "\n")
+    _, request = one(sink, "dee@sink.test", "confirm subscribe (digest) to announce@lists.test")
+    send(cluster, "dee@sink.test", str(request["Reply-To"]), "\n")
+    one(sink, "dee@sink.test", "WELCOME to announce@lists.test")
+    assert cluster.cli("list", "subscribers", LIST, "--digest").stdout.split() == ["dee@sink.test"]
+
+    for subject in ("first topic", "second topic"):
+        send(
+            cluster, "ann@far.test", LIST, f"From: ann@far.test\nSubject: {subject}\n\n{subject}\n"
+        )
+    got, digest = one(sink, "dee@sink.test", "announce Digest 1-2")
+    assert got.sender == "announce-return-digest-@lists.test"
+    toc, inner = digest.iter_parts()
+    assert "1. first topic" in toc.get_content() and "2. second topic" in toc.get_content()
+    assert inner.get_content_type() == "multipart/digest"
+    subjects = [str(p.get_content()["Subject"]) for p in inner.iter_parts()]
+    assert subjects == ["first topic", "second topic"]
+    assert not arrivals(sink, "dee@sink.test", "first topic")  # no single posts to digest readers

@@ -169,3 +169,12 @@ def test_dmarc_record_parsing() -> None:
     assert dmarc_parse("v=DMARC1;p=Quarantine") == "quarantine"
     assert dmarc_parse("v=spf1 -all") is None
     assert dmarc_parse("") is None
+
+
+def test_digest_of_odd_posts() -> None:
+    from services.lists import digest
+
+    out = digest.compose(RECORD, [(3, b"no header"), (4, b"Subject: x\n\ny\n"), (5, b"")], 0.0)
+    assert b"Subject: talk Digest 3-5" in out
+    assert b"3. (no subject)" in out and b"4. x" in out
+    assert b"multipart/digest" in out
