@@ -11,7 +11,6 @@ Keys name a list by :func:`~qmesh.lists.names.list_hash` and a subscriber by
 | ``digest.<list>`` | the post numbers waiting for the next digest |
 | ``bounce.<list>.<subscriber>`` | bounces counted for one subscriber, and the probe sent |
 | ``held.<list>.<id>`` | a post waiting for a moderator |
-| ``done.<queue-id>.<index>`` | a list job carried out (a redelivered job does nothing) |
 
 Every change is a compare-and-set retried a few times, as the directory's are.
 """
@@ -22,7 +21,7 @@ import asyncio
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nats.errors import Error as NatsError
@@ -236,12 +235,14 @@ async def take_held(kv: KeyValue, list_address: str, held_id: str) -> dict[str, 
     return before or None
 
 
-async def is_done(kv: KeyValue, job_key: str) -> bool:
-    return await _get(kv, f"done.{job_key}") is not None
+async def is_done(deliveries: KeyValue, job_key: str) -> bool:
+    """Was this list job carried out? Kept in ``qmesh_deliveries`` under ``lists.<id>.<index>``
+    (TTL 8 days, as long as local's own record that stops a second hand-over)."""
+    return await _get(deliveries, f"lists.{job_key}") is not None
 
 
-async def mark_done(kv: KeyValue, job_key: str) -> None:
-    await _edit_json(kv, f"done.{job_key}", lambda d: {"done": True})
+async def mark_done(deliveries: KeyValue, job_key: str) -> None:
+    await _edit_json(deliveries, f"lists.{job_key}", lambda d: {"done": True})
 
 
 async def forget_list(kv: KeyValue, list_address: str) -> None:
@@ -276,7 +277,6 @@ class ListDirectory:
     """List records in ``qmesh_directory`` (the CLI writes them; the service only reads)."""
 
     kv: KeyValue
-    cache: dict[str, ListRecord] = field(default_factory=dict)
 
     async def get(self, domain: str, name: str) -> ListRecord | None:
         found = await _get(self.kv, list_key(domain, name))

@@ -24,7 +24,7 @@ async def build(settings: Settings) -> Service:
         settings,
         "lists",
         streams=(subjects.STREAM_TODO, STREAM_LISTS),
-        kv_buckets=(subjects.KV_DIRECTORY, KV_LISTS),
+        kv_buckets=(subjects.KV_DIRECTORY, KV_LISTS, subjects.KV_DELIVERIES),
     )
     queue = open_store(settings, settings.queue_bucket)
 
@@ -37,6 +37,7 @@ async def build(settings: Settings) -> Service:
         queue=queue,
         directory=lambda: conn.kv(subjects.KV_DIRECTORY),
         kv=lambda: conn.kv(KV_LISTS),
+        deliveries=lambda: conn.kv(subjects.KV_DELIVERIES),  # jobs carried out (TTL 8 days)
         resolver=resolver(own.dns_servers),
         unsubscribe_url=unsubscribe_url,
     )

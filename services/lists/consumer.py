@@ -10,8 +10,8 @@ recipient. The list's own notices (refusals) go out with the null sender, so the
 start a loop; confirmation requests and probes come from ``LIST-return-...@DOMAIN``, whose
 bounces come back here and are counted, never answered.
 
-A job is carried out once: ``done.<id>.<index>`` in KV ``qmesh_lists`` is written after the
-messages are queued, and a redelivered job that finds it only cleans up (the window between
+A job is carried out once: ``lists.<id>.<index>`` in KV ``qmesh_deliveries`` is written after
+the messages are queued, and a redelivered job that finds it only cleans up (the window between
 the two is ARCH-03's one duplicate).
 """
 
@@ -58,6 +58,7 @@ class Lists:
         queue: BlobStore,
         directory: Callable[[], KeyValue],
         kv: Callable[[], KeyValue],
+        deliveries: Callable[[], KeyValue],
         resolver: dns.asyncresolver.Resolver,
         clock: Callable[[], float] = time.time,
         unsubscribe_url: Callable[[ListRecord], str | None] = lambda _: None,
@@ -67,6 +68,7 @@ class Lists:
         self._queue = queue
         self._directory = directory
         self._kv = kv
+        self._deliveries = deliveries
         self._resolver = resolver
         self._clock = clock
         self._unsubscribe_url = unsubscribe_url
@@ -75,9 +77,9 @@ class Lists:
     # -- the consumer's handler -------------------------------------------------------------
 
     async def handle(self, job: ListJob) -> None:
-        kv = self._kv()
+        done = self._deliveries()
         job_key = f"{job.id}.{job.rcpt_index}"
-        if not await state.is_done(kv, job_key):
+        if not await state.is_done(done, job_key):
             try:
                 message = await self._queue.get(job.body)
             except BlobNotFound:
@@ -102,7 +104,7 @@ class Lists:
                     "result": result,
                 },
             )
-            await state.mark_done(kv, job_key)
+            await state.mark_done(done, job_key)
         with contextlib.suppress(BlobNotFound, StoreUnavailable):
             await self._queue.delete(job.body)
 

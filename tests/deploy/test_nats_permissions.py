@@ -309,7 +309,7 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
     },
     "lists": {  # issue #15
         "streams": [subjects.STREAM_TODO, lists.STREAM_LISTS],
-        "kv": [subjects.KV_DIRECTORY, lists.KV_LISTS],
+        "kv": [subjects.KV_DIRECTORY, lists.KV_LISTS, subjects.KV_DELIVERIES],
         "consumers": [(lists.STREAM_LISTS, lists.CONSUMER_LISTS)],
         "publish": [subjects.TODO],
     },
@@ -319,7 +319,7 @@ WRITABLE = {  # bucket -> the key prefix the service owns
     "local": {subjects.KV_DELIVERIES: "ledger"},  # hardening #10: claim, settle, release
     "remote": {subjects.KV_TCPTO: "tcpto", subjects.KV_DELIVERIES: "ledger"},
     "pop3d": {subjects.KV_LEASES: "pop3"},
-    "lists": {lists.KV_LISTS: "subs"},
+    "lists": {lists.KV_LISTS: "subs", subjects.KV_DELIVERIES: "lists"},
 }
 
 

@@ -90,6 +90,7 @@ async def world(private_nats: NatsServer, tmp_path: Path) -> AsyncIterator[World
     js = nc.jetstream()
     dkv = await js.key_value(subjects.KV_DIRECTORY)
     kv = await js.key_value(KV_LISTS)
+    deliveries = await js.key_value(subjects.KV_DELIVERIES)
     queue = FileStore(tmp_path / "store", "queue")
     record = ListRecord(domain=DOMAIN, name="talk", archive=True, subscribers_only=False)
     assert await state.ListDirectory(dkv).create(record)
@@ -98,6 +99,7 @@ async def world(private_nats: NatsServer, tmp_path: Path) -> AsyncIterator[World
         queue=queue,
         directory=lambda: dkv,
         kv=lambda: kv,
+        deliveries=lambda: deliveries,
         resolver=resolver(f"127.0.0.1:{port}"),
     )
     w = World(lists, queue, kv, record)
