@@ -220,3 +220,13 @@ async def test_archive_get_and_bounces_are_never_answered(world: World) -> None:
     ]
     assert "kept body" in got[1].as_string()
     assert len(world.todos) == 3
+
+
+async def test_owner_mail_goes_to_the_owner_unchanged(world: World) -> None:
+    body = b"Subject: question\n\nwho runs this?\n"
+    await world.job("owner", "curious@far.test", body)
+    await settle()
+    (todo,) = world.todos
+    assert todo.envelope.recipients == ("postmaster@lists.test",)  # no owner set: postmaster
+    assert todo.envelope.sender == "curious@far.test"
+    assert (await world.queue.get(body_key(todo.id))).endswith(body)
