@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 OUTPUT = Path(__file__).resolve().parents[2] / "k8s/qmesh/values.schema.json"
-SERVICES = ("smtpd", "send", "local", "remote", "pop3d")
+SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "lists")
 PORT_NAMES = "^(http|smtp|submission|smtps|qmtp|pop3|pop3s)$"
 
 

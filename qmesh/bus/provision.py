@@ -35,6 +35,7 @@ from nats.js.kv import KeyValue
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.control.values import Controls
+from qmesh.lists import names as lists
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ STREAMS: tuple[StreamSpec, ...] = (
         (subjects.SHUNT_TODO, subjects.SHUNT_LOCAL, subjects.SHUNT_REMOTE, subjects.SHUNT_RESULT),
         RetentionPolicy.LIMITS,
     ),
+    StreamSpec(lists.STREAM_LISTS, (lists.JOB_LISTS,)),  # mailing lists (issue #15)
 )
 
 # remote's cache of MTA-STS policies, key <domain>, each with its max_age (RFC 8461, issue 11)
@@ -85,6 +87,7 @@ BUCKETS = (
     subjects.KV_TCPTO,
     subjects.KV_DELIVERIES,
     KV_MTASTS,
+    lists.KV_LISTS,
 )
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)
@@ -121,6 +124,7 @@ def consumer_specs(controls: Controls) -> tuple[ConsumerSpec, ...]:
             )
             for channel in subjects.CHANNELS
         ),
+        ConsumerSpec(lists.STREAM_LISTS, lists.CONSUMER_LISTS, lists.LISTS_PENDING),
     )
 
 

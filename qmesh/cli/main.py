@@ -16,7 +16,9 @@ def parser() -> argparse.ArgumentParser:
     from qmesh.cli.admin import add_admin_commands
     from qmesh.cli.dkim import add_dkim_commands
     from qmesh.cli.dnsrecords import add_dns_command
+    from qmesh.cli.lists import add_list_commands
     from qmesh.cli.queueadmin import add_queue_commands
+    from qmesh.cli.run import SERVICES
 
     p = argparse.ArgumentParser(prog="qmesh", description="qmail rebuilt as a cluster")
     p.add_argument("--version", action="version", version=f"qmesh {__version__}")
@@ -27,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
         help="create or update the NATS streams, consumers and buckets (admin; the setup Job)",
     )
     run = sub.add_parser("run", help="run one service (container entrypoint)")
-    run.add_argument("service", choices=("smtpd", "send", "local", "remote", "pop3d"))
+    run.add_argument("service", choices=SERVICES)
     control = sub.add_parser("control", help="the control files")
     control_sub = control.add_subparsers(dest="action", required=True)
     control_sub.add_parser("check", help="read every control file and report values and errors")
@@ -35,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     add_queue_commands(sub)
     add_dkim_commands(sub)
     add_dns_command(sub)
+    add_list_commands(sub)
     return p
 
 

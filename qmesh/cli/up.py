@@ -46,7 +46,14 @@ from qmesh.dns.servers import parse_servers
 
 log = logging.getLogger(__name__)
 
-HEALTH_PORTS = {"smtpd": 8081, "send": 8082, "local": 8083, "remote": 8084, "pop3d": 8085}
+HEALTH_PORTS = {
+    "smtpd": 8081,
+    "send": 8082,
+    "local": 8083,
+    "remote": 8084,
+    "pop3d": 8085,
+    "lists": 8087,  # issue #15
+}
 LISTENER_PORTS = {  # environment variable -> default
     "QMESH_SMTP_PORT": 2525,
     "QMESH_SUBMISSION_PORT": 2587,

@@ -13,6 +13,7 @@ from qmesh.contract.events import LocalJob
 from qmesh.control.values import Controls
 from qmesh.control.watch import ControlWatcher
 from qmesh.directory.store import Directory
+from qmesh.lists.handoff import Handoff
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.factory import open_store
@@ -53,6 +54,7 @@ async def build(settings: Settings) -> Service:
         directory=directory,
         config=lambda: config["now"],
         ledger=Ledger(lambda: conn.kv(subjects.KV_DELIVERIES)),  # hardening #10
+        handoff=Handoff(queue, conn),  # mailing lists (issue #15)
     )
     jobs = Consumer(
         conn,

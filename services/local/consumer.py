@@ -36,6 +36,7 @@ from qmesh.contract.errors import Permanent, QueueFailure, Temporary
 from qmesh.contract.events import LocalJob, Result
 from qmesh.contract.outcome import Outcome, result_log_level
 from qmesh.contract.queue import enqueue
+from qmesh.lists.handoff import Handoff, is_list_rule
 from qmesh.store.base import BlobNotFound, BlobStore, StoreUnavailable
 from qmesh.store.keys import body_key
 from services.local import metrics
@@ -105,7 +106,9 @@ class LocalDelivery:
         config: Callable[[], LocalConfig],
         ledger: Ledger,
         clock: Callable[[], float] = time.time,
+        handoff: Handoff | None = None,
     ) -> None:
+        self._handoff = handoff  # mailing lists (issue #15)
         self._bus = bus
         self._ledger = ledger
         self._queue = queue
@@ -203,6 +206,9 @@ class LocalDelivery:
             programdelivery=config.programdelivery,
             when=self._clock(),
         )
+        if self._handoff is not None and is_list_rule(choice.text):  # issue #15
+            await self._handoff(job, choice.name, choice.default, forward_content(p.lines, message))
+            return success(Counts(), None)
         if seen is not None and not repeatable(p):
             try:
                 await self._ledger.take(job, seen)

@@ -45,6 +45,7 @@ from qmesh.bus.provision import (
 )
 from qmesh.cli.natsd import nats_server_binary
 from qmesh.contract import subjects
+from qmesh.lists import names as lists
 from qmesh.runtime.settings import Settings
 from services.send.depth import QueueDepth
 from services.send.store import StateStore
@@ -192,6 +193,7 @@ async def _provision_as_admin(url: str) -> None:
             ConsumerSpec(subjects.STREAM_RESULT, subjects.CONSUMER_SEND_RESULT, 64),
             ConsumerSpec(subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL, 10),
             ConsumerSpec(subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE, 20),
+            ConsumerSpec(lists.STREAM_LISTS, lists.CONSUMER_LISTS, 4),
         )
         js = admin.jetstream(timeout=5)
         await provision(js, specs)
@@ -292,7 +294,7 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
         "streams": [subjects.STREAM_TODO, subjects.STREAM_RESULT],
         "kv": [subjects.KV_DIRECTORY, subjects.KV_DELIVERIES],
         "consumers": [(subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL)],
-        "publish": [subjects.RESULT_LOCAL, subjects.TODO],
+        "publish": [subjects.RESULT_LOCAL, subjects.TODO, lists.JOB_LISTS],
     },
     "remote": {
         "streams": [subjects.STREAM_RESULT],
@@ -306,6 +308,12 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
         "consumers": [],
         "publish": [],
     },
+    "lists": {  # issue #15
+        "streams": [subjects.STREAM_TODO, lists.STREAM_LISTS],
+        "kv": [subjects.KV_DIRECTORY, lists.KV_LISTS, subjects.KV_DELIVERIES],
+        "consumers": [(lists.STREAM_LISTS, lists.CONSUMER_LISTS)],
+        "publish": [subjects.TODO],
+    },
 }
 WRITABLE = {  # bucket -> the key prefix the service owns
     "send": {subjects.KV_QUEUE: "probe", subjects.KV_LEASES: "send"},
@@ -316,6 +324,7 @@ WRITABLE = {  # bucket -> the key prefix the service owns
         KV_MTASTS: "example.test",  # the MTA-STS policy cache (issue 11)
     },
     "pop3d": {subjects.KV_LEASES: "pop3"},
+    "lists": {lists.KV_LISTS: "subs", subjects.KV_DELIVERIES: "lists"},
 }
 
 
@@ -405,6 +414,7 @@ FORGED = {  # service -> queue subjects it must not publish
     "local": [subjects.JOB_LOCAL, subjects.RESULT_REMOTE, subjects.JOB_REMOTE],
     "remote": [subjects.RESULT_LOCAL, subjects.JOB_REMOTE, subjects.TODO],
     "pop3d": [subjects.TODO, subjects.JOB_LOCAL, subjects.RESULT_REMOTE],
+    "lists": [subjects.JOB_LOCAL, subjects.RESULT_LOCAL, lists.JOB_LISTS],
 }
 OTHERS_CONSUMER = {  # service -> a consumer of another service it must not fetch from
     "smtpd": (subjects.STREAM_TODO, subjects.CONSUMER_SEND_TODO),
@@ -412,6 +422,7 @@ OTHERS_CONSUMER = {  # service -> a consumer of another service it must not fetc
     "local": (subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE),
     "remote": (subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL),
     "pop3d": (subjects.STREAM_RESULT, subjects.CONSUMER_SEND_RESULT),
+    "lists": (subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL),
 }
 
 

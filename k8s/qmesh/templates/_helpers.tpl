@@ -109,7 +109,7 @@ writes as "2e+06": whole numbers are written as integers, anything else as it is
 
 {{/* Services in the order the chart renders them. */}}
 {{- define "qmesh.services" -}}
-smtpd send local remote pop3d
+smtpd send local remote pop3d lists
 {{- end -}}
 
 {{/* Public port of each listener (container port name -> Service port). */}}

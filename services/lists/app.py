@@ -1,0 +1,56 @@
+"""lists' composition root: NATS, the queue store, the DMARC resolver, the job consumer."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from qmesh.bus.connection import NatsConnection
+from qmesh.bus.consumer import Consumer
+from qmesh.contract import subjects
+from qmesh.lists.events import ListJob
+from qmesh.lists.names import CONSUMER_LISTS, KV_LISTS, LISTS_PENDING, STREAM_LISTS
+from qmesh.lists.records import ListRecord
+from qmesh.runtime.service import Service
+from qmesh.runtime.settings import Settings
+from qmesh.store.factory import open_store
+from services.lists.config import ListsSettings
+from services.lists.consumer import Lists
+from services.lists.dmarc import resolver
+
+
+async def build(settings: Settings) -> Service:
+    own = ListsSettings()
+    conn = NatsConnection(
+        settings,
+        "lists",
+        streams=(subjects.STREAM_TODO, STREAM_LISTS),
+        kv_buckets=(subjects.KV_DIRECTORY, KV_LISTS, subjects.KV_DELIVERIES),
+    )
+    queue = open_store(settings, settings.queue_bucket)
+
+    def unsubscribe_url(record: ListRecord) -> str | None:
+        base = own.lists_unsubscribe_url
+        return f"{base.rstrip('/')}/{quote(record.address)}" if base else None
+
+    lists = Lists(
+        bus=conn,
+        queue=queue,
+        directory=lambda: conn.kv(subjects.KV_DIRECTORY),
+        kv=lambda: conn.kv(KV_LISTS),
+        deliveries=lambda: conn.kv(subjects.KV_DELIVERIES),  # jobs carried out (TTL 8 days)
+        resolver=resolver(own.dns_servers),
+        unsubscribe_url=unsubscribe_url,
+    )
+    jobs = Consumer(
+        conn,
+        stream=STREAM_LISTS,
+        durable=CONSUMER_LISTS,
+        event=ListJob,
+        handle=lists.handle,
+        concurrency=LISTS_PENDING,
+    )
+    return Service(
+        "lists",
+        [conn, jobs],
+        {"nats": conn.check, "queue-store": queue.ping, "job-consumer": jobs.check},
+    )
