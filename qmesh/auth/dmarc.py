@@ -61,26 +61,42 @@ def _record(texts: Sequence[str]) -> dict[str, str] | None:
     return tags
 
 
+def _published(domain: str, lookup: TxtLookup) -> tuple[dict[str, str], str] | None:
+    """The record that governs ``domain`` and the policy it applies to it (``sp=`` for a
+    subdomain without a record of its own), or ``None``; raises :class:`DnsTemporary`."""
+    tags = _record(lookup(f"_dmarc.{domain}"))
+    if tags is not None:
+        return tags, tags["p"]
+    org = organizational_domain(domain)
+    if org == domain:
+        return None
+    tags = _record(lookup(f"_dmarc.{org}"))
+    if tags is None:
+        return None
+    policy = tags.get("sp", tags["p"])
+    return tags, policy if policy in POLICIES else tags["p"]
+
+
+def published_policy(domain: str, lookup: TxtLookup) -> str | None:
+    """What ``domain`` asks receivers to do with mail that fails DMARC (``none``,
+    ``quarantine``, ``reject``), or ``None`` without a policy; raises :class:`DnsTemporary`."""
+    found = _published(domain.lower().rstrip("."), lookup)
+    return found[1] if found else None
+
+
 def check_dmarc(
     from_domain: str, spf: SpfResult | None, dkim: Sequence[DkimResult], lookup: TxtLookup
 ) -> DmarcResult:
     domain = from_domain.lower().rstrip(".")
     if not domain:
         return DmarcResult("permerror", "", reason="no single From domain")
-    org = organizational_domain(domain)
     try:
-        tags = _record(lookup(f"_dmarc.{domain}"))
-        inherited = False
-        if tags is None and org != domain:
-            tags = _record(lookup(f"_dmarc.{org}"))
-            inherited = True
+        found = _published(domain, lookup)
     except DnsTemporary as err:
         return DmarcResult("temperror", domain, reason=f"DNS: {err}")
-    if tags is None:
+    if found is None:
         return DmarcResult("none", domain)
-    policy = tags.get("sp", tags["p"]) if inherited else tags["p"]
-    if policy not in POLICIES:
-        policy = tags["p"]
+    tags, policy = found
     spf_ok = (
         spf is not None
         and spf.result == "pass"

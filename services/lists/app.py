@@ -15,7 +15,7 @@ from qmesh.runtime.settings import Settings
 from qmesh.store.factory import open_store
 from services.lists.config import ListsSettings
 from services.lists.consumer import Lists
-from services.lists.dmarc import resolver
+from services.lists.dmarc import strict_check
 
 
 async def build(settings: Settings) -> Service:
@@ -38,7 +38,7 @@ async def build(settings: Settings) -> Service:
         directory=lambda: conn.kv(subjects.KV_DIRECTORY),
         kv=lambda: conn.kv(KV_LISTS),
         deliveries=lambda: conn.kv(subjects.KV_DELIVERIES),  # jobs carried out (TTL 8 days)
-        resolver=resolver(own.dns_servers),
+        dmarc=strict_check(settings.dns_servers),
         unsubscribe_url=unsubscribe_url,
     )
     jobs = Consumer(

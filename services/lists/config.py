@@ -8,5 +8,4 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ListsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QMESH_", frozen=True, extra="ignore")
 
-    dns_servers: str | None = None  # host[:port],... for the DMARC lookups
     lists_unsubscribe_url: str | None = None  # RFC 8058 one-click base URL, when one is served

@@ -22,11 +22,10 @@ import email.policy
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.parser import BytesParser
 
-import dns.asyncresolver
 from nats.js.kv import KeyValue
 
 from qmesh.bus.base import Publisher
@@ -41,7 +40,7 @@ from qmesh.lists.names import archive_key, held_key
 from qmesh.lists.records import ListRecord
 from qmesh.store.base import BlobNotFound, BlobStore, StoreUnavailable
 from services.lists import bounce, cookie, digest, metrics, post, replies
-from services.lists.dmarc import strict
+from services.lists.dmarc import DmarcCheck
 from services.lists.request import Request, parse
 
 log = logging.getLogger(__name__)
@@ -59,17 +58,15 @@ class Lists:
         directory: Callable[[], KeyValue],
         kv: Callable[[], KeyValue],
         deliveries: Callable[[], KeyValue],
-        resolver: dns.asyncresolver.Resolver,
+        dmarc: DmarcCheck,
         clock: Callable[[], float] = time.time,
         unsubscribe_url: Callable[[ListRecord], str | None] = lambda _: None,
-        dmarc: Callable[[dns.asyncresolver.Resolver, str], Awaitable[bool]] = strict,
     ) -> None:
         self._bus = bus
         self._queue = queue
         self._directory = directory
         self._kv = kv
         self._deliveries = deliveries
-        self._resolver = resolver
         self._clock = clock
         self._unsubscribe_url = unsubscribe_url
         self._dmarc = dmarc
@@ -298,7 +295,7 @@ class Lists:
         number = await state.next_number(self._kv(), record.address)
         fields, _ = post.split(message)
         found = post.author(fields)
-        rewrite = found is not None and await self._dmarc(self._resolver, post.domain_of(found[1]))
+        rewrite = found is not None and await self._dmarc(post.domain_of(found[1]))
         body = post.compose(
             record, message, dmarc_rewrite=rewrite, unsubscribe_url=self._unsubscribe_url(record)
         )

@@ -32,7 +32,7 @@ from qmesh.store.files import FileStore
 from qmesh.store.keys import body_key
 from services.lists import cookie
 from services.lists.consumer import Lists
-from services.lists.dmarc import resolver
+from services.lists.dmarc import strict_check
 from tests.integration.remote_peers import DnsServer
 
 pytestmark = [pytest.mark.integration]
@@ -100,7 +100,7 @@ async def world(private_nats: NatsServer, tmp_path: Path) -> AsyncIterator[World
         directory=lambda: dkv,
         kv=lambda: kv,
         deliveries=lambda: deliveries,
-        resolver=resolver(f"127.0.0.1:{port}"),
+        dmarc=strict_check(f"127.0.0.1:{port}"),
     )
     w = World(lists, queue, kv, record)
     lists._clock = lambda: w.now[0]  # the cookie tests move time on

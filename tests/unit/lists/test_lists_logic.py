@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from qmesh.auth.dmarc import published_policy
 from qmesh.lists.address import address_problem, verp_decode, verp_encode
 from qmesh.lists.records import ListRecord
 from services.lists import bounce, cookie, post
-from services.lists.dmarc import parse as dmarc_parse
 from services.lists.request import parse
 
 KEY = b"k" * 32
@@ -164,11 +164,27 @@ def test_probe_rule() -> None:
     assert bounce.on_bounce({}, 0.0, 0, None).action == "probe"
 
 
-def test_dmarc_record_parsing() -> None:
-    assert dmarc_parse("v=DMARC1; p=reject; rua=mailto:x@y") == "reject"
-    assert dmarc_parse("v=DMARC1;p=Quarantine") == "quarantine"
-    assert dmarc_parse("v=spf1 -all") is None
-    assert dmarc_parse("") is None
+def test_dmarc_policy_that_makes_a_list_rewrite_from() -> None:
+    """The list reads the policy as the DMARC check does (RFC 7489 6.6.3): the domain's own
+    record, else the organizational domain's with its sp=; junk is no policy."""
+    records = {
+        "_dmarc.strict.test": ["v=DMARC1; p=reject; rua=mailto:x@y"],
+        "_dmarc.q.test": ["v=DMARC1;p=Quarantine"],
+        "_dmarc.sp.test": ["v=DMARC1; p=none; sp=reject"],
+        "_dmarc.spf.test": ["v=spf1 -all"],
+        "_dmarc.two.test": ["v=DMARC1; p=reject", "v=DMARC1; p=none"],
+        "_dmarc.junk.test": ["v=DMARC1; p=\x00" + "x" * 10_000],
+    }
+
+    def lookup(name: str) -> list[str]:
+        return records.get(name, [])
+
+    assert published_policy("strict.test", lookup) == "reject"
+    assert published_policy("q.test", lookup) == "quarantine"
+    assert published_policy("lists.sp.test", lookup) == "reject"  # a subdomain takes sp=
+    assert published_policy("sp.test", lookup) == "none"
+    for domain in ("spf.test", "two.test", "junk.test", "none.test", ""):
+        assert published_policy(domain, lookup) is None
 
 
 def test_digest_of_odd_posts() -> None:
