@@ -35,7 +35,7 @@ from nats.js.kv import KeyValue
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.control.values import Controls
-from qmesh.lists import names as lists
+from qmesh.lists.names import LISTS_PENDING
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +75,24 @@ STREAMS: tuple[StreamSpec, ...] = (
         (subjects.SHUNT_TODO, subjects.SHUNT_LOCAL, subjects.SHUNT_REMOTE, subjects.SHUNT_RESULT),
         RetentionPolicy.LIMITS,
     ),
-    StreamSpec(lists.STREAM_LISTS, (lists.JOB_LISTS,)),  # mailing lists (issue #15)
+    StreamSpec(subjects.STREAM_LISTS, (subjects.JOB_LISTS,)),  # mailing lists (issue #15)
 )
 
-# remote's cache of MTA-STS policies, key <domain>, each with its max_age (RFC 8461, issue 11)
-KV_MTASTS = "qmesh_mtasts"
 BUCKETS = (
     subjects.KV_QUEUE,
     subjects.KV_DIRECTORY,
     subjects.KV_LEASES,
     subjects.KV_TCPTO,
     subjects.KV_DELIVERIES,
-    KV_MTASTS,
-    lists.KV_LISTS,
+    subjects.KV_MTASTS,  # key <domain>, each policy with its max_age (RFC 8461, issue 11)
+    subjects.KV_LISTS,
 )
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)
 DELIVERIES_TTL = 8 * 86400.0  # longer than the longest queuelifetime a record can matter for
 MTASTS_TTL = 31557600.0  # the longest max_age a policy may have (RFC 8461 section 3.2)
 KV_TTL = {
-    KV_MTASTS: MTASTS_TTL,
+    subjects.KV_MTASTS: MTASTS_TTL,
     subjects.KV_LEASES: LEASE_TTL,
     subjects.KV_TCPTO: TCPTO_TTL,
     subjects.KV_DELIVERIES: DELIVERIES_TTL,
@@ -124,7 +122,7 @@ def consumer_specs(controls: Controls) -> tuple[ConsumerSpec, ...]:
             )
             for channel in subjects.CHANNELS
         ),
-        ConsumerSpec(lists.STREAM_LISTS, lists.CONSUMER_LISTS, lists.LISTS_PENDING),
+        ConsumerSpec(subjects.STREAM_LISTS, subjects.CONSUMER_LISTS, LISTS_PENDING),
     )
 
 

@@ -32,7 +32,6 @@ from qmesh.directory.names import domain_name, is_account_name
 from qmesh.directory.store import Directory
 from qmesh.lists import state
 from qmesh.lists.address import address_problem, canonical
-from qmesh.lists.names import KV_LISTS
 from qmesh.lists.records import LIST_RULE, ListRecord
 
 DEFAULT_RULE = "-default"
@@ -61,7 +60,7 @@ class Handles:
     async def open(self) -> tuple[Directory, state.ListDirectory, Any]:
         directory = await Directory.open(self.js)
         dkv = await ensure_kv(self.js, subjects.KV_DIRECTORY)
-        kv = await ensure_kv(self.js, KV_LISTS)
+        kv = await ensure_kv(self.js, subjects.KV_LISTS)
         return directory, state.ListDirectory(dkv), kv
 
 

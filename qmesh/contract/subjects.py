@@ -20,27 +20,28 @@ SHUNT_LOCAL = "qmesh.shunt.local"
 SHUNT_REMOTE = "qmesh.shunt.remote"
 SHUNT_RESULT = "qmesh.shunt.result"
 RCPTCHECK = "qmesh.rcptcheck"  # request/reply on core NATS: smtpd asks, local answers (LOCAL-34)
-SHUNT_TODO = "qmesh.shunt.todo"
-SHUNT_LOCAL = "qmesh.shunt.local"
-SHUNT_REMOTE = "qmesh.shunt.remote"
-SHUNT_RESULT = "qmesh.shunt.result"
+JOB_LISTS = "qmesh.job.lists"  # local hands a message for a list address over (issue #15)
 
 STREAM_TODO = "QMESH_TODO"
 STREAM_LOCAL = "QMESH_LOCAL"
 STREAM_REMOTE = "QMESH_REMOTE"
 STREAM_RESULT = "QMESH_RESULT"
 STREAM_SHUNT = "QMESH_SHUNT"
+STREAM_LISTS = "QMESH_LISTS"
 
 CONSUMER_SEND_TODO = "send-todo"
 CONSUMER_SEND_RESULT = "send-result"
 CONSUMER_LOCAL = "local"
 CONSUMER_REMOTE = "remote"
+CONSUMER_LISTS = "lists"
 
 KV_QUEUE = "qmesh_queue"
 KV_DIRECTORY = "qmesh_directory"
 KV_LEASES = "qmesh_leases"
 KV_TCPTO = "qmesh_tcpto"  # remote's shared connection-timeout memory (REMOTE-22)
 KV_DELIVERIES = "qmesh_deliveries"  # what local and remote delivered (hardening #10)
+KV_MTASTS = "qmesh_mtasts"  # remote's cache of MTA-STS policies (RFC 8461)
+KV_LISTS = "qmesh_lists"  # subscribers and state of the mailing lists (issue #15)
 
 
 def job(channel: Channel) -> str:

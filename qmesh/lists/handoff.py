@@ -13,10 +13,11 @@ from __future__ import annotations
 import time
 
 from qmesh.bus.base import Publisher, PublishFailed
+from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.contract.events import LocalJob
 from qmesh.lists.events import ListJob
-from qmesh.lists.names import JOB_LISTS, in_key
+from qmesh.lists.names import in_key
 from qmesh.lists.records import LIST_RULE
 from qmesh.store.base import BlobStore, StoreUnavailable
 
@@ -54,6 +55,6 @@ class Handoff:
                 body=key,
                 handed_at=time.time(),
             )
-            await self._bus.publish(JOB_LISTS, event.encode(), msg_id=event.msg_id())
+            await self._bus.publish(subjects.JOB_LISTS, event.encode(), msg_id=event.msg_id())
         except (StoreUnavailable, PublishFailed, OSError, ValueError) as err:
             raise Temporary(CANNOT_HAND_OVER) from err

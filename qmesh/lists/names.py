@@ -1,19 +1,12 @@
-"""The lists' NATS and object names (issue #15), kept beside the contract's own names.
-
-Proposed for ``qmesh.contract.subjects`` and ARCHITECTURE section 4: stream ``QMESH_LISTS``
-(subject ``qmesh.job.lists``, work queue), durable consumer ``lists``, KV bucket
-``qmesh_lists``. Object keys live in the queue bucket under ``lists/`` and use the queue id,
-a post number and hashes of addresses, never an address (ARCH section 4).
+"""The lists' object names (issue #15); their subject, stream, consumer and bucket are in
+``qmesh.contract.subjects``. Object keys live in the queue bucket under ``lists/`` and use the
+queue id, a post number and hashes of addresses, never an address (ARCH section 4).
 """
 
 from __future__ import annotations
 
 import hashlib
 
-JOB_LISTS = "qmesh.job.lists"
-STREAM_LISTS = "QMESH_LISTS"
-CONSUMER_LISTS = "lists"
-KV_LISTS = "qmesh_lists"
 LISTS_PENDING = 16  # list jobs in flight cluster-wide (a post's fan-out is one enqueue)
 
 IN_PREFIX = "lists/in/"

@@ -8,7 +8,7 @@ from qmesh.bus.connection import NatsConnection
 from qmesh.bus.consumer import Consumer
 from qmesh.contract import subjects
 from qmesh.lists.events import ListJob
-from qmesh.lists.names import CONSUMER_LISTS, KV_LISTS, LISTS_PENDING, STREAM_LISTS
+from qmesh.lists.names import LISTS_PENDING
 from qmesh.lists.records import ListRecord
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
@@ -23,8 +23,8 @@ async def build(settings: Settings) -> Service:
     conn = NatsConnection(
         settings,
         "lists",
-        streams=(subjects.STREAM_TODO, STREAM_LISTS),
-        kv_buckets=(subjects.KV_DIRECTORY, KV_LISTS, subjects.KV_DELIVERIES),
+        streams=(subjects.STREAM_TODO, subjects.STREAM_LISTS),
+        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_LISTS, subjects.KV_DELIVERIES),
     )
     queue = open_store(settings, settings.queue_bucket)
 
@@ -36,15 +36,15 @@ async def build(settings: Settings) -> Service:
         bus=conn,
         queue=queue,
         directory=lambda: conn.kv(subjects.KV_DIRECTORY),
-        kv=lambda: conn.kv(KV_LISTS),
+        kv=lambda: conn.kv(subjects.KV_LISTS),
         deliveries=lambda: conn.kv(subjects.KV_DELIVERIES),  # jobs carried out (TTL 8 days)
         dmarc=strict_check(settings.dns_servers),
         unsubscribe_url=unsubscribe_url,
     )
     jobs = Consumer(
         conn,
-        stream=STREAM_LISTS,
-        durable=CONSUMER_LISTS,
+        stream=subjects.STREAM_LISTS,
+        durable=subjects.CONSUMER_LISTS,
         event=ListJob,
         handle=lists.handle,
         concurrency=LISTS_PENDING,

@@ -11,7 +11,6 @@ import dns.asyncresolver
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.consumer import Consumer
 from qmesh.bus.ledger import Ledger
-from qmesh.bus.provision import KV_MTASTS
 from qmesh.contract import subjects
 from qmesh.contract.events import RemoteJob
 from qmesh.control.values import Controls
@@ -71,7 +70,7 @@ def assemble(
         settings,
         "remote",
         streams=(subjects.STREAM_RESULT,),
-        kv_buckets=(subjects.KV_TCPTO, subjects.KV_DELIVERIES, KV_MTASTS),
+        kv_buckets=(subjects.KV_TCPTO, subjects.KV_DELIVERIES, subjects.KV_MTASTS),
     )
     delivery = RemoteDelivery(
         bus=conn,
@@ -85,7 +84,7 @@ def assemble(
         signer=Signer(Keys(settings.control)),  # a bad key stops startup (issue 11)
         policies=TlsPolicies(  # MTA-STS and DANE (issue 11)
             resolver,
-            lambda: conn.kv(KV_MTASTS),
+            lambda: conn.kv(subjects.KV_MTASTS),
             ca_file=settings.tls_ca_file,
             https_port=https_port,
         ),

@@ -34,7 +34,6 @@ from nats.js.errors import Error as JsError
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.jetstream import inbox_prefix
 from qmesh.bus.provision import (
-    KV_MTASTS,
     STREAMS,
     ConsumerSpec,
     await_streams,
@@ -45,7 +44,6 @@ from qmesh.bus.provision import (
 )
 from qmesh.cli.natsd import nats_server_binary
 from qmesh.contract import subjects
-from qmesh.lists import names as lists
 from qmesh.runtime.settings import Settings
 from services.send.depth import QueueDepth
 from services.send.store import StateStore
@@ -193,7 +191,7 @@ async def _provision_as_admin(url: str) -> None:
             ConsumerSpec(subjects.STREAM_RESULT, subjects.CONSUMER_SEND_RESULT, 64),
             ConsumerSpec(subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL, 10),
             ConsumerSpec(subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE, 20),
-            ConsumerSpec(lists.STREAM_LISTS, lists.CONSUMER_LISTS, 4),
+            ConsumerSpec(subjects.STREAM_LISTS, subjects.CONSUMER_LISTS, 4),
         )
         js = admin.jetstream(timeout=5)
         await provision(js, specs)
@@ -294,11 +292,11 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
         "streams": [subjects.STREAM_TODO, subjects.STREAM_RESULT],
         "kv": [subjects.KV_DIRECTORY, subjects.KV_DELIVERIES],
         "consumers": [(subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL)],
-        "publish": [subjects.RESULT_LOCAL, subjects.TODO, lists.JOB_LISTS],
+        "publish": [subjects.RESULT_LOCAL, subjects.TODO, subjects.JOB_LISTS],
     },
     "remote": {
         "streams": [subjects.STREAM_RESULT],
-        "kv": [subjects.KV_TCPTO, subjects.KV_DELIVERIES, KV_MTASTS],
+        "kv": [subjects.KV_TCPTO, subjects.KV_DELIVERIES, subjects.KV_MTASTS],
         "consumers": [(subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE)],
         "publish": [subjects.RESULT_REMOTE],
     },
@@ -309,9 +307,9 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
         "publish": [],
     },
     "lists": {  # issue #15
-        "streams": [subjects.STREAM_TODO, lists.STREAM_LISTS],
-        "kv": [subjects.KV_DIRECTORY, lists.KV_LISTS, subjects.KV_DELIVERIES],
-        "consumers": [(lists.STREAM_LISTS, lists.CONSUMER_LISTS)],
+        "streams": [subjects.STREAM_TODO, subjects.STREAM_LISTS],
+        "kv": [subjects.KV_DIRECTORY, subjects.KV_LISTS, subjects.KV_DELIVERIES],
+        "consumers": [(subjects.STREAM_LISTS, subjects.CONSUMER_LISTS)],
         "publish": [subjects.TODO],
     },
 }
@@ -321,10 +319,10 @@ WRITABLE = {  # bucket -> the key prefix the service owns
     "remote": {
         subjects.KV_TCPTO: "tcpto",
         subjects.KV_DELIVERIES: "ledger",
-        KV_MTASTS: "example.test",  # the MTA-STS policy cache (issue 11)
+        subjects.KV_MTASTS: "example.test",  # the MTA-STS policy cache (issue 11)
     },
     "pop3d": {subjects.KV_LEASES: "pop3"},
-    "lists": {lists.KV_LISTS: "subs", subjects.KV_DELIVERIES: "lists"},
+    "lists": {subjects.KV_LISTS: "subs", subjects.KV_DELIVERIES: "lists"},
 }
 
 
@@ -414,7 +412,7 @@ FORGED = {  # service -> queue subjects it must not publish
     "local": [subjects.JOB_LOCAL, subjects.RESULT_REMOTE, subjects.JOB_REMOTE],
     "remote": [subjects.RESULT_LOCAL, subjects.JOB_REMOTE, subjects.TODO],
     "pop3d": [subjects.TODO, subjects.JOB_LOCAL, subjects.RESULT_REMOTE],
-    "lists": [subjects.JOB_LOCAL, subjects.RESULT_LOCAL, lists.JOB_LISTS],
+    "lists": [subjects.JOB_LOCAL, subjects.RESULT_LOCAL, subjects.JOB_LISTS],
 }
 OTHERS_CONSUMER = {  # service -> a consumer of another service it must not fetch from
     "smtpd": (subjects.STREAM_TODO, subjects.CONSUMER_SEND_TODO),

@@ -25,7 +25,7 @@ from qmesh.contract.events import Todo
 from qmesh.contract.ids import new_queue_id
 from qmesh.lists import state
 from qmesh.lists.events import ListJob
-from qmesh.lists.names import KV_LISTS, in_key
+from qmesh.lists.names import in_key
 from qmesh.lists.records import ListRecord
 from qmesh.store.base import BlobNotFound, BlobStore
 from qmesh.store.files import FileStore
@@ -89,7 +89,7 @@ async def world(private_nats: NatsServer, tmp_path: Path) -> AsyncIterator[World
     nc = await nats.connect(private_nats.url)
     js = nc.jetstream()
     dkv = await js.key_value(subjects.KV_DIRECTORY)
-    kv = await js.key_value(KV_LISTS)
+    kv = await js.key_value(subjects.KV_LISTS)
     deliveries = await js.key_value(subjects.KV_DELIVERIES)
     queue = FileStore(tmp_path / "store", "queue")
     record = ListRecord(domain=DOMAIN, name="talk", archive=True, subscribers_only=False)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from qmesh.bus.provision import KV_MTASTS
+from qmesh.contract import subjects
 from qmesh.dns.resolver import async_resolver
 from qmesh.runtime.service import start
 from qmesh.runtime.settings import Settings
@@ -172,7 +172,7 @@ async def start_remote(
 
 
 async def purge_cache(h: Harness, *domains: str) -> None:
-    kv = await h.js.key_value(KV_MTASTS)
+    kv = await h.js.key_value(subjects.KV_MTASTS)
     for domain in domains:
         with contextlib.suppress(Exception):
             await kv.purge(domain)
@@ -201,7 +201,7 @@ async def test_enforce_refuses_plaintext_and_defers_with_a_clear_reason(
         "127.0.0.1", "the MTA-STS policy of enforce.test", "STARTTLS is not offered"
     )
     assert s.messages == []
-    entry = await (await harness.js.key_value(KV_MTASTS)).get("enforce.test")
+    entry = await (await harness.js.key_value(subjects.KV_MTASTS)).get("enforce.test")
     cached = json.loads(entry.value or b"")
     assert (cached["id"], cached["mode"], cached["mx"]) == (
         "20261206",
