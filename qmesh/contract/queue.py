@@ -23,7 +23,7 @@ from qmesh.contract.envelope import Envelope
 from qmesh.contract.errors import QueueFailure
 from qmesh.contract.events import Origin, Todo
 from qmesh.contract.ids import QueueId, new_qp, new_queue_id
-from qmesh.store.base import BlobExists, BlobStore, Body, StoreUnavailable
+from qmesh.store.base import BlobExists, BlobNotFound, BlobStore, Body, StoreUnavailable
 from qmesh.store.keys import body_key
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,19 @@ async def _prepend(head: bytes, body: Body) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def _withdraw(blobs: BlobStore, qid: QueueId) -> None:
+    """Remove the body of a message the client is told was not taken (4xx).
+
+    A todo whose publish timed out may still reach the stream later (the NATS client sends what
+    it holds once it has reconnected); send drops a todo that has no body and no record, so the
+    message is not delivered behind the client's back, and the client's retry is not a second
+    copy (hardening #9). If the store fails too, the cleaner removes the body later (CLEAN-03)."""
+    try:
+        await blobs.delete(body_key(qid))
+    except (StoreUnavailable, BlobNotFound) as err:
+        log.warning("enqueue.withdraw_failed", extra={"msg_id": qid, "reason": str(err)})
+
+
 async def enqueue(
     blobs: BlobStore,
     bus: Publisher,
@@ -111,6 +124,7 @@ async def enqueue(
         await bus.publish(subjects.TODO, todo.encode(), msg_id=todo.msg_id())
     except PublishFailed as err:
         log.warning("enqueue.publish_failed", extra={"msg_id": qid, "reason": str(err)})
+        await _withdraw(blobs, qid)
         raise QueueFailure(56) from err
     log.debug(  # send's new_msg and info_msg are the message's arrival at INFO (SEND-40)
         "enqueue.queued",

@@ -90,6 +90,8 @@ def test_hardening_9_smtpd_answers_451_while_nats_is_down_and_mail_flows_after(
             time.sleep(0.5)
             stat = cluster.cli("queue", "stat").stdout
         assert stat.startswith("messages in queue: 0\n"), stat
+        # the message answered 451 was not delivered behind the client's back
+        assert mailbox_ids(cluster) == {"<r1@x>": 1, "<r3@x>": 1}
     finally:
         cluster.stop()
 

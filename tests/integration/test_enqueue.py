@@ -118,7 +118,7 @@ async def test_queue_20_store_down_is_451_qq_write_error_and_nothing_queued(
     await nc.close()
 
 
-async def test_queue_20_nats_down_is_451_qq_network_and_body_left_as_orphan(
+async def test_queue_20_nats_down_is_451_qq_network_and_the_body_withdrawn(
     private_nats: NatsServer, tmp_path: Path
 ) -> None:
     blobs = FileStore(tmp_path / "store", "qmesh-queue")
@@ -138,8 +138,9 @@ async def test_queue_20_nats_down_is_451_qq_network_and_body_left_as_orphan(
         )
     assert failure.value.code == 56
     assert failure.value.text == "qq trouble making network connection (#4.3.0)"
-    # the body stays behind as an orphan for CLEAN-03, never as a delivery
-    assert len(await blobs.list("mess/")) == 1
+    # the body is withdrawn (at most an orphan, CLEAN-03): a todo the client still sends after
+    # reconnecting finds no body, and send drops it instead of delivering a message answered 451
+    assert await blobs.list("mess/") == []
     with contextlib.suppress(ConnectionResetError):  # the server it knew is gone
         await nc.close()
 
