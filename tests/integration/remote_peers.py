@@ -1,28 +1,17 @@
-"""The world remote talks to, on loopback in the test's own loop: SMTP, QMTP and DNS servers.
+"""The world remote talks to, on loopback in the test's own loop: SMTP and QMTP servers (DNS:
+:mod:`tests.dnsserver`).
 
 - :class:`Sink`: an aiosmtpd server that records what it receives and answers on demand.
 - :class:`Peer`: a scripted SMTP server for what aiosmtpd will not do (a bad greeting, EHLO
   refused, a dropped connection, a failed TLS handshake); it records every command line.
 - :class:`QmtpPeer`: a QMTP server that records packages and answers K, Z or D.
-- :class:`DnsServer`: UDP and TCP on one port, answering from a dict of records, truncating
-  UDP answers that do not fit, so the client has to retry over TCP.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 from dataclasses import dataclass, field
-from typing import cast
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
@@ -205,97 +194,3 @@ class QmtpPeer:
         finally:
             OPEN.discard(writer)
             writer.close()
-
-
-Records = dict[tuple[str, str], list[str]]
-
-
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, dns_server: DnsServer) -> None:
-        self.server = dns_server
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # 3.11's selector datagram transport does not subclass asyncio.DatagramTransport
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        assert self.transport is not None
-        self.transport.sendto(self.server.answer(data, udp=True), addr)
-
-
-@dataclass
-class DnsServer:
-    """Answers from ``records`` (lower-case name without final dot, type) -> rdata texts.
-
-    A name in ``servfail`` gets SERVFAIL; a name with no record of any type gets NXDOMAIN;
-    a known name without the asked type gets an empty answer.
-    """
-
-    records: Records
-    servfail: set[str] = field(default_factory=set)
-    port: int = 0
-    queries: list[tuple[str, str, str]] = field(default_factory=list)  # (name, type, udp|tcp)
-    _closers: list[asyncio.AbstractServer | asyncio.BaseTransport] = field(default_factory=list)
-
-    def answer(self, wire: bytes, *, udp: bool) -> bytes:
-        query = dns.message.from_wire(wire)
-        response = dns.message.make_response(query)
-        question = query.question[0]
-        name = question.name.to_text(omit_final_dot=True).lower()
-        rdtype = dns.rdatatype.to_text(question.rdtype)
-        self.queries.append((name, rdtype, "udp" if udp else "tcp"))
-        known = {n for n, _ in self.records}
-        if name in self.servfail:
-            response.set_rcode(dns.rcode.SERVFAIL)
-        elif (name, rdtype) in self.records:
-            response.answer.append(
-                dns.rrset.from_text_list(
-                    question.name,
-                    300,
-                    "IN",
-                    rdtype,
-                    self.records[(name, rdtype)],
-                    origin=dns.name.root,  # "10 mx.test" names an absolute host
-                    relativize=False,
-                )
-            )
-        elif name not in known:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        limit = (query.payload if query.edns >= 0 else 512) if udp else 65535
-        try:
-            return response.to_wire(max_size=limit)
-        except dns.exception.TooBig:
-            response = dns.message.make_response(query)
-            response.flags |= dns.flags.TC
-            return response.to_wire()
-
-    async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                size = int.from_bytes(await reader.readexactly(2), "big")
-                reply = self.answer(await reader.readexactly(size), udp=False)
-                writer.write(len(reply).to_bytes(2, "big") + reply)
-                await writer.drain()
-        writer.close()
-
-    async def start(self) -> int:
-        loop = asyncio.get_running_loop()
-        for _ in range(20):
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(self), local_addr=("127.0.0.1", 0), family=socket.AF_INET
-            )
-            port = int(transport.get_extra_info("sockname")[1])
-            try:
-                tcp = await asyncio.start_server(self._tcp, "127.0.0.1", port)
-            except OSError:
-                transport.close()
-                continue
-            self._closers += [transport, tcp]
-            self.port = port
-            return port
-        raise RuntimeError("no port free for both UDP and TCP")
-
-    async def stop(self) -> None:
-        for closer in self._closers:
-            closer.close()

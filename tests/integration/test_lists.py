@@ -33,7 +33,7 @@ from qmesh.store.keys import body_key
 from services.lists import cookie
 from services.lists.consumer import Lists
 from services.lists.dmarc import strict_check
-from tests.integration.remote_peers import DnsServer
+from tests.dnsserver import DnsFixture
 
 pytestmark = [pytest.mark.integration]
 
@@ -79,13 +79,13 @@ class World:
 
 @pytest_asyncio.fixture
 async def world(private_nats: NatsServer, tmp_path: Path) -> AsyncIterator[World]:
-    dns_server = DnsServer(
+    dns_server = DnsFixture(
         {
             ("_dmarc.strict.test", "TXT"): ['"v=DMARC1; p=reject; rua=mailto:d@strict.test"'],
             ("_dmarc.relaxed.test", "TXT"): ['"v=DMARC1; p=none"'],
         }
     )
-    port = await dns_server.start()
+    port = dns_server.start()
     nc = await nats.connect(private_nats.url)
     js = nc.jetstream()
     dkv = await js.key_value(subjects.KV_DIRECTORY)
@@ -114,7 +114,7 @@ async def world(private_nats: NatsServer, tmp_path: Path) -> AsyncIterator[World
     finally:
         await sub.unsubscribe()
         await nc.close()
-        await dns_server.stop()
+        dns_server.stop()
 
 
 async def settle() -> None:

@@ -37,12 +37,11 @@ from qmesh.store.s3 import S3Store, s3_client
 from services.remote import report
 from services.remote.app import assemble
 from services.remote.tcpto import Record, decode, encode, key_for
+from tests.dnsserver import DnsFixture, Records
 from tests.integration.remote_peers import (
     OPEN,
-    DnsServer,
     Peer,
     QmtpPeer,
-    Records,
     Sink,
     close_open_connections,
     start_peer,
@@ -68,7 +67,7 @@ class Harness:
     store: BlobStore
     control: Path
     tmp: Path
-    dns: DnsServer
+    dns: DnsFixture
     running: list[Running] = field(default_factory=list)
 
     def controls(self, **values: str) -> None:
@@ -190,8 +189,8 @@ async def harness(nats_url: str, tmp_path: Path, control_dir: Path) -> AsyncIter
     tcpto = await ensure_kv(js, subjects.KV_TCPTO)
     for address in ("127.0.0.1", "::1"):  # no timeout memory left by another test
         await tcpto.purge(key_for(address))
-    dns_server = DnsServer({})
-    await dns_server.start()
+    dns_server = DnsFixture({})
+    dns_server.start()
     h = Harness(
         nats_url,
         js,
@@ -204,7 +203,7 @@ async def harness(nats_url: str, tmp_path: Path, control_dir: Path) -> AsyncIter
     yield h
     for running in h.running:
         await running.stop()
-    await dns_server.stop()
+    dns_server.stop()
     await nc.close()
 
 

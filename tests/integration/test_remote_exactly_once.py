@@ -22,7 +22,8 @@ from qmesh.cli.natsd import NatsServer, start_nats_server
 from qmesh.contract import subjects
 from qmesh.contract.events import RemoteJob
 from qmesh.store.files import FileStore
-from tests.integration.remote_peers import DnsServer, Sink, start_sink
+from tests.dnsserver import DnsFixture
+from tests.integration.remote_peers import Sink, start_sink
 from tests.integration.test_remote import Harness, close_peer_connections, harness, sink
 from tests.servers import free_ports
 
@@ -91,8 +92,8 @@ async def test_hardening_10_nats_restart_while_remote_holds_jobs_delivers_each_o
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     js = nc.jetstream()
     await provision(js, default_consumers)  # the setup step: streams, buckets, consumers
-    dns_server = DnsServer({})
-    await dns_server.start()
+    dns_server = DnsFixture({})
+    dns_server.start()
     slow = SlowSink()
     smtp_server, port = await start_sink(slow)
     h = Harness(
@@ -128,5 +129,5 @@ async def test_hardening_10_nats_restart_while_remote_holds_jobs_delivers_each_o
         for running in h.running:
             await running.stop()
         smtp_server.close()
-        await dns_server.stop()
+        dns_server.stop()
         await nc.close()
