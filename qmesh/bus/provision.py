@@ -82,6 +82,7 @@ BUCKETS = (
     subjects.KV_LEASES,
     subjects.KV_TCPTO,
     subjects.KV_DELIVERIES,
+    subjects.KV_MAILBOX,
 )
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)

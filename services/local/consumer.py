@@ -29,6 +29,7 @@ from qmesh.contract.errors import Permanent, QueueFailure, Temporary
 from qmesh.contract.events import LocalJob, Result
 from qmesh.contract.outcome import Outcome, result_log_level
 from qmesh.contract.queue import enqueue
+from qmesh.mailbox.announce import announce_change
 from qmesh.store.base import BlobNotFound, BlobStore, StoreUnavailable
 from qmesh.store.keys import body_key
 from services.local import metrics
@@ -220,6 +221,7 @@ class LocalDelivery:
                     when=self._clock(),
                 )
                 metrics.MAILBOX_BYTES.inc(len(content))
+                await announce_change(self._bus, mailbox.domain, mailbox.account)  # IDLE (#13)
             elif isinstance(step, Program):
                 transcript.programs += 1
                 if await self._program(job, p, step, message, config, transcript):
