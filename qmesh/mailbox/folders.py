@@ -11,9 +11,11 @@ because key segments hold no space.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 
-from pymap.parsing.modutf7 import modutf7_decode, modutf7_encode
+from pymap.parsing.modutf7 import modutf7_encode
 
 INBOX = "INBOX"
 DELIMITER = "."
@@ -26,6 +28,35 @@ SPECIAL_USE: dict[str, str] = {
     "Junk": "\\Junk",
 }
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\%*]")
+
+
+_B64 = re.compile(rb"^[A-Za-z0-9+,]*$")
+
+
+def modutf7_decode(data: bytes) -> str:
+    """Modified UTF-7 (RFC 3501 5.1.3), strictly: ``ValueError`` for an unterminated or
+    malformed ``&...-`` run (pymap 0.36's decoder loops forever on ``&Jjo``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(data):
+        amp = data.find(b"&", i)
+        if amp < 0:
+            out.append(data[i:].decode("ascii"))
+            break
+        out.append(data[i:amp].decode("ascii"))
+        end = data.find(b"-", amp + 1)
+        if end < 0:
+            raise ValueError("unterminated modified UTF-7 run")
+        run = data[amp + 1 : end]
+        if not run:
+            out.append("&")
+        else:
+            if not _B64.match(run):
+                raise ValueError("bad modified UTF-7 run")
+            padded = run.replace(b",", b"/") + b"=" * (-len(run) % 4)
+            out.append(base64.b64decode(padded, validate=True).decode("utf-16-be"))
+        i = end + 1
+    return "".join(out)
 
 
 class BadFolderName(ValueError):
@@ -70,7 +101,7 @@ def from_segment(segment: str) -> str | None:
     try:
         name = modutf7_decode(segment.replace("%20", " ").encode("ascii"))
         return check_name(name)
-    except (BadFolderName, UnicodeError, ValueError):
+    except (BadFolderName, UnicodeError, ValueError, binascii.Error):
         return None
 
 

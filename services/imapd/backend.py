@@ -169,7 +169,7 @@ class Folder:
         self, selected: SelectedMailbox, *, wait_on: Event | None = None
     ) -> SelectedMailbox:
         if wait_on is not None:
-            if not self._changed.is_set():
+            if not self._changed.is_set() and not wait_on.is_set():
                 await wait_on.or_event(self._changed).wait(timeout=IDLE_RESYNC)
             if wait_on.is_set() and not self._changed.is_set():
                 return selected  # DONE: nothing new to say

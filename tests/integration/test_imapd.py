@@ -8,10 +8,8 @@ The service is built by its own ``app.build`` and driven with the standard libra
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import imaplib
 import poplib
-import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -274,3 +272,256 @@ async def test_implicit_tls_and_starttls(stack: Stack, certificate: tuple[Path, 
         plain.logout()
 
     await run(client)
+
+
+# --- changes: flags, append, copy, move, expunge, folders -------------------------------------
+
+
+async def test_append_copy_move_expunge(stack: Stack) -> None:
+    await stack.add_account("carol")
+    await stack.deliver("carol", MESSAGE, 1)
+    user = f"carol@{stack.domain}"
+
+    def client() -> None:
+        imap = login(stack.port(), user)
+        typ, data = imap.append("Drafts", r"(\Draft)", None, b"Subject: draft\r\n\r\nbody\r\n")
+        assert typ == "OK" and b"APPENDUID" in data[0], data
+        ok(imap.select("INBOX"))
+        typ, data = imap._simple_command("UID", "COPY", "1", "Trash")
+        assert typ == "OK" and data[0].startswith(b"[COPYUID "), data
+        typ, data = imap.uid("MOVE", "1", "Sent")
+        assert typ == "OK", data
+        assert ok(imap.search(None, "ALL")) == [b""]
+        ok(imap.select("Sent"))
+        assert ok(imap.fetch("1", "(BODY.PEEK[])"))[0][1] == MESSAGE.replace(b"\n", b"\r\n")
+        ok(imap.store("1", "+FLAGS", r"(\Deleted)"))
+        ok(imap.expunge())
+        assert ok(imap.search(None, "ALL")) == [b""]
+        ok(imap.select("Drafts"))
+        flags = ok(imap.fetch("1", "(FLAGS)"))[0]
+        assert b"\\Draft" in flags
+        ok(imap.create("Lists.qmail"))
+        assert b"Lists.qmail" in b" ".join(ok(imap.list()))
+        ok(imap.rename("Lists.qmail", "Lists.ezmlm"))
+        ok(imap.delete("Lists.ezmlm"))
+        status = ok(imap.status("Trash", "(MESSAGES UIDNEXT)"))[0]
+        assert b"MESSAGES 1" in status and b"UIDNEXT 2" in status
+        imap.logout()
+
+    await run(client)
+    keys = await stack.keys("carol")
+    assert not [k for k in keys if k.startswith(("INBOX/", "Sent/"))], keys
+    assert len([k for k in keys if k.startswith("Trash/cur/")]) == 1
+    assert len([k for k in keys if k.startswith("Drafts/cur/")]) == 1
+
+
+async def test_local_folder_is_an_imap_folder(stack: Stack) -> None:
+    """A .qmail line ./Maildir/.Lists.qmail/ delivers into the IMAP folder Lists.qmail."""
+    await stack.add_account("dave")
+    await stack.deliver("dave", MESSAGE, 1, folder="Lists.qmail")
+
+    def client() -> None:
+        imap = login(stack.port(), f"dave@{stack.domain}")
+        listed = b"\n".join(ok(imap.list()))
+        assert b" Lists.qmail" in listed and b" Lists" in listed, listed
+        assert ok(imap.select("Lists.qmail")) == [b"1"]
+        imap.logout()
+
+    await run(client)
+
+
+async def test_flags_and_expunge_seen_by_pop3d(stack: Stack) -> None:
+    """One mailbox: IMAP's expunge is gone for POP3, POP3's DELE is an expunge for IMAP, and
+    pop3d's move to cur/ keeps the IMAP UID and flags."""
+    from services.pop3d.app import build as build_pop3d
+    from services.pop3d.server import Pop3Server
+
+    settings = stack.settings
+    (settings.control / "pop3plaintext").write_text("1\n")
+    pop3 = await start(await build_pop3d(settings), settings)
+    await stack.add_account("erin")
+    for i in range(3):
+        await stack.deliver("erin", MESSAGE.replace(b"first", b"m%d" % i), i)
+    pop_port = next(c for c in pop3.service.components if isinstance(c, Pop3Server)).ports["pop3"]
+    user = f"erin@{stack.domain}"
+
+    def flow() -> None:
+        imap = login(stack.port(), user)
+        ok(imap.select("INBOX"))
+        assert uids(imap) == [1, 2, 3]
+        ok(imap.uid("STORE", "1", "+FLAGS", r"(\Seen \Flagged)"))
+        ok(imap.uid("STORE", "2", "+FLAGS", r"(\Deleted)"))
+        ok(imap.expunge())
+        imap.logout()
+        pop = poplib.POP3("127.0.0.1", pop_port, timeout=20)
+        pop.user(user)
+        pop.pass_(PASSWORD)
+        count, _ = pop.stat()
+        assert count == 2  # the expunged message is gone for POP3
+        subjects = [b"\n".join(pop.top(n, 0)[1]) for n in (1, 2)]
+        assert b"Subject: m0" in subjects[0] and b"Subject: m2" in subjects[1]
+        pop.dele(2)
+        pop.quit()  # moves message 1 to cur/ and deletes message 2
+        imap = login(stack.port(), user)
+        ok(imap.select("INBOX"))
+        assert uids(imap) == [1]  # same UID after pop3d's move; DELE expunged UID 3
+        flags = ok(imap.uid("FETCH", "1", "(FLAGS)"))[0]
+        assert b"\\Seen" in flags and b"\\Flagged" in flags
+        imap.logout()
+
+    try:
+        await run(flow)
+    finally:
+        await pop3.stop()
+
+
+# --- replicas and IDLE ------------------------------------------------------------------------
+
+
+async def test_uids_agree_across_two_replicas(two: Stack) -> None:
+    await two.add_account("fred")
+    for i in range(5):
+        await two.deliver("fred", MESSAGE, i)
+    user = f"fred@{two.domain}"
+
+    def both() -> None:
+        a, b = login(two.port(0), user), login(two.port(1), user)
+        ok(a.select("INBOX"))
+        ok(b.select("INBOX"))
+        validity = [x.untagged_responses["UIDVALIDITY"] for x in (a, b)]
+        assert validity[0] == validity[1]
+        assert uids(a) == uids(b) == [1, 2, 3, 4, 5]
+        ok(a.uid("STORE", "3", "+FLAGS", r"(\Answered)"))
+        ok(b.noop())
+        assert b"\\Answered" in ok(b.uid("FETCH", "3", "(FLAGS)"))[0]
+        a.logout()
+        b.logout()
+
+    await run(both)
+    await two.deliver("fred", MESSAGE, 9)
+
+    def after() -> None:
+        b = login(two.port(1), user)
+        ok(b.select("INBOX"))
+        assert uids(b) == [1, 2, 3, 4, 5, 6]
+        b.logout()
+
+    await run(after)
+
+
+async def test_idle_hears_a_delivery_on_another_replica(two: Stack) -> None:
+    """IDLE on replica 0; the delivery is announced the way local announces it (one publish
+    on qmesh.mailbox.<account-key>), and the client hears EXISTS within a second."""
+    await two.add_account("gina")
+    user = f"gina@{two.domain}"
+    reader, writer = await asyncio.open_connection("127.0.0.1", two.port(0))
+
+    async def line() -> bytes:
+        return await asyncio.wait_for(reader.readline(), 10)
+
+    async def command(text: str) -> list[bytes]:
+        tag = text.split()[0].encode()
+        writer.write(text.encode() + b"\r\n")
+        got: list[bytes] = []
+        while not (got and got[-1].startswith(tag + b" ")):
+            got.append(await line())
+        return got
+
+    try:
+        await line()
+        assert (await command(f'a1 LOGIN "{user}" "{PASSWORD}"'))[-1].startswith(b"a1 OK")
+        assert b"* 0 EXISTS\r\n" in await command("a2 SELECT INBOX")
+        writer.write(b"a3 IDLE\r\n")
+        assert (await line()).startswith(b"+ ")
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        await two.deliver("gina", MESSAGE, 1, announce=True)
+        got = await line()
+        waited = loop.time() - sent
+        assert got == b"* 1 EXISTS\r\n", got
+        assert waited < 1.0, waited
+        writer.write(b"DONE\r\n")
+        rest: list[bytes] = []
+        while not (rest and rest[-1].startswith(b"a3 ")):
+            rest.append(await line())
+        assert rest[-1].startswith(b"a3 OK")
+    finally:
+        writer.close()
+
+
+# --- hostile input ----------------------------------------------------------------------------
+
+
+class Raw:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> Raw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**22)
+        raw = cls(reader, writer)
+        await raw.line()
+        return raw
+
+    async def line(self) -> bytes:
+        return await asyncio.wait_for(self.reader.readline(), 10)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def until(self, tag: bytes) -> list[bytes]:
+        got: list[bytes] = []
+        while not (got and got[-1].startswith(tag + b" ")):
+            got.append(await self.line())
+            assert got[-1], got
+        return got
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_hostile_input_is_bad_or_no_and_the_service_keeps_serving(stack: Stack) -> None:
+    await stack.add_account("mallory")
+    await stack.add_account("victim")
+    await stack.deliver("victim", MESSAGE, 1)
+    raw = await Raw.connect(stack.port())
+    try:
+        await raw.send(b"t1 LOGIN {4294967296}\r\n")  # 4 GB literal, synchronising
+        assert (await raw.until(b"t1"))[-1].startswith(b"t1 BAD")
+        await raw.send(b"t2 NOOP " + b"x" * (1024 * 1024) + b"\r\n")  # a 1 MB line
+        assert (await raw.until(b"t2"))[-1].startswith(b"t2 BAD")
+        await raw.send(f't3 LOGIN "mallory@{stack.domain}" "{PASSWORD}"\r\n'.encode())
+        assert (await raw.until(b"t3"))[-1].startswith(b"t3 OK")
+        await raw.send(b"t4 FETCH 1:* (FLAGS (BODY[]\r\n")  # unbalanced parentheses
+        assert (await raw.until(b"t4"))[-1].startswith(b"t4 BAD")
+        for n, name in enumerate(
+            [b'"a..b"', b'"a/b"', b'"..victim"', b"{3}\r\na\x00b", b'"%"', b'"&Jjo"', b'".."'], 5
+        ):
+            tag = b"t%d" % n
+            if name.startswith(b"{"):
+                head, _, rest = name.partition(b"\r\n")
+                await raw.send(tag + b" CREATE " + head + b"\r\n")
+                cont = await raw.line()
+                assert cont.startswith(b"+"), cont
+                await raw.send(rest + b"\r\n")
+            else:
+                await raw.send(tag + b" CREATE " + name + b"\r\n")
+            answer = (await raw.until(tag))[-1]
+            assert answer.startswith((tag + b" NO", tag + b" BAD")), (name, answer)
+        await raw.send(b'u1 SELECT "../victim/INBOX"\r\n')
+        assert (await raw.until(b"u1"))[-1].startswith(b"u1 NO")
+        await raw.send(b"u2 SELECT INBOX\r\n")
+        assert b"* 0 EXISTS\r\n" in await raw.until(b"u2")  # only mallory's own mail
+        await raw.send(b"u3 APPEND INBOX {4294967296+}\r\n")  # LITERAL+ 4 GB: refused, closed
+        got = await raw.until(b"u3")
+        assert got[-1].startswith(b"u3 BAD") or got[-1].startswith(b"* BYE")
+    finally:
+        raw.close()
+
+    def still_serving() -> None:
+        imap = login(stack.port(), f"victim@{stack.domain}")
+        assert ok(imap.select("INBOX")) == [b"1"]
+        imap.logout()
+
+    await run(still_serving)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import binascii
+
 import pytest
 
 from qmesh.mailbox import index as idx
 from qmesh.mailbox.flags import DELETED, SEEN, from_info, normalise, to_info
-from qmesh.mailbox.folders import BadFolderName, check_name, from_segment, key_segment
+from qmesh.mailbox.folders import (
+    BadFolderName,
+    check_name,
+    from_segment,
+    key_segment,
+    modutf7_decode,
+)
 from qmesh.mailbox.index import Listed
 
 
@@ -131,3 +139,17 @@ def test_folder_key_segments(name: str, segment: str) -> None:
 def test_segments_that_are_not_folders() -> None:
     assert from_segment(".mbox") is None
     assert from_segment("a..b") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [(b"Entw&APw-rfe", "Entwürfe"), (b"&-", "&"), (b"a&-b", "a&b"), (b"plain", "plain")],
+)
+def test_modified_utf7(raw: bytes, want: str) -> None:
+    assert modutf7_decode(raw) == want
+
+
+@pytest.mark.parametrize("raw", [b"&Jjo", b"&", b"&!!-", b"&A-", b"\xff"])
+def test_modified_utf7_refuses_malformed_runs(raw: bytes) -> None:
+    with pytest.raises((ValueError, binascii.Error)):
+        modutf7_decode(raw)
