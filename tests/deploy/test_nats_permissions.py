@@ -305,12 +305,19 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
         "consumers": [],
         "publish": [],
     },
+    "imapd": {  # no queue at all: the directory, the mailbox index, announcements (#13)
+        "streams": [],
+        "kv": [subjects.KV_MAILBOX, subjects.KV_DIRECTORY],
+        "consumers": [],
+        "publish": [],
+    },
 }
 WRITABLE = {  # bucket -> the key prefix the service owns
     "send": {subjects.KV_QUEUE: "probe", subjects.KV_LEASES: "send"},
     "local": {subjects.KV_DELIVERIES: "ledger"},  # hardening #10: claim, settle, release
     "remote": {subjects.KV_TCPTO: "tcpto", subjects.KV_DELIVERIES: "ledger"},
     "pop3d": {subjects.KV_LEASES: "pop3"},
+    "imapd": {subjects.KV_MAILBOX: "probe"},
 }
 
 
@@ -400,6 +407,7 @@ FORGED = {  # service -> queue subjects it must not publish
     "local": [subjects.JOB_LOCAL, subjects.RESULT_REMOTE, subjects.JOB_REMOTE],
     "remote": [subjects.RESULT_LOCAL, subjects.JOB_REMOTE, subjects.TODO],
     "pop3d": [subjects.TODO, subjects.JOB_LOCAL, subjects.RESULT_REMOTE],
+    "imapd": [subjects.TODO, subjects.JOB_LOCAL, subjects.RESULT_LOCAL],
 }
 OTHERS_CONSUMER = {  # service -> a consumer of another service it must not fetch from
     "smtpd": (subjects.STREAM_TODO, subjects.CONSUMER_SEND_TODO),
@@ -407,6 +415,7 @@ OTHERS_CONSUMER = {  # service -> a consumer of another service it must not fetc
     "local": (subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE),
     "remote": (subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL),
     "pop3d": (subjects.STREAM_RESULT, subjects.CONSUMER_SEND_RESULT),
+    "imapd": (subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL),
 }
 
 
