@@ -8,6 +8,8 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   command -v "$p" >/dev/null || missing+=("$p")
 done
+# imapd's reference (#13): Debian's Dovecot IMAP server, whose program is `dovecot`
+[ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: ${missing[*]} missing and not installable here; tests that need them will say so"

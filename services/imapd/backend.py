@@ -23,6 +23,12 @@ from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
+from pymap.parsing.response.fetch import (
+    BodyStructure,
+    ContentBodyStructure,
+    MessageBodyStructure,
+    TextBodyStructure,
+)
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Deleted, Flag, Recent, get_system_flags
 from pymap.selected import SelectedMailbox, SelectedSet
@@ -66,6 +72,25 @@ def with_crlf(stored: bytes) -> bytes:
     return _BARE_LF.sub(b"\r\n", stored)
 
 
+class LoadedMessage(BaseLoadedMessage):
+    """pymap's loaded message with RFC 3501's body sizes in BODYSTRUCTURE: the octets and
+    lines of a part's body, not of the part with its header (what Dovecot reports)."""
+
+    @classmethod
+    def _get_size_with_lines(cls, msg: MessageContent) -> tuple[int, int]:
+        body = bytes(msg.body)
+        return len(body), body.count(b"\n")
+
+    @classmethod
+    def _get_body_structure(cls, msg: MessageContent) -> BodyStructure:
+        structure = super()._get_body_structure(msg)
+        if isinstance(structure, ContentBodyStructure) and not isinstance(
+            structure, (TextBodyStructure, MessageBodyStructure)
+        ):
+            structure.size = len(bytes(msg.body))
+        return structure
+
+
 class Message(BaseMessage):
     """One message of a folder: metadata from the index, content read only when asked for."""
 
@@ -87,7 +112,7 @@ class Message(BaseMessage):
         )
         self._load = load
 
-    async def load_content(self, requirement: FetchRequirement) -> BaseLoadedMessage:
+    async def load_content(self, requirement: FetchRequirement) -> LoadedMessage:
         content = None
         if self._load is not None and not requirement.has_none(FetchRequirement.CONTENT):
             try:
@@ -96,7 +121,7 @@ class Message(BaseMessage):
                 content = MessageContent.parse(b"")  # expunged meanwhile: an empty message
             except (Temporary, StoreUnavailable) as err:
                 raise temporary(err) from err
-        return BaseLoadedMessage(self, requirement, content)
+        return LoadedMessage(self, requirement, content)
 
 
 class Folder:

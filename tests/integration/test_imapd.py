@@ -525,3 +525,26 @@ async def test_hostile_input_is_bad_or_no_and_the_service_keeps_serving(stack: S
         imap.logout()
 
     await run(still_serving)
+
+
+async def test_no_password_in_the_clear_from_a_remote_client(stack: Stack) -> None:
+    """Behind a trusted balancer (PROXY header), a client from a public address sees
+    LOGINDISABLED and no AUTH=PLAIN before STARTTLS, and LOGIN is refused."""
+    (stack.settings.control / "proxyclients").write_text("127.0.0.1\n")
+    await stack.add_account("henry")
+    for _ in range(50):  # the control watcher picks the new file up
+        reader, writer = await asyncio.open_connection("127.0.0.1", stack.port())
+        writer.write(b"PROXY TCP4 203.0.113.5 127.0.0.1 40000 143\r\n")
+        greeting = await asyncio.wait_for(reader.readline(), 10)
+        if b"LOGINDISABLED" in greeting:
+            break
+        writer.close()
+        await asyncio.sleep(0.2)
+    try:
+        assert b"LOGINDISABLED" in greeting and b"AUTH=PLAIN" not in greeting, greeting
+        assert b"STARTTLS" in greeting
+        writer.write(f'x1 LOGIN "henry@{stack.domain}" "{PASSWORD}"\r\n'.encode())
+        answer = await asyncio.wait_for(reader.readline(), 10)
+        assert answer.startswith((b"x1 NO", b"x1 BAD")), answer
+    finally:
+        writer.close()
