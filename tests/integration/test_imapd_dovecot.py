@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -170,7 +170,7 @@ def same_order(line: bytes) -> bytes:
     return re.sub(rb"  +", b" ", line).replace(b"( ", b"(")
 
 
-def normalise(typ: str, data: list[object]) -> object:
+def normalise(typ: str, data: Sequence[object]) -> object:
     out: list[object] = [typ]
     for item in data:
         if isinstance(item, tuple):
@@ -188,7 +188,7 @@ def transcript(port: int, user: str) -> dict[str, object]:
     for command, args in SCRIPT:
         key = f"{command} ({', '.join(args)})"
         if command == "SELECT":
-            typ, data = imap.select(*args)
+            typ, data = imap.select(args[0])
             answers[key] = [typ, data, imap.untagged_responses.get("UIDNEXT")]
         elif command == "UID":
             answers[key] = normalise(*imap.uid(*args))
