@@ -35,11 +35,12 @@ from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
 
 from qmesh.control.parse import Network
 from qmesh.runtime.listeners import HANDSHAKE_TIMEOUT, Accepted, Listeners, discard_buffered
-from services.imapd import metrics, mutf7
+from services.imapd import metrics, mutf7, speedups
 from services.imapd.config import MAX_APPEND, ImapConfig
 
 log = logging.getLogger(__name__)
 mutf7.install()
+speedups.install()
 
 Listener = Literal["imap", "imaps"]
 IDLE_TIMEOUT = 1860.0  # RFC 3501 5.4: at least 30 minutes
