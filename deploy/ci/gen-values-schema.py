@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 OUTPUT = Path(__file__).resolve().parents[2] / "k8s/qmesh/values.schema.json"
-SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "lists")
-PORT_NAMES = "^(http|smtp|submission|smtps|qmtp|pop3|pop3s)$"
+SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists")
+PORT_NAMES = "^(http|smtp|submission|smtps|qmtp|pop3|pop3s|imap|imaps)$"
 
 
 def string(**kw: Any) -> dict[str, Any]:

@@ -11,6 +11,8 @@ for p in "${PACKAGES[@]}"; do
 done
 # opendkim: the milter binary verifies DKIM signatures in tests, independently of dkimpy
 command -v opendkim >/dev/null || [ -x /usr/sbin/opendkim ] || missing+=(opendkim)
+# imapd's reference (#13): Debian's Dovecot IMAP server, whose program is `dovecot`
+[ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: ${missing[*]} missing and not installable here; tests that need them will say so"

@@ -86,6 +86,7 @@ BUCKETS = (
     subjects.KV_DELIVERIES,
     subjects.KV_MTASTS,  # key <domain>, each policy with its max_age (RFC 8461, issue 11)
     subjects.KV_LISTS,
+    subjects.KV_MAILBOX,
 )
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)

@@ -52,6 +52,7 @@ HEALTH_PORTS = {
     "local": 8083,
     "remote": 8084,
     "pop3d": 8085,
+    "imapd": 8086,  # (#13)
     "lists": 8087,  # issue #15
 }
 LISTENER_PORTS = {  # environment variable -> default
@@ -61,6 +62,8 @@ LISTENER_PORTS = {  # environment variable -> default
     "QMESH_POP3_PORT": 2110,
     "QMESH_SMTPS_PORT": 2465,
     "QMESH_POP3S_PORT": 2995,
+    "QMESH_IMAP_PORT": 2143,  # imapd (#13)
+    "QMESH_IMAPS_PORT": 2993,
 }
 NATS_PORT = 4222
 RESTART_DELAY_MAX = 10.0
@@ -330,6 +333,7 @@ async def up(environ: Mapping[str, str], site: Site, nats: EmbeddedNats) -> int:
         f"QMTP {host}:{env['QMESH_QMTP_PORT']}, POP3 {host}:{env['QMESH_POP3_PORT']} and "
         f"{host}:{env['QMESH_POP3S_PORT']} (TLS)"
     )
+    _say(f"qmesh: IMAP {host}:{env['QMESH_IMAP_PORT']} and {host}:{env['QMESH_IMAPS_PORT']} (TLS)")
     _say(
         "qmesh: health "
         + ", ".join(

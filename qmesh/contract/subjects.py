@@ -42,6 +42,9 @@ KV_TCPTO = "qmesh_tcpto"  # remote's shared connection-timeout memory (REMOTE-22
 KV_DELIVERIES = "qmesh_deliveries"  # what local and remote delivered (hardening #10)
 KV_MTASTS = "qmesh_mtasts"  # remote's cache of MTA-STS policies (RFC 8461)
 KV_LISTS = "qmesh_lists"  # subscribers and state of the mailing lists (issue #15)
+KV_MAILBOX = "qmesh_mailbox"  # folder indexes (UIDs, flags, MODSEQ) and account records (#13)
+# core NATS, no stream: "a folder of this account changed" for IDLE on every imapd (#13)
+MAILBOX_ALL = "qmesh.mailbox.*"
 
 
 def job(channel: Channel) -> str:
@@ -63,3 +66,8 @@ def job_consumer(channel: Channel) -> str:
 def shunt_filter() -> str:
     """Every subject of stream ``QMESH_SHUNT``: what ``qmesh queue shunted`` reads."""
     return "qmesh.shunt.>"
+
+
+def mailbox(account_key: str) -> str:
+    """``qmesh.mailbox.<account-key>``: the account's announcements (#13)."""
+    return "qmesh.mailbox." + account_key

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["line", "number", "list", "text"]
-ServiceName = Literal["smtpd", "send", "local", "remote", "pop3d", "inject"]
+ServiceName = Literal["smtpd", "send", "local", "remote", "pop3d", "inject", "imapd"]
 
-ALL: tuple[ServiceName, ...] = ("smtpd", "send", "local", "remote", "pop3d", "inject")
+ALL: tuple[ServiceName, ...] = ("smtpd", "send", "local", "remote", "pop3d", "inject", "imapd")
 
 # The shipped message size limit (50 MiB, between Postfix's 10 MB and Stalwart's): qmail's 0
 # lets one client fill the queue store with a single message.
@@ -130,7 +130,7 @@ SPECS: tuple[ControlSpec, ...] = (
     _c("relayclients", "list", None, ("smtpd",),
        "Lines `CIDR` or `CIDR:value` (IPv6 in brackets when a value follows); clients inside "
        "get `RELAYCLIENT=value` (SMTPD-42).", ext=True),
-    _c("proxyclients", "list", None, ("smtpd", "pop3d"),
+    _c("proxyclients", "list", None, ("smtpd", "pop3d", "imapd"),
        "CIDRs of load balancers whose PROXY protocol v1/v2 headers are accepted; none = "
        "PROXY off (SMTPD-86).", ext=True),
     _c("ipme", "list", ("0.0.0.0", "127.0.0.1"), ("smtpd", "remote"),
@@ -144,10 +144,10 @@ SPECS: tuple[ControlSpec, ...] = (
     _c("smtpauth", "list", ("PLAIN", "LOGIN"), ("smtpd",),
        "SASL mechanisms offered after TLS, separated by spaces or lines (SMTPD-81); by "
        "default on the submission ports only (SMTPD-82).", ext=True),
-    _c("tlscert", "line", None, ("smtpd", "pop3d"),
+    _c("tlscert", "line", None, ("smtpd", "pop3d", "imapd"),
        "PEM certificate chain: the file itself, or a first line naming a file (relative to "
        "the control directory). With `tlskey`, STARTTLS/STLS are offered.", ext=True),
-    _c("tlskey", "line", None, ("smtpd", "pop3d"),
+    _c("tlskey", "line", None, ("smtpd", "pop3d", "imapd"),
        "PEM private key of `tlscert`, in the file itself or in the file its first line "
        "names.", ext=True),
     _c("submissionports", "list", ("587", "465"), ("smtpd",),
@@ -163,11 +163,12 @@ SPECS: tuple[ControlSpec, ...] = (
     _c("defaultdelivery", "text", "./Maildir/\n", ("local",),
        "Delivery instructions (`.qmail` lines) for an account without a rule `\"\"` or with "
        "an empty one.", ext=True),
-    _c("pop3plaintext", "line", False, ("pop3d",),
-       "`1` allows USER/PASS and SASL PLAIN without TLS (POP3-60).", ext=True),
+    _c("pop3plaintext", "line", False, ("pop3d", "imapd"),
+       "`1` allows USER/PASS and SASL PLAIN without TLS (POP3-60); for imapd LOGIN and "
+       "AUTHENTICATE PLAIN (#13).", ext=True),
     _c("spawnlimit", "number", 120, ("send",),
        "Upper bound for `concurrencylocal` and `concurrencyremote`.", ext=True),
-    _c("maxconnip", "number", 20, ("smtpd", "pop3d"),
+    _c("maxconnip", "number", 20, ("smtpd", "pop3d", "imapd"),
        "Connections one client address may hold at once on one replica, all listeners of the "
        "service together (IPv6 counted per /64; behind a balancer, the PROXY header's address); "
        "more get `421` (SMTP) or `-ERR [SYS/TEMP]` (POP3) and are closed. `0` = no limit "

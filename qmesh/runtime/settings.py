@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     qmtp_port: int = Field(default=2209, ge=0, le=65535)
     pop3_port: int = Field(default=2110, ge=0, le=65535)
     pop3s_port: int = Field(default=2995, ge=0, le=65535)
+    imap_port: int = Field(default=2143, ge=0, le=65535)  # imapd (#13)
+    imaps_port: int = Field(default=2993, ge=0, le=65535)
     # concurrent sessions per listener (SMTPD-73, tcpserver -c); more wait in the backlog
     max_sessions: int = Field(default=500, ge=1)
 

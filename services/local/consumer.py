@@ -37,6 +37,7 @@ from qmesh.contract.events import LocalJob, Result
 from qmesh.contract.outcome import Outcome, result_log_level
 from qmesh.contract.queue import enqueue
 from qmesh.lists.handoff import Handoff, is_list_rule
+from qmesh.mailbox.announce import announce_change
 from qmesh.store.base import BlobNotFound, BlobStore, StoreUnavailable
 from qmesh.store.keys import body_key
 from services.local import metrics
@@ -262,6 +263,7 @@ class LocalDelivery:
                     first=first,
                 )
                 metrics.MAILBOX_BYTES.inc(len(content))
+                await announce_change(self._bus, mailbox.domain, mailbox.account)  # IDLE (#13)
             elif isinstance(step, Program):
                 transcript.programs += 1
                 if await self._program(job, p, step, message, config, transcript):

@@ -234,7 +234,7 @@ def test_mail_ports_are_public_only_for_listeners(
     for s in of_kind(objects, "Service"):
         if s["spec"]["type"] == "ClusterIP":
             continue
-        assert component(s) in ("smtpd", "pop3d"), s["metadata"]["name"]
+        assert component(s) in ("smtpd", "pop3d", "imapd"), s["metadata"]["name"]
         public = {p["name"]: p["port"] for p in s["spec"]["ports"]}
         assert "http" not in public, "metrics must stay inside the cluster"
         standard = {
@@ -244,6 +244,8 @@ def test_mail_ports_are_public_only_for_listeners(
             "qmtp": 209,
             "pop3": 110,
             "pop3s": 995,
+            "imap": 143,
+            "imaps": 993,
         }
         for port, number in public.items():
             assert standard[port] == number, (port, number)
@@ -311,6 +313,7 @@ def test_network_policies(rendered: dict[str, list[Manifest]], scenario: str) ->
         listeners = {
             "smtpd": {"smtp", "submission", "smtps", "qmtp"},
             "pop3d": {"pop3", "pop3s"},
+            "imapd": {"imap", "imaps"},
         }.get(service, set())
         assert ingress_ports == {"http"} | listeners, service
     remote = policies_for(objects, "remote")
@@ -378,7 +381,7 @@ def test_crd_objects_of_the_full_scenario(rendered: dict[str, list[Manifest]]) -
 
     (certificate,) = of_kind(objects, "Certificate")
     secret = certificate["spec"]["secretName"]
-    for service in ("smtpd", "pop3d"):
+    for service in ("smtpd", "pop3d", "imapd"):
         d = next(o for o in of_kind(objects, "Deployment") if component(o) == service)
         tls = [v for v in pod_spec(d)["volumes"] if v["name"] == "tls"]
         assert tls and tls[0]["secret"]["secretName"] == secret

@@ -115,7 +115,7 @@ def test_tls_secret_is_mounted_where_the_tls_controls_are_used(tools: Tools) -> 
     cert, key = Path(data["tlscert"].strip()), Path(data["tlskey"].strip())
     assert cert.parent == key.parent
     owners = set(REGISTRY["tlscert"].used_by) | set(REGISTRY["tlskey"].used_by)
-    assert owners & set(SERVICES) == {"smtpd", "pop3d"}
+    assert owners & set(SERVICES) == {"smtpd", "pop3d", "imapd"}
     for o in workloads(objects):
         spec = pod_spec(o)
         tls = [

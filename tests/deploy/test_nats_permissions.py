@@ -312,6 +312,12 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
         "consumers": [(subjects.STREAM_LISTS, subjects.CONSUMER_LISTS)],
         "publish": [subjects.TODO],
     },
+    "imapd": {  # no queue at all: the directory, the mailbox index, announcements (#13)
+        "streams": [],
+        "kv": [subjects.KV_MAILBOX, subjects.KV_DIRECTORY],
+        "consumers": [],
+        "publish": [],
+    },
 }
 WRITABLE = {  # bucket -> the key prefix the service owns
     "send": {subjects.KV_QUEUE: "probe", subjects.KV_LEASES: "send"},
@@ -323,6 +329,7 @@ WRITABLE = {  # bucket -> the key prefix the service owns
     },
     "pop3d": {subjects.KV_LEASES: "pop3"},
     "lists": {subjects.KV_LISTS: "subs", subjects.KV_DELIVERIES: "lists"},
+    "imapd": {subjects.KV_MAILBOX: "probe"},
 }
 
 
@@ -413,6 +420,7 @@ FORGED = {  # service -> queue subjects it must not publish
     "remote": [subjects.RESULT_LOCAL, subjects.JOB_REMOTE, subjects.TODO],
     "pop3d": [subjects.TODO, subjects.JOB_LOCAL, subjects.RESULT_REMOTE],
     "lists": [subjects.JOB_LOCAL, subjects.RESULT_LOCAL, subjects.JOB_LISTS],
+    "imapd": [subjects.TODO, subjects.JOB_LOCAL, subjects.RESULT_LOCAL],
 }
 OTHERS_CONSUMER = {  # service -> a consumer of another service it must not fetch from
     "smtpd": (subjects.STREAM_TODO, subjects.CONSUMER_SEND_TODO),
@@ -421,6 +429,7 @@ OTHERS_CONSUMER = {  # service -> a consumer of another service it must not fetc
     "remote": (subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL),
     "pop3d": (subjects.STREAM_RESULT, subjects.CONSUMER_SEND_RESULT),
     "lists": (subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL),
+    "imapd": (subjects.STREAM_LOCAL, subjects.CONSUMER_LOCAL),
 }
 
 

@@ -17,7 +17,7 @@ CHART = ROOT / "k8s" / "qmesh"
 SCENARIOS = sorted(
     p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml")
 )
-SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "lists")
+SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists")
 
 Manifest = dict[str, Any]
 

@@ -23,7 +23,7 @@ import pytest
 from qmesh.cli.up import as_role
 from tests.servers import S3Server, free_ports, self_signed
 
-SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "lists")
+SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists")
 QMESH = [sys.executable, "-m", "qmesh.cli.main"]
 
 
@@ -199,7 +199,7 @@ def start_cluster(
     control = workdir / "control"
     if controls is not None:
         write_controls(control, controls)
-    ports = free_ports(13)
+    ports = free_ports(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("QMESH_")}
     env.update(
         {
@@ -212,10 +212,12 @@ def start_cluster(
             "QMESH_POP3_PORT": str(ports[4]),
             "QMESH_SMTPS_PORT": str(ports[10]),
             "QMESH_POP3S_PORT": str(ports[11]),
+            "QMESH_IMAP_PORT": str(ports[12]),
+            "QMESH_IMAPS_PORT": str(ports[13]),
             "QMESH_LOG_LEVEL": "INFO",
         }
     )
-    http = dict(zip(SERVICES, [*ports[5:10], ports[12]], strict=True))
+    http = dict(zip(SERVICES, [*ports[5:10], ports[14], ports[15]], strict=True))
     for service, port in http.items():
         env[f"QMESH_{service.upper()}_HTTP_PORT"] = str(port)
     if s3 is not None:

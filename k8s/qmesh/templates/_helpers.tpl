@@ -109,12 +109,12 @@ writes as "2e+06": whole numbers are written as integers, anything else as it is
 
 {{/* Services in the order the chart renders them. */}}
 {{- define "qmesh.services" -}}
-smtpd send local remote pop3d lists
+smtpd send local remote pop3d imapd lists
 {{- end -}}
 
 {{/* Public port of each listener (container port name -> Service port). */}}
 {{- define "qmesh.standardPort" -}}
-{{- get (dict "http" "8080" "smtp" "25" "submission" "587" "smtps" "465" "qmtp" "209" "pop3" "110" "pop3s" "995") . -}}
+{{- get (dict "http" "8080" "smtp" "25" "submission" "587" "smtps" "465" "qmtp" "209" "pop3" "110" "pop3s" "995" "imap" "143" "imaps" "993") . -}}
 {{- end -}}
 
 {{- define "qmesh.natsUser" -}}

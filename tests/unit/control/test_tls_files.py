@@ -23,7 +23,7 @@ def controls_naming(control_dir: Path, cert: Path, key: Path) -> TlsContexts:
 
 def test_only_the_tls_listeners_own_the_tls_controls() -> None:
     """The chart mounts the TLS Secret only in these services (tests/deploy checks it)."""
-    assert REGISTRY["tlscert"].used_by == REGISTRY["tlskey"].used_by == ("smtpd", "pop3d")
+    assert REGISTRY["tlscert"].used_by == REGISTRY["tlskey"].used_by == ("smtpd", "pop3d", "imapd")
 
 
 def test_a_readable_pair_loads_at_startup(tmp_path: Path) -> None:

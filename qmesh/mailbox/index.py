@@ -1,0 +1,212 @@
+"""One folder's index: UIDVALIDITY, UIDs, flags and MODSEQ, as pure state transitions (#13).
+
+The index is Dovecot's ``dovecot-uidlist`` plus its flag and modseq records, kept as one value
+in the KV bucket ``qmesh_mailbox``. Every change is a function ``index -> index`` applied by
+:mod:`qmesh.mailbox.sync` as one compare-and-set on the value's revision, so two replicas that
+look at once both end with the same UIDs: the loser of the race re-reads and applies its
+change again (the shape of ``services/send/plan.py``).
+
+UIDs are given when a reader first sees a message (:func:`reconcile`), not by ``local``: the
+delivery path stays one object write. New objects are numbered in the order of their delivery
+time, then unique name, so the same listing always gives the same UIDs. A UID is never given
+twice in one UIDVALIDITY; MODSEQ grows by one for every change (RFC 7162).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from qmesh.mailbox.flags import from_info
+
+FORMAT = 1
+FlagMode = Literal["add", "remove", "replace"]
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One message object as a store listing shows it, relative to its folder."""
+
+    unique: str  # the Maildir unique name, also the POP3 UIDL
+    key: str  # "new/<unique>" or "cur/<unique>:2,<info>"
+    size: int  # RFC822.SIZE: the message with CRLF line ends (the name's ",W=")
+    when: int  # internal date, Unix seconds
+    info: str = ""  # the letters after ":2,"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    size: int
+    when: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderIndex:
+    uidvalidity: int
+    next_uid: int = 1
+    highest_modseq: int = 1
+    first_recent: int = 1  # UIDs from here on are \Recent for the next session to claim them
+    messages: Mapping[str, Entry] | None = None  # unique -> entry, in UID order
+
+    @property
+    def entries(self) -> Mapping[str, Entry]:
+        return self.messages or {}
+
+    def by_uid(self) -> dict[int, tuple[str, Entry]]:
+        return {e.uid: (u, e) for u, e in self.entries.items()}
+
+
+def new_index(uidvalidity: int) -> FolderIndex:
+    return FolderIndex(uidvalidity=uidvalidity, messages={})
+
+
+def reconcile(index: FolderIndex, listing: Iterable[Listed]) -> FolderIndex:
+    """The index after looking at the folder's objects: new ones numbered, vanished ones gone.
+
+    One unique name under both ``new/`` and ``cur/`` (an interrupted move) is one message, at
+    its ``cur/`` key. An entry whose object moved (pop3d's ``new/`` to ``cur/``) keeps its UID
+    and flags and changes only its key.
+    """
+    seen: dict[str, Listed] = {}
+    for item in listing:
+        had = seen.get(item.unique)
+        if had is None or (had.key.startswith("new/") and item.key.startswith("cur/")):
+            seen[item.unique] = item
+    old = index.entries
+    modseq = index.highest_modseq
+    changed = False
+    kept: dict[str, Entry] = {}
+    for unique, entry in old.items():
+        found = seen.get(unique)
+        if found is None:
+            changed = True
+            continue
+        if found.key != entry.key:
+            entry = replace(entry, key=found.key)
+            changed = True
+        kept[unique] = entry
+    fresh = sorted((i for u, i in seen.items() if u not in old), key=lambda i: (i.when, i.unique))
+    next_uid = index.next_uid
+    if fresh or len(kept) != len(old):
+        modseq += 1
+    for item in fresh:
+        kept[item.unique] = Entry(
+            next_uid, modseq, from_info(item.info), item.size, item.when, item.key
+        )
+        next_uid += 1
+        changed = True
+    if not changed:
+        return index
+    return replace(index, next_uid=next_uid, highest_modseq=modseq, messages=kept)
+
+
+def add(index: FolderIndex, item: Listed, flags: frozenset[str]) -> tuple[FolderIndex, int]:
+    """An object this reader wrote itself (APPEND, COPY, MOVE): its UID, given now."""
+    if item.unique in index.entries:
+        return index, index.entries[item.unique].uid
+    modseq = index.highest_modseq + 1
+    uid = index.next_uid
+    messages = dict(index.entries)
+    messages[item.unique] = Entry(uid, modseq, flags, item.size, item.when, item.key)
+    return replace(index, next_uid=uid + 1, highest_modseq=modseq, messages=messages), uid
+
+
+def apply_flags(old: frozenset[str], flags: frozenset[str], mode: FlagMode) -> frozenset[str]:
+    if mode == "add":
+        return old | flags
+    if mode == "remove":
+        return old - flags
+    return flags
+
+
+def set_flags(
+    index: FolderIndex,
+    uids: Iterable[int],
+    flags: frozenset[str],
+    mode: FlagMode,
+    *,
+    unchanged_since: int | None = None,
+) -> FolderIndex:
+    """STORE: every listed UID that still exists; only messages whose flags change get a new
+    MODSEQ. With ``unchanged_since`` (CONDSTORE), a message modified later is left alone."""
+    wanted = set(uids)
+    modseq = index.highest_modseq + 1
+    messages = dict(index.entries)
+    changed = False
+    for unique, entry in index.entries.items():
+        if entry.uid not in wanted:
+            continue
+        if unchanged_since is not None and entry.modseq > unchanged_since:
+            continue
+        new = apply_flags(entry.flags, flags, mode)
+        if new != entry.flags:
+            messages[unique] = replace(entry, flags=new, modseq=modseq)
+            changed = True
+    if not changed:
+        return index
+    return replace(index, highest_modseq=modseq, messages=messages)
+
+
+def remove(index: FolderIndex, uniques: Iterable[str]) -> FolderIndex:
+    """EXPUNGE, MOVE's second half, or a POP3 DELE: the entries are gone for every reader."""
+    gone = set(uniques) & set(index.entries)
+    if not gone:
+        return index
+    messages = {u: e for u, e in index.entries.items() if u not in gone}
+    return replace(index, highest_modseq=index.highest_modseq + 1, messages=messages)
+
+
+def claim_recent(index: FolderIndex) -> tuple[FolderIndex, range]:
+    """The first session to select the folder takes the \\Recent UIDs (RFC 3501 2.3.2)."""
+    claimed = range(index.first_recent, index.next_uid)
+    if not claimed:
+        return index, claimed
+    return replace(index, first_recent=index.next_uid), claimed
+
+
+def encode(index: FolderIndex) -> bytes:
+    """Compact JSON, deflated: a 10,000-message folder is a few hundred kilobytes at most."""
+    doc = {
+        "v": FORMAT,
+        "uv": index.uidvalidity,
+        "next": index.next_uid,
+        "hms": index.highest_modseq,
+        "recent": index.first_recent,
+        "m": [
+            [u, e.uid, e.modseq, sorted(e.flags), e.size, e.when, e.key]
+            for u, e in index.entries.items()
+        ],
+    }
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
+
+
+class BadIndex(ValueError):
+    """A stored value that is not an index this code can read."""
+
+
+def decode(raw: bytes) -> FolderIndex:
+    try:
+        doc = json.loads(zlib.decompress(raw))
+        if doc["v"] != FORMAT:
+            raise BadIndex(f"index format {doc['v']!r}")
+        rows: Sequence[list[object]] = doc["m"]
+        messages = {
+            str(u): Entry(int(uid), int(ms), frozenset(map(str, fl)), int(sz), int(wh), str(k))  # type: ignore[call-overload]
+            for u, uid, ms, fl, sz, wh, k in rows
+        }
+        return FolderIndex(
+            uidvalidity=int(doc["uv"]),
+            next_uid=int(doc["next"]),
+            highest_modseq=int(doc["hms"]),
+            first_recent=int(doc["recent"]),
+            messages=messages,
+        )
+    except (ValueError, KeyError, TypeError, zlib.error) as err:
+        raise BadIndex(str(err)) from err

@@ -1,0 +1,359 @@
+"""One account's mailbox over the mail bucket and ``qmesh_mailbox`` (#13).
+
+Every change is read, apply a pure function (:mod:`qmesh.mailbox.index`,
+:mod:`qmesh.mailbox.account`), compare-and-set; on a conflict the value is read again and the
+function applied again, so replicas never disagree about a UID. Objects are written before the
+index names them and deleted before the index forgets them: after a crash an object can at
+worst appear once more as a new message, never vanish while the index still lists it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
+
+from qmesh.contract.errors import Temporary
+from qmesh.mailbox import account as records
+from qmesh.mailbox import index as idx
+from qmesh.mailbox.account import AccountRecord
+from qmesh.mailbox.flags import to_info
+from qmesh.mailbox.folders import INBOX, from_segment, key_segment
+from qmesh.mailbox.index import Entry, FolderIndex, Listed
+from qmesh.mailbox.names import folders_key, index_key
+from qmesh.mailbox.versioned import Conflict, Versioned
+from qmesh.store.base import BlobNotFound, BlobStore
+from qmesh.store.keys import check_key
+from qmesh.store.maildir import parse_entry, pop3_size
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ATTEMPTS = 20
+_SECONDS = re.compile(r"^([0-9]{1,12})\.")
+BUSY = "The mailbox is busy; try again. (#4.3.0)"
+
+
+class FolderMissing(KeyError):
+    """No folder of that name in the account."""
+
+
+class FolderExists(ValueError):
+    """A folder of that name is there already."""
+
+
+def listed(rel: str, size: int | None, modified: float) -> Listed | None:
+    """The :class:`Listed` of an object key relative to its folder, or ``None``."""
+    entry = parse_entry(rel)
+    if entry is None:
+        return None
+    m = _SECONDS.match(entry.unique)
+    when = int(m.group(1)) if m else int(modified)
+    size = entry.size if entry.size is not None else -1
+    return Listed(entry.unique, rel, size, when, entry.flags)
+
+
+class AccountMailbox:
+    """The folders of one account for the length of one session."""
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        state: Versioned,
+        domain: str,
+        account: str,
+        *,
+        announce: Callable[[], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._blobs = blobs
+        self._state = state
+        self.domain = domain
+        self.account = account
+        self._announce = announce
+        self._clock = clock
+
+    # --- compare-and-set -----------------------------------------------------------------
+
+    async def _change(
+        self,
+        key: str,
+        decode: Callable[[bytes], T],
+        encode: Callable[[T], bytes],
+        fn: Callable[[T | None], T],
+    ) -> T:
+        for _ in range(ATTEMPTS):
+            found = await self._state.read(key)
+            old = decode(found[0]) if found else None
+            new = fn(old)
+            if new is old or new == old:
+                return new
+            try:
+                if found is None:
+                    await self._state.create(key, encode(new))
+                else:
+                    await self._state.replace(key, encode(new), found[1])
+                return new
+            except Conflict:
+                continue
+        raise Temporary(BUSY)
+
+    async def _announced(self) -> None:
+        if self._announce is not None:
+            try:
+                await self._announce()
+            except Exception as err:  # a missed announcement delays IDLE, nothing more
+                log.warning("mailbox.announce_failed", extra={"reason": repr(err)})
+
+    # --- folders ---------------------------------------------------------------------------
+
+    def prefix(self, folder: str) -> str:
+        return check_key(f"{self.domain}/{self.account}/{key_segment(folder)}/", prefix=True)
+
+    async def record(self) -> AccountRecord:
+        """The account record, made on first use from what the store holds."""
+        key = folders_key(self.domain, self.account)
+        found = await self._state.read(key)
+        if found is not None:
+            return records.decode(found[0])
+        discovered = await self._discover()
+        return await self._change(
+            key, records.decode, records.encode, lambda r: r or records.first_record(discovered)
+        )
+
+    async def _discover(self) -> list[str]:
+        names: set[str] = set()
+        for info in await self._blobs.list(f"{self.domain}/{self.account}/"):
+            segment = info.key.split("/")[2] if info.key.count("/") >= 3 else ""
+            name = from_segment(segment) if segment else None
+            if name is not None and name != INBOX:
+                names.add(name)
+        return sorted(names)
+
+    async def _record_change(self, fn: Callable[[AccountRecord], AccountRecord]) -> AccountRecord:
+        await self.record()
+
+        def step(r: AccountRecord | None) -> AccountRecord:
+            return fn(r or records.first_record(()))
+
+        return await self._change(
+            folders_key(self.domain, self.account), records.decode, records.encode, step
+        )
+
+    async def create_folder(self, name: str) -> None:
+        if (await self.record()).exists(name):
+            raise FolderExists(name)
+        await self._record_change(lambda r: records.with_folder(r, name))
+        await self.index(name)
+
+    async def delete_folder(self, name: str) -> None:
+        if name == INBOX or not (await self.record()).exists(name):
+            raise FolderMissing(name)
+        for info in await self._blobs.list(self.prefix(name)):
+            await self._blobs.delete(info.key)
+        await self._state.remove(index_key(self.domain, self.account, key_segment(name)))
+        await self._record_change(lambda r: records.without_folder(r, name))
+
+    async def rename_folder(self, before: str, after: str) -> None:
+        record = await self.record()
+        if not record.exists(before):
+            raise FolderMissing(before)
+        if record.exists(after):
+            raise FolderExists(after)
+        moves = [
+            (n, after + n[len(before) :])
+            for n in record.folders
+            if n == before or n.startswith(before + ".")
+        ]
+        for old, new in moves:
+            await self._move_folder(old, new)
+        await self._record_change(lambda r: records.renamed(r, before, after))
+
+    async def _move_folder(self, old: str, new: str) -> None:
+        """Objects copied then deleted; the index moves with them, so UIDs stay."""
+        current = await self.sync(old)
+        src, dst = self.prefix(old), self.prefix(new)
+        for info in await self._blobs.list(src):
+            await self._blobs.copy(info.key, dst + info.key[len(src) :])
+            await self._blobs.delete(info.key)
+        new_key = index_key(self.domain, self.account, key_segment(new))
+        with contextlib.suppress(Conflict):
+            await self._state.create(new_key, idx.encode(current))
+        if old == INBOX:  # RFC 3501 6.3.5: INBOX's messages move, INBOX stays, empty
+            fresh = idx.new_index(current.uidvalidity + 1)
+            await self._change(self._index_key(INBOX), idx.decode, idx.encode, lambda _: fresh)
+            return
+        await self._state.remove(index_key(self.domain, self.account, key_segment(old)))
+
+    async def set_subscribed(self, name: str, subscribed: bool) -> None:
+        await self._record_change(lambda r: records.with_subscription(r, name, subscribed))
+
+    # --- one folder ------------------------------------------------------------------------
+
+    def _index_key(self, folder: str) -> str:
+        return index_key(self.domain, self.account, key_segment(folder))
+
+    async def index(self, folder: str) -> FolderIndex:
+        """The folder's index as stored (made, by a first look, if it has none yet)."""
+        found = await self._state.read(self._index_key(folder))
+        if found is not None:
+            return idx.decode(found[0])
+        return await self.sync(folder)
+
+    async def _listing(self, folder: str) -> list[Listed]:
+        prefix = self.prefix(folder)
+        out: list[Listed] = []
+        for sub in ("new/", "cur/"):
+            for info in await self._blobs.list(prefix + sub):
+                item = listed(info.key[len(prefix) :], None, info.modified)
+                if item is None:
+                    continue
+                if item.size < 0:  # a name without ",W=": read the body once
+                    try:
+                        size = pop3_size(await self._blobs.get(info.key))
+                    except BlobNotFound:
+                        continue
+                    item = Listed(item.unique, item.key, size, item.when, item.info)
+                out.append(item)
+        return out
+
+    async def sync(self, folder: str) -> FolderIndex:
+        """Look at the folder's objects and bring its index up to date (new UIDs, expunges)."""
+        if not (await self.record()).exists(folder):
+            raise FolderMissing(folder)
+        listing = await self._listing(folder)
+        uidvalidity = int(self._clock())
+
+        def step(old: FolderIndex | None) -> FolderIndex:
+            return idx.reconcile(old or idx.new_index(uidvalidity), listing)
+
+        return await self._change(self._index_key(folder), idx.decode, idx.encode, step)
+
+    async def claim_recent(self, folder: str) -> range:
+        claimed = range(0)
+
+        def step(old: FolderIndex | None) -> FolderIndex:
+            nonlocal claimed
+            new, claimed = idx.claim_recent(old or idx.new_index(int(self._clock())))
+            return new
+
+        await self._change(self._index_key(folder), idx.decode, idx.encode, step)
+        return claimed
+
+    async def read(self, folder: str, entry: Entry) -> bytes:
+        """The stored message (LF line ends); ``BlobNotFound`` if it was expunged meanwhile."""
+        return await self._blobs.get(self.prefix(folder) + entry.key)
+
+    def _new_unique(self, size: int, wsize: int) -> str:
+        now = self._clock()
+        seconds = int(now)
+        micros = int((now - seconds) * 1_000_000)
+        return f"{seconds}.M{micros}P{os.urandom(8).hex()}.qmesh,S={size},W={wsize}"
+
+    async def _add(self, folder: str, items: Sequence[tuple[Listed, frozenset[str]]]) -> list[int]:
+        uids: list[int] = []
+
+        def step(old: FolderIndex | None) -> FolderIndex:
+            nonlocal uids
+            new = old or idx.new_index(int(self._clock()))
+            uids = []
+            for item, flags in items:
+                new, uid = idx.add(new, item, flags)
+                uids.append(uid)
+            return new
+
+        await self._change(self._index_key(folder), idx.decode, idx.encode, step)
+        await self._announced()
+        return uids
+
+    async def append(
+        self, folder: str, message: bytes, flags: frozenset[str], when: float | None = None
+    ) -> tuple[int, int]:
+        """APPEND: store the message (CRLF made LF, as Maildir keeps it); (UIDVALIDITY, UID)."""
+        if not (await self.record()).exists(folder):
+            raise FolderMissing(folder)
+        body = message.replace(b"\r\n", b"\n")
+        unique = self._new_unique(len(body), pop3_size(body))
+        rel = f"cur/{unique}:2,{to_info(flags)}"
+        await self._blobs.put(self.prefix(folder) + rel, body, create_only=True)
+        moment = int(when if when is not None else self._clock())
+        (uid,) = await self._add(folder, [(Listed(unique, rel, pop3_size(body), moment), flags)])
+        return (await self.index(folder)).uidvalidity, uid
+
+    async def copy(
+        self, folder: str, uids: Iterable[int], dest: str
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """COPY: server-side copies under new unique names; (UIDVALIDITY, [(src, dst)])."""
+        if not (await self.record()).exists(dest):
+            raise FolderMissing(dest)
+        by_uid = (await self.index(folder)).by_uid()
+        src_prefix, dst_prefix = self.prefix(folder), self.prefix(dest)
+        items: list[tuple[Listed, frozenset[str]]] = []
+        sources: list[int] = []
+        for uid in sorted(set(uids)):
+            if uid not in by_uid:
+                continue
+            _, entry = by_uid[uid]
+            unique = self._new_unique(entry.size, entry.size)
+            rel = f"cur/{unique}:2,{to_info(entry.flags)}"
+            try:
+                await self._blobs.copy(src_prefix + entry.key, dst_prefix + rel)
+            except BlobNotFound:
+                continue
+            items.append((Listed(unique, rel, entry.size, entry.when), entry.flags))
+            sources.append(uid)
+        dest_uids = await self._add(dest, items) if items else []
+        validity = (await self.index(dest)).uidvalidity
+        return validity, list(zip(sources, dest_uids, strict=True))
+
+    async def set_flags(
+        self,
+        folder: str,
+        uids: Iterable[int],
+        flags: frozenset[str],
+        mode: idx.FlagMode,
+        *,
+        unchanged_since: int | None = None,
+    ) -> FolderIndex:
+        wanted = list(uids)
+
+        def step(old: FolderIndex | None) -> FolderIndex:
+            base = old or idx.new_index(int(self._clock()))
+            return idx.set_flags(base, wanted, flags, mode, unchanged_since=unchanged_since)
+
+        before = await self.index(folder)
+        after = await self._change(self._index_key(folder), idx.decode, idx.encode, step)
+        if after.highest_modseq != before.highest_modseq:
+            await self._announced()
+        return after
+
+    async def expunge(self, folder: str, uids: Iterable[int]) -> list[int]:
+        """Delete the objects, then forget them: gone for IMAP and POP3 alike."""
+        by_uid = (await self.index(folder)).by_uid()
+        prefix = self.prefix(folder)
+        gone: list[str] = []
+        done: list[int] = []
+        for uid in sorted(set(uids)):
+            if uid not in by_uid:
+                continue
+            unique, entry = by_uid[uid]
+            await self._blobs.delete(prefix + entry.key)
+            gone.append(unique)
+            done.append(uid)
+        if gone:
+            await self._change(
+                self._index_key(folder),
+                idx.decode,
+                idx.encode,
+                lambda old: idx.remove(old or idx.new_index(int(self._clock())), gone),
+            )
+            await self._announced()
+        return done
+
+    async def usage(self) -> int:
+        """Octets the account's objects hold (what ``local`` compares with the quota)."""
+        return sum(i.size for i in await self._blobs.list(f"{self.domain}/{self.account}/"))

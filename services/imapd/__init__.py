@@ -1,0 +1,1 @@
+"""imapd: IMAP4rev1 over the one mailbox model (#13)."""

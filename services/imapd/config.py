@@ -1,0 +1,66 @@
+"""pymap's configuration for one connection: capabilities, SASL and limits (#13).
+
+What is advertised is what works: IMAP4rev1, LITERAL+, ID, STARTTLS (plain port, TLS
+configured), ``AUTH=PLAIN`` or LOGINDISABLED, and after login IDLE, UIDPLUS, MOVE, BINARY,
+CHILDREN and APPENDLIMIT, all implemented by pymap's command layer over our backend.
+Plaintext login is allowed only on TLS, from loopback (pymap's rule, the same as pop3d's
+``pop3plaintext`` default for a local client), or everywhere when ``pop3plaintext`` is 1.
+"""
+
+from __future__ import annotations
+
+import ssl
+from argparse import Namespace
+from collections.abc import Mapping
+
+from pymap.concurrent import Subsystem
+from pymap.config import BackendCapability, IMAPConfig
+from pysasl import SASLAuth
+
+MAX_APPEND = 32 * 1024 * 1024  # APPENDLIMIT: one message, held in memory while it is stored
+_NO_TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # never handshaken: no STARTTLS
+
+
+class ImapConfig(IMAPConfig):
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        tls: ssl.SSLContext | None,
+        implicit_tls: bool,
+        plaintext: bool,
+        cpu: Subsystem,
+    ) -> None:
+        self._hostname = hostname
+        self._plaintext = plaintext or implicit_tls
+        super().__init__(
+            Namespace(passlib_cfg=None, proxy_protocol=None),
+            host=None,
+            port=0,
+            ssl_context=tls or _NO_TLS,
+            tls_enabled=tls is not None and not implicit_tls,
+            cpu_subsystem=cpu,
+            reject_dnsbl=False,
+            max_append_len=MAX_APPEND,
+            bad_command_limit=10,
+        )
+
+    @property
+    def backend_capability(self) -> BackendCapability:
+        return BackendCapability(idle=True, object_id=False, multi_append=False)
+
+    @property
+    def initial_auth(self) -> SASLAuth:
+        return self.tls_auth if self._plaintext else SASLAuth([])
+
+    @property
+    def tls_auth(self) -> SASLAuth:
+        return SASLAuth.named([b"PLAIN"])
+
+    @property
+    def greeting(self) -> bytes:
+        return f"{self._hostname} IMAP4rev1 ready.".encode("ascii", "replace")
+
+    @property
+    def id_response(self) -> Mapping[bytes, bytes] | None:
+        return {b"name": b"qmesh imapd"}

@@ -1,0 +1,99 @@
+"""The pymap session of one login: batched flag changes and copies (#13).
+
+pymap's ``BaseSession`` changes flags one message at a time; here one STORE or one FETCH that
+sets ``\\Seen`` is one compare-and-set on the folder index, and one COPY or MOVE one index
+change in the destination, however many messages it names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pymap.backend.session import BaseSession
+from pymap.config import IMAPConfig
+from pymap.exceptions import MailboxReadOnly
+from pymap.flags import FlagOp
+from pymap.parsing.response.code import CopyUid
+from pymap.parsing.specials import SequenceSet
+from pymap.parsing.specials.flag import Flag, Seen
+from pymap.selected import SelectedMailbox
+
+from services.imapd.backend import Folder, Folders, Message
+
+
+class Session(BaseSession[Message]):
+    def __init__(self, owner: str, config: IMAPConfig, folders: Folders) -> None:
+        super().__init__(owner)
+        self._config = config
+        self._folders = folders
+
+    @property
+    def config(self) -> IMAPConfig:
+        return self._config
+
+    @property
+    def mailbox_set(self) -> Folders:
+        return self._folders
+
+    async def _folder(self, selected: SelectedMailbox) -> Folder:
+        folder = await self._get_selected(selected)
+        assert isinstance(folder, Folder)
+        return folder
+
+    async def fetch_messages(
+        self, selected: SelectedMailbox, sequence_set: SequenceSet, set_seen: bool
+    ) -> tuple[Iterable[tuple[int, Message]], SelectedMailbox]:
+        folder = await self._folder(selected)
+        found = selected.messages.get_all(sequence_set)
+        if set_seen:
+            unseen = [m.uid for _, m in found if Seen not in m.permanent_flags]
+            if unseen:
+                await folder.set_flags(unseen, frozenset({Seen}), FlagOp.ADD)
+        ret = [(seq, await folder.get(m.uid, m)) for seq, m in found]
+        return ret, await folder.update_selected(selected)
+
+    async def update_flags(
+        self,
+        selected: SelectedMailbox,
+        sequence_set: SequenceSet,
+        flag_set: frozenset[Flag],
+        mode: FlagOp = FlagOp.REPLACE,
+    ) -> tuple[Iterable[tuple[int, Message]], SelectedMailbox]:
+        if selected.readonly:
+            raise MailboxReadOnly()
+        folder = await self._folder(selected)
+        permanent = selected.permanent_flags & flag_set
+        found = selected.messages.get_all(sequence_set)
+        await folder.set_flags([m.uid for _, m in found], permanent, mode)
+        messages: list[tuple[int, Message]] = []
+        for seq, cached in found:
+            msg = await folder.get(cached.uid, cached)
+            if not msg.expunged:
+                selected.session_flags.update(cached.uid, flag_set, mode)
+            messages.append((seq, msg))
+        return messages, await folder.update_selected(selected)
+
+    async def _copy(
+        self, selected: SelectedMailbox, sequence_set: SequenceSet, mailbox: str, *, move: bool
+    ) -> tuple[CopyUid | None, SelectedMailbox]:
+        folder = await self._folder(selected)
+        if move and selected.readonly:
+            raise MailboxReadOnly()
+        dest = await self._get_mailbox(mailbox, try_create=True)
+        assert isinstance(dest, Folder)
+        uids = [uid for _, uid in selected.messages.get_uids(sequence_set)]
+        pairs = await folder.copy_many(uids, dest) if uids else []
+        if move and pairs:
+            await folder.delete([src for src, _ in pairs])
+        copy_uid = CopyUid(dest.uid_validity, pairs) if pairs else None
+        return copy_uid, await folder.update_selected(selected)
+
+    async def copy_messages(
+        self, selected: SelectedMailbox, sequence_set: SequenceSet, mailbox: str
+    ) -> tuple[CopyUid | None, SelectedMailbox]:
+        return await self._copy(selected, sequence_set, mailbox, move=False)
+
+    async def move_messages(
+        self, selected: SelectedMailbox, sequence_set: SequenceSet, mailbox: str
+    ) -> tuple[CopyUid | None, SelectedMailbox]:
+        return await self._copy(selected, sequence_set, mailbox, move=True)

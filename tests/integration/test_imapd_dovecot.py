@@ -1,0 +1,217 @@
+"""imapd next to Dovecot (Debian's dovecot-imapd) on the same messages and the same commands.
+
+Dovecot runs on a loopback port over a Maildir holding the messages ``local`` would write;
+imapd serves the same messages from the store. The answers a client depends on are compared:
+message counts, UIDs, flags, sizes, BODYSTRUCTURE, sections, partial fetches and SEARCH
+results. Every difference that remains is listed in :data:`DELIBERATE` with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_imapd import (  # noqa: F401 - fixtures
+    PASSWORD,
+    Stack,
+    certificate,
+    open_stack,
+    settings,
+    stack,
+)
+from tests.servers import free_ports
+
+pytestmark = pytest.mark.integration
+DOVECOT = Path("/usr/sbin/dovecot")
+
+MESSAGES = [
+    b"From: Bob <bob@example.test>\nTo: alice@example.test\nSubject: first\n"
+    b"Date: Mon, 1 Dec 2025 10:00:00 +0000\nMessage-ID: <1@example.test>\n\nhello\nworld\n",
+    b"From: carol@example.test\nSubject: parts\nMIME-Version: 1.0\n"
+    b'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain; '
+    b'charset="us-ascii"\n\nthe text\n--b\nContent-Type: application/octet-stream\n'
+    b"Content-Transfer-Encoding: base64\n\nAAAA\n--b--\n",
+    b"Subject: =?utf-8?q?gr=C3=BC=C3=9Fe?=\nContent-Type: text/plain; charset=utf-8\n"
+    b"Content-Transfer-Encoding: 8bit\n\ngr\xc3\xbc\xc3\x9fe\n" + b"line\n" * 50,
+]
+
+# The same commands on both servers; each answer is compared after normalise().
+SCRIPT: list[tuple[str, tuple[str, ...]]] = [
+    ("SELECT", ("INBOX",)),
+    ("UID", ("FETCH", "1:*", "(FLAGS RFC822.SIZE)")),
+    ("FETCH", ("1:*", "(BODYSTRUCTURE)")),
+    ("FETCH", ("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")),
+    ("FETCH", ("1:*", "(BODY.PEEK[]<0.20>)")),
+    ("FETCH", ("1", "(BODY.PEEK[TEXT])")),
+    ("FETCH", ("2", "(BODY.PEEK[2])")),
+    ("SEARCH", ("TEXT", "hello")),
+    ("SEARCH", ("HEADER", "Subject", "parts")),
+    ("SEARCH", ("LARGER", "200")),
+    ("SEARCH", ("UID", "2:*")),
+    ("STORE", ("1", "+FLAGS", r"(\Flagged)")),
+    ("SEARCH", ("FLAGGED",)),
+    ("SEARCH", ("UNSEEN",)),
+    ("FETCH", ("2", "(BODY[1])")),
+    ("FETCH", ("1:*", "(FLAGS)")),
+]
+
+# What differs on purpose (or is pymap's and not worth a fork): command -> reason.
+DELIBERATE: dict[str, str] = {
+    "FETCH (1:*, (BODYSTRUCTURE))": (
+        'pymap writes a missing Content-Transfer-Encoding as "7BIT" where Dovecot writes '
+        '"7bit" (case-insensitive, RFC 3501 9), adds no default ("charset" "us-ascii") '
+        "to a text part without parameters, and counts the CRLF before a boundary into the "
+        "part before it (pymap's MIME parser)"
+    ),
+    "FETCH (2, (BODY.PEEK[2]))": "pymap keeps the CRLF before a boundary in the part",
+    "FETCH (2, (BODY[1]))": "pymap keeps the CRLF before a boundary in the part",
+}
+
+
+@pytest.fixture
+def dovecot() -> Iterator[int]:
+    if not DOVECOT.exists():
+        pytest.skip("dovecot-imapd is not installed (deploy/ci/system-packages.sh installs it)")
+    if os.geteuid() != 0:
+        pytest.skip("Dovecot's master process needs root to switch to the mail user here")
+    # Dovecot's auth and mail processes run as other users: pytest's tmp_path (0700 under
+    # root's directory) is not reachable for them, so the directory is made world-traversable.
+    base = Path(tempfile.mkdtemp(prefix="qmesh-dovecot-"))
+    os.chmod(base, 0o755)
+    for sub in ("run", "state", "mail/alice/Maildir/new", "mail/alice/Maildir/cur"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    for i, content in enumerate(MESSAGES):
+        size = len(content) + content.count(b"\n")  # RFC822.SIZE, as local names it
+        (base / f"mail/alice/Maildir/new/{1764583200 + i}.M{i}P1.test,W={size}").write_bytes(
+            content
+        )
+    (base / "passwd").write_text(f"alice:{{PLAIN}}{PASSWORD}\n")
+    shutil.chown(base / "mail", "nobody", "nogroup")
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(base / "mail")], check=True)
+    (port,) = free_ports(1)
+    conf = base / "dovecot.conf"
+    conf.write_text(
+        f"""protocols = imap
+listen = 127.0.0.1
+base_dir = {base}/run
+state_dir = {base}/state
+log_path = {base}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{base}/mail/%n/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {base}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={base}/mail/%n
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+}}
+"""
+    )
+    proc = subprocess.Popen([str(DOVECOT), "-F", "-c", str(conf)])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                imaplib.IMAP4("127.0.0.1", port, timeout=2).logout()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            log = (base / "dovecot.log").read_text() if (base / "dovecot.log").exists() else ""
+            pytest.fail(f"dovecot did not start: {log}")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
+_FIELDS = re.compile(rb"HEADER\.FIELDS \(([^)]*)\)")
+_UID = re.compile(rb" ?UID ([0-9]+)")
+
+
+def same_order(line: bytes) -> bytes:
+    """Order carries no meaning in a flag list, a header-field list or among FETCH items."""
+    line = _FLAGS.sub(lambda m: b"FLAGS (" + b" ".join(sorted(m.group(1).split())) + b")", line)
+    line = _FIELDS.sub(
+        lambda m: b"HEADER.FIELDS (" + b" ".join(sorted(m.group(1).split())) + b")", line
+    )
+    uid = _UID.search(line)
+    if uid and b"(" in line:
+        line = _UID.sub(b"", line, count=1).replace(b"(", b"(UID " + uid.group(1) + b" ", 1)
+    return re.sub(rb"  +", b" ", line).replace(b"( ", b"(")
+
+
+def normalise(typ: str, data: Sequence[object]) -> object:
+    out: list[object] = [typ]
+    for item in data:
+        if isinstance(item, tuple):
+            head, *literal = (bytes(x) for x in item)  # a literal's bytes stay as they are
+            out.append((same_order(head), *literal))
+        elif isinstance(item, bytes):
+            out.append(same_order(item))
+    return out
+
+
+def transcript(port: int, user: str) -> dict[str, object]:
+    imap = imaplib.IMAP4("127.0.0.1", port, timeout=20)
+    imap.login(user, PASSWORD)
+    answers: dict[str, object] = {}
+    for command, args in SCRIPT:
+        key = f"{command} ({', '.join(args)})"
+        if command == "SELECT":
+            typ, data = imap.select(args[0])
+            answers[key] = [typ, data, imap.untagged_responses.get("UIDNEXT")]
+        elif command == "UID":
+            answers[key] = normalise(*imap.uid(*args))
+        elif command == "SEARCH":
+            answers[key] = normalise(*imap.search(None, *args))
+        elif command == "STORE":
+            answers[key] = normalise(*imap.store(*args))
+        else:
+            answers[key] = normalise(*imap.fetch(*args))
+    imap.logout()
+    return answers
+
+
+async def test_same_answers_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    await stack.add_account("alice")
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    theirs = await asyncio.to_thread(transcript, dovecot, "alice")
+    ours = await asyncio.to_thread(transcript, stack.port(), f"alice@{stack.domain}")
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    stale = [k for k in DELIBERATE if k not in differences]
+    assert not stale, f"no longer different from Dovecot, remove from DELIBERATE: {stale}"
+    unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE}
+    assert not unexplained, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
+    )
