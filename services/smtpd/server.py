@@ -169,7 +169,7 @@ class SmtpServer(Listeners):
         """SMTPD-73: a plaintext SMTP listener says why; TLS and QMTP ones just close."""
         if listener in self._implicit or listener in self._qmtp:
             return b""
-        return replies.TOO_MANY_CONNECTIONS.encode() + b"\r\n"
+        return replies.TOO_MANY_CONNECTIONS.smtp().encode() + b"\r\n"
 
     async def _connection(self, accepted: Accepted) -> None:
         listener = accepted.listener
@@ -208,7 +208,7 @@ class SmtpServer(Listeners):
             log.debug("smtpd.disconnected", extra={"reason": "timeout"})
             if conn is not None and listener not in self._qmtp:
                 with contextlib.suppress(Exception):
-                    await conn.write(replies.TIMEOUT.encode() + b"\r\n")  # SMTPD-70
+                    await conn.write(replies.TIMEOUT.smtp().encode() + b"\r\n")  # SMTPD-70
         except TimeoutError:
             log.debug("smtpd.disconnected", extra={"reason": "write timeout"})
         except asyncio.CancelledError:  # stopping while the client was idle
@@ -258,7 +258,7 @@ class SmtpServer(Listeners):
             package = await qmtp_protocol.read_package(read, skip, databytes)
             busy(True)
             try:
-                responses, queued = await qmtp_protocol.answer(
+                verdicts, queued = await qmtp_protocol.decide(
                     package,
                     config=session.config,
                     client_ip=session.client.ip,
@@ -269,9 +269,18 @@ class SmtpServer(Listeners):
                 )
             finally:
                 package.close()
-            await conn.write(b"".join(qmtp_protocol.netstring(r) for r in responses))
+            await conn.write(b"".join(qmtp_protocol.netstring(v.qmtp()) for v in verdicts))
             busy(False)
-            metrics.MESSAGES.labels("accepted" if queued else "rejected").inc()
+            outcome = (
+                "accepted"
+                if queued
+                else (
+                    "deferred"
+                    if verdicts and all(v.kind == "temporary" for v in verdicts)
+                    else "rejected"
+                )
+            )
+            metrics.MESSAGES.labels(outcome).inc()
             if queued is not None:
                 metrics.BYTES.inc(queued.size)
                 log.debug(
@@ -280,7 +289,7 @@ class SmtpServer(Listeners):
                 )
 
     def _shutdown_reply(self) -> bytes:
-        return replies.shutting_down(self._greeting()).encode() + b"\r\n"
+        return replies.shutting_down(self._greeting()).smtp().encode() + b"\r\n"
 
     async def _dialogue(
         self, session: Session, conn: Connection, context: ssl.SSLContext | None
@@ -294,8 +303,9 @@ class SmtpServer(Listeners):
                 return
             busy(True)
             step = await session.line(line, overlong=overlong)
-            if line[:4].upper() == b"RCPT" and step.reply:
-                metrics.RECIPIENTS.labels(step.reply[:3]).inc()  # rejections by reason
+            verdict = step.verdict
+            if verdict is not None and line[:4].upper() == b"RCPT":
+                metrics.RECIPIENTS.labels(str(verdict.code)).inc()  # rejections by reason
             if step.start_tls and context is not None:
                 conn.discard()  # before the reply: after it come the handshake bytes
                 conn.writer.write(step.wire())
@@ -332,8 +342,9 @@ class SmtpServer(Listeners):
             step, queued = await session.finish_data(reader)
         finally:
             reader.close()
-        outcome = "accepted" if queued else ("rejected" if step.wire()[:1] == b"5" else "deferred")
-        metrics.MESSAGES.labels(outcome).inc()
+        verdict = step.verdict
+        assert verdict is not None  # the end of DATA always decides
+        metrics.MESSAGES.labels(verdict.outcome).inc()
         if queued is not None:
             metrics.ENQUEUE_SECONDS.observe(time.monotonic() - started)
             metrics.BYTES.inc(queued.size)
@@ -351,7 +362,7 @@ class SmtpServer(Listeners):
                 "smtpd.rejected",
                 extra={
                     "stage": "data",
-                    "reply": (step.reply or "")[:3],
+                    "reply": str(verdict.code),
                     "remote": session.client.ip,
                 },
             )

@@ -34,6 +34,7 @@ from services.smtpd.protocol import (
 )
 from services.smtpd.received import received_line
 from services.smtpd.recipients import RecipientCheck, judge_recipient
+from services.smtpd.verdict import Verdict
 
 
 class Queue(Protocol):
@@ -66,13 +67,27 @@ class Client:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    reply: str | None  # None: nothing to say (a line of an AUTH exchange may still answer)
+    """What to answer: a :class:`Verdict`, or dialogue text that decides nothing (EHLO's
+    lines, an AUTH challenge), or ``None`` for nothing to say."""
+
+    answer: Verdict | str | None
     close: bool = False
     data: bool = False  # read DATA bytes next, then call finish_data()
     start_tls: bool = False
 
+    @property
+    def verdict(self) -> Verdict | None:
+        return self.answer if isinstance(self.answer, Verdict) else None
+
+    @property
+    def reply(self) -> str | None:
+        """The reply as SMTP text, formatted here once."""
+        answer = self.answer
+        return answer.smtp() if isinstance(answer, Verdict) else answer
+
     def wire(self) -> bytes:
-        return b"" if self.reply is None else self.reply.encode("utf-8", "replace") + b"\r\n"
+        reply = self.reply
+        return b"" if reply is None else reply.encode("utf-8", "replace") + b"\r\n"
 
 
 @dataclass(slots=True)
@@ -204,7 +219,7 @@ class Session:
             )
             check_ascii(path.address, smtputf8)
         except PathError as err:
-            return Step(err.reply)
+            return Step(err.verdict)
         del size  # advisory only (SMTPD-56); SMTPD-55 decides at the end of DATA
         self._tx = _Transaction(path.address, smtputf8)  # SMTPD-30: a new transaction
         return Step(replies.MAIL_OK)
@@ -220,14 +235,14 @@ class Session:
                 raise PathError(BAD_PARAM)
             check_ascii(path.address, tx.smtputf8)
         except PathError as err:
-            return Step(err.reply)
+            return Step(err.verdict)
         if not path.address:
-            return Step(EMPTY_RCPT)  # SMTPD-47
+            return Step(Verdict.of(EMPTY_RCPT))  # SMTPD-47
         if sender_is_bad(tx.sender, self.config.badmailfrom):
             return Step(replies.BADMAILFROM)  # SMTPD-35
         if len(tx.recipients) >= self.config.maxrcpt:
             return Step(replies.TOO_MANY_RCPTS)  # SMTPD-44
-        accepted, reply = await judge_recipient(
+        accepted, verdict = await judge_recipient(
             path.address,
             config=self.config,
             relayclient=self.relayclient if self.auth_user is None else "",
@@ -235,7 +250,7 @@ class Session:
             rcptcheck=self.rcptcheck,
         )
         if accepted is None:
-            return Step(reply)
+            return Step(verdict)
         tx.recipients.append(accepted)
         return Step(replies.RCPT_OK)  # SMTPD-46
 
@@ -258,12 +273,10 @@ class Session:
         tx, self._tx = self._tx, None  # the transaction is consumed, whatever happens
         assert tx is not None
         if data.bare:
-            return Step(f"451 4.5.2 {BARE_LINE_END[4:]}", close=True), None  # SMTPD-51
+            return Step(BARE_LINE_END, close=True), None  # SMTPD-51
         refusal = data.verdict()
         if refusal is not None:  # hops first, then databytes (SMTPD-60)
-            code, text = refusal.split(" ", 1)
-            enhanced = text[text.rindex("(#") + 2 : -1]
-            return Step(f"{code} {enhanced} {text}"), None
+            return Step(refusal), None
         trace = received_line(
             remotehost=self.client.host,
             helo=self.helo,
