@@ -35,6 +35,8 @@ from nats.js.kv import KeyValue
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.control.values import Controls
+from qmesh.limits.rules import BUCKET as KV_LIMITS
+from qmesh.limits.rules import BUCKET_MAX_AGE as LIMITS_TTL
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ BUCKETS = (
     subjects.KV_LEASES,
     subjects.KV_TCPTO,
     subjects.KV_DELIVERIES,
+    KV_LIMITS,  # cluster-wide limits, anvil (defences #12)
 )
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)
@@ -90,7 +93,10 @@ KV_TTL = {
     subjects.KV_LEASES: LEASE_TTL,
     subjects.KV_TCPTO: TCPTO_TTL,
     subjects.KV_DELIVERIES: DELIVERIES_TTL,
+    KV_LIMITS: LIMITS_TTL,
 }
+# counters that may be lost with a restart: kept in memory, no disk write per connection
+KV_STORAGE = {KV_LIMITS: StorageType.MEMORY}
 
 # send's own consumers: events in flight per replica group, not a qmail control
 SEND_TODO_PENDING = 32
@@ -166,7 +172,7 @@ async def ensure_kv(js: JetStreamContext, bucket: str, replicas: int = 1) -> Key
         bucket=bucket,
         history=KV_HISTORY.get(bucket, 1),
         ttl=KV_TTL.get(bucket),
-        storage=StorageType.FILE,
+        storage=KV_STORAGE.get(bucket, StorageType.FILE),
         replicas=replicas,
         direct=True,
     )

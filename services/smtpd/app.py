@@ -19,6 +19,10 @@ from qmesh.directory.authenticate import DirectoryAuthenticator
 from qmesh.directory.domains import DirectoryDomains
 from qmesh.directory.namespaces import Namespaces
 from qmesh.directory.store import Directory
+from qmesh.limits import BUCKET as KV_LIMITS
+from qmesh.limits import limits_from
+from qmesh.limits.anvil import Anvil
+from qmesh.limits.logins import Throttle
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.runtime.tls import TlsContexts
@@ -60,7 +64,7 @@ async def build(settings: Settings) -> Service:
         settings,
         "smtpd",
         streams=(subjects.STREAM_TODO,),
-        kv_buckets=(subjects.KV_DIRECTORY,),
+        kv_buckets=(subjects.KV_DIRECTORY, KV_LIMITS),
         background=True,
     )
     domains = DirectoryDomains(conn)
@@ -73,7 +77,10 @@ async def build(settings: Settings) -> Service:
         except NotConnected as err:
             raise Temporary("Unable to read the directory. (#4.3.0)") from err
 
-    login = SmtpLogin(DirectoryAuthenticator(directory, Derived(watcher, namespaces)))
+    anvil = Anvil(lambda: conn.kv(KV_LIMITS), "smtpd", Derived(watcher, limits_from))
+    login = SmtpLogin(
+        DirectoryAuthenticator(directory, Derived(watcher, namespaces)), Throttle(anvil, "smtpd")
+    )
     tls = TlsContexts(lambda: watcher.current)
     ports = {
         "smtp": settings.smtp_port,
@@ -89,7 +96,8 @@ async def build(settings: Settings) -> Service:
             queue=queue,
             rcptcheck=rcptcheck,
             domains=lambda: domains.names,
-            authenticator=login,
+            authenticator=login.bound(client.ip),
+            limiter=anvil,
         )
 
     server = SmtpServer(
@@ -107,6 +115,7 @@ async def build(settings: Settings) -> Service:
         proxyclients=lambda: watcher.current.proxyclients,
         max_sessions=settings.max_sessions,
         maxconnip=lambda: watcher.current.maxconnip,
+        anvil=anvil,
     )
 
     async def controls_loaded() -> None:

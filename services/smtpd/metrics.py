@@ -20,7 +20,12 @@ SESSION_SECONDS = Histogram(
 )
 TLS = Counter("qmesh_smtpd_tls_sessions_total", "TLS started (STARTTLS or implicit)", ["listener"])
 AUTH = Counter(
-    "qmesh_smtpd_auth_total", "AUTH attempts by result (ok, failed, tempfail)", ["result"]
+    "qmesh_smtpd_auth_total", "AUTH attempts by result (ok, failed, tempfail, blocked)", ["result"]
+)
+LIMITED = Counter(
+    "qmesh_smtpd_limited_total",
+    "Connections and messages refused by a cluster-wide limit, by the limit's control",
+    ["limit"],
 )
 PROXIED = Counter(
     "qmesh_smtpd_proxy_headers_total",

@@ -37,6 +37,12 @@ AUTH_BASE64 = Verdict.of("501 5.5.2 cannot decode the response")
 AUTH_MECHANISM = Verdict.of("504 5.5.4 unrecognized authentication mechanism")
 AUTH_NOT_NOW = Verdict.of("503 5.5.1 already authenticated or inside a transaction")
 AUTH_TEMPORARY = Verdict.of("454 4.7.0 temporary authentication failure")
+# cluster-wide limits (docs/defences.md)
+AUTH_BLOCKED = Verdict.of("421 4.7.0 too many failed logins, try again later (#4.7.0)")
+TOO_MANY_NET_CONNECTIONS = Verdict.of("421 4.7.0 too many connections from your network (#4.7.0)")
+TOO_MANY_MESSAGES = Verdict.of(
+    "451 4.7.0 too many messages from your address, try again later (#4.7.0)"
+)
 
 
 def queue_failure(text: str, permanent: bool) -> Verdict:

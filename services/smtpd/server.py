@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from qmesh.control.parse import Network
+from qmesh.limits.anvil import Admission, Anvil
 from qmesh.runtime.listeners import (
     HANDSHAKE_TIMEOUT,
     Accepted,
@@ -143,8 +144,10 @@ class SmtpServer(Listeners):
         proxyclients: Callable[[], tuple[Network, ...]] = tuple,
         max_sessions: int = 500,
         maxconnip: Callable[[], int] = lambda: 0,
+        anvil: Anvil | None = None,
     ) -> None:
         self._sessions = sessions
+        self._anvil = anvil
         self._tls = tls
         self._submission = submission
         self._implicit = implicit_tls
@@ -177,6 +180,7 @@ class SmtpServer(Listeners):
         context = self._tls()
         implicit = listener in self._implicit
         conn: Connection | None = None
+        admission: Admission | None = None
         started = time.monotonic()
         try:
             if implicit and context is None:
@@ -197,6 +201,11 @@ class SmtpServer(Listeners):
             conn = Connection(reader, writer, lifetime=lifetime)
             if implicit:
                 metrics.TLS.labels(listener).inc()
+            if self._anvil is not None and session.relayclient is None:
+                admission = await self._anvil.admit(accepted.remote, lifetime)
+                if not admission.allowed:
+                    await self._limited(conn, listener, accepted.remote, admission)
+                    return
             if listener in self._qmtp:
                 await self._packages(session, conn)
                 return
@@ -219,6 +228,8 @@ class SmtpServer(Listeners):
         except Exception:
             log.exception("smtpd.session_failed")
         finally:
+            if admission is not None and self._anvil is not None:
+                self._anvil.release(admission)
             if conn is not None:
                 conn.writer.close()
                 with contextlib.suppress(Exception):
@@ -234,6 +245,21 @@ class SmtpServer(Listeners):
                     "duration_ms": round((time.monotonic() - started) * 1000),
                 },
             )
+
+    async def _limited(
+        self, conn: Connection, listener: str, remote: str, admission: Admission
+    ) -> None:
+        """Over ``clientconnections`` or ``netconnections`` across the cluster: 421, close."""
+        limit = f"{admission.scope}connections"
+        metrics.LIMITED.labels(limit).inc()
+        log.warning(
+            "smtpd.limited", extra={"limit": limit, "remote": remote, "count": admission.count}
+        )
+        if listener not in self._qmtp:
+            verdict = replies.TOO_MANY_CONNECTIONS
+            if admission.scope == "net":
+                verdict = replies.TOO_MANY_NET_CONNECTIONS
+            await conn.write(verdict.smtp().encode() + b"\r\n")
 
     async def _packages(self, session: Session, conn: Connection) -> None:
         """QMTP: packages until the client closes, a framing error, or an hour (QMTP-01)."""
@@ -345,6 +371,11 @@ class SmtpServer(Listeners):
         verdict = step.verdict
         assert verdict is not None  # the end of DATA always decides
         metrics.MESSAGES.labels(verdict.outcome).inc()
+        if verdict is replies.TOO_MANY_MESSAGES:
+            metrics.LIMITED.labels("clientmessages").inc()
+            log.warning(
+                "smtpd.limited", extra={"limit": "clientmessages", "remote": session.client.ip}
+            )
         if queued is not None:
             metrics.ENQUEUE_SECONDS.observe(time.monotonic() - started)
             metrics.BYTES.inc(queued.size)

@@ -8,6 +8,7 @@ tested without a network.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -49,7 +50,24 @@ class Queue(Protocol):
 
 class Authenticator(Protocol):
     async def authenticate(self, login: str, password: str) -> str | None:
-        """The authenticated identity (``account@domain``), or ``None``; may raise Temporary."""
+        """The authenticated identity (``account@domain``), or ``None``; may raise Temporary
+        or :class:`LoginBlocked`."""
+        ...
+
+
+class LoginBlocked(Exception):
+    """Too many failed logins from this client (``authfailures``, docs/defences.md)."""
+
+
+class Limiter(Protocol):
+    """The cluster-wide message and recipient rates (:class:`qmesh.limits.anvil.Anvil`)."""
+
+    def charges(self) -> bool:
+        """Whether a rate limit is set at all (else no message is counted)."""
+        ...
+
+    async def charge(self, remote: str, recipients: int) -> bool:
+        """Count one message; ``False`` when it is over this minute's limit."""
         ...
 
 
@@ -110,6 +128,7 @@ class Session:
         rcptcheck: RecipientCheck,
         domains: Callable[[], Container[str]],
         authenticator: Authenticator | None = None,
+        limiter: Limiter | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config  # SMTPD-04: the controls as they were when the session began
@@ -118,6 +137,8 @@ class Session:
         self.rcptcheck = rcptcheck
         self.domains = domains
         self._authenticator = authenticator
+        self._limiter = limiter
+        self._charge: asyncio.Task[bool] | None = None  # the rate check, begun at DATA
         self._clock = clock
         self.tls = client.tls_active
         self.helo: str | None = None
@@ -263,6 +284,11 @@ class Session:
             return Step(replies.RCPT_FIRST)
         if not self.queue.available():
             return Step(replies.QQT_FAILURE)
+        limiter = self._limiter
+        exempt = self.relayclient is not None or self.auth_user is not None
+        if limiter is not None and not exempt and limiter.charges():
+            recipients = len(self._tx.recipients)  # counted while the body arrives
+            self._charge = asyncio.create_task(limiter.charge(self.client.ip, recipients))
         return Step(replies.GO_AHEAD, data=True)
 
     def data_reader(self) -> DataReader:
@@ -272,11 +298,14 @@ class Session:
         """After the end of data (or a bare line end): the reply, and what was queued."""
         tx, self._tx = self._tx, None  # the transaction is consumed, whatever happens
         assert tx is not None
+        charge, self._charge = self._charge, None
         if data.bare:
             return Step(BARE_LINE_END, close=True), None  # SMTPD-51
         refusal = data.verdict()
         if refusal is not None:  # hops first, then databytes (SMTPD-60)
             return Step(refusal), None
+        if charge is not None and not await charge:
+            return Step(replies.TOO_MANY_MESSAGES), None
         trace = received_line(
             remotehost=self.client.host,
             helo=self.helo,
@@ -376,6 +405,8 @@ class Session:
             who = await self._authenticator.authenticate(login, password.decode("utf-8", "replace"))
         except Temporary:
             return Step(replies.AUTH_TEMPORARY)
+        except LoginBlocked:
+            return Step(replies.AUTH_BLOCKED, close=True)
         if who is None:
             return Step(replies.AUTH_FAILED)  # the delay is the authenticator's (SMTPD-81)
         self.auth_user = who
