@@ -184,8 +184,10 @@ class Anvil:
                 admission.keys.append(key)
             elif admission.allowed:
                 admission.allowed, admission.scope, admission.count = False, scope, outcome.count
-        if not admission.allowed:
-            self.release(admission)  # the place it took in the other count
+        if not admission.allowed:  # give back the place it took in the other count, now
+            keys, admission.keys = admission.keys, []
+            closing = partial(self._close, token=token)
+            await asyncio.gather(*(self._cas(k, closing) for k in keys), return_exceptions=True)
         return admission
 
     def release(self, admission: Admission) -> None:
