@@ -31,6 +31,7 @@ from services.smtpd.config import smtpd_config
 from services.smtpd.enqueuer import Enqueuer
 from services.smtpd.login import SmtpLogin
 from services.smtpd.rcptcheck import NatsRecipientCheck
+from services.smtpd.rspamd import RspamdScanner
 from services.smtpd.server import SmtpServer
 from services.smtpd.session import Client, Session
 
@@ -70,6 +71,7 @@ async def build(settings: Settings) -> Service:
     domains = DirectoryDomains(conn)
     queue = Enqueuer(open_store(settings, settings.queue_bucket), conn)
     rcptcheck = NatsRecipientCheck(conn)
+    scanner = RspamdScanner()
 
     def directory() -> Directory:
         try:
@@ -98,6 +100,7 @@ async def build(settings: Settings) -> Service:
             domains=lambda: domains.names,
             authenticator=login.bound(client.ip),
             limiter=anvil,
+            scanner=scanner,
         )
 
     server = SmtpServer(
@@ -122,4 +125,4 @@ async def build(settings: Settings) -> Service:
         config()  # loaded at construction; a bad file never replaces good values
 
     checks = {"controls": controls_loaded, "listeners": server.check}
-    return Service("smtpd", [watcher, conn, domains, server], checks)
+    return Service("smtpd", [watcher, conn, domains, scanner, server], checks)

@@ -32,3 +32,9 @@ PROXIED = Counter(
     "PROXY protocol headers from trusted balancers, accepted or refused",
     ["result"],
 )
+RSPAMD = Counter(
+    "qmesh_smtpd_rspamd_total",
+    "Content filter answers by action (reject, soft reject, add header, no action, ...)"
+    " and unavailable",
+    ["action"],
+)

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import binascii
 import time
-from collections.abc import Callable, Container
+from collections.abc import AsyncIterator, Callable, Container
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -22,6 +22,7 @@ from qmesh.contract.queue import Queued
 from qmesh.store.base import Body
 from services.smtpd import replies
 from services.smtpd.config import SmtpdConfig
+from services.smtpd.content import UNAVAILABLE, Scan
 from services.smtpd.data import BARE_LINE_END, DataReader
 from services.smtpd.policy import sender_is_bad
 from services.smtpd.protocol import (
@@ -57,6 +58,25 @@ class Authenticator(Protocol):
 
 class LoginBlocked(Exception):
     """Too many failed logins from this client (``authfailures``, docs/defences.md)."""
+
+
+class Scanner(Protocol):
+    """The content filter (:class:`services.smtpd.rspamd.RspamdScanner`)."""
+
+    async def scan(
+        self,
+        url: str,
+        message: AsyncIterator[bytes],
+        size: int,
+        *,
+        ip: str,
+        helo: str | None,
+        sender: str,
+        recipients: list[str],
+        user: str | None,
+    ) -> Scan | None:
+        """The filter's judgement, or ``None`` when it could not be asked."""
+        ...
 
 
 class Limiter(Protocol):
@@ -129,6 +149,7 @@ class Session:
         domains: Callable[[], Container[str]],
         authenticator: Authenticator | None = None,
         limiter: Limiter | None = None,
+        scanner: Scanner | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config  # SMTPD-04: the controls as they were when the session began
@@ -138,6 +159,7 @@ class Session:
         self.domains = domains
         self._authenticator = authenticator
         self._limiter = limiter
+        self._scanner = scanner
         self._charge: asyncio.Task[bool] | None = None  # the rate check, begun at DATA
         self._clock = clock
         self.tls = client.tls_active
@@ -314,14 +336,40 @@ class Session:
             proto=self._proto(tx.smtputf8),
             when=self._clock(),
         )
+        scanned = await self._scan(tx, data, trace)
+        if isinstance(scanned, Verdict):
+            return Step(scanned), None
         origin = Origin(kind="network", client_ip=self.client.ip, auth_user=self.auth_user)
         try:
             queued = await self.queue.enqueue(
-                tx.sender, tx.recipients, data.body(trace), origin, tx.smtputf8
+                tx.sender, tx.recipients, data.body(scanned), origin, tx.smtputf8
             )
         except QueueFailure as err:
             return Step(replies.queue_failure(err.text, err.permanent)), None
         return Step(replies.accepted(queued.at, queued.qp)), queued
+
+    async def _scan(self, tx: _Transaction, data: DataReader, trace: bytes) -> bytes | Verdict:
+        """The content filter's refusal, or the head to store: ``trace`` and its X-Spam-*."""
+        url = self.config.rspamd
+        if self._scanner is None or url is None:
+            return trace
+        if self.auth_user is not None and not self.config.rspamd_submission:
+            return trace
+        scan = await self._scanner.scan(
+            url,
+            data.body(trace),
+            len(trace) + data.size,
+            ip=self.client.ip,
+            helo=self.helo,
+            sender=tx.sender,
+            recipients=tx.recipients,
+            user=self.auth_user,
+        )
+        if scan is None:  # unreachable: accept (logged), or 451 if the controls say so
+            return UNAVAILABLE if self.config.rspamd_tempfail else trace
+        if scan.refusal is not None:
+            return scan.refusal
+        return trace + scan.headers
 
     def _proto(self, smtputf8: bool) -> str:
         """SMTPD-58: RFC 3848 / RFC 6531 keywords."""
