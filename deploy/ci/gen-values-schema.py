@@ -160,6 +160,7 @@ def schema() -> dict[str, Any]:
                     ),
                     "imagePullSecrets": {"type": "array", "items": obj({"name": string()})},
                     "logLevel": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
+                    "dnsServers": string(pattern="^[^\\s]*$"),
                     "commonLabels": STRMAP,
                     "nats": obj(
                         {
@@ -232,6 +233,22 @@ def schema() -> dict[str, Any]:
                     "trustedCIDRs": {
                         "type": "array",
                         "items": string(pattern="^[0-9a-fA-F:.]+/[0-9]{1,3}$"),
+                    },
+                }
+            ),
+            "dkim": obj(
+                {
+                    "enabled": B,
+                    "secretName": string(),
+                    "domains": {
+                        "type": "object",
+                        "propertyNames": {"pattern": "^[a-z0-9][a-z0-9.-]*$"},
+                        "additionalProperties": obj(
+                            {
+                                "selectors": {"type": "array", "items": string(minLength=1)},
+                                "active": {"type": "array", "items": string(minLength=1)},
+                            }
+                        ),
                     },
                 }
             ),

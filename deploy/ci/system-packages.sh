@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Debian programs the tests drive as real clients: mpop (POP3 over STLS and POP3S), swaks
-# (SMTP, STARTTLS, AUTH; with Net::SSLeay for TLS), openssl (test certificates) and rspamd (the
-# content filter smtpd asks at the end of DATA). Installed with apt-get where missing and we are root; otherwise
+# (SMTP, STARTTLS, AUTH; with Net::SSLeay for TLS), openssl (test certificates), opendkim (an
+# independent DKIM verifier) and rspamd (the content filter smtpd asks at the end of DATA).
+# Installed with apt-get where missing and we are root; otherwise
 # the tests that need them say what is missing.
 set -euo pipefail
 PACKAGES=(mpop swaks openssl rspamd)
@@ -9,6 +10,8 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   command -v "$p" >/dev/null || missing+=("$p")
 done
+# opendkim: the milter binary verifies DKIM signatures in tests, independently of dkimpy
+command -v opendkim >/dev/null || [ -x /usr/sbin/opendkim ] || missing+=(opendkim)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: ${missing[*]} missing and not installable here; tests that need them will say so"

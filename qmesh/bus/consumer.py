@@ -16,6 +16,16 @@ While NATS is disconnected nothing new is fetched or started, since its outcome 
 acknowledged or reported; an event fetched just before is left to be delivered again
 (hardening #10).
 
+Pulls ask for as many events as there are free handler slots, so one pull request fetches a
+batch under load. Acks, naks and in-progress acks are sent without waiting for the server's
+answer (JetStream's ack-ack, ``ack_sync``): they leave the client's buffer together with the
+other small writes of the moment, and no promise depends on one arriving. An ack that is lost
+(the connection drops first) only lets the event be delivered again, which every handler takes
+as a repeat: send's record and lease, the delivery ledger of local and remote (hardening #10),
+and the shunt's ``Qmesh-Origin-Seq`` that tells a human a second copy is the same event. What
+a 250 or a result depends on is a *publish*, and every publish waits for its PubAck
+(:class:`qmesh.bus.base.Publisher`).
+
 With a batch handler (``handle_batch`` and ``batch_key``), the events of one fetch that share a
 key are handed over together, at most ``max_batch`` at a time; the group is kept in progress,
 acknowledged, or delivered again as a whole. Events of different keys run side by side.
@@ -90,12 +100,17 @@ class Consumer(Generic[E]):
         self._clock = time.time
         self._slots = asyncio.Semaphore(self._concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
+        # messages whose handler runs, by id (a Msg is not hashable): the message, and when it
+        # was last marked in progress (or its handler started)
+        self._working: dict[int, tuple[Msg, float]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.subscribed = asyncio.Event()
 
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run())
+        self._keepalive_task = asyncio.create_task(self._keepalive())
 
     async def stop(self) -> None:
         """Stop fetching; let in-flight handlers finish (unfinished ones are redelivered)."""
@@ -108,6 +123,10 @@ class Consumer(Generic[E]):
             await asyncio.wait(self._inflight, timeout=20)
         for task in self._inflight:
             task.cancel()
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive_task
 
     async def check(self) -> None:
         if not self.subscribed.is_set():
@@ -232,7 +251,9 @@ class Consumer(Generic[E]):
             # again once the connection is back (hardening #10; REMOTE: no transaction started).
             log.info("consumer.not_started", extra={"consumer": self._durable, "msg_id": msg_id})
             return
-        keepalives = [asyncio.create_task(self._keepalive(msg)) for msg, _ in items]
+        since = time.monotonic()
+        for msg, _ in items:
+            self._working[id(msg)] = (msg, since)
         try:
             await handling()
         except Temporary as err:
@@ -250,8 +271,8 @@ class Consumer(Generic[E]):
                 await self._failed(msg, err)
             return
         finally:
-            for keepalive in keepalives:
-                keepalive.cancel()
+            for msg, _ in items:
+                self._working.pop(id(msg), None)
         await self._each(items, lambda msg: msg.ack())
 
     async def _each(
@@ -290,8 +311,15 @@ class Consumer(Generic[E]):
             },
         )
 
-    async def _keepalive(self, msg: Msg) -> None:
+    async def _keepalive(self) -> None:
+        """SEND-34: every handler running for a third of AckWait or longer gets an in-progress
+        ack each third of AckWait, so JetStream does not deliver its event again meanwhile."""
+        period = self._ack_wait / 3
         while True:
-            await asyncio.sleep(self._ack_wait / 3)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            await asyncio.sleep(period / 2)
+            due = time.monotonic() - period
+            for key, (msg, since) in list(self._working.items()):
+                if since <= due and key in self._working:
+                    self._working[key] = (msg, time.monotonic())
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()

@@ -10,7 +10,10 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.errors import APIError as JsApiError
 from nats.js.errors import Error as JsError
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
 from qmesh.bus.base import PublishFailed
 from qmesh.runtime.settings import Settings
@@ -18,6 +21,7 @@ from qmesh.runtime.settings import Settings
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 5.0
+WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's error codes for a failed compare-and-set
 
 
 def inbox_prefix(name: str) -> str:
@@ -93,3 +97,34 @@ class JetStreamPublisher:
             )
         except (TimeoutError, NatsError, JsError, OSError) as err:
             raise PublishFailed(str(err) or type(err).__name__) from err
+
+
+async def kv_delete(kv: KeyValue, key: str, *, last: int, purge: bool = False) -> int:
+    """Delete (or purge) ``key`` if its revision is still ``last``; the marker's revision.
+
+    ``KeyValue.delete`` and ``purge`` drop the marker's revision, which a holder of a lease
+    needs to take it again with one compare-and-set (``services.send.owner``), and ``purge``
+    cannot be made conditional, which removing a record that others may change needs.
+    Raise :class:`~nats.js.errors.KeyWrongLastSequenceError` if the key changed meanwhile.
+    """
+    headers = {"KV-Operation": "DEL", "Nats-Expected-Last-Subject-Sequence": str(last)}
+    if purge:
+        headers["KV-Operation"] = "PURGE"
+        headers["Nats-Rollup"] = "sub"
+    try:
+        ack = await kv._js.publish(f"{kv._pre}{key}", b"", headers=headers)
+    except JsApiError as err:
+        if err.err_code in WRONG_LAST_SEQUENCE:
+            raise KeyWrongLastSequenceError(description=err.description) from err
+        raise
+    return int(ack.seq)
+
+
+async def kv_delete_unanswered(kv: KeyValue, key: str, *, last: int) -> None:
+    """Delete ``key`` if its revision is still ``last``, without asking for an answer.
+
+    For a key whose deletion nothing depends on (a lease over a message that is gone): if the
+    delete is refused or lost, the key stays until it is taken over or expires.
+    """
+    headers = {"KV-Operation": "DEL", "Nats-Expected-Last-Subject-Sequence": str(last)}
+    await kv._js._nc.publish(f"{kv._pre}{key}", b"", headers=headers)

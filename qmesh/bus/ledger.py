@@ -7,12 +7,23 @@ and recording it leaves the next owner to publish the same jobs again, and JetSt
 the ``Nats-Msg-Id`` of an acknowledged work-queue message when the server restarts. Before
 delivering, the service *claims* the recipient (a KV create, so only one claim wins); after
 it, the final outcome (``delivered`` or ``failed``) replaces the claim and a ``deferred`` one
-removes it, so the next pass tries again. A job whose recipient has a final record is answered
-from the record, without delivering. A fresh claim of another worker means that worker is
-delivering right now: the job is deferred briefly (:class:`Busy`) and then answered from its
-record. A worker renews its claim while it delivers (:meth:`Ledger.held`); a claim older than
-:data:`CLAIM_STALE` belongs to a worker that died mid-delivery and the recipient is delivered
-again, as qmail would after a crash (the one window for a duplicate, ARCH-03).
+*releases* it (a record that an attempt was made and ended without a final outcome), so the
+next pass claims it again and tries again. A job whose recipient has a final record is
+answered from the record, without delivering. A fresh claim of another worker means that
+worker is delivering right now: the job is deferred briefly (:class:`Busy`) and then answered
+from its record. A worker renews its claim while it delivers (:meth:`Ledger.held`); a claim
+older than :data:`CLAIM_STALE` belongs to a worker that died mid-delivery and the recipient is
+delivered again, as qmail would after a crash (the one window for a duplicate, ARCH-03).
+
+Every record is a JetStream write, fsynced before its acknowledgement (``sync_interval:
+always``), so ``local`` writes only those it needs (throughput #10): it *looks* first
+(:meth:`Ledger.look`, a read) and *takes* the claim (:meth:`Ledger.take`) only before a step
+that cannot be repeated, a forward or a program. Mailbox objects are rewritten under the same
+name (ARCH-11), so a delivery into mailboxes only writes just its final record. Since a
+deferral leaves a record, a look that finds none is the recipient's first attempt
+(:attr:`Attempt.first`): nothing of an earlier attempt can exist, so ``local`` need not look
+for a copy that POP3 already moved. ``remote``'s SMTP transaction cannot be repeated: it
+claims (:meth:`Ledger.claim`) before every delivery.
 
 A recipient index belongs to one channel for the life of a message, so ``local`` and
 ``remote`` share the bucket :data:`~qmesh.contract.subjects.KV_DELIVERIES`, whose TTL outlasts
@@ -65,6 +76,22 @@ class Claim:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Released:
+    """An earlier attempt ended without a final outcome (deferred, or stopped by a bug)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """No final outcome is recorded. ``first``: no earlier attempt of the recipient left a
+    record, so nothing of one can exist; ``revision``: of the record a claim replaces (None:
+    there is none); ``stale``: that record is the claim of a worker that died."""
+
+    first: bool
+    revision: int | None
+    stale: bool = False
+
+
 def key_for(job: Job) -> str:
     return f"{job.id}.{job.rcpt_index}"
 
@@ -77,12 +104,17 @@ def final_value(outcome: Outcome, report: str, remote_host: str | None) -> bytes
     return json.dumps({"outcome": outcome, "report": report, "remote_host": remote_host}).encode()
 
 
-def read(value: bytes) -> Recorded | Claim | None:
-    """A final record, a claim, or None for a value that cannot be read."""
+RELEASED = b'{"released": true}'
+
+
+def read(value: bytes) -> Recorded | Claim | Released | None:
+    """A final record, a claim, a released claim, or None for a value that cannot be read."""
     try:
         data = json.loads(value)
         if data.get("outcome") in ("delivered", "failed"):
             return Recorded(data["outcome"], str(data.get("report", "")), data.get("remote_host"))
+        if data.get("released") is True:
+            return Released()
         return Claim(str(data.get("claim", "")), float(data["at"]))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -104,43 +136,78 @@ class Ledger:
                 return None
             except KeyWrongLastSequenceError:
                 pass
-            try:
-                entry = await kv.get(key)
-            except (KeyNotFoundError, KeyDeletedError):
-                raise Busy("delivery record changed; trying again") from None
-            found = read(entry.value or b"")
+            found = await self.look(job)
             if isinstance(found, Recorded):
                 return found
-            if found is not None and self._clock() - found.at < CLAIM_STALE:
-                raise Busy("another worker is delivering this recipient")
-            assert entry.revision is not None
-            await kv.update(key, claim_value(self._token, self._clock()), last=entry.revision)
+            await self.take(job, found)
+        except KV_ERRORS as err:
+            raise Temporary(f"cannot read the delivery record: {err!r}") from err
+        return None
+
+    async def look(self, job: Job) -> Recorded | Attempt:
+        """Read the record without writing: the final outcome, or what a delivery now would
+        be (:class:`Attempt`). Raises :class:`Busy` while another worker holds a fresh claim,
+        ``Temporary`` when the ledger cannot be read."""
+        try:
+            kv = self._kv()
+            try:
+                entry = await kv.get(key_for(job))
+            except KeyDeletedError:  # deferred when deferrals still deleted the claim
+                return Attempt(first=False, revision=None)
+            except KeyNotFoundError:
+                return Attempt(first=True, revision=None)
+        except KV_ERRORS as err:
+            raise Temporary(f"cannot read the delivery record: {err!r}") from err
+        found = read(entry.value or b"")
+        if isinstance(found, Recorded):
+            return found
+        if isinstance(found, Claim) and self._clock() - found.at < CLAIM_STALE:
+            raise Busy("another worker is delivering this recipient")
+        return Attempt(first=False, revision=entry.revision, stale=not isinstance(found, Released))
+
+    async def take(self, job: Job, attempt: Attempt) -> None:
+        """Claim the recipient as :meth:`look` found it; :class:`Busy` if the record changed
+        since (another worker claimed or settled it), ``Temporary`` if NATS cannot be asked."""
+        key = key_for(job)
+        value = claim_value(self._token, self._clock())
+        try:
+            kv = self._kv()
+            if attempt.revision is None:
+                await kv.create(key, value)
+            else:
+                await kv.update(key, value, last=attempt.revision)
         except KeyWrongLastSequenceError:
             raise Busy("delivery record changed; trying again") from None
         except KV_ERRORS as err:
-            raise Temporary(f"cannot read the delivery record: {err!r}") from err
-        log.warning(
-            "delivery.claim_taken_over",
-            extra={"msg_id": job.id, "channel": job.channel, "rcpt_index": job.rcpt_index},
-        )
-        return None
+            raise Temporary(f"cannot write the delivery record: {err!r}") from err
+        if attempt.stale:
+            log.warning(
+                "delivery.claim_taken_over",
+                extra={"msg_id": job.id, "channel": job.channel, "rcpt_index": job.rcpt_index},
+            )
 
     @contextlib.asynccontextmanager
     async def held(self, job: Job) -> AsyncIterator[None]:
         """Renew this worker's claim while the block delivers, however long that takes (a
-        program may run for an hour, LOCAL-18), so no other worker takes it over as stale."""
-        renewing = asyncio.create_task(self._renew(job))
+        program may run for an hour, LOCAL-18), so no other worker takes it over as stale.
+        Most deliveries end long before a renewal is due: until then a timer stands in for the
+        renewing task, which costs far less than starting and stopping one per delivery."""
+        renewing: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            RENEW_EVERY, lambda: renewing.append(asyncio.create_task(self._renew(job)))
+        )
         try:
             yield
         finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            timer.cancel()
+            for task in renewing:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _renew(self, job: Job) -> None:
         key = key_for(job)
         while True:
-            await asyncio.sleep(RENEW_EVERY)
             try:
                 kv = self._kv()
                 entry = await kv.get(key)
@@ -156,14 +223,15 @@ class Ledger:
                     "delivery.claim_renew_failed",
                     extra={"msg_id": job.id, "rcpt_index": job.rcpt_index, "reason": repr(err)},
                 )
+            await asyncio.sleep(RENEW_EVERY)
 
     async def settle(
         self, job: Job, outcome: Outcome, report: str, remote_host: str | None = None
     ) -> None:
-        """Replace the claim by the final outcome, or drop it after a deferral."""
+        """Replace the claim by the final outcome, or release it after a deferral."""
         kv = self._kv()
         if outcome == "deferred":
-            await kv.delete(key_for(job))
+            await kv.put(key_for(job), RELEASED)
         else:
             await kv.put(key_for(job), final_value(outcome, report, remote_host))
 

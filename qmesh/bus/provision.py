@@ -78,18 +78,23 @@ STREAMS: tuple[StreamSpec, ...] = (
     ),
 )
 
+# remote's cache of MTA-STS policies, key <domain>, each with its max_age (RFC 8461, issue 11)
+KV_MTASTS = "qmesh_mtasts"
 BUCKETS = (
     subjects.KV_QUEUE,
     subjects.KV_DIRECTORY,
     subjects.KV_LEASES,
     subjects.KV_TCPTO,
     subjects.KV_DELIVERIES,
+    KV_MTASTS,
     KV_LIMITS,  # cluster-wide limits, anvil (defences #12)
 )
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)
 DELIVERIES_TTL = 8 * 86400.0  # longer than the longest queuelifetime a record can matter for
+MTASTS_TTL = 31557600.0  # the longest max_age a policy may have (RFC 8461 section 3.2)
 KV_TTL = {
+    KV_MTASTS: MTASTS_TTL,
     subjects.KV_LEASES: LEASE_TTL,
     subjects.KV_TCPTO: TCPTO_TTL,
     subjects.KV_DELIVERIES: DELIVERIES_TTL,

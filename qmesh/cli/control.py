@@ -16,6 +16,7 @@ from qmesh.control.loader import inspect_controls
 from qmesh.control.parse import ControlError
 from qmesh.control.registry import ENV_OVERRIDES, SPECS
 from qmesh.control.values import Controls
+from qmesh.dkim.keyring import KeyringError, load_keyring
 
 _ENV_OF = {name: var for var, name in ENV_OVERRIDES.items()}
 
@@ -82,10 +83,16 @@ def check_command(control_dir: Path, environ: Mapping[str, str]) -> int:
         out.write(f"{spec.name:<{width}}  {line}\n")
     for note in _warnings(controls, inspection.unknown):
         out.write(f"warning: {note}\n")
-    for problem in inspection.errors:
-        out.write(f"error: {problem}\n")
-    if inspection.errors:
-        out.write(f"{len(inspection.errors)} error(s): services will refuse to start\n")
+    errors = [str(problem) for problem in inspection.errors]
+    try:  # DKIM keys: remote refuses to start on a bad one (issue 11)
+        for keys in load_keyring(control_dir).values():
+            out.write(f"domainkeys/{keys.domain}  signs with {', '.join(keys.active) or 'none'}\n")
+    except KeyringError as err:
+        errors.append(str(err))
+    for text in errors:
+        out.write(f"error: {text}\n")
+    if errors:
+        out.write(f"{len(errors)} error(s): services will refuse to start\n")
         return 1
     out.write("ok\n")
     return 0

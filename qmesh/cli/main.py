@@ -14,6 +14,8 @@ from qmesh import __version__
 
 def parser() -> argparse.ArgumentParser:
     from qmesh.cli.admin import add_admin_commands
+    from qmesh.cli.dkim import add_dkim_commands
+    from qmesh.cli.dnsrecords import add_dns_command
     from qmesh.cli.queueadmin import add_queue_commands
 
     p = argparse.ArgumentParser(prog="qmesh", description="qmail rebuilt as a cluster")
@@ -31,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
     control_sub.add_parser("check", help="read every control file and report values and errors")
     add_admin_commands(sub)
     add_queue_commands(sub)
+    add_dkim_commands(sub)
+    add_dns_command(sub)
     return p
 
 
@@ -63,6 +67,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from qmesh.cli.control import check_command
 
         return check_command(Path(os.environ.get("QMESH_CONTROL", "./control")), os.environ)
+    if args.command == "dkim":
+        from qmesh.cli.dkim import run_dkim
+
+        return run_dkim(args, Path(os.environ.get("QMESH_CONTROL", "./control")))
+    if args.command == "dns":
+        from qmesh.cli.dnsrecords import run_dns
+
+        return run_dns(args, Path(os.environ.get("QMESH_CONTROL", "./control")), os.environ)
     if args.command == "queue":
         from qmesh.cli.queueadmin import run_queue
 

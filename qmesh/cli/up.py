@@ -9,6 +9,10 @@ NATS and every service are supervised: one that dies is restarted with back-off,
 same port with the same data (hardening #9). Ctrl-C or SIGTERM stops the services (each
 drains) and then NATS.
 
+NATS runs with ``sync_interval: always``, so a 250 means the JetStream writes behind it are on
+disk (throughput #10); each time it starts, ``qmesh up`` reads the setting back from the
+server's monitoring endpoint (loopback, a free port) and warns if it is not in force.
+
 ``QMESH_NATS_URL`` names a NATS server of your own. ``qmesh up`` always runs its own, so it
 refuses to start while that variable is set rather than leave the commands talking to another
 server than the services (hardening #15).
@@ -35,9 +39,10 @@ from qmesh.cli.bootstrap import (
     provision_bus,
 )
 from qmesh.cli.connect import URL_FILE
-from qmesh.cli.natsd import start_nats_server
+from qmesh.cli.natsd import NatsServer, durability_problem, read_varz, start_nats_server
 from qmesh.cli.natsusers import ADMIN, password_file, user_name, write_server_config
 from qmesh.cli.run import SERVICES
+from qmesh.dns.servers import parse_servers
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +128,9 @@ def cluster_env(
     for var, default in LISTENER_PORTS.items():
         env.setdefault(var, str(default))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # every service asks the same resolvers (issue 11); a bad value stops here, named
+    dns_servers = parse_servers(environ.get("QMESH_DNS_SERVERS", ""))
+    env["QMESH_DNS_SERVERS"] = ",".join(s.text() for s in dns_servers)
     return env
 
 
@@ -193,6 +201,10 @@ def prepare(environ: Mapping[str, str]) -> Site:
             "$QMESH_DATA; unset QMESH_NATS_URL, or run each service with `qmesh run` against "
             "that server"
         )
+    try:
+        parse_servers(environ.get("QMESH_DNS_SERVERS", ""))
+    except ValueError as err:
+        raise Refused(str(err)) from err
     data = Path(environ.get("QMESH_DATA", "./qmesh-data")).resolve()
     control = Path(environ.get("QMESH_CONTROL", "./control")).resolve()
     (data / "log").mkdir(parents=True, exist_ok=True)
@@ -206,7 +218,9 @@ class EmbeddedNats:
     def __init__(self, data: Path, port: int) -> None:
         self.directory = data / "nats"
         self._config = write_server_config(data, self.directory / "qmesh-up.conf")
-        self.server = start_nats_server(self.directory, port=port, config=self._config)
+        self.server = start_nats_server(
+            self.directory, port=port, config=self._config, monitor=True
+        )
         self.url = self.server.url
         self.port = int(self.url.rsplit(":", 1)[1])  # restarts keep the URL every child has
         self.backoff = Backoff()
@@ -231,15 +245,36 @@ class EmbeddedNats:
             self.backoff.begin()
             try:
                 self.server = await asyncio.to_thread(
-                    start_nats_server, self.directory, port=self.port, config=self._config
+                    start_nats_server,
+                    self.directory,
+                    port=self.port,
+                    config=self._config,
+                    monitor=True,
                 )
             except (RuntimeError, TimeoutError, OSError) as err:
                 _say(f"qmesh: nats-server did not start again: {err}")
                 continue
             _say(f"qmesh: nats-server running again at {self.url}")
+            _say(await asyncio.to_thread(durability_line, self.server))
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def durability_line(server: NatsServer) -> str:
+    """What ``qmesh up`` says about the JetStream writes of ``server``, read from its /varz."""
+    if server.monitor is None:
+        return "qmesh: WARNING: cannot tell whether NATS fsyncs JetStream writes (no monitoring)"
+    try:
+        problem = durability_problem(read_varz(server.monitor))
+    except (OSError, ValueError) as err:
+        return f"qmesh: WARNING: cannot tell whether NATS fsyncs JetStream writes: {err}"
+    if problem is not None:
+        return f"qmesh: WARNING: {problem}"
+    return (
+        "qmesh: NATS writes every JetStream message to disk before acknowledging it "
+        f"(sync_interval: always; monitoring {server.monitor})"
+    )
 
 
 def start_nats(environ: Mapping[str, str], site: Site) -> EmbeddedNats:
@@ -278,6 +313,7 @@ async def up(environ: Mapping[str, str], site: Site, nats: EmbeddedNats) -> int:
     tasks.append(asyncio.create_task(nats.supervise(stopping)))
     host = env["QMESH_LISTEN_HOST"]
     _say(f"qmesh: NATS {nats.url} (JetStream data in {nats.directory})")
+    _say(await asyncio.to_thread(durability_line, nats.server))
     _say(f"qmesh: NATS users and passwords in {password_file(data, ADMIN).parent} (owner only)")
     _say(f"qmesh: store {env['QMESH_STORE']}")
     _say(f"qmesh: control {control} (canonical domain {domain})")

@@ -238,6 +238,9 @@ def _tls_pair(controls: Controls) -> list[ControlError]:
     return [ControlError(missing, f"is missing, but {present} is set")]
 
 
+DIRECTORIES = ("domainkeys",)  # read by their own loaders (qmesh.dkim.keyring)
+
+
 def _read_once(control_dir: Path, environ: Mapping[str, str]) -> Inspection:
     if not control_dir.is_dir():
         raise ControlError("", f"{control_dir} does not exist or is not a directory")
@@ -248,7 +251,8 @@ def _read_once(control_dir: Path, environ: Mapping[str, str]) -> Inspection:
         names = os.listdir(reader.directory)
     except OSError:
         names = []  # readable by name but not listable: nothing to warn about
-    unknown = tuple(sorted(n for n in names if n not in REGISTRY and not n.startswith(".")))
+    known = {*REGISTRY, *DIRECTORIES}
+    unknown = tuple(sorted(n for n in names if n not in known and not n.startswith(".")))
     return Inspection(controls, tuple(errors), unknown)
 
 

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qmesh.dns.servers import parse_servers
+
 PLACEHOLDER_SECRETS = {"changeme", "changethis", "secret", "password"}
 
 
@@ -52,11 +54,22 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # resolvers every service asks: comma-separated host or host:port; empty: the system's
+    dns_servers: str = ""
+    # CAs remote trusts besides the system's, for MTA-STS policy hosts and MX certificates
+    tls_ca_file: Path | None = None
+
     @field_validator("store")
     @classmethod
     def _store_kind(cls, value: str) -> str:
         if value != "s3" and not value.startswith("file://"):
             raise ValueError("QMESH_STORE must be 's3' or 'file:///path'")
+        return value
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns_servers(cls, value: str) -> str:
+        parse_servers(value)  # a bad entry stops startup with its name
         return value
 
     @field_validator("log_level", mode="before")

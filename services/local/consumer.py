@@ -6,12 +6,19 @@ order (mailbox objects, programs, then one forward message, LOCAL-17) and publis
 result before returning, so the job is acknowledged only once its result is durable. Every
 delivery failure becomes a ``deferred`` or ``failed`` result.
 
-Each recipient is claimed in the delivery ledger (:mod:`qmesh.bus.ledger`) before its rule
-runs and its final outcome recorded after it; a deferral removes the claim, so the next pass
-runs the rule again (qmail's retry, ARCH-03). A job published twice is answered from the
-record, so a forward is queued and a program run once (hardening #10); mailbox objects would
-be rewritten under the same names anyway (ARCH-11). Once the rule has run, its record and its
-result are retried until NATS takes them.
+Each recipient's record in the delivery ledger (:mod:`qmesh.bus.ledger`) is read before its
+rule runs and its final outcome recorded after it; a deferral releases the record, so the next
+pass runs the rule again (qmail's retry, ARCH-03). A job published twice is answered from the
+record, so a forward is queued and a program run once (hardening #10): a rule with a forward or
+a program line claims the recipient before its first step. Mailbox objects are rewritten under
+the same names (ARCH-11), so a rule of mailbox lines only claims nothing, and a copy POP3
+already moved to ``cur/`` is looked for only when an earlier attempt exists. Once the rule has
+run, its record and its result are retried until NATS takes them.
+
+Per delivery into a mailbox, local makes one ledger read, the directory reads, one read of the
+body, one store write per mailbox line, then the ledger's final record, the result and the ack:
+three JetStream writes, each fsynced by NATS (throughput #10). The record is written before the
+result, so a repeated job is answered from it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qmesh.bus.base import Publisher
-from qmesh.bus.ledger import Ledger, until_done
+from qmesh.bus.ledger import Attempt, Ledger, Recorded, until_done
 from qmesh.contract import subjects
 from qmesh.contract.errors import Permanent, QueueFailure, Temporary
 from qmesh.contract.events import LocalJob, Result
@@ -41,6 +48,7 @@ from services.local.delivery import (
     is_looping,
     maildir_content,
     plan,
+    repeatable,
     split_recipient,
 )
 from services.local.dotqmail import Broken, Forward, Maildir, Program
@@ -77,6 +85,15 @@ class _Transcript:
         return "".join(self.parts) + tail
 
 
+class _NotClaimed(Exception):
+    """The ledger claim before a step that cannot be repeated failed: nothing has run, nothing
+    is to be recorded; the job is tried again (``reason``, a ``Temporary``, says why)."""
+
+    def __init__(self, reason: Temporary) -> None:
+        super().__init__(reason.text)
+        self.reason = reason
+
+
 class LocalDelivery:
     def __init__(
         self,
@@ -100,8 +117,9 @@ class LocalDelivery:
     async def handle(self, job: LocalJob) -> None:
         """The Consumer's handler: deliver once, publish the result, return (then the ack)."""
         started = time.monotonic()
-        recorded = await self._ledger.claim(job)  # Temporary: the Consumer tries again later
-        if recorded is not None:
+        seen = await self._ledger.look(job)  # Temporary (Busy too): the Consumer retries
+        if isinstance(seen, Recorded):
+            recorded = seen
             await self._report(Result.for_job(job, recorded.outcome, recorded.report))
             log.info(
                 "delivery.recorded",
@@ -115,7 +133,9 @@ class LocalDelivery:
             return
         try:
             async with self._ledger.held(job):
-                outcome, report = await self.deliver(job)
+                outcome, report = await self.deliver(job, seen)
+        except _NotClaimed as err:
+            raise err.reason from None  # another worker has it, or NATS is away: retry
         except Exception:
             await self._ledger.release(job)  # a bug: the next try runs the rule again
             raise
@@ -126,8 +146,11 @@ class LocalDelivery:
         elapsed = time.monotonic() - started
         metrics.DELIVERIES.labels(outcome).inc()
         metrics.DELIVERY_SECONDS.observe(elapsed)
+        level = result_log_level(outcome)
+        if not log.isEnabledFor(level):  # a success is DEBUG: send logs it
+            return
         log.log(
-            result_log_level(outcome),
+            level,
             "delivery.result",
             extra={
                 "msg_id": job.id,
@@ -146,17 +169,22 @@ class LocalDelivery:
         )
         await until_done(publish, "local.report_retry")
 
-    async def deliver(self, job: LocalJob) -> tuple[Outcome, str]:
-        """The outcome and report of one delivery (LOCAL-31); never raises for mail trouble."""
+    async def deliver(self, job: LocalJob, seen: Attempt | None = None) -> tuple[Outcome, str]:
+        """The outcome and report of one delivery (LOCAL-31); never raises for mail trouble.
+
+        ``seen`` is what the ledger holds for the recipient: a rule that forwards or runs a
+        program claims it first (:class:`_NotClaimed` if it cannot), and a first attempt
+        skips the look for an earlier copy. Without it, nothing is claimed.
+        """
         transcript = _Transcript()
         try:
-            return "delivered", await self._deliver(job, transcript)
+            return "delivered", await self._deliver(job, transcript, seen)
         except Permanent as err:
             return "failed", transcript.text(err.text)
         except Temporary as err:
             return "deferred", transcript.text(err.text)
 
-    async def _deliver(self, job: LocalJob, transcript: _Transcript) -> str:
+    async def _deliver(self, job: LocalJob, transcript: _Transcript, seen: Attempt | None) -> str:
         local, _ = split_recipient(job.recipient)
         if not local:
             return success(Counts(), None)  # LOCAL-01: "@domain" is delivered nowhere
@@ -175,7 +203,13 @@ class LocalDelivery:
             programdelivery=config.programdelivery,
             when=self._clock(),
         )
-        forwards = await self._run_steps(job, t, p, message, config, transcript)
+        if seen is not None and not repeatable(p):
+            try:
+                await self._ledger.take(job, seen)
+            except Temporary as err:
+                raise _NotClaimed(err) from err
+        first = seen is not None and seen.first
+        forwards = await self._run_steps(job, t, p, message, config, transcript, first)
         qp = await self._forward(job, p, forwards, message) if forwards else None
         return transcript.text(success(transcript.counts, qp))
 
@@ -195,6 +229,7 @@ class LocalDelivery:
         message: bytes,
         config: LocalConfig,
         transcript: _Transcript,
+        first: bool,
     ) -> list[str]:
         """LOCAL-17: top to bottom, the first failure stops; forwards are only collected."""
         forwards: list[str] = []
@@ -218,6 +253,7 @@ class LocalDelivery:
                     folder=step.folder,
                     content=content,
                     when=self._clock(),
+                    first=first,
                 )
                 metrics.MAILBOX_BYTES.inc(len(content))
             elif isinstance(step, Program):

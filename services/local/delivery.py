@@ -43,6 +43,13 @@ class Plan:
     env: Mapping[str, str] = field(default_factory=dict)  # LOCAL-19, without HOME
 
 
+def repeatable(p: Plan) -> bool:
+    """Can the plan run twice without a second effect? Mailbox objects are written under the
+    same name again (ARCH-11) and a broken line only defers; a forward or a program cannot be
+    undone, so a plan with one is claimed in the delivery ledger first (hardening #10)."""
+    return not any(isinstance(step, Forward | Program) for step in p.steps)
+
+
 def split_recipient(recipient: str) -> tuple[str, str]:
     """LOCAL-01: ``(local, domain)``; an address without ``@`` is ``D`` 5.1.3."""
     if "@" not in recipient:

@@ -3,8 +3,9 @@
 The object name is :func:`qmesh.store.maildir.unique_name` of (queue id, recipient index,
 instruction index), so a job delivered again after a crash writes the same key instead of a
 second copy. A copy that POP3 already moved to ``cur/`` is recognised by its unique name and
-not written again. The store's ``put`` is whole-or-nothing, so the final ``new/`` key is
-written directly: a reader never sees a partial message.
+not written again; on a recipient's first attempt (the delivery ledger's word) there is none
+to look for, and the listing is skipped. The store's ``put`` is whole-or-nothing, so the final
+``new/`` key is written directly: a reader never sees a partial message.
 """
 
 from __future__ import annotations
@@ -70,8 +71,12 @@ class Mailbox:
         folder: str,
         content: bytes,
         when: float,
+        first: bool = False,
     ) -> str:
-        """Write ``content`` as ``<folder>/new/<unique>``; return the key. Raise ``Temporary``."""
+        """Write ``content`` as ``<folder>/new/<unique>``; return the key. Raise ``Temporary``.
+
+        ``first``: no earlier attempt of this delivery exists, so POP3 cannot have moved it.
+        """
         name = unique_name(qid, rcpt_index, instruction, content)
         key = mailbox_key(self.domain, self.account, folder, "new", name)
         try:
@@ -80,7 +85,7 @@ class Mailbox:
                     sizes = await self._usage()
                     if over_quota(self.quota, sizes, key, len(content)):
                         raise Temporary(MAILBOX_FULL)
-                if await self._moved(folder, name):
+                if not first and await self._moved(folder, name):
                     return key
                 await self.blobs.put(
                     key,

@@ -11,19 +11,23 @@ import dns.asyncresolver
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.consumer import Consumer
 from qmesh.bus.ledger import Ledger
+from qmesh.bus.provision import KV_MTASTS
 from qmesh.contract import subjects
 from qmesh.contract.events import RemoteJob
 from qmesh.control.values import Controls
 from qmesh.control.watch import ControlWatcher
+from qmesh.dkim.keyring import Keys
+from qmesh.dns.resolver import async_resolver
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.base import BlobStore
 from qmesh.store.factory import open_store
 from services.remote import metrics
 from services.remote.consumer import RemoteDelivery, batch_key
-from services.remote.mx import make_resolver
 from services.remote.routes import SMTP_PORT
+from services.remote.signing import Signer
 from services.remote.tcpto import SharedTimeouts
+from services.remote.tlspolicy import HTTPS_PORT, TlsPolicies
 
 
 def interface_addresses() -> tuple[str, ...]:
@@ -44,7 +48,7 @@ async def build(settings: Settings) -> Service:
     return assemble(
         settings,
         queue=open_store(settings, settings.queue_bucket),
-        resolver=make_resolver(),
+        resolver=async_resolver(settings.dns_servers),
         interfaces=interface_addresses(),
         environ=os.environ,
     )
@@ -58,14 +62,16 @@ def assemble(
     interfaces: Collection[str] = (),
     environ: Mapping[str, str],
     smtp_port: int = SMTP_PORT,
+    https_port: int = HTTPS_PORT,
 ) -> Service:
-    """The service from its parts; tests hand in their own store, resolver and SMTP port."""
+    """The service from its parts; tests hand in their own store, resolver, SMTP and HTTPS
+    ports."""
     watcher = ControlWatcher(settings.control, environ, on_change=lambda _: None)  # CTL-06
     conn = NatsConnection(
         settings,
         "remote",
         streams=(subjects.STREAM_RESULT,),
-        kv_buckets=(subjects.KV_TCPTO, subjects.KV_DELIVERIES),
+        kv_buckets=(subjects.KV_TCPTO, subjects.KV_DELIVERIES, KV_MTASTS),
     )
     delivery = RemoteDelivery(
         bus=conn,
@@ -76,6 +82,13 @@ def assemble(
         ledger=Ledger(lambda: conn.kv(subjects.KV_DELIVERIES)),  # hardening #10
         interfaces=interfaces,
         smtp_port=smtp_port,
+        signer=Signer(Keys(settings.control)),  # a bad key stops startup (issue 11)
+        policies=TlsPolicies(  # MTA-STS and DANE (issue 11)
+            resolver,
+            lambda: conn.kv(KV_MTASTS),
+            ca_file=settings.tls_ca_file,
+            https_port=https_port,
+        ),
     )
     jobs = Consumer(
         conn,

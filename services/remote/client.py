@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qmesh.contract.envelope import quote_address
 from qmesh.contract.outcome import Outcome
@@ -130,6 +130,12 @@ class Stream:
             self._writer.start_tls(context, server_hostname=server_name), self._timeout
         )
 
+    def peer_certificate(self) -> bytes:
+        """The server's certificate (DER) after :meth:`start_tls`; empty if there is none."""
+        sslobj = self._writer.get_extra_info("ssl_object")
+        der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+        return der or b""
+
     async def close(self, quit_first: bool = False) -> None:
         """Close; with ``quit_first`` send QUIT without waiting for its answer (REMOTE-30)."""
         with contextlib.suppress(Exception):
@@ -139,6 +145,15 @@ class Stream:
         self._writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsDemand:
+    """A policy's demand on one connection (RFC 8461, RFC 7672): STARTTLS must be offered
+    and succeed, and ``check`` (if any) must accept the server's certificate."""
+
+    policy: str  # for reports: "the MTA-STS policy of example.com", "DANE (TLSA)"
+    check: Callable[[bytes], str | None] | None = None  # DER -> None, or why it fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +177,7 @@ class Attempt:
     report: str
     next_address: bool = False  # REMOTE-20 [MODERN]: nothing was accepted, try the next one
     tls_failed: bool = False  # REMOTE-42: try this address again in plaintext
+    tls: bool = False  # the message went over TLS
     refused: tuple[tuple[Outcome, str] | None, ...] = ()
 
     def results(self, count: int) -> list[tuple[Outcome, str]]:
@@ -185,9 +201,10 @@ async def transaction(
     letter: Letter,
     tls: ssl.SSLContext | None,
     server_name: str | None,
+    demand: TlsDemand | None = None,
 ) -> Attempt:
     """One SMTP transaction on a fresh connection; the stream is closed afterwards."""
-    dialogue = _Dialogue(stream, ip, helohost)
+    dialogue = _Dialogue(stream, ip, helohost, demand)
     try:
         return await dialogue.run(letter, tls, server_name)
     except ConnectionDied:
@@ -205,8 +222,12 @@ async def transaction(
 
 
 class _Dialogue:
-    def __init__(self, stream: Stream, ip: str, helohost: str) -> None:
+    def __init__(
+        self, stream: Stream, ip: str, helohost: str, demand: TlsDemand | None = None
+    ) -> None:
         self.stream = stream
+        self.demand = demand
+        self.tls = False
         self.ip = ip
         self.helohost = helohost.encode("utf-8", "surrogateescape")
         self.mail_accepted = False
@@ -238,6 +259,7 @@ class _Dialogue:
         exts = await self.hello()
         if isinstance(exts, Attempt):
             return exts
+        demand = self.demand
         if tls is not None and "STARTTLS" in exts:
             reply = await self.stream.command(b"STARTTLS")
             if reply.code == 220:
@@ -245,13 +267,30 @@ class _Dialogue:
                 try:
                     await self.stream.start_tls(tls, server_name)
                 except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as err:
-                    text = report.tls_failed(ip, str(err) or type(err).__name__)
+                    why = str(err) or type(err).__name__
+                    if demand is not None:  # never in plaintext: the next MX, or later
+                        text = report.tls_required(ip, demand.policy, f"TLS failed: {why}")
+                        return Attempt("deferred", text, next_address=True)
+                    text = report.tls_failed(ip, why)
                     return Attempt("deferred", text, next_address=True, tls_failed=True)
+                if demand is not None and demand.check is not None:
+                    problem = demand.check(self.stream.peer_certificate())
+                    if problem is not None:
+                        text = report.tls_required(ip, demand.policy, problem)
+                        return Attempt("deferred", text, next_address=True)
+                self.tls = True
                 self.quit_on_close = True
                 exts = await self.hello()
                 if isinstance(exts, Attempt):
                     return exts
-        return await self.mail(letter, exts)
+            elif demand is not None:
+                text = report.tls_required(ip, demand.policy, f"STARTTLS refused ({reply.code})")
+                return Attempt("deferred", text, next_address=True)
+        elif demand is not None:
+            text = report.tls_required(ip, demand.policy, "STARTTLS is not offered")
+            return Attempt("deferred", text, next_address=True)
+        attempt = await self.mail(letter, exts)
+        return replace(attempt, tls=self.tls)
 
     async def mail(self, letter: Letter, exts: dict[str, str]) -> Attempt:
         ip = self.ip

@@ -40,12 +40,16 @@ from qmesh.contract.events import RemoteJob, Result
 from qmesh.contract.outcome import Outcome, result_log_level
 from qmesh.control.values import Controls
 from qmesh.store.base import BlobStore
+from qmesh.tlspolicy.mtasts import Policy
 from services.remote import client, metrics, qmtp, report
-from services.remote.client import Attempt, Letter, Stream
+from services.remote.client import Attempt, Letter, Stream, TlsDemand
 from services.remote.message import Message, open_message
 from services.remote.mx import Target, mx_targets, relay_targets, without_self
 from services.remote.routes import SMTP_PORT, BadRoute, Route, choose_route
+from services.remote.signing import Signer
 from services.remote.tcpto import TimeoutMemory
+from services.remote.tlsplan import TlsPlan, dane_plan
+from services.remote.tlspolicy import TlsPolicies
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,8 @@ class RemoteDelivery:
         smtp_port: int = SMTP_PORT,
         starttls: bool = True,
         rng: random.Random | None = None,
+        signer: Signer | None = None,
+        policies: TlsPolicies | None = None,
     ) -> None:
         self._bus = bus
         self._queue = queue
@@ -102,6 +108,8 @@ class RemoteDelivery:
         self._smtp_port = smtp_port  # MX and IP-literal deliveries; routes name their own
         self._tls = opportunistic_tls() if starttls else None
         self._rng = rng or random.Random()
+        self._signer = signer  # DKIM (issue 11)
+        self._policies = policies  # MTA-STS and DANE (issue 11)
 
     async def handle(self, job: RemoteJob) -> None:
         """The Consumer's handler for one job: deliver, publish the result, return (the ack)."""
@@ -225,6 +233,8 @@ class RemoteDelivery:
             return [done[index] for index in range(len(jobs))]
         recipients = tuple(jobs[index].recipient for index in sending)
         message = await open_message(self._queue, job.id)
+        if self._signer is not None:
+            message = await self._signer.sign(message, sender, job.id)
         letter = Letter(
             sender=sender,
             recipients=recipients,
@@ -250,7 +260,11 @@ class RemoteDelivery:
             ]
         else:
             assert c.helohost is not None
-            sent = await self._smtp(targets, port, letter, c, c.helohost)
+            sts = None
+            if route.relay is None and self._policies is not None:
+                sts = await self._policies.mta_sts(host)  # RFC 8461: MX deliveries only
+            mx_domain = host if route.relay is None else ""  # routes name their relays
+            sent = await self._smtp(targets, port, letter, c, c.helohost, mx_domain, sts)
         done.update(zip(sending, sent, strict=True))
         return [done[index] for index in range(len(jobs))]
 
@@ -296,12 +310,35 @@ class RemoteDelivery:
         return stream
 
     async def _smtp(
-        self, targets: list[Target], port: int, letter: Letter, c: Controls, helohost: str
+        self,
+        targets: list[Target],
+        port: int,
+        letter: Letter,
+        c: Controls,
+        helohost: str,
+        domain: str = "",
+        sts: Policy | None = None,
     ) -> list[Delivery]:
         """One delivery per recipient of ``letter`` (REMOTE-32)."""
         last: tuple[Attempt, str] | None = None
+        skipped = 0
         for target in targets:
-            attempt = await self._smtp_once(target, port, letter, c, helohost, self._tls)
+            plan = await self._tls_plan(domain, target, port, sts)
+            if plan is None:
+                skipped += 1
+                continue
+            attempt = await self._smtp_once(
+                target, port, letter, c, helohost, plan.context, plan.demand
+            )
+            if attempt is not None and plan.label is not None:
+                policy, mode = plan.label
+                result = "ok" if attempt.tls else "failed"
+                metrics.TLS_POLICY.labels(policy, mode, result).inc()
+                if result == "failed":
+                    log.info(
+                        "remote.tls_policy_failed",
+                        extra={"remote": target.address, "policy": policy, "mode": mode},
+                    )
             if attempt is not None and attempt.tls_failed:  # REMOTE-42: once more, in plaintext
                 log.info("remote.tls_failed", extra={"remote": target.address})
                 attempt = await self._smtp_once(target, port, letter, c, helohost, None) or attempt
@@ -313,7 +350,33 @@ class RemoteDelivery:
             return per_recipient(attempt, target.address, len(letter.recipients))
         if last is not None:
             return per_recipient(last[0], last[1], len(letter.recipients))
+        if skipped == len(targets):  # RFC 8461 section 4.1: no MX the policy allows
+            return [Delivery("deferred", report.no_policy_mx(domain))] * len(letter.recipients)
         return [Delivery("deferred", report.NO_CONNECTION)] * len(letter.recipients)  # REMOTE-21
+
+    async def _tls_plan(
+        self, domain: str, target: Target, port: int, sts: Policy | None
+    ) -> TlsPlan | None:
+        """How to connect to ``target``; None: the MTA-STS policy forbids it (enforce)."""
+        plain = TlsPlan(self._tls)
+        if self._policies is None or not domain or target.name == target.address:
+            return plain
+        tlsa = await self._policies.dane(domain, target.name, port)
+        if tlsa is not None:  # RFC 8461 section 2: DANE wins over MTA-STS
+            return dane_plan(target.name, tlsa)
+        if sts is None or sts.mode == "none":
+            return plain
+        if not sts.allows(target.name):
+            metrics.TLS_POLICY.labels("mta-sts", sts.mode, "mx_mismatch").inc()
+            log.info(
+                "remote.tls_policy_mx_mismatch",
+                extra={"remote": target.name, "domain": domain, "mode": sts.mode},
+            )
+            return None if sts.mode == "enforce" else plain
+        if sts.mode == "enforce":
+            demand = TlsDemand(f"the MTA-STS policy of {domain}")
+            return TlsPlan(self._policies.context, demand, ("mta-sts", "enforce"))
+        return TlsPlan(self._policies.context, None, ("mta-sts", "testing"))
 
     async def _smtp_once(
         self,
@@ -323,6 +386,7 @@ class RemoteDelivery:
         c: Controls,
         helohost: str,
         tls: ssl.SSLContext | None,
+        demand: TlsDemand | None = None,
     ) -> Attempt | None:
         stream = await self._connect(target, port, c)
         if stream is None:
@@ -335,6 +399,7 @@ class RemoteDelivery:
             letter=letter,
             tls=tls,
             server_name=server_name,
+            demand=demand,
         )
 
     async def _qmtp(

@@ -9,7 +9,7 @@ the transaction; a large one is streamed again while it is sent, so it is never 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qmesh.contract.errors import Temporary
 from qmesh.contract.ids import QueueId
@@ -29,9 +29,31 @@ class Message:
     wire_size: int  # DATA content without the final ".", for SIZE
     eightbit: bool
     kept: bytes | None
+    prefix: bytes = b""  # header fields added in front (DKIM-Signature), lines ending in LF
+
+    def with_prefix(self, fields: bytes) -> Message:
+        """The message with ``fields`` (complete header lines ending in LF) put in front."""
+        encoded = DataEncoder().feed(fields)
+        return replace(
+            self,
+            prefix=fields + self.prefix,
+            size=self.size + len(fields),
+            wire_size=self.wire_size + len(encoded),
+        )
+
+    async def content(self, limit: int) -> bytes | None:
+        """The stored form whole (without the prefix); None if it is larger than ``limit``."""
+        if self.kept is not None:
+            return self.kept if len(self.kept) <= limit else None
+        if self.size > limit:
+            return None
+        parts = [chunk async for chunk in self.store.stream(self.key)]
+        return b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The stored form again, in chunks."""
+        """The prefix and the stored form again, in chunks."""
+        if self.prefix:
+            yield self.prefix
         if self.kept is not None:
             yield self.kept
             return
@@ -39,7 +61,7 @@ class Message:
         async for chunk in self.store.stream(self.key):
             seen += len(chunk)
             yield chunk
-        if seen != self.size:
+        if seen != self.size - len(self.prefix):
             raise ValueError(f"body changed size while read ({self.size} then {seen} bytes)")
 
 

@@ -24,3 +24,14 @@ SHUNTED = Counter(
     "Events moved to stream QMESH_SHUNT after failing with a bug again and again (hardening #11)",
     ["consumer"],
 )
+DKIM = Counter(
+    "qmesh_remote_dkim_messages_total",
+    "Messages by DKIM signing result (signed, no_key, too_large, error) (issue 11)",
+    ["result"],
+)
+TLS_POLICY = Counter(
+    "qmesh_remote_tls_policy_total",
+    "Connections under an MTA-STS or DANE policy by policy, mode and result (ok, failed, "
+    "mx_mismatch); `testing` failures are only counted (RFC 8461, RFC 7672)",
+    ["policy", "mode", "result"],
+)

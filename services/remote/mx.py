@@ -6,9 +6,10 @@ resolved to its A then AAAA addresses (REMOTE-15); a name without MX is its own 
 a null MX fails at once. REMOTE-16: when this system is among the exchangers, only those with
 a strictly better preference are used. Routed relays are resolved by A/AAAA only (REMOTE-10).
 
-Lookups go through a dnspython asynchronous resolver handed in by the caller, so tests point
-it at a DNS server of their own. dnspython retries a truncated UDP answer over TCP and asks
-with EDNS0, so answers larger than 512 bytes work (REMOTE-13). Failures are raised as
+Lookups go through the dnspython asynchronous resolver handed in by the caller, built from
+``QMESH_DNS_SERVERS`` (:mod:`qmesh.dns.resolver`), so tests point it at a DNS server of their
+own. dnspython retries a truncated UDP answer over TCP and asks with EDNS0, so answers larger
+than 512 bytes work (REMOTE-13). Failures are raised as
 :class:`~qmesh.contract.errors.Temporary` or :class:`~qmesh.contract.errors.Permanent` with
 qmail-remote's report texts.
 """
@@ -36,8 +37,6 @@ from services.remote import report
 log = logging.getLogger(__name__)
 
 Lookup = Literal["found", "nxdomain", "temporary"]
-RESOLVER_LIFETIME = 30.0
-EDNS_PAYLOAD = 1232
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +46,6 @@ class Target:
     address: str
     preference: int
     name: str  # the exchanger's name, or the address itself for an IP literal
-
-
-def make_resolver(
-    nameservers: Sequence[str] | None = None, port: int = 53
-) -> dns.asyncresolver.Resolver:
-    """The system's resolver (``/etc/resolv.conf``), or one asking ``nameservers`` on ``port``."""
-    if nameservers is None:
-        try:
-            resolver = dns.asyncresolver.Resolver()
-        except dns.resolver.NoResolverConfiguration:
-            log.warning("dns.no_configuration", extra={"reason": "no nameservers configured"})
-            resolver = dns.asyncresolver.Resolver(configure=False)  # every lookup defers
-    else:
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = list(nameservers)
-        resolver.port = port
-    resolver.lifetime = RESOLVER_LIFETIME
-    resolver.use_edns(0, 0, EDNS_PAYLOAD)
-    return resolver
 
 
 def ip_literal(host: str) -> str | None:

@@ -101,3 +101,17 @@ def qmtp_malformed(ip: str) -> str:
 def combined(recipient_text: str, message_text: str) -> str:
     """REMOTE-32: the recipient's own text, then the message's."""
     return recipient_text + message_text
+
+
+def tls_required(ip: str, policy: str, reason: str) -> str:
+    """RFC 8461 section 5, RFC 7672 section 2.2: the domain's policy requires authenticated
+    TLS and this server did not give it; the message waits (another MX, a later attempt)."""
+    return f"Connected to {ip} but {policy} requires authenticated TLS: {reason}. (#4.7.5)\n"
+
+
+def no_policy_mx(domain: str) -> str:
+    """RFC 8461 section 4.1: no MX host of ``domain`` matches its enforced MTA-STS policy."""
+    return (
+        f"Sorry, no mail exchanger of {domain} matches its MTA-STS policy (enforce); "
+        "not delivering without it. (#4.7.5)\n"
+    )

@@ -67,6 +67,11 @@ def arrival(todo: Todo, state: MessageState) -> dict[str, object]:
     return fields
 
 
+def finished(state: MessageState) -> bool:
+    """Every recipient done and nothing left to bounce: the record may go (CLEAN-02)."""
+    return state.complete and not state.bounces
+
+
 class SendQueue:
     def __init__(
         self,
@@ -90,22 +95,67 @@ class SendQueue:
         self._clock = clock
 
     async def on_todo(self, todo: Todo) -> None:
-        """SEND-01: write the state, then (by returning) let the todo be acknowledged."""
-        if await self._states.load(todo.id) is None:
-            try:
-                await self._blobs.stat(body_key(todo.id))
-            except BlobNotFound:
-                log.warning("send.todo_without_body", extra={"msg_id": todo.id})
-                return  # finished already (a todo redelivered after completion) or an orphan
-            config = self._config()
-            state = preprocess(todo, config.rules, self._domains.names, self._clock())
-            if await self._states.create(state):
-                metrics.MESSAGES.inc()
-                log.info("new_msg", extra={"msg_id": todo.id})
-                log.info("info_msg", extra=arrival(todo, state))
-        await self.attend(todo.id)  # SEND-21: first attempt at once
+        """SEND-01: write the state, then (by returning) let the todo be acknowledged.
+
+        The lease is taken first, so a record created here is the current one while it is held
+        and the first pass starts from it without reading it back.
+        """
+        async with self._owner.hold(todo.id) as owned:
+            admitted = await self._admit(todo)
+            if admitted is None:
+                return
+            if owned:
+                await self._attend(todo.id, trusted=admitted)  # SEND-21: first attempt at once
+                return
+        self._timer.wake(todo.id, self._clock() + BUSY_RETRY)  # another replica has it now
+
+    async def _admit(self, todo: Todo) -> bool | None:
+        """Create the record: True if made now, False if it existed, None if there is no message.
+
+        A todo without a body and without a record was finished already (a todo redelivered
+        after completion) or is an orphan.
+        """
+        try:
+            await self._blobs.stat(body_key(todo.id))
+        except BlobNotFound:
+            if await self._states.load(todo.id) is not None:
+                return False
+            log.warning("send.todo_without_body", extra={"msg_id": todo.id})
+            return None
+        config = self._config()
+        state = preprocess(todo, config.rules, self._domains.names, self._clock())
+        if not await self._states.create(state):
+            return False
+        metrics.MESSAGES.inc()
+        log.info("new_msg", extra={"msg_id": todo.id})
+        log.info("info_msg", extra=arrival(todo, state))
+        return True
 
     async def on_result(self, result: Result) -> None:
+        """SEND-30: record the outcome, then do what the message needs now.
+
+        As its owner, send records the result and attends the message at once; a result that
+        leaves every recipient done with nothing to bounce removes the record in that same
+        compare-and-set instead of writing it (ARCH-05: record first, then the body). When
+        another replica owns the message, the result is recorded and that owner, or this
+        replica shortly, attends it.
+        """
+        async with self._owner.hold(result.id) as owned:
+            if owned:
+                after, removed = await self._record(result, finish=True)
+                if removed and after is not None:
+                    self._owner.gone(result.id)
+                    await self._remove_body(after)
+                elif after is not None:
+                    await self._attend(result.id, trusted=True)  # just written, under the lease
+                return
+        after, _ = await self._record(result, finish=False)
+        if after is not None:
+            self._timer.wake(result.id, self._clock() + BUSY_RETRY)  # another replica has it
+
+    async def _record(self, result: Result, *, finish: bool) -> tuple[MessageState | None, bool]:
+        """Apply one result (compare-and-set); the record after it (None: nothing changed) and
+        whether the message was finished with it."""
         now = self._clock()
         early = False
 
@@ -114,7 +164,9 @@ class SendQueue:
             early = result_is_early(state, result)
             return None if early else apply_result(state, result, now)
 
-        _, after = await self._states.update(result.id, record)
+        _, after, removed = await self._states.update_or_remove(
+            result.id, record, finished if finish else None
+        )
         if early:  # the pass that produced it is being recorded right now: take it again later
             raise Temporary(f"result of attempt {result.attempt} before its pass was recorded")
         if after is None:
@@ -126,7 +178,7 @@ class SendQueue:
                     "attempt": result.attempt,
                 },
             )
-            return
+            return None, False
         rcpt = after.recipients[result.rcpt_index]
         event = {
             "delivered": "delivery_success",
@@ -150,25 +202,34 @@ class SendQueue:
                 "report": result.report[:500],
             },
         )
-        await self.attend(result.id)
+        return after, removed
 
     async def attend(self, qid: str) -> None:
         """Do whatever the message needs now, as its only owner (ARCH-06)."""
         async with self._owner.hold(qid) as owned:
             if owned:
-                await self._attend(qid)
+                await self._attend(qid, trusted=self._owner.unbroken(qid))
                 return
         self._timer.wake(qid, self._clock() + BUSY_RETRY)  # another replica has it now
 
-    async def _attend(self, qid: str) -> None:
-        """Bounce, finish, or start due passes."""
-        loaded = await self._states.load(qid)
+    async def _attend(self, qid: str, *, trusted: bool) -> None:
+        """Bounce, finish, or start due passes.
+
+        ``trusted``: no other owner can have written the record since this replica last did, so
+        the copy in memory is used instead of a read. Results and flushes recorded meanwhile by
+        others only take recipients out of flight, mark them done or move a next attempt
+        earlier; a decision made without them is made again when they are attended, and every
+        write below is a compare-and-set on the revision it started from.
+        """
+        loaded = self._states.remembered(qid) if trusted else None
+        if loaded is None:
+            loaded = await self._states.load(qid)
         if loaded is None:
             return
         state = loaded[0]
         if state.idle and state.bounces:
             state = await self._bounce(state)
-        if state.complete and not state.bounces:
+        if finished(state):
             await self._finish(state)
             return
         now = self._clock()
@@ -261,6 +322,11 @@ class SendQueue:
     async def _finish(self, state: MessageState) -> None:
         """ARCH-05, CLEAN-02: state record first, then the body."""
         await self._states.remove(state.id)
+        self._owner.gone(state.id)
+        await self._remove_body(state)
+
+    async def _remove_body(self, state: MessageState) -> None:
+        """The last step of a message, after its record is gone (ARCH-05)."""
         try:
             await self._blobs.delete(body_key(state.id))
         except StoreUnavailable as err:

@@ -7,6 +7,16 @@ created only if absent and deleted when the work is done. Its value says when it
 attend takes well under a second, so a lease older than :data:`STALE` belongs to a replica that
 died holding it and is taken over at once (the bucket's TTL would take minutes). Whoever does
 not get the lease leaves the message to the owner and looks again shortly.
+
+A replica remembers the revision of the delete marker it left when it let a lease go. Taking
+that lease again is then one compare-and-set on that revision, and when it succeeds nobody else
+held the lease in between: the lease is *unbroken* (:meth:`Ownership.unbroken`), so no other
+replica attended the message meanwhile and the record this replica last wrote is the one that
+counts (only results and flushes may have been recorded since, each by compare-and-set).
+Letting go is itself a compare-and-set on the lease's own revision: a replica whose lease was
+taken over (it stalled for :data:`STALE` seconds) deletes nothing of the new owner's. The lease
+of a message that was just finished is let go without waiting for the server's answer: nothing
+depends on it, and a lost release only leaves a lease that goes stale.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
 from nats.errors import Error as NatsError
@@ -24,12 +35,14 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from qmesh.bus.connection import NotConnected
+from qmesh.bus.jetstream import kv_delete, kv_delete_unanswered
 from qmesh.contract.errors import Temporary
 
 log = logging.getLogger(__name__)
 
 KV_ERRORS = (NatsError, JsError, NotConnected, OSError, TimeoutError)
 STALE = 30.0  # seconds: far longer than any attend, far shorter than the bucket TTL
+REMEMBERED = 4096  # released leases whose delete marker is remembered
 
 
 class Ownership:
@@ -38,30 +51,66 @@ class Ownership:
         self._clock = clock
         self._token = secrets.token_hex(8)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._released: OrderedDict[str, int] = OrderedDict()  # key -> our delete marker
+        self._unbroken: set[str] = set()
+        self._gone: set[str] = set()  # held now, and the message is finished
 
     def _value(self) -> bytes:
         return f"{self._token} {self._clock():.3f}".encode()
 
-    async def _take(self, kv: KeyValue, key: str) -> bool:
-        """Create the lease, or take over one left by a replica that died holding it."""
+    def gone(self, qid: str) -> None:
+        """The message held now is finished: its lease is let go without waiting for an answer
+        and without remembering it, since nobody will attend the message again."""
+        self._gone.add(qid)
+
+    def unbroken(self, qid: str) -> bool:
+        """Whether this worker holds ``qid`` now and nobody else held it since it last did."""
+        return qid in self._unbroken
+
+    async def _take(self, kv: KeyValue, key: str) -> tuple[int, bool] | None:
+        """The lease's revision and whether it is unbroken, or None if another replica has it.
+
+        Creates the lease, or takes over one left by a replica that died holding it.
+        """
+        marker = self._released.pop(key, None)
+        if marker is not None:
+            try:
+                return await kv.update(key, self._value(), last=marker), True
+            except KeyWrongLastSequenceError:
+                pass  # someone held it since: take it as anyone would
         try:
-            await kv.create(key, self._value())
-            return True
+            return await kv.create(key, self._value()), False
         except KeyWrongLastSequenceError:
             pass
         try:
             entry = await kv.get(key)
             taken = float((entry.value or b"").split()[-1])
         except (KeyNotFoundError, ValueError, IndexError):
-            return False  # released meanwhile, or unreadable: look again shortly
+            return None  # released meanwhile, or unreadable: look again shortly
         if self._clock() - taken < STALE or entry.revision is None:
-            return False
+            return None
         try:
-            await kv.update(key, self._value(), last=entry.revision)
+            revision = await kv.update(key, self._value(), last=entry.revision)
         except KeyWrongLastSequenceError:
-            return False
+            return None
         log.warning("send.lease_taken_over", extra={"key": key})
-        return True
+        return revision, False
+
+    async def _release(self, kv: KeyValue, key: str, revision: int, *, gone: bool) -> None:
+        if gone:
+            with contextlib.suppress(*KV_ERRORS):
+                await kv_delete_unanswered(kv, key, last=revision)
+            return
+        try:
+            marker = await kv_delete(kv, key, last=revision)
+        except KeyWrongLastSequenceError:
+            log.warning("send.lease_lost", extra={"key": key})  # taken over while we worked
+            return
+        except KV_ERRORS:
+            return  # left to go stale
+        self._released[key] = marker
+        while len(self._released) > REMEMBERED:
+            self._released.popitem(last=False)
 
     @contextlib.asynccontextmanager
     async def hold(self, qid: str) -> AsyncIterator[bool]:
@@ -72,17 +121,22 @@ class Ownership:
                 key = f"send.{qid}"
                 try:
                     kv = self._kv()
-                    owned = await self._take(kv, key)
+                    taken = await self._take(kv, key)
                 except KV_ERRORS as err:
                     raise Temporary(f"cannot take the message lease: {err!r}") from err
-                if not owned:
+                if taken is None:
                     yield False
                     return
+                revision, unbroken = taken
+                if unbroken:
+                    self._unbroken.add(qid)
                 try:
                     yield True
                 finally:
-                    with contextlib.suppress(*KV_ERRORS):
-                        await kv.delete(key)
+                    self._unbroken.discard(qid)
+                    gone = qid in self._gone
+                    self._gone.discard(qid)
+                    await self._release(kv, key, revision, gone=gone)
         finally:
             if not lock.locked() and self._locks.get(qid) is lock:
                 del self._locks[qid]

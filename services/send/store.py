@@ -1,9 +1,19 @@
-"""Reading and compare-and-set writing of ``msg.<id>`` records in KV ``qmesh_queue``."""
+"""Reading and compare-and-set writing of ``msg.<id>`` records in KV ``qmesh_queue``.
+
+The store remembers the last revision of each record that it read or wrote (up to
+:data:`REMEMBERED` records), so a write can go out without reading the record back first: the
+remembered revision is the compare-and-set guard, and a record that changed meanwhile (another
+replica recorded a result, or a flush) fails the write, which is then retried on a fresh read,
+exactly as before. Only a write is made from the remembered copy; :meth:`StateStore.load` always
+reads KV, and :meth:`StateStore.remembered` is for a caller that knows no other owner wrote the
+record since (``send`` under an unbroken lease, :mod:`services.send.owner`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 
 from nats.errors import Error as NatsError
@@ -11,64 +21,128 @@ from nats.js.errors import Error as JsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
+from qmesh.bus.jetstream import kv_delete
 from qmesh.contract.errors import Temporary
 from services.send.state import MessageState, state_key
 
 log = logging.getLogger(__name__)
 
 CAS_TRIES = 20
+REMEMBERED = 4096  # records kept in memory; the least recently used is forgotten first
+
+Loaded = tuple[MessageState, int]
 
 
 class StateStore:
     def __init__(self, kv: Callable[[], KeyValue]) -> None:
         self._kv = kv
+        self._known: OrderedDict[str, Loaded] = OrderedDict()
 
-    async def load(self, qid: str) -> tuple[MessageState, int] | None:
+    def _remember(self, qid: str, state: MessageState, revision: int) -> None:
+        known = self._known.get(qid)
+        if known is not None and known[1] > revision:
+            return  # a later write of ours finished first
+        self._known[qid] = (state, revision)
+        self._known.move_to_end(qid)
+        while len(self._known) > REMEMBERED:
+            self._known.popitem(last=False)
+
+    def forget(self, qid: str) -> None:
+        self._known.pop(qid, None)
+
+    def remembered(self, qid: str) -> Loaded | None:
+        """The record as this store last read or wrote it, without asking KV."""
+        return self._known.get(qid)
+
+    async def load(self, qid: str) -> Loaded | None:
         try:
             entry = await self._kv().get(state_key(qid))
         except KeyNotFoundError:
+            self.forget(qid)
             return None
         except (NatsError, JsError, OSError, TimeoutError) as err:
             raise Temporary(f"cannot read queue state: {err}") from err
         assert entry.value is not None and entry.revision is not None
-        return MessageState.decode(entry.value), entry.revision
+        state = MessageState.decode(entry.value)
+        self._remember(qid, state, entry.revision)
+        return state, entry.revision
 
     async def create(self, state: MessageState) -> bool:
         """Write a new record; ``False`` if one exists already (a redelivered todo)."""
         try:
-            await self._kv().create(state_key(state.id), state.encode())
-            return True
+            revision = await self._kv().create(state_key(state.id), state.encode())
         except KeyWrongLastSequenceError:
             return False
         except (NatsError, JsError, OSError, TimeoutError) as err:
             raise Temporary(f"cannot write queue state: {err}") from err
+        self._remember(state.id, state, revision)
+        return True
 
     async def update(
         self, qid: str, change: Callable[[MessageState], MessageState | None]
     ) -> tuple[MessageState | None, MessageState | None]:
         """Apply ``change`` with compare-and-set, re-reading on conflict.
 
+        The first try starts from the remembered record, if any, and goes out without a read.
+        A remembered record may be out of date, so when ``change`` finds nothing to do with it,
+        that answer is checked against a fresh read before it is believed.
+
         Returns ``(before, after)``; ``after`` is ``None`` when nothing was written (no record,
         or ``change`` returned ``None``).
         """
+        before, after, _ = await self.update_or_remove(qid, change, None)
+        return before, after
+
+    async def update_or_remove(
+        self,
+        qid: str,
+        change: Callable[[MessageState], MessageState | None],
+        finished: Callable[[MessageState], bool] | None,
+    ) -> tuple[MessageState | None, MessageState | None, bool]:
+        """:meth:`update`, but a record that ``change`` leaves ``finished`` is removed instead
+        of written, by the same compare-and-set (ARCH-05: the record goes before the body).
+
+        Returns ``(before, after, removed)``.
+        """
+        loaded = self.remembered(qid)
         for _ in range(CAS_TRIES):
-            loaded = await self.load(qid)
             if loaded is None:
-                return None, None
+                loaded = await self.load(qid)
+                if loaded is None:
+                    return None, None, False
+                fresh = True
+            else:
+                fresh = False
             before, revision = loaded
             after = change(before)
             if after is None:
-                return before, None
+                if fresh:
+                    return before, None, False
+                loaded = None  # nothing to do, as far as memory knows: ask KV
+                continue
+            removed = finished is not None and finished(after)
             try:
-                await self._kv().update(state_key(qid), after.encode(), last=revision)
-                return before, after
+                if removed:
+                    self.forget(qid)
+                    await kv_delete(self._kv(), state_key(qid), last=revision, purge=True)
+                else:
+                    written = await self._kv().update(state_key(qid), after.encode(), last=revision)
             except KeyWrongLastSequenceError:
-                await asyncio.sleep(0.005)
+                self.forget(qid)
+                loaded = None
+                if fresh:
+                    await asyncio.sleep(0.005)
+                continue
             except (NatsError, JsError, OSError, TimeoutError) as err:
+                self.forget(qid)  # the write may or may not have been stored
                 raise Temporary(f"cannot write queue state: {err}") from err
+            if not removed:
+                self._remember(qid, after, written)
+            return before, after, removed
         raise Temporary(f"queue state of {qid} kept changing")
 
     async def remove(self, qid: str) -> None:
+        self.forget(qid)
         try:
             await self._kv().purge(state_key(qid))
         except (NatsError, JsError, OSError, TimeoutError) as err:

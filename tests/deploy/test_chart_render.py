@@ -403,6 +403,8 @@ def test_pods_carry_the_control_checksum(
     assert len(controls) == 1
     for d in of_kind(objects, "Deployment"):
         volume = next(v for v in pod_spec(d)["volumes"] if v["name"] == "control")
+        if "projected" in volume:  # remote with DKIM keys: the control files come first
+            volume = volume["projected"]["sources"][0]
         assert volume["configMap"]["name"] == controls[0]["metadata"]["name"]
 
 
@@ -471,3 +473,30 @@ def test_self_signed_certificate_of_the_dev_scenario_loads(
         check=True,
     ).stdout
     assert f"CN = {controls.me}" in subject
+
+
+def test_dkim_keys_reach_remote_only(rendered: dict[str, list[Manifest]]) -> None:
+    """Issue 11: the DKIM Secret is mounted into remote's control directory and nowhere else;
+    each key lands at domainkeys/<domain>/<selector>, the active ones in .../selector."""
+    objects = objects_of(rendered, "full")
+    holders = {}
+    for w in workloads(objects):
+        for v in pod_spec(w).get("volumes", []):
+            for source in v.get("projected", {}).get("sources", []):
+                if "secret" in source and source["secret"]["name"].endswith("-dkim"):
+                    holders[component(w)] = (v["name"], source["secret"]["items"])
+    assert list(holders) == ["remote"]
+    volume, items = holders["remote"]
+    assert volume == "control"
+    assert {i["path"] for i in items} == {
+        "domainkeys/example.test/rsa202606",
+        "domainkeys/example.test/rsa202612",
+        "domainkeys/example.test/ed202612",
+        "domainkeys/hosted.test/default",
+    }
+    assert all(i["key"] == i["path"].split("/", 1)[1].replace("/", "_") for i in items)
+    selectors = named(objects, "ConfigMap", "ci-qmesh-dkim")["data"]
+    assert selectors["example.test_selector"] == "rsa202612\ned202612\n"
+    remote = next(w for w in workloads(objects) if component(w) == "remote")
+    mounts = pod_spec(remote)["containers"][0]["volumeMounts"]
+    assert {"name": "control", "mountPath": "/etc/qmesh/control", "readOnly": True} in mounts

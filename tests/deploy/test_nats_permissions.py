@@ -34,6 +34,7 @@ from nats.js.errors import Error as JsError
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.jetstream import inbox_prefix
 from qmesh.bus.provision import (
+    KV_MTASTS,
     STREAMS,
     ConsumerSpec,
     await_streams,
@@ -296,7 +297,7 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
     },
     "remote": {
         "streams": [subjects.STREAM_RESULT],
-        "kv": [subjects.KV_TCPTO, subjects.KV_DELIVERIES],
+        "kv": [subjects.KV_TCPTO, subjects.KV_DELIVERIES, KV_MTASTS],
         "consumers": [(subjects.STREAM_REMOTE, subjects.CONSUMER_REMOTE)],
         "publish": [subjects.RESULT_REMOTE],
     },
@@ -310,7 +311,11 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
 WRITABLE = {  # bucket -> the key prefix the service owns
     "send": {subjects.KV_QUEUE: "probe", subjects.KV_LEASES: "send"},
     "local": {subjects.KV_DELIVERIES: "ledger"},  # hardening #10: claim, settle, release
-    "remote": {subjects.KV_TCPTO: "tcpto", subjects.KV_DELIVERIES: "ledger"},
+    "remote": {
+        subjects.KV_TCPTO: "tcpto",
+        subjects.KV_DELIVERIES: "ledger",
+        KV_MTASTS: "example.test",  # the MTA-STS policy cache (issue 11)
+    },
     "pop3d": {subjects.KV_LEASES: "pop3"},
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import smtplib
 import stat
@@ -17,6 +18,7 @@ import pytest
 
 from qmesh.bus.jetstream import inbox_prefix
 from qmesh.cli.connect import resolve_nats
+from qmesh.cli.natsd import read_varz
 from qmesh.cli.natsusers import password_file
 from qmesh.contract import subjects
 from tests.deploy.test_nats_permissions import User, anonymous_connect
@@ -127,6 +129,30 @@ def _nats_pid(cluster: Cluster) -> int:
     return pids[0]
 
 
+def _synced_monitors(cluster: Cluster) -> list[str]:
+    """The monitoring endpoints qmesh up named when it found sync_always in force."""
+    return re.findall(
+        r"NATS writes every JetStream message to disk before acknowledging it "
+        r"\(sync_interval: always; monitoring (http://[0-9.]+:[0-9]+)\)",
+        cluster.output.read_text(),
+    )
+
+
+def test_throughput_10_qmesh_ups_nats_fsyncs_before_it_acknowledges(cluster: Cluster) -> None:
+    """A 250 promises the message survives a crash of the machine: qmesh up's nats-server
+    says, on its own monitoring endpoint, that it fsyncs every JetStream write before the
+    acknowledgement, and qmesh up reports so without a warning."""
+    try:
+        monitors = _synced_monitors(cluster)
+        assert len(monitors) == 1, cluster.output.read_text()
+        varz = read_varz(monitors[0])
+        assert varz["jetstream"]["config"]["sync_always"] is True
+        assert varz["port"] == int((cluster.data / "nats.url").read_text().rsplit(":", 1)[1])
+        assert "WARNING" not in cluster.output.read_text()
+    finally:
+        cluster.stop()
+
+
 def test_hardening_9_nats_is_restarted_with_its_data(cluster: Cluster) -> None:
     """SIGKILL nats-server under qmesh up: it comes back on the same port with the same data,
     and a message sent afterwards is delivered."""
@@ -142,6 +168,10 @@ def test_hardening_9_nats_is_restarted_with_its_data(cluster: Cluster) -> None:
         )
         assert _nats_pid(cluster) != killed
         assert (cluster.data / "nats.url").read_text() == url
+        wait_for(  # throughput #10: the restarted server fsyncs every write too
+            lambda: len(_synced_monitors(cluster)) == 2, what="sync_always after the restart"
+        )
+        assert read_varz(_synced_monitors(cluster)[-1])["jetstream"]["config"]["sync_always"]
         cluster.wait_ready()
 
         deadline = time.monotonic() + 60

@@ -84,3 +84,24 @@ async def test_hardening_10_a_deferred_rule_runs_again_on_the_next_pass(
     assert (second.outcome, third.outcome) == ("delivered", "delivered")
     assert third.report == second.report == f"did 0+1+1\nqp {todo.qp}\n"
     assert runs.read_text() == "ran\nran\n"
+
+
+async def test_throughput_10_a_copy_pop3_moved_during_a_deferral_is_not_written_again(
+    local: Local, domain: str, tmp_path: Path
+) -> None:
+    """ARCH-11, LOCAL-17: attempt 1 writes the mailbox, then a program defers; POP3 reads the
+    message and moves it to ``cur/``; attempt 2 runs the rule again but does not put a second
+    copy into ``new/``. Only a first attempt skips the look into ``cur/``."""
+    flag = tmp_path / "flag"
+    rule = f"./Maildir/\n|test -e {flag} || {{ touch {flag}; exit 111; }}\n"
+    await add_domain(local, domain)
+    await add_account(local, domain, "bob", rules={"": rule})
+    job, [first], _ = await deliver(local, f"bob@{domain}")
+    assert first.outcome == "deferred"
+    [new] = await mailbox(local, domain, "bob")
+    seen = new.replace("/new/", "/cur/") + ":2,S"
+    await local.mail.copy(new, seen)  # what pop3d does with a message it has shown
+    await local.mail.delete(new)
+    _, [second], _ = await deliver(local, f"bob@{domain}", qid=job.id, attempt=2)
+    assert (second.outcome, second.report) == ("delivered", "did 1+0+1\n")
+    assert list(await mailbox(local, domain, "bob")) == [seen]

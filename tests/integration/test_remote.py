@@ -27,6 +27,7 @@ from qmesh.bus.provision import ensure_kv, provision_streams
 from qmesh.contract import subjects
 from qmesh.contract.events import RemoteJob, Result
 from qmesh.contract.ids import new_queue_id
+from qmesh.dns.resolver import async_resolver
 from qmesh.runtime.service import Running, start
 from qmesh.runtime.settings import Settings
 from qmesh.store.base import BlobStore
@@ -35,7 +36,6 @@ from qmesh.store.keys import body_key
 from qmesh.store.s3 import S3Store, s3_client
 from services.remote import report
 from services.remote.app import assemble
-from services.remote.mx import make_resolver
 from services.remote.tcpto import Record, decode, encode, key_for
 from tests.integration.remote_peers import (
     OPEN,
@@ -86,7 +86,7 @@ class Harness:
         service = assemble(
             settings,
             queue=self.store,
-            resolver=make_resolver(["127.0.0.1"], port=self.dns.port),
+            resolver=async_resolver(f"127.0.0.1:{self.dns.port}"),
             environ={},
             smtp_port=smtp_port,
         )

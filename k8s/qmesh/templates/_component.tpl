@@ -54,6 +54,9 @@ spec:
         {{- end }}
       annotations:
         checksum/control: {{ include "qmesh.controlData" $root | sha256sum }}
+        {{- if and (eq $name "remote") $root.Values.dkim.enabled }}
+        checksum/dkim: {{ include "qmesh.dkimSelectors" $root | sha256sum }}
+        {{- end }}
         {{- with $v.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -134,8 +137,33 @@ spec:
             {{- toYaml $v.resources | nindent 12 }}
       volumes:
         - name: control
+          {{- if and (eq $name "remote") $root.Values.dkim.enabled }}
+          {{- /* the control files, and the DKIM keys for remote only (issue 11) */}}
+          projected:
+            defaultMode: 0400
+            sources:
+              - configMap:
+                  name: {{ include "qmesh.fullname" $root }}-control
+              - configMap:
+                  name: {{ include "qmesh.fullname" $root }}-dkim
+                  items:
+                    {{- range $domain, $d := $root.Values.dkim.domains }}
+                    - key: {{ printf "%s_selector" $domain }}
+                      path: {{ printf "domainkeys/%s/selector" $domain }}
+                    {{- end }}
+              - secret:
+                  name: {{ include "qmesh.dkimSecretName" $root }}
+                  items:
+                    {{- range $domain, $d := $root.Values.dkim.domains }}
+                    {{- range $selector := $d.selectors }}
+                    - key: {{ printf "%s_%s" $domain $selector }}
+                      path: {{ printf "domainkeys/%s/%s" $domain $selector }}
+                    {{- end }}
+                    {{- end }}
+          {{- else }}
           configMap:
             name: {{ include "qmesh.fullname" $root }}-control
+          {{- end }}
         - name: credentials
           projected:
             defaultMode: 0400

@@ -136,6 +136,19 @@ smtpd send local remote pop3d
 {{- $v.credentials.s3.existingSecret | default (printf "%s-s3" (include "qmesh.componentName" .)) -}}
 {{- end -}}
 
+{{- define "qmesh.dkimSecretName" -}}
+{{- .Values.dkim.secretName | default (printf "%s-dkim" (include "qmesh.fullname" .)) -}}
+{{- end -}}
+
+{{/* The `selector` files of the DKIM domains (ConfigMap data, mounted into remote only). */}}
+{{- define "qmesh.dkimSelectors" -}}
+{{- $files := dict -}}
+{{- range $domain, $d := .Values.dkim.domains -}}
+{{- $_ := set $files (printf "%s_selector" $domain) (printf "%s\n" (join "\n" $d.active)) -}}
+{{- end -}}
+{{- toYaml $files -}}
+{{- end -}}
+
 {{- define "qmesh.tlsSecretName" -}}
 {{- .Values.tls.secretName | default (printf "%s-tls" (include "qmesh.fullname" .)) -}}
 {{- end -}}
@@ -185,6 +198,10 @@ seccompProfile:
   value: /etc/qmesh/control
 - name: QMESH_LOG_LEVEL
   value: {{ $g.logLevel | quote }}
+{{- with $g.dnsServers }}
+- name: QMESH_DNS_SERVERS
+  value: {{ . | quote }}
+{{- end }}
 - name: TMPDIR
   value: /tmp
 - name: HOME

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from qmesh.bus.ledger import Claim, Recorded, claim_value, final_value, key_for, read
+from qmesh.bus.ledger import (
+    RELEASED,
+    Claim,
+    Recorded,
+    Released,
+    claim_value,
+    final_value,
+    key_for,
+    read,
+)
 from qmesh.contract.events import LocalJob, RemoteJob
 from qmesh.contract.ids import new_qp, new_queue_id
 
@@ -29,7 +38,10 @@ def test_one_key_per_recipient_index_for_every_channel_and_attempt() -> None:
         (b"[]", None),
         (b'{"claim": "t"}', None),
         (b'{"outcome": "deferred", "at": "x"}', None),
+        (RELEASED, Released()),  # a deferral: the next claim is no first attempt
+        (b'{"released": "yes"}', None),
+        (b'{"released": true, "outcome": "delivered"}', Recorded("delivered", "", None)),
     ],
 )
-def test_read(value: bytes, expected: Recorded | Claim | None) -> None:
+def test_read(value: bytes, expected: Recorded | Claim | Released | None) -> None:
     assert read(value) == expected

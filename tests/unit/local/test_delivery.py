@@ -21,6 +21,7 @@ from services.local.delivery import (
     maildir_content,
     plan,
     program_env,
+    repeatable,
     return_path,
     split_recipient,
 )
@@ -216,3 +217,23 @@ def test_program_lines_fail_when_programdelivery_is_off() -> None:
 def test_mbox_lines_are_declined() -> None:
     """LOCAL-25 allows declining mbox lines with Z."""
     assert make_plan("./Mailbox\n").steps == (Broken(0, MBOX_UNSUPPORTED),)
+
+
+@pytest.mark.parametrize(
+    ("text", "programs", "expected"),
+    [
+        ("./Maildir/\n", True, True),
+        ("./Maildir/\n./Maildir/.Lists/\n", True, True),
+        ("", True, True),  # the default delivery of an empty rule is decided elsewhere
+        ("|true\n", False, True),  # a disabled program line only defers
+        ("/var/mail/bob\n", True, True),  # mbox lines only defer
+        ("./Maildir/\n&c@d.test\n", True, False),
+        ("|true\n", True, False),
+        ("./Maildir/\n|true\n", True, False),
+    ],
+)
+def test_only_plans_of_mailbox_lines_are_repeatable(
+    text: str, programs: bool, expected: bool
+) -> None:
+    """Hardening #10, ARCH-11: a plan that forwards or runs a program is claimed first."""
+    assert repeatable(make_plan(text, programs=programs)) is expected

@@ -1,0 +1,306 @@
+"""remote's outbound TLS policies: MTA-STS (RFC 8461) and DANE (RFC 7672) (issue 11).
+
+A real nats-server (the policy cache is the KV bucket qmesh_mtasts), the loopback DNS server of
+tests/dnsserver.py (MX, the _mta-sts TXT record, TLSA records with the AD bit a validating
+resolver sets), an HTTPS policy server with a certificate from a test CA that remote trusts
+through QMESH_TLS_CA_FILE, and aiosmtpd sinks with and without STARTTLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from qmesh.bus.provision import KV_MTASTS
+from qmesh.dns.resolver import async_resolver
+from qmesh.runtime.service import start
+from qmesh.runtime.settings import Settings
+from qmesh.tlspolicy.dane import spki
+from services.remote import report
+from services.remote.app import assemble
+from tests.dnsserver import DnsFixture, serving, txt
+from tests.integration import test_remote
+from tests.integration.remote_peers import Sink, start_sink
+from tests.integration.test_remote import Harness
+
+pytestmark = pytest.mark.integration
+
+harness = test_remote.harness
+close_peer_connections = test_remote.close_peer_connections
+
+NAMES = ["mta-sts.enforce.test", "mx.enforce.test", "mta-sts.testing.test", "mx.testing.test"]
+NAMES += ["mx.dane.test", "mta-sts.dane.test", "mta-sts.strict.test", "other.strict.test"]
+
+
+@dataclass
+class Pki:
+    ca: Path
+    cert: Path
+    key: Path
+    der: bytes
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    d = tmp_path_factory.mktemp("pki")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=qmesh test CA", "-keyout", "ca.key", "-out", "ca.pem",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mx.enforce.test",
+            "-keyout", "leaf.key", "-out", "leaf.csr")  # fmt: skip
+    (d / "ext").write_text(
+        "subjectAltName=" + ",".join(f"DNS:{n}" for n in NAMES) + "\nextendedKeyUsage=serverAuth\n"
+    )
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "leaf.pem")  # fmt: skip
+    der = ssl.PEM_cert_to_DER_cert((d / "leaf.pem").read_text())
+    return Pki(d / "ca.pem", d / "leaf.pem", d / "leaf.key", der)
+
+
+@contextlib.asynccontextmanager
+async def policy_server(pki: Pki, policies: dict[str, bytes]) -> AsyncIterator[int]:
+    """HTTPS on a free port: ``Host`` -> the policy at /.well-known/mta-sts.txt."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            host = next(v.strip() for k, _, v in (x.partition(":") for x in lines) if k == "Host")
+            ok = lines[0].startswith("GET /.well-known/mta-sts.txt ") and host in policies
+            body = policies.get(host, b"not found")
+            status = "200 OK" if ok else "404 Not Found"
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=pki.server_context())
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+
+
+def policy(mode: str, *mx: str) -> bytes:
+    lines = ["version: STSv1", f"mode: {mode}", *(f"mx: {m}" for m in mx), "max_age: 86400"]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def world(sink_port: int, *, tlsa: str | None = None) -> dict[tuple[str, str], list[str]]:
+    records = {
+        ("enforce.test", "MX"): ["10 mx.enforce.test."],
+        ("mx.enforce.test", "A"): ["127.0.0.1"],
+        ("_mta-sts.enforce.test", "TXT"): [txt("v=STSv1; id=20261206")],
+        ("mta-sts.enforce.test", "A"): ["127.0.0.1"],
+        ("strict.test", "MX"): ["10 other.strict.test."],
+        ("other.strict.test", "A"): ["127.0.0.1"],
+        ("_mta-sts.strict.test", "TXT"): [txt("v=STSv1; id=1")],
+        ("mta-sts.strict.test", "A"): ["127.0.0.1"],
+        ("testing.test", "MX"): ["10 mx.testing.test."],
+        ("mx.testing.test", "A"): ["127.0.0.1"],
+        ("_mta-sts.testing.test", "TXT"): [txt("v=STSv1; id=7")],
+        ("mta-sts.testing.test", "A"): ["127.0.0.1"],
+        ("dane.test", "MX"): ["10 mx.dane.test."],
+        ("mx.dane.test", "A"): ["127.0.0.1"],
+        # DANE wins over MTA-STS (RFC 8461 section 2): this policy would refuse mx.dane.test
+        ("_mta-sts.dane.test", "TXT"): [txt("v=STSv1; id=1")],
+        ("mta-sts.dane.test", "A"): ["127.0.0.1"],
+    }
+    if tlsa is not None:
+        records[(f"_{sink_port}._tcp.mx.dane.test", "TLSA")] = [tlsa]
+    return records
+
+
+@pytest.fixture
+def dns_world() -> Iterator[DnsFixture]:
+    with serving({}, secure={"dane.test", "mx.dane.test"}) as dns:
+        yield dns
+
+
+POLICIES = {
+    "mta-sts.enforce.test": policy("enforce", "mx.enforce.test"),
+    "mta-sts.strict.test": policy("enforce", "mx.strict.test"),
+    "mta-sts.testing.test": policy("testing", "mx.testing.test"),
+    "mta-sts.dane.test": policy("enforce", "nothing.dane.test"),
+}
+
+
+async def start_remote(
+    h: Harness, dns: DnsFixture, pki: Pki, smtp_port: int, https_port: int
+) -> None:
+    settings = Settings(
+        nats_url=h.nats_url,
+        control=h.control,
+        http_host="127.0.0.1",
+        http_port=0,
+        store=f"file://{h.tmp / 'unused'}",
+        dns_servers=dns.server,
+        tls_ca_file=pki.ca,
+    )
+    service = assemble(
+        settings,
+        queue=h.store,
+        resolver=async_resolver(settings.dns_servers, lifetime=5.0),
+        environ={},
+        smtp_port=smtp_port,
+        https_port=https_port,
+    )
+    h.running.append(await start(service, settings))
+
+
+async def purge_cache(h: Harness, *domains: str) -> None:
+    kv = await h.js.key_value(KV_MTASTS)
+    for domain in domains:
+        with contextlib.suppress(Exception):
+            await kv.purge(domain)
+
+
+def counter(policy_name: str, mode: str, result: str) -> float:
+    labels = {"policy": policy_name, "mode": mode, "result": result}
+    return REGISTRY.get_sample_value("qmesh_remote_tls_policy_total", labels) or 0.0
+
+
+async def test_enforce_refuses_plaintext_and_defers_with_a_clear_reason(
+    harness: Harness, dns_world: DnsFixture, pki: Pki
+) -> None:
+    """RFC 8461 section 5: an `enforce` policy and an MX without STARTTLS: nothing is sent,
+    the message waits with a reason that names the policy; the policy is cached in KV."""
+    s = Sink()
+    server, port = await start_sink(s)
+    dns_world.records.update(world(port))
+    await purge_cache(harness, "enforce.test")
+    async with policy_server(pki, POLICIES) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@enforce.test")
+    server.close()
+    assert result.outcome == "deferred"
+    assert result.report == report.tls_required(
+        "127.0.0.1", "the MTA-STS policy of enforce.test", "STARTTLS is not offered"
+    )
+    assert s.messages == []
+    entry = await (await harness.js.key_value(KV_MTASTS)).get("enforce.test")
+    cached = json.loads(entry.value or b"")
+    assert (cached["id"], cached["mode"], cached["mx"]) == (
+        "20261206",
+        "enforce",
+        ["mx.enforce.test"],
+    )
+    assert cached["max_age"] == 86400
+
+
+async def test_enforce_delivers_over_authenticated_tls(
+    harness: Harness, dns_world: DnsFixture, pki: Pki
+) -> None:
+    s = Sink()
+    server, port = await start_sink(s, tls_context=pki.server_context())
+    dns_world.records.update(world(port))
+    await purge_cache(harness, "enforce.test")
+    before = counter("mta-sts", "enforce", "ok")
+    async with policy_server(pki, POLICIES) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@enforce.test")
+    server.close()
+    assert result.outcome == "delivered", result.report
+    (got,) = s.messages
+    assert got.tls
+    assert counter("mta-sts", "enforce", "ok") == before + 1
+
+
+async def test_enforce_skips_an_mx_the_policy_does_not_name(
+    harness: Harness, dns_world: DnsFixture, pki: Pki
+) -> None:
+    """RFC 8461 section 4.1: other.strict.test does not match `mx: mx.strict.test`."""
+    s = Sink()
+    server, port = await start_sink(s, tls_context=pki.server_context())
+    dns_world.records.update(world(port))
+    await purge_cache(harness, "strict.test")
+    async with policy_server(pki, POLICIES) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@strict.test")
+    server.close()
+    assert result.outcome == "deferred"
+    assert result.report == report.no_policy_mx("strict.test")
+    assert s.messages == []
+
+
+async def test_testing_only_reports(harness: Harness, dns_world: DnsFixture, pki: Pki) -> None:
+    """RFC 8461 section 5: `testing` delivers anyway and counts the failure."""
+    s = Sink()
+    server, port = await start_sink(s)
+    dns_world.records.update(world(port))
+    await purge_cache(harness, "testing.test")
+    before = counter("mta-sts", "testing", "failed")
+    async with policy_server(pki, POLICIES) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@testing.test")
+    server.close()
+    assert result.outcome == "delivered"
+    assert len(s.messages) == 1 and not s.messages[0].tls
+    assert counter("mta-sts", "testing", "failed") == before + 1
+
+
+async def test_no_policy_server_means_no_policy(
+    harness: Harness, dns_world: DnsFixture, pki: Pki
+) -> None:
+    """RFC 8461 section 3.3: a policy that cannot be fetched is no reason to refuse delivery."""
+    s = Sink()
+    server, port = await start_sink(s)
+    dns_world.records.update(world(port))
+    await purge_cache(harness, "enforce.test")
+    async with policy_server(pki, {}) as https:  # every fetch is a 404
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@enforce.test")
+    server.close()
+    assert result.outcome == "delivered"
+
+
+@pytest.mark.parametrize("match", [True, False])
+async def test_dane_ee_record_decides_and_wins_over_mta_sts(
+    harness: Harness, dns_world: DnsFixture, pki: Pki, match: bool
+) -> None:
+    """RFC 7672 section 3.1.1: DANE-EE(3) SPKI(1) SHA-256(1) must match the MX's certificate;
+    RFC 8461 section 2: with DANE records the MTA-STS policy (which names no such MX) is not
+    applied."""
+    s = Sink()
+    server, port = await start_sink(s, tls_context=pki.server_context())
+    public = spki(pki.der)
+    assert public is not None
+    digest = hashlib.sha256(public if match else b"other key").hexdigest()
+    dns_world.records.update(world(port, tlsa=f"3 1 1 {digest}"))
+    dns_world.secure.add(f"_{port}._tcp.mx.dane.test")
+    await purge_cache(harness, "dane.test")
+    async with policy_server(pki, POLICIES) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@dane.test")
+    server.close()
+    if match:
+        assert result.outcome == "delivered", result.report
+        assert s.messages[0].tls
+    else:
+        assert result.outcome == "deferred"
+        assert "DANE (TLSA records of mx.dane.test)" in result.report
+        assert "matches none of its TLSA records" in result.report
+        assert s.messages == []

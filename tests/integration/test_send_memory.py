@@ -1,0 +1,299 @@
+"""send keeps the record it owns in memory (throughput #10) without acting on a stale one
+(ARCH-06), against a real nats-server.
+
+Reads and writes of KV ``qmesh_queue`` and ``qmesh_leases`` are counted by a second connection
+subscribed to the subjects JetStream serves them on (a core subscriber sees every request), so
+what is counted is what the server was asked, not what a client library says it did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from qmesh.bus.connection import NatsConnection
+from qmesh.bus.jetstream import JetStreamPublisher
+from qmesh.bus.provision import ensure_kv
+from qmesh.cli.natsd import NatsServer
+from qmesh.contract import subjects
+from qmesh.contract.events import Job, LocalJob, Origin, Result, Todo
+from qmesh.contract.ids import QueueId
+from qmesh.contract.queue import enqueue
+from qmesh.directory.domains import DirectoryDomains
+from qmesh.routing.classify import RoutingRules
+from qmesh.runtime.settings import Settings
+from qmesh.store.base import BlobNotFound
+from qmesh.store.files import FileStore
+from qmesh.store.keys import body_key
+from services.send.bounce import BounceControls
+from services.send.config import SendConfig
+from services.send.consumer import SendQueue
+from services.send.owner import Ownership
+from services.send.schedule import Timer
+from services.send.store import StateStore
+
+pytestmark = pytest.mark.integration
+
+RCPT = "bob@example.test"
+BODY = b"Subject: once\n\nread me once\n"
+LOCAL_RETRY = 100  # Appendix A: the second local attempt, seconds after birth
+CONFIG = SendConfig(
+    rules=RoutingRules.build(
+        envnoathost="mx.example.test", percenthack=[], locals=["example.test"], virtualdomains=[]
+    ),
+    bounce=BounceControls(
+        bouncefrom="MAILER-DAEMON",
+        bouncehost="mx.example.test",
+        doublebounceto="postmaster",
+        doublebouncehost="mx.example.test",
+    ),
+    queuelifetime=604800,
+    concurrencylocal=10,
+    concurrencyremote=20,
+)
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class KvTraffic:
+    """What nats-server is asked about the two buckets, seen from a core subscription."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    async def watch(self, nc: NATS) -> None:
+        for bucket in (subjects.KV_QUEUE, subjects.KV_LEASES):
+            for subject, what in (
+                (f"$JS.API.DIRECT.GET.KV_{bucket}", "read"),
+                (f"$JS.API.DIRECT.GET.KV_{bucket}.>", "read"),
+                (f"$JS.API.STREAM.MSG.GET.KV_{bucket}", "read"),
+                (f"$KV.{bucket}.>", "write"),
+            ):
+                await nc.subscribe(subject, cb=self._counter(f"{bucket} {what}"))
+        await nc.flush()
+
+    def _counter(self, name: str) -> Callable[[Msg], Awaitable[None]]:
+        async def count(_: Msg) -> None:
+            self.counts[name] += 1
+
+        return count
+
+    def reset(self) -> None:
+        self.counts.clear()
+
+    def __getitem__(self, name: str) -> int:
+        return self.counts[name]
+
+
+@dataclass
+class Cluster:
+    js: JetStreamContext
+    kv: KeyValue
+    blobs: FileStore
+    clock: FakeClock
+    replicas: list[SendQueue]
+    traffic: KvTraffic
+    spy: NATS
+
+    async def put(self) -> Todo:
+        queued = await enqueue(
+            self.blobs,
+            JetStreamPublisher(self.js),
+            sender="joe@far.test",
+            recipients=[RCPT],
+            body=BODY,
+            origin=Origin(kind="inject"),
+            clock=self.clock,
+        )
+        msg = await self.js.get_last_msg(subjects.STREAM_TODO, subjects.TODO)
+        assert msg.data is not None
+        todo = Todo.decode(msg.data)
+        assert todo.id == queued.id
+        return todo
+
+    async def last_job(self) -> Job:
+        msg = await self.js.get_last_msg(subjects.STREAM_LOCAL, subjects.job("local"))
+        assert msg.data is not None
+        return LocalJob.decode(msg.data)
+
+    async def settle(self) -> None:
+        """Let the spy's subscription catch up with what was asked so far."""
+        await self.spy.flush()
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def send_replicas(server: NatsServer, tmp_path: Path, n: int) -> AsyncIterator[Cluster]:
+    """``n`` send replicas (each its own store memory and lease token) on one clock."""
+    nc = await nats.connect(server.url)
+    spy = await nats.connect(server.url)
+    js = nc.jetstream()
+    conn = NatsConnection(
+        Settings(nats_url=server.url), "send", kv_buckets=(subjects.KV_DIRECTORY,)
+    )
+    await conn.start()
+    domains = DirectoryDomains(conn)
+    await domains.start()
+    try:
+        await domains.loaded.wait()
+        kv = await ensure_kv(js, subjects.KV_QUEUE)
+        leases = await ensure_kv(js, subjects.KV_LEASES, 1)
+        blobs = FileStore(tmp_path / "store", "qmesh-queue")
+        clock = FakeClock(1_760_000_000.0)
+        replicas = [
+            SendQueue(
+                bus=JetStreamPublisher(js),
+                states=StateStore(lambda: kv),
+                blobs=blobs,
+                config=lambda: CONFIG,
+                domains=domains,
+                timer=Timer(clock=clock),
+                owner=Ownership(lambda: leases, clock=clock),
+                clock=clock,
+            )
+            for _ in range(n)
+        ]
+        traffic = KvTraffic()
+        await traffic.watch(spy)
+        yield Cluster(js, kv, blobs, clock, replicas, traffic, spy)
+    finally:
+        await domains.stop()
+        await conn.stop()
+        await spy.close()
+        await nc.close()
+
+
+async def body_exists(blobs: FileStore, qid: QueueId) -> bool:
+    try:
+        await blobs.stat(body_key(qid))
+    except BlobNotFound:
+        return False
+    return True
+
+
+async def test_arch_06_an_owner_never_reads_its_record_back(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """A message deferred once and then delivered: todo, result, wake-up, result. Its only
+    replica writes the record once per step and reads neither the record nor the lease."""
+    async with send_replicas(private_nats, tmp_path, 1) as cluster:
+        (send,) = cluster.replicas
+        todo = await cluster.put()
+        birth = cluster.clock.now
+        await cluster.settle()
+        cluster.traffic.reset()
+
+        await send.on_todo(todo)  # SEND-01, SEND-21
+        first = await cluster.last_job()
+        assert (first.id, first.attempt) == (todo.id, 1)
+        cluster.clock.now = birth + 30
+        await send.on_result(Result.for_job(first, "deferred", "try later\n"))  # SEND-30 Z
+        cluster.clock.now = birth + LOCAL_RETRY
+        await send.attend(todo.id)  # the timer, at the second attempt's time (SEND-20)
+        second = await cluster.last_job()
+        assert (second.id, second.attempt) == (todo.id, 2)
+        await send.on_result(Result.for_job(second, "delivered", "did 0+1+0/\n"))
+
+        await cluster.settle()
+        counted = dict(cluster.traffic.counts)
+        assert not await body_exists(cluster.blobs, todo.id)  # finished (CLEAN-02)
+        assert await StateStore(lambda: cluster.kv).load(todo.id) is None
+        assert counted.get(f"{subjects.KV_QUEUE} read", 0) == 0, counted
+        assert counted.get(f"{subjects.KV_LEASES} read", 0) == 0, counted
+        # create, pass 1, the deferral, pass 2, and the removal that records the delivery
+        assert counted[f"{subjects.KV_QUEUE} write"] == 5, counted
+        # four times taken and let go: each take after the first is one compare-and-set
+        assert counted[f"{subjects.KV_LEASES} write"] == 8, counted
+
+
+async def test_arch_06_after_another_owner_the_record_is_read_again(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """Replica A starts pass 1; replica B records its deferral as owner. When A attends the
+    message at the retry time it must not trust what it remembers (pass 1 in flight) but read
+    the record, and start pass 2."""
+    async with send_replicas(private_nats, tmp_path, 2) as cluster:
+        a, b = cluster.replicas
+        todo = await cluster.put()
+        birth = cluster.clock.now
+        await a.on_todo(todo)
+        first = await cluster.last_job()
+        assert first.attempt == 1
+
+        cluster.clock.now = birth + 30
+        await b.on_result(Result.for_job(first, "deferred", "try later\n"))
+
+        cluster.clock.now = birth + LOCAL_RETRY
+        await cluster.settle()
+        cluster.traffic.reset()
+        await a.attend(todo.id)
+        second = await cluster.last_job()
+        await cluster.settle()
+        assert (second.id, second.attempt) == (todo.id, 2)  # SEND-20: on time, from the record
+        assert cluster.traffic[f"{subjects.KV_QUEUE} read"] == 1
+
+
+async def test_arch_06_a_result_for_a_changed_record_is_applied_to_the_current_one(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """A remembers pass 1; B records pass 1's deferral and the clock reaches pass 2, which B
+    starts. The result of pass 2 reaches A: from memory it looks early (attempt 2 > 1), so A
+    must read the record before it believes that, then apply the result and finish."""
+    async with send_replicas(private_nats, tmp_path, 2) as cluster:
+        a, b = cluster.replicas
+        todo = await cluster.put()
+        birth = cluster.clock.now
+        await a.on_todo(todo)
+        first = await cluster.last_job()
+        cluster.clock.now = birth + 30
+        await b.on_result(Result.for_job(first, "deferred", "try later\n"))
+        cluster.clock.now = birth + LOCAL_RETRY
+        await b.attend(todo.id)
+        second = await cluster.last_job()
+        assert second.attempt == 2
+
+        await a.on_result(Result.for_job(second, "delivered", "did 0+1+0/\n"))
+        assert not await body_exists(cluster.blobs, todo.id)
+        assert await StateStore(lambda: cluster.kv).load(todo.id) is None
+
+
+async def test_arch_06_a_replica_that_lost_its_lease_leaves_the_new_owners_alone(
+    private_nats: NatsServer,
+) -> None:
+    """A stalls past STALE and B takes the lease over; when A lets go it must not delete B's
+    lease, so a third replica is still told that the message is owned."""
+    nc = await nats.connect(private_nats.url)
+    try:
+        leases = await ensure_kv(nc.jetstream(), subjects.KV_LEASES, 1)
+        qid = "1796466031786.4958636f440ea3ae"
+        slow = Ownership(lambda: leases, clock=lambda: 1000.0)
+        quick = Ownership(lambda: leases, clock=lambda: 1031.0)
+        third = Ownership(lambda: leases, clock=lambda: 1032.0)
+        async with slow.hold(qid) as owned_slow:
+            assert owned_slow
+            taken = quick.hold(qid)
+            assert await taken.__aenter__()  # thirty-one seconds: taken over
+        async with third.hold(qid) as owned_third:
+            assert not owned_third  # the new owner's lease survived the old owner's release
+        await taken.__aexit__(None, None, None)
+        async with third.hold(qid) as owned_third:
+            assert owned_third
+    finally:
+        await nc.close()
