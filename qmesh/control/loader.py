@@ -221,6 +221,7 @@ def _read(r: _Reader) -> Controls:
         rspamd=r.line("rspamd"),
         rspamdsubmission=r.flag("rspamdsubmission"),
         rspamdtempfail=r.flag("rspamdtempfail"),
+        dnsbl=r.entries("dnsbl"),
         sources=MappingProxyType(dict(r.sources)),
     )
 

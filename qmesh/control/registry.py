@@ -215,6 +215,11 @@ SPECS: tuple[ControlSpec, ...] = (
     _c("rspamdtempfail", "line", False, ("smtpd",),
        "`1` answers `451 4.7.1` when Rspamd cannot be reached; `0` accepts the message and "
        "logs `smtpd.rspamd_unavailable`.", ext=True),
+    _c("dnsbl", "list", None, ("smtpd",),
+       "DNS blocklist zones asked at connect through `QMESH_DNS_SERVERS`, one per line: "
+       "`zone` or `zone:text`; a leading `!` makes a listing permanent (`553`), else `451` "
+       "with the list's TXT (rblsmtpd). `relayclients` and authenticated clients are exempt; "
+       "a DNS failure never refuses.", ext=True),
 )
 # fmt: on
 

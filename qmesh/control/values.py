@@ -81,6 +81,7 @@ class Controls:
     rspamd: str | None = None
     rspamdsubmission: bool = False
     rspamdtempfail: bool = False
+    dnsbl: tuple[str, ...] = ()
 
     def me_or(self, literal: str) -> str:
         """The "``me``, else ``literal``" default of spec 2.2."""

@@ -19,6 +19,7 @@ from qmesh.directory.authenticate import DirectoryAuthenticator
 from qmesh.directory.domains import DirectoryDomains
 from qmesh.directory.namespaces import Namespaces
 from qmesh.directory.store import Directory
+from qmesh.dns.resolver import async_resolver
 from qmesh.limits import BUCKET as KV_LIMITS
 from qmesh.limits import limits_from
 from qmesh.limits.anvil import Anvil
@@ -28,6 +29,8 @@ from qmesh.runtime.settings import Settings
 from qmesh.runtime.tls import TlsContexts
 from qmesh.store.factory import open_store
 from services.smtpd.config import smtpd_config
+from services.smtpd.dnsbl import LIFETIME as DNSBL_LIFETIME
+from services.smtpd.dnsbl import DnsBlocklists
 from services.smtpd.enqueuer import Enqueuer
 from services.smtpd.login import SmtpLogin
 from services.smtpd.rcptcheck import NatsRecipientCheck
@@ -72,6 +75,7 @@ async def build(settings: Settings) -> Service:
     queue = Enqueuer(open_store(settings, settings.queue_bucket), conn)
     rcptcheck = NatsRecipientCheck(conn)
     scanner = RspamdScanner()
+    blocklists = DnsBlocklists(async_resolver(settings.dns_servers, lifetime=DNSBL_LIFETIME))
 
     def directory() -> Directory:
         try:
@@ -101,6 +105,7 @@ async def build(settings: Settings) -> Service:
             authenticator=login.bound(client.ip),
             limiter=anvil,
             scanner=scanner,
+            blocklists=blocklists,
         )
 
     server = SmtpServer(

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from qmesh.address import client_address
 from qmesh.control import ControlError, Controls
 from qmesh.routing.classify import RoutingRules
+from services.smtpd.blocklist import Zone, parse_zones
 from services.smtpd.policy import RelayPolicy
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,6 +34,7 @@ class SmtpdConfig:
     rspamd: str | None = None  # the content filter's base URL (docs/defences.md)
     rspamd_submission: bool = False  # scan authenticated submissions too
     rspamd_tempfail: bool = False  # 451 when the filter cannot be reached
+    dnsbl: tuple[Zone, ...] = ()  # DNS blocklists asked at connect (docs/defences.md)
 
     def relayclient(self, ip: str) -> str | None:
         """RELAYCLIENT for a client address from ``relayclients`` (CTL table), else ``None``."""
@@ -73,6 +75,7 @@ def smtpd_config(c: Controls, interfaces: frozenset[str] = frozenset()) -> Smtpd
         rspamd=rspamd_url(c.rspamd),
         rspamd_submission=c.rspamdsubmission,
         rspamd_tempfail=c.rspamdtempfail,
+        dnsbl=parse_zones(c.dnsbl),
     )
 
 

@@ -38,3 +38,8 @@ RSPAMD = Counter(
     " and unavailable",
     ["action"],
 )
+DNSBL = Counter(
+    "qmesh_smtpd_dnsbl_total",
+    "DNS blocklist checks by result (listed, clean; failed per zone lookup)",
+    ["result"],
+)

@@ -21,6 +21,7 @@ from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
 from qmesh.store.base import Body
 from services.smtpd import replies
+from services.smtpd.blocklist import Zone
 from services.smtpd.config import SmtpdConfig
 from services.smtpd.content import UNAVAILABLE, Scan
 from services.smtpd.data import BARE_LINE_END, DataReader
@@ -76,6 +77,14 @@ class Scanner(Protocol):
         user: str | None,
     ) -> Scan | None:
         """The filter's judgement, or ``None`` when it could not be asked."""
+        ...
+
+
+class Blocklists(Protocol):
+    """DNS blocklists (:class:`services.smtpd.dnsbl.DnsBlocklists`)."""
+
+    async def check(self, ip: str, zones: tuple[Zone, ...]) -> Verdict | None:
+        """The refusal of the first zone listing ``ip``; ``None``, also when DNS fails."""
         ...
 
 
@@ -150,6 +159,7 @@ class Session:
         authenticator: Authenticator | None = None,
         limiter: Limiter | None = None,
         scanner: Scanner | None = None,
+        blocklists: Blocklists | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config  # SMTPD-04: the controls as they were when the session began
@@ -160,6 +170,8 @@ class Session:
         self._authenticator = authenticator
         self._limiter = limiter
         self._scanner = scanner
+        self._blocklists = blocklists
+        self._listing: asyncio.Task[Verdict | None] | None = None  # begun at the greeting
         self._charge: asyncio.Task[bool] | None = None  # the rate check, begun at DATA
         self._clock = clock
         self.tls = client.tls_active
@@ -174,6 +186,10 @@ class Session:
     # -- framing -----------------------------------------------------------------------------
 
     def greeting(self) -> str:
+        """The banner; the DNS blocklists are asked now, and answered by MAIL (rblsmtpd)."""
+        zones = self.config.dnsbl
+        if self._blocklists is not None and zones and self.relayclient is None:
+            self._listing = asyncio.create_task(self._blocklists.check(self.client.ip, zones))
         return f"220 {self.config.greeting} ESMTP"
 
     @property
@@ -264,6 +280,10 @@ class Session:
         except PathError as err:
             return Step(err.verdict)
         del size  # advisory only (SMTPD-56); SMTPD-55 decides at the end of DATA
+        if self._listing is not None and self.auth_user is None:
+            listing = await self._listing  # a listed client may not send (rblsmtpd)
+            if listing is not None:
+                return Step(listing)
         self._tx = _Transaction(path.address, smtputf8)  # SMTPD-30: a new transaction
         return Step(replies.MAIL_OK)
 

@@ -28,6 +28,7 @@ SPEC_CONTROLS = [
     # defences at the door (docs/defences.md)
     "clientconnections", "netconnections", "clientmessages", "clientrecipients", "authfailures",
     "loginfailures", "authblock", "authdelay", "rspamd", "rspamdsubmission", "rspamdtempfail",
+    "dnsbl",
 ]
 # fmt: on
 
