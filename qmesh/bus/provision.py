@@ -100,8 +100,7 @@ KV_TTL = {
     subjects.KV_DELIVERIES: DELIVERIES_TTL,
     KV_LIMITS: LIMITS_TTL,
 }
-# counters that may be lost with a restart: kept in memory, no disk write per connection
-KV_STORAGE = {KV_LIMITS: StorageType.MEMORY}
+
 
 # send's own consumers: events in flight per replica group, not a qmail control
 SEND_TODO_PENDING = 32
@@ -177,7 +176,7 @@ async def ensure_kv(js: JetStreamContext, bucket: str, replicas: int = 1) -> Key
         bucket=bucket,
         history=KV_HISTORY.get(bucket, 1),
         ttl=KV_TTL.get(bucket),
-        storage=KV_STORAGE.get(bucket, StorageType.FILE),
+        storage=StorageType.FILE,
         replicas=replicas,
         direct=True,
     )

@@ -265,6 +265,9 @@ class Anvil:
             count = first.count
         return count
 
+    async def start(self) -> None:
+        """A service component: nothing to start; :meth:`stop` lets releases finish."""
+
     async def stop(self) -> None:
         if self._background:
             await asyncio.wait(self._background, timeout=2.0)

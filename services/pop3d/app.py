@@ -102,4 +102,4 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
         greeting_host()  # loaded at construction; a bad file never replaces good values
 
     checks = {"controls": controls_loaded, "listeners": server.check}
-    return Service("pop3d", [watcher, conn, server], checks)
+    return Service("pop3d", [watcher, conn, anvil, server], checks)

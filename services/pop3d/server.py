@@ -41,7 +41,7 @@ LIMITED = {  # clientconnections, netconnections: across the cluster (docs/defen
     "client": b"-ERR [IN-USE] too many connections from your address\r\n",
     "net": b"-ERR [IN-USE] too many connections from your network\r\n",
 }
-LIFETIME = 24 * 3600.0  # a POP3 connection's place in the counts lapses after this at most
+LIFETIME = 2 * 3600.0  # a POP3 connection's place lapses after this (a crashed replica's too)
 READ_LIMIT = MAX_SASL_LINE + 2  # longer lines are cut and answered "-ERR line too long"
 
 SessionFactory = Callable[[Policy, str], Session]  # (policy, client address) -> Session

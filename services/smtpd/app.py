@@ -130,4 +130,4 @@ async def build(settings: Settings) -> Service:
         config()  # loaded at construction; a bad file never replaces good values
 
     checks = {"controls": controls_loaded, "listeners": server.check}
-    return Service("smtpd", [watcher, conn, domains, scanner, server], checks)
+    return Service("smtpd", [watcher, conn, anvil, domains, scanner, server], checks)
