@@ -36,6 +36,14 @@ BLOCKED = "421 4.7.0 too many failed logins, try again later (#4.7.0)"
 FAILED = "535 5.7.8 authentication credentials invalid"
 
 
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """The clients of this test, closed in its own loop (``Client.opened`` is shared)."""
+    yield
+    while Client.opened:
+        await Client.opened.pop().close()
+
+
 def make_settings(nats_url: str, tmp_path: Path, controls: dict[str, str]) -> Settings:
     control = tmp_path / "control"
     control.mkdir(exist_ok=True)

@@ -16,7 +16,14 @@ import pytest
 from qmesh.cli.natsd import NatsServer
 from qmesh.runtime.settings import Settings
 from tests.integration.remote_peers import DnsServer
-from tests.integration.test_defences import add_alice, greeting, make_settings, plain, replicas
+from tests.integration.test_defences import (
+    add_alice,
+    close_clients,  # noqa: F401  (autouse)
+    greeting,
+    make_settings,
+    plain,
+    replicas,
+)
 from tests.integration.test_smtpd import DOMAIN, PASSWORD, Client
 
 pytestmark = pytest.mark.integration

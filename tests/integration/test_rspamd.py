@@ -21,7 +21,13 @@ import pytest
 
 from qmesh.cli.natsd import NatsServer
 from tests.e2e.cluster import client_program
-from tests.integration.test_defences import add_alice, make_settings, plain, replicas
+from tests.integration.test_defences import (
+    add_alice,
+    close_clients,  # noqa: F401  (autouse)
+    make_settings,
+    plain,
+    replicas,
+)
 from tests.integration.test_smtpd import DOMAIN, PASSWORD, Client, Stack
 from tests.servers import free_ports
 
