@@ -218,6 +218,15 @@ def schema() -> dict[str, Any]:
                     ),
                 }
             ),
+            "rspamd": obj(
+                {
+                    "url": string(pattern="^(https?://[^\\s/]+.*)?$"),
+                    "submission": B,
+                    "tempfail": B,
+                    "peers": {"type": "array", "items": MAP},
+                    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                }
+            ),
             "proxyProtocol": obj(
                 {
                     "enabled": B,

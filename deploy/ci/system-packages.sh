@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The Debian programs the tests drive as real clients: mpop (POP3 over STLS and POP3S), swaks
-# (SMTP, STARTTLS, AUTH; with Net::SSLeay for TLS), openssl (test certificates) and opendkim (an
-# independent DKIM verifier). Installed with apt-get where missing and we are root; otherwise
+# (SMTP, STARTTLS, AUTH; with Net::SSLeay for TLS), openssl (test certificates), opendkim (an
+# independent DKIM verifier) and rspamd (the content filter smtpd asks at the end of DATA).
+# Installed with apt-get where missing and we are root; otherwise
 # the tests that need them say what is missing.
 set -euo pipefail
-PACKAGES=(mpop swaks openssl)
+PACKAGES=(mpop swaks openssl rspamd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   command -v "$p" >/dev/null || missing+=("$p")

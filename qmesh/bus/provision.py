@@ -35,6 +35,7 @@ from nats.js.kv import KeyValue
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.control.values import Controls
+from qmesh.limits.rules import BUCKET_MAX_AGE as LIMITS_TTL
 from qmesh.lists.names import LISTS_PENDING
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ BUCKETS = (
     subjects.KV_MTASTS,  # key <domain>, each policy with its max_age (RFC 8461, issue 11)
     subjects.KV_LISTS,
     subjects.KV_MAILBOX,
+    subjects.KV_LIMITS,  # cluster-wide limits, anvil (defences #12)
 )
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)
@@ -97,7 +99,9 @@ KV_TTL = {
     subjects.KV_LEASES: LEASE_TTL,
     subjects.KV_TCPTO: TCPTO_TTL,
     subjects.KV_DELIVERIES: DELIVERIES_TTL,
+    subjects.KV_LIMITS: LIMITS_TTL,
 }
+
 
 # send's own consumers: events in flight per replica group, not a qmail control
 SEND_TODO_PENDING = 32

@@ -210,6 +210,18 @@ def _read(r: _Reader) -> Controls:
         maxconnip=r.number("maxconnip"),
         timeoutdata=max(1, r.number("timeoutdata")),
         timeoutsession=max(1, r.number("timeoutsession")),
+        clientconnections=r.number("clientconnections"),
+        netconnections=r.number("netconnections"),
+        clientmessages=r.number("clientmessages"),
+        clientrecipients=r.number("clientrecipients"),
+        authfailures=r.number("authfailures"),
+        loginfailures=r.number("loginfailures"),
+        authblock=max(1, r.number("authblock")),
+        authdelay=r.number("authdelay"),
+        rspamd=r.line("rspamd"),
+        rspamdsubmission=r.flag("rspamdsubmission"),
+        rspamdtempfail=r.flag("rspamdtempfail"),
+        dnsbl=r.entries("dnsbl"),
         sources=MappingProxyType(dict(r.sources)),
     )
 

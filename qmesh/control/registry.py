@@ -179,6 +179,48 @@ SPECS: tuple[ControlSpec, ...] = (
     _c("timeoutsession", "number", 3600, ("smtpd",),
        "Seconds one SMTP or QMTP connection may last in all (QMTP-01's hour); then `451` "
        "(SMTP) or close (SMTPD-70).", ext=True),
+    # defences at the door (docs/defences.md): limits held across every replica
+    _c("clientconnections", "number", 50, ("smtpd", "pop3d"),
+       "Connections one client address (IPv6: its /64) may hold at once across all replicas "
+       "of the service; more get `421 4.7.0` (SMTP) or `-ERR [IN-USE]` (POP3). `0` = no "
+       "limit. `relayclients` are exempt.", ext=True),
+    _c("netconnections", "number", 200, ("smtpd", "pop3d"),
+       "As `clientconnections`, for a client's network (IPv4 /24, IPv6 /48).", ext=True),
+    _c("clientmessages", "number", 0, ("smtpd",),
+       "Messages one client address may send per minute across all replicas; more get "
+       "`451 4.7.0` at the end of DATA. `0` = no limit. `relayclients` and authenticated "
+       "clients are exempt.", ext=True),
+    _c("clientrecipients", "number", 0, ("smtpd",),
+       "Recipients (of accepted messages) one client address may send per minute, as "
+       "`clientmessages`. `0` = no limit.", ext=True),
+    _c("authfailures", "number", 10, ("smtpd", "pop3d"),
+       "Failed logins from one client address within `authblock` seconds before it is "
+       "refused every login (`454 4.7.0` / `-ERR [SYS/TEMP]`) until `authblock` seconds after "
+       "its last failure. `0` = never blocked.", ext=True),
+    _c("loginfailures", "number", 30, ("smtpd", "pop3d"),
+       "Failed logins for one login name within `authblock` seconds after which clients that "
+       "have failed before are refused for it; a client without failures may still log in. "
+       "`0` = off.", ext=True),
+    _c("authblock", "number", 900, ("smtpd", "pop3d"),
+       "Seconds failed logins are remembered (and a block lasts) after the last one.",
+       ext=True),
+    _c("authdelay", "number", 1000, ("smtpd", "pop3d"),
+       "Milliseconds before the reply to a client's first failed login; the n-th waits n "
+       "times as long, up to 15 seconds.", ext=True),
+    _c("rspamd", "line", None, ("smtpd",),
+       "Base URL of an Rspamd controller or normal worker (`http://rspamd:11333`): every "
+       "message is checked with `/checkv2` at the end of DATA. Absent = no content scan.",
+       ext=True),
+    _c("rspamdsubmission", "line", False, ("smtpd",),
+       "`1` scans authenticated submissions too; `0` does not.", ext=True),
+    _c("rspamdtempfail", "line", False, ("smtpd",),
+       "`1` answers `451 4.7.1` when Rspamd cannot be reached; `0` accepts the message and "
+       "logs `smtpd.rspamd_unavailable`.", ext=True),
+    _c("dnsbl", "list", None, ("smtpd",),
+       "DNS blocklist zones asked at connect through `QMESH_DNS_SERVERS`, one per line: "
+       "`zone` or `zone:text`; a leading `!` makes a listing permanent (`553`), else `451` "
+       "with the list's TXT (rblsmtpd). `relayclients` and authenticated clients are exempt; "
+       "a DNS failure never refuses.", ext=True),
 )
 # fmt: on
 

@@ -69,6 +69,19 @@ class Controls:
     timeoutdata: int
     timeoutsession: int
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
+    # defences (docs/defences.md); defaults here too, so older callers need not name them
+    clientconnections: int = 50
+    netconnections: int = 200
+    clientmessages: int = 0
+    clientrecipients: int = 0
+    authfailures: int = 10
+    loginfailures: int = 30
+    authblock: int = 900
+    authdelay: int = 1000
+    rspamd: str | None = None
+    rspamdsubmission: bool = False
+    rspamdtempfail: bool = False
+    dnsbl: tuple[str, ...] = ()
 
     def me_or(self, literal: str) -> str:
         """The "``me``, else ``literal``" default of spec 2.2."""

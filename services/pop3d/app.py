@@ -17,11 +17,15 @@ from qmesh.control.derived import Derived, ignore_change
 from qmesh.directory.authenticate import DirectoryAuthenticator
 from qmesh.directory.namespaces import Namespaces
 from qmesh.directory.store import Directory
+from qmesh.limits import limits_from
+from qmesh.limits.anvil import Anvil
+from qmesh.limits.logins import Throttle
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.runtime.tls import TlsContexts
 from qmesh.store.factory import open_store
 from services.pop3d.lease import KvLeases
+from services.pop3d.login import ThrottledLogin
 from services.pop3d.mailbox import StoreMaildrops
 from services.pop3d.metrics import PrometheusRecorder
 from services.pop3d.server import IDLE_TIMEOUT, Pop3Server
@@ -47,7 +51,7 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
     conn = NatsConnection(
         settings,
         "pop3d",
-        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_LEASES),
+        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_LEASES, subjects.KV_LIMITS),
         background=True,
     )
 
@@ -58,6 +62,8 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
             raise Temporary("Unable to read the directory. (#4.3.0)") from err
 
     authenticator = DirectoryAuthenticator(directory, Derived(watcher, namespaces))
+    anvil = Anvil(lambda: conn.kv(subjects.KV_LIMITS), "pop3d", Derived(watcher, limits_from))
+    throttle = Throttle(anvil, "pop3d")
     maildrops = StoreMaildrops(
         open_store(settings, settings.mail_bucket),
         KvLeases(lambda: conn.kv(subjects.KV_LEASES)),
@@ -73,22 +79,26 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
             plaintext=watcher.current.pop3plaintext,
             tls_available=tls_available,
             tls_active=implicit_tls,
+            failure_delay=0.0,  # the throttle's delay, which grows with the failures
         )
 
     server = Pop3Server(
         host=settings.listen_host,
         ports={"pop3": settings.pop3_port, "pop3s": settings.pop3s_port},
-        sessions=lambda p: Session(p, authenticator, maildrops, recorder),
+        sessions=lambda p, remote: Session(
+            p, ThrottledLogin(authenticator, throttle, remote), maildrops, recorder
+        ),
         policy=policy,
         tls=tls.current,
         proxyclients=lambda: watcher.current.proxyclients,
         max_sessions=settings.max_sessions,
         maxconnip=lambda: watcher.current.maxconnip,
         idle_timeout=idle_timeout,
+        anvil=anvil,
     )
 
     async def controls_loaded() -> None:
         greeting_host()  # loaded at construction; a bad file never replaces good values
 
     checks = {"controls": controls_loaded, "listeners": server.check}
-    return Service("pop3d", [watcher, conn, server], checks)
+    return Service("pop3d", [watcher, conn, anvil, server], checks)

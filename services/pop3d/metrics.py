@@ -9,13 +9,18 @@ from services.pop3d.ports import LoginResult
 SESSIONS = Counter("qmesh_pop3d_sessions_total", "POP3 connections accepted", ["listener"])
 LOGINS = Counter(
     "qmesh_pop3d_logins_total",
-    "Login attempts by result (ok, failed, tempfail, in-use)",
+    "Login attempts by result (ok, failed, tempfail, in-use, blocked)",
     ["result"],
 )
 PROXIED = Counter(
     "qmesh_pop3d_proxy_headers_total",
     "PROXY protocol headers from trusted balancers, accepted or refused (malformed or missing)",
     ["result"],
+)
+LIMITED = Counter(
+    "qmesh_pop3d_limited_total",
+    "Connections refused by a cluster-wide limit, by the limit's control",
+    ["limit"],
 )
 RETRIEVED = Counter("qmesh_pop3d_messages_retrieved_total", "Messages sent by RETR")
 DELETED = Counter("qmesh_pop3d_messages_deleted_total", "Messages removed at QUIT")

@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 
 from qmesh.directory.authenticate import Account
 
-LoginResult = Literal["ok", "failed", "tempfail", "in-use"]
+LoginResult = Literal["ok", "failed", "tempfail", "in-use", "blocked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,10 @@ class MaildropInUse(Exception):
 
 class MessageGone(Exception):
     """A message of the snapshot no longer exists in the store."""
+
+
+class LoginBlocked(Exception):
+    """Too many failed logins from this client (``authfailures``, docs/defences.md)."""
 
 
 class Authenticator(Protocol):

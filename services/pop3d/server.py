@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from qmesh.control.parse import Network
+from qmesh.limits.anvil import Admission, Anvil
 from qmesh.runtime.listeners import (
     HANDSHAKE_TIMEOUT,
     Accepted,
@@ -36,9 +37,14 @@ Listener = Literal["pop3", "pop3s"]
 IDLE_TIMEOUT = 1200.0  # POP3-25
 STOP_GRACE = 10.0
 TOO_MANY = b"-ERR [SYS/TEMP] too many connections from your address\r\n"  # maxconnip
+LIMITED = {  # clientconnections, netconnections: across the cluster (docs/defences.md)
+    "client": b"-ERR [IN-USE] too many connections from your address\r\n",
+    "net": b"-ERR [IN-USE] too many connections from your network\r\n",
+}
+LIFETIME = 2 * 3600.0  # a POP3 connection's place lapses after this (a crashed replica's too)
 READ_LIMIT = MAX_SASL_LINE + 2  # longer lines are cut and answered "-ERR line too long"
 
-SessionFactory = Callable[[Policy], Session]
+SessionFactory = Callable[[Policy, str], Session]  # (policy, client address) -> Session
 PolicyFactory = Callable[[bool, bool], Policy]  # (tls configured, implicit TLS) -> Policy
 
 
@@ -83,8 +89,10 @@ class Pop3Server(Listeners):
         max_sessions: int = 500,
         maxconnip: Callable[[], int] = lambda: 0,
         idle_timeout: float = IDLE_TIMEOUT,
+        anvil: Anvil | None = None,
     ) -> None:
         self._sessions = sessions
+        self._anvil = anvil
         self._policy = policy
         self._tls = tls
         self._idle_timeout = idle_timeout
@@ -108,6 +116,7 @@ class Pop3Server(Listeners):
         context = self._tls()
         session: Session | None = None
         writer: asyncio.StreamWriter | None = None
+        admission: Admission | None = None
         try:
             if listener == "pop3s" and context is None:
                 log.warning("pop3d.tls_unavailable", extra={"listener": listener})
@@ -115,7 +124,19 @@ class Pop3Server(Listeners):
             reader, writer = await accepted.open(
                 context if listener == "pop3s" else None, limit=READ_LIMIT
             )
-            session = self._sessions(self._policy(context is not None, listener == "pop3s"))
+            if self._anvil is not None:
+                admission = await self._anvil.admit(accepted.remote, LIFETIME)
+                if not admission.allowed:
+                    limit = f"{admission.scope}connections"
+                    metrics.LIMITED.labels(limit).inc()
+                    log.warning(
+                        "pop3d.limited",
+                        extra={"limit": limit, "remote": accepted.remote, "count": admission.count},
+                    )
+                    await self._write(writer, LIMITED[admission.scope])
+                    return
+            policy = self._policy(context is not None, listener == "pop3s")
+            session = self._sessions(policy, accepted.remote)
             await self._write(writer, session.greeting())
             await self._dialogue(session, reader, writer, context)
         except (Closed, ConnectionError, ssl.SSLError, TimeoutError) as err:
@@ -125,6 +146,8 @@ class Pop3Server(Listeners):
         except Exception:
             log.exception("pop3d.session_failed")
         finally:
+            if admission is not None and self._anvil is not None:
+                self._anvil.release(admission)
             if session is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(session.close())

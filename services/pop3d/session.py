@@ -21,6 +21,7 @@ from qmesh.contract.errors import Temporary
 from qmesh.directory.authenticate import Account
 from services.pop3d.ports import (
     Authenticator,
+    LoginBlocked,
     Maildrop,
     MaildropInUse,
     Maildrops,
@@ -49,6 +50,7 @@ State = Literal["authorization", "sasl", "transaction", "closed"]
 
 AUTH_FAILED = "[AUTH] authorization failed"
 AUTH_TEMP = "[SYS/TEMP] temporary authentication failure"
+AUTH_BLOCKED = "[SYS/TEMP] too many failed logins, try again later"
 TLS_REQUIRED = "[AUTH] TLS required"
 IN_USE = "[IN-USE] mailbox is locked by another session"
 NOT_REMOVED = "[SYS/TEMP] some deleted messages were not removed"
@@ -220,6 +222,9 @@ class Session:
             self._recorder.login("tempfail")
             log.warning("pop3d.login", extra={"outcome": "tempfail", "reason": error.text})
             return Step(err(AUTH_TEMP))
+        except LoginBlocked:
+            self._recorder.login("blocked")
+            return Step(err(AUTH_BLOCKED), close=True)
         if account is None:
             return await self._failed()
         return await self._open(account)

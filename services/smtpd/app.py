@@ -19,14 +19,21 @@ from qmesh.directory.authenticate import DirectoryAuthenticator
 from qmesh.directory.domains import DirectoryDomains
 from qmesh.directory.namespaces import Namespaces
 from qmesh.directory.store import Directory
+from qmesh.dns.resolver import async_resolver
+from qmesh.limits import limits_from
+from qmesh.limits.anvil import Anvil
+from qmesh.limits.logins import Throttle
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.runtime.tls import TlsContexts
 from qmesh.store.factory import open_store
 from services.smtpd.config import smtpd_config
+from services.smtpd.dnsbl import LIFETIME as DNSBL_LIFETIME
+from services.smtpd.dnsbl import DnsBlocklists
 from services.smtpd.enqueuer import Enqueuer
 from services.smtpd.login import SmtpLogin
 from services.smtpd.rcptcheck import NatsRecipientCheck
+from services.smtpd.rspamd import RspamdScanner
 from services.smtpd.server import SmtpServer
 from services.smtpd.session import Client, Session
 
@@ -60,12 +67,14 @@ async def build(settings: Settings) -> Service:
         settings,
         "smtpd",
         streams=(subjects.STREAM_TODO,),
-        kv_buckets=(subjects.KV_DIRECTORY,),
+        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_LIMITS),
         background=True,
     )
     domains = DirectoryDomains(conn)
     queue = Enqueuer(open_store(settings, settings.queue_bucket), conn)
     rcptcheck = NatsRecipientCheck(conn)
+    scanner = RspamdScanner()
+    blocklists = DnsBlocklists(async_resolver(settings.dns_servers, lifetime=DNSBL_LIFETIME))
 
     def directory() -> Directory:
         try:
@@ -73,7 +82,10 @@ async def build(settings: Settings) -> Service:
         except NotConnected as err:
             raise Temporary("Unable to read the directory. (#4.3.0)") from err
 
-    login = SmtpLogin(DirectoryAuthenticator(directory, Derived(watcher, namespaces)))
+    anvil = Anvil(lambda: conn.kv(subjects.KV_LIMITS), "smtpd", Derived(watcher, limits_from))
+    login = SmtpLogin(
+        DirectoryAuthenticator(directory, Derived(watcher, namespaces)), Throttle(anvil, "smtpd")
+    )
     tls = TlsContexts(lambda: watcher.current)
     ports = {
         "smtp": settings.smtp_port,
@@ -89,7 +101,10 @@ async def build(settings: Settings) -> Service:
             queue=queue,
             rcptcheck=rcptcheck,
             domains=lambda: domains.names,
-            authenticator=login,
+            authenticator=login.bound(client.ip),
+            limiter=anvil,
+            scanner=scanner,
+            blocklists=blocklists,
         )
 
     server = SmtpServer(
@@ -107,10 +122,11 @@ async def build(settings: Settings) -> Service:
         proxyclients=lambda: watcher.current.proxyclients,
         max_sessions=settings.max_sessions,
         maxconnip=lambda: watcher.current.maxconnip,
+        anvil=anvil,
     )
 
     async def controls_loaded() -> None:
         config()  # loaded at construction; a bad file never replaces good values
 
     checks = {"controls": controls_loaded, "listeners": server.check}
-    return Service("smtpd", [watcher, conn, domains, server], checks)
+    return Service("smtpd", [watcher, conn, anvil, domains, scanner, server], checks)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from qmesh.address import client_address
 from qmesh.control import ControlError, Controls
 from qmesh.routing.classify import RoutingRules
+from services.smtpd.blocklist import Zone, parse_zones
 from services.smtpd.policy import RelayPolicy
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -29,6 +31,10 @@ class SmtpdConfig:
     timeout: float = 300.0  # one command line, one read in DATA or QMTP (SMTPD-70)
     data_timeout: float = 1200.0  # the whole of one DATA
     session_timeout: float = 3600.0  # the whole connection
+    rspamd: str | None = None  # the content filter's base URL (docs/defences.md)
+    rspamd_submission: bool = False  # scan authenticated submissions too
+    rspamd_tempfail: bool = False  # 451 when the filter cannot be reached
+    dnsbl: tuple[Zone, ...] = ()  # DNS blocklists asked at connect (docs/defences.md)
 
     def relayclient(self, ip: str) -> str | None:
         """RELAYCLIENT for a client address from ``relayclients`` (CTL table), else ``None``."""
@@ -66,4 +72,18 @@ def smtpd_config(c: Controls, interfaces: frozenset[str] = frozenset()) -> Smtpd
         timeout=float(max(1, c.timeoutsmtpd)),
         data_timeout=float(c.timeoutdata),
         session_timeout=float(c.timeoutsession),
+        rspamd=rspamd_url(c.rspamd),
+        rspamd_submission=c.rspamdsubmission,
+        rspamd_tempfail=c.rspamdtempfail,
+        dnsbl=parse_zones(c.dnsbl),
     )
+
+
+def rspamd_url(value: str | None) -> str | None:
+    """``rspamd``: an ``http://`` or ``https://`` URL with a host, else startup stops."""
+    if not value:
+        return None
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ControlError("rspamd", f"not an http:// or https:// URL: {value!r}")
+    return value

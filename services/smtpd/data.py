@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from services.smtpd.spool import Spool
+from services.smtpd.verdict import Verdict
 
-BARE_LINE_END = "451 See https://cr.yp.to/docs/smtplf.html."
-TOO_BIG = "552 sorry, that message size exceeds my databytes limit (#5.3.4)"
-LOOPING = "554 too many hops, this message is looping (#5.4.6)"
-NUL = "554 sorry, a message may not contain NUL characters (#5.6.0)"
+BARE_LINE_END = Verdict(451, "4.5.2", "See https://cr.yp.to/docs/smtplf.html.")
+TOO_BIG = Verdict.qq(552, "sorry, that message size exceeds my databytes limit (#5.3.4)")
+LOOPING = Verdict.qq(554, "too many hops, this message is looping (#5.4.6)")
+NUL = Verdict.qq(554, "sorry, a message may not contain NUL characters (#5.6.0)")
 MAX_HOPS = 100
 SPILL = 1 << 16  # stored bytes held before they move to the spool
 
@@ -91,7 +92,7 @@ class DataReader:
     def too_big(self) -> bool:
         return bool(self.limit) and self.size > self.limit
 
-    def verdict(self) -> str | None:
+    def verdict(self) -> Verdict | None:
         """After the end: the refusal, by SMTPD-60 precedence (hops, then size), or ``None``.
 
         Then NUL: a next hop that drops NUL bytes would read CR LF NUL ``.`` CR LF as the end

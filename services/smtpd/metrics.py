@@ -20,10 +20,26 @@ SESSION_SECONDS = Histogram(
 )
 TLS = Counter("qmesh_smtpd_tls_sessions_total", "TLS started (STARTTLS or implicit)", ["listener"])
 AUTH = Counter(
-    "qmesh_smtpd_auth_total", "AUTH attempts by result (ok, failed, tempfail)", ["result"]
+    "qmesh_smtpd_auth_total", "AUTH attempts by result (ok, failed, tempfail, blocked)", ["result"]
+)
+LIMITED = Counter(
+    "qmesh_smtpd_limited_total",
+    "Connections and messages refused by a cluster-wide limit, by the limit's control",
+    ["limit"],
 )
 PROXIED = Counter(
     "qmesh_smtpd_proxy_headers_total",
     "PROXY protocol headers from trusted balancers, accepted or refused",
+    ["result"],
+)
+RSPAMD = Counter(
+    "qmesh_smtpd_rspamd_total",
+    "Content filter answers by action (reject, soft reject, add header, no action, ...)"
+    " and unavailable",
+    ["action"],
+)
+DNSBL = Counter(
+    "qmesh_smtpd_dnsbl_total",
+    "DNS blocklist checks by result (listed, clean; failed per zone lookup)",
     ["result"],
 )

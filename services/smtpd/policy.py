@@ -8,17 +8,12 @@ from dataclasses import dataclass
 
 from qmesh.contract.envelope import split_address
 from qmesh.routing.classify import Local, RoutingRules, classify, is_hosted
-from services.smtpd.replies import RCPT_OK
+from services.smtpd.verdict import Verdict
 
-RELAY_DENIED = "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
-RELAY_BY_ROUTING = "553 5.7.1 sorry, relaying denied"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    accepted: bool
-    reply: str
-    address: str = ""
+RELAY_DENIED = Verdict.of(
+    "553 5.7.1 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+)
+RELAY_BY_ROUTING = Verdict.of("553 5.7.1 sorry, relaying denied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +47,10 @@ def check_rcpt(
     policy: RelayPolicy,
     relayclient: str | None,
     directory_domains: Container[str],
-) -> Verdict:
+) -> str | Verdict:
     """SMTPD-42 and SMTPD-43 for one recipient; ``relayclient`` is RELAYCLIENT or ``None``.
+
+    The address to take (RELAYCLIENT appended), or the refusal.
 
     A non-relay client's recipient, with or without ``@``, is judged by the route ``send`` will
     give it: :func:`~qmesh.routing.classify.classify` is the one rewriting (SEND-10 envnoathost,
@@ -62,14 +59,14 @@ def check_rcpt(
     ``envnoathost`` is refused).
     """
     if relayclient is not None:
-        return Verdict(True, RCPT_OK, address + relayclient)
+        return address + relayclient
     if "@" in address:  # an @-less recipient passes SMTPD-42 (RFC 5321's <Postmaster>)
         _, domain = split_address(address)
         if not policy.listed(domain, directory_domains):
-            return Verdict(False, RELAY_DENIED)
+            return RELAY_DENIED
     if not isinstance(classify(address, policy.rules, directory_domains), Local):
-        return Verdict(False, RELAY_BY_ROUTING)  # percent hack or exception (SMTPD-43)
-    return Verdict(True, RCPT_OK, address)
+        return RELAY_BY_ROUTING  # percent hack or exception (SMTPD-43)
+    return address
 
 
 def sender_is_bad(sender: str, badmailfrom: frozenset[str]) -> bool:

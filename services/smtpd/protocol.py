@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qmesh.contract.envelope import has_control
+from services.smtpd.verdict import Verdict
 
 MAX_LINE = 4096  # SMTPD-72, excluding CRLF
 MAX_ADDRESS = 900  # SMTPD-32
@@ -39,6 +40,10 @@ class PathError(ValueError):
     def __init__(self, reply: str) -> None:
         super().__init__(reply)
         self.reply = reply
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.of(self.reply)
 
 
 SYNTAX = "501 5.5.4 syntax error"

@@ -11,7 +11,6 @@ and counted on the way, so a package of any size costs a bounded amount of memor
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from qmesh.contract.envelope import has_control
 from qmesh.contract.errors import QueueFailure
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
+from services.smtpd import data as smtp_data
+from services.smtpd import replies
 from services.smtpd.config import SmtpdConfig
 from services.smtpd.data import MAX_HOPS, HopCounter, count_hops
 from services.smtpd.policy import sender_is_bad
@@ -27,19 +28,20 @@ from services.smtpd.received import received_line
 from services.smtpd.recipients import RecipientCheck, judge_recipient
 from services.smtpd.session import Queue
 from services.smtpd.spool import CHUNK, Spool
+from services.smtpd.verdict import Verdict
 
 MAX_PACKAGE = 200_000_000  # QMTP-10
 MAX_ENVELOPE = 1 << 20  # sender and recipient netstrings; a real one is far smaller
 SESSION_LIMIT = 3600.0  # QMTP-01
 
-BAD_SENDER = b"Dunacceptable sender (#5.1.7)"
-BAD_RECIPIENT = b"Dsorry, I can't handle that recipient (#5.1.3)"
-TOO_BIG = b"Dsorry, that message size exceeds my databytes limit (#5.3.4)"
-LOOPING = b"Dtoo many hops, this message is looping (#5.4.6)"
-NUL = b"Dsorry, a message may not contain NUL characters (#5.6.0)"
-BADMAILFROM = b"Dsorry, your envelope sender is in my badmailfrom list (#5.7.1)"
-
-_SMTP_REPLY = re.compile(r"^(\d)\d\d (\d\.\d{1,3}\.\d{1,3}) (.*)$")
+UNACCEPTABLE_SENDER = Verdict.qq(553, "unacceptable sender (#5.1.7)")
+UNACCEPTABLE_RECIPIENT = Verdict.qq(553, "sorry, I can't handle that recipient (#5.1.3)")
+BAD_SENDER = UNACCEPTABLE_SENDER.qmtp()
+BAD_RECIPIENT = UNACCEPTABLE_RECIPIENT.qmtp()
+TOO_BIG = smtp_data.TOO_BIG.qmtp()
+LOOPING = smtp_data.LOOPING.qmtp()
+NUL = smtp_data.NUL.qmtp()
+BADMAILFROM = replies.BADMAILFROM.qmtp()
 
 
 class Framing(Exception):
@@ -214,17 +216,6 @@ async def read_package(
     )
 
 
-def _as_qmtp(reply: str) -> bytes:
-    """An SMTP reply of the shared recipient checks as a QMTP response (QMTP-13)."""
-    match = _SMTP_REPLY.match(reply)
-    if match is None:
-        return b"Z" + reply.encode()
-    klass, enhanced, text = match.groups()
-    if "(#" not in text:
-        text += f" (#{enhanced})"
-    return (b"D" if klass == "5" else b"Z") + text.encode()
-
-
 async def answer(
     package: Package,
     *,
@@ -237,24 +228,51 @@ async def answer(
     clock: Callable[[], float] = time.time,
 ) -> tuple[list[bytes], Queued | None]:
     """One response per recipient, in order (QMTP-05), and what was queued."""
+    verdicts, queued = await decide(
+        package,
+        config=config,
+        client_ip=client_ip,
+        relayclient=relayclient,
+        domains=domains,
+        rcptcheck=rcptcheck,
+        queue=queue,
+        clock=clock,
+    )
+    return [v.qmtp() for v in verdicts], queued
+
+
+async def decide(
+    package: Package,
+    *,
+    config: SmtpdConfig,
+    client_ip: str,
+    relayclient: str | None,
+    domains: Callable[[], Container[str]],
+    rcptcheck: RecipientCheck,
+    queue: Queue,
+    clock: Callable[[], float] = time.time,
+) -> tuple[list[Verdict], Queued | None]:
+    """One verdict per recipient, in order (QMTP-05), and what was queued."""
     n = len(package.recipients)
     sender = package.sender.decode("utf-8", "surrogateescape")
     if len(package.sender) >= 1000 or has_control(sender):
-        return [BAD_SENDER] * n, None  # QMTP-12; any control character (hardening #4)
+        return [UNACCEPTABLE_SENDER] * n, None  # QMTP-12; any control character (hardening #4)
     if config.databytes and package.size > config.databytes:
-        return [TOO_BIG] * n, None  # QMTP-14
-    responses: list[bytes | None] = []
+        return [smtp_data.TOO_BIG] * n, None  # QMTP-14
+    responses: list[Verdict | None] = []
     accepted: list[str] = []
     bad_sender = sender_is_bad(sender, config.badmailfrom)
     for raw in package.recipients:
         address = raw.decode("utf-8", "surrogateescape")
         if len(raw) + len(relayclient or "") >= 1000 or has_control(address):
-            responses.append(BAD_RECIPIENT)  # QMTP-13; any control character (hardening #4)
+            responses.append(
+                UNACCEPTABLE_RECIPIENT
+            )  # QMTP-13; any control character (hardening #4)
             continue
         if bad_sender:
-            responses.append(BADMAILFROM)  # SMTPD-35 also applies (QMTP-13)
+            responses.append(replies.BADMAILFROM)  # SMTPD-35 also applies (QMTP-13)
             continue
-        accepted_as, reply = await judge_recipient(
+        accepted_as, verdict = await judge_recipient(
             address,
             config=config,
             relayclient=relayclient,
@@ -262,15 +280,16 @@ async def answer(
             rcptcheck=rcptcheck,
         )
         if accepted_as is None:
-            responses.append(_as_qmtp(reply))
+            responses.append(verdict)
         else:
             responses.append(None)
             accepted.append(accepted_as)
     if not accepted:
-        return [r or b"" for r in responses], None
+        return [r for r in responses if r is not None], None
     refusal = _refusal(package)
     queued: Queued | None = None
-    if refusal is None:
+    outcome = refusal
+    if outcome is None:
         trace = received_line(
             remotehost="unknown",
             helo=None,  # QMTP-16
@@ -282,15 +301,15 @@ async def answer(
         origin = Origin(kind="network", client_ip=client_ip)
         try:
             queued = await queue.enqueue(sender, accepted, package.stored(trace), origin, False)
-            refusal = f"Kok {int(queued.at)} qp {queued.qp}".encode()
+            outcome = replies.accepted(queued.at, queued.qp)
         except QueueFailure as err:
-            refusal = (b"D" if err.permanent else b"Z") + err.text.encode()
-    return [r if r is not None else refusal for r in responses], queued
+            outcome = replies.queue_failure(err.text, err.permanent)
+    return [r if r is not None else outcome for r in responses], queued
 
 
-def _refusal(package: Package) -> bytes | None:
+def _refusal(package: Package) -> Verdict | None:
     if package.hop_count() >= MAX_HOPS:
-        return LOOPING  # QMTP-17
+        return smtp_data.LOOPING  # QMTP-17
     if package.has_nul():
-        return NUL  # relayed over SMTP, NUL could end the data early (hardening #5)
+        return smtp_data.NUL  # relayed over SMTP, NUL could end the data early (hardening #5)
     return None

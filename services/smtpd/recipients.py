@@ -11,6 +11,7 @@ from qmesh.routing.classify import Local, classify
 from services.smtpd import replies
 from services.smtpd.config import SmtpdConfig
 from services.smtpd.policy import check_rcpt, localiphost
+from services.smtpd.verdict import Verdict
 
 
 class RecipientCheck(Protocol):
@@ -24,24 +25,24 @@ async def judge_recipient(
     relayclient: str | None,
     domains: Callable[[], Container[str]],
     rcptcheck: RecipientCheck,
-) -> tuple[str | None, str]:
-    """SMTPD-48 steps 7 to 9 (SMTPD-41..45): the address to queue, or ``None``, and the reply."""
+) -> tuple[str | None, Verdict]:
+    """SMTPD-48 steps 7 to 9 (SMTPD-41..45): the address to queue, or ``None``, and the verdict."""
     address = localiphost(address, config.ipme, config.localiphost)
     try:
         names = domains()
     except Temporary:
         return None, replies.LOOKUP_FAILED
-    verdict = check_rcpt(
+    taken = check_rcpt(
         address, policy=config.relay, relayclient=relayclient, directory_domains=names
     )
-    if not verdict.accepted:
-        return None, verdict.reply
+    if isinstance(taken, Verdict):
+        return None, taken
     if config.rcptcheck:
-        route = classify(verdict.address, config.relay.rules, names)
+        route = classify(taken, config.relay.rules, names)
         if isinstance(route, Local):  # SMTPD-45: local recipients are verified, remote ones not
             answer = await rcptcheck.verify(route.address, route.namespace)
             if answer == "invalid":
                 return None, replies.NO_MAILBOX
             if answer == "tempfail":
                 return None, replies.LOOKUP_FAILED
-    return verdict.address, replies.RCPT_OK
+    return taken, replies.RCPT_OK

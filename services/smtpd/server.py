@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from qmesh.control.parse import Network
+from qmesh.limits.anvil import Admission, Anvil
 from qmesh.runtime.listeners import (
     HANDSHAKE_TIMEOUT,
     Accepted,
@@ -143,8 +144,10 @@ class SmtpServer(Listeners):
         proxyclients: Callable[[], tuple[Network, ...]] = tuple,
         max_sessions: int = 500,
         maxconnip: Callable[[], int] = lambda: 0,
+        anvil: Anvil | None = None,
     ) -> None:
         self._sessions = sessions
+        self._anvil = anvil
         self._tls = tls
         self._submission = submission
         self._implicit = implicit_tls
@@ -169,7 +172,7 @@ class SmtpServer(Listeners):
         """SMTPD-73: a plaintext SMTP listener says why; TLS and QMTP ones just close."""
         if listener in self._implicit or listener in self._qmtp:
             return b""
-        return replies.TOO_MANY_CONNECTIONS.encode() + b"\r\n"
+        return replies.TOO_MANY_CONNECTIONS.smtp().encode() + b"\r\n"
 
     async def _connection(self, accepted: Accepted) -> None:
         listener = accepted.listener
@@ -177,6 +180,7 @@ class SmtpServer(Listeners):
         context = self._tls()
         implicit = listener in self._implicit
         conn: Connection | None = None
+        admission: Admission | None = None
         started = time.monotonic()
         try:
             if implicit and context is None:
@@ -197,6 +201,11 @@ class SmtpServer(Listeners):
             conn = Connection(reader, writer, lifetime=lifetime)
             if implicit:
                 metrics.TLS.labels(listener).inc()
+            if self._anvil is not None and session.relayclient is None:
+                admission = await self._anvil.admit(accepted.remote, lifetime)
+                if not admission.allowed:
+                    await self._limited(conn, listener, accepted.remote, admission)
+                    return
             if listener in self._qmtp:
                 await self._packages(session, conn)
                 return
@@ -208,7 +217,7 @@ class SmtpServer(Listeners):
             log.debug("smtpd.disconnected", extra={"reason": "timeout"})
             if conn is not None and listener not in self._qmtp:
                 with contextlib.suppress(Exception):
-                    await conn.write(replies.TIMEOUT.encode() + b"\r\n")  # SMTPD-70
+                    await conn.write(replies.TIMEOUT.smtp().encode() + b"\r\n")  # SMTPD-70
         except TimeoutError:
             log.debug("smtpd.disconnected", extra={"reason": "write timeout"})
         except asyncio.CancelledError:  # stopping while the client was idle
@@ -219,6 +228,8 @@ class SmtpServer(Listeners):
         except Exception:
             log.exception("smtpd.session_failed")
         finally:
+            if admission is not None and self._anvil is not None:
+                self._anvil.release(admission)
             if conn is not None:
                 conn.writer.close()
                 with contextlib.suppress(Exception):
@@ -234,6 +245,21 @@ class SmtpServer(Listeners):
                     "duration_ms": round((time.monotonic() - started) * 1000),
                 },
             )
+
+    async def _limited(
+        self, conn: Connection, listener: str, remote: str, admission: Admission
+    ) -> None:
+        """Over ``clientconnections`` or ``netconnections`` across the cluster: 421, close."""
+        limit = f"{admission.scope}connections"
+        metrics.LIMITED.labels(limit).inc()
+        log.warning(
+            "smtpd.limited", extra={"limit": limit, "remote": remote, "count": admission.count}
+        )
+        if listener not in self._qmtp:
+            verdict = replies.TOO_MANY_CONNECTIONS
+            if admission.scope == "net":
+                verdict = replies.TOO_MANY_NET_CONNECTIONS
+            await conn.write(verdict.smtp().encode() + b"\r\n")
 
     async def _packages(self, session: Session, conn: Connection) -> None:
         """QMTP: packages until the client closes, a framing error, or an hour (QMTP-01)."""
@@ -258,7 +284,7 @@ class SmtpServer(Listeners):
             package = await qmtp_protocol.read_package(read, skip, databytes)
             busy(True)
             try:
-                responses, queued = await qmtp_protocol.answer(
+                verdicts, queued = await qmtp_protocol.decide(
                     package,
                     config=session.config,
                     client_ip=session.client.ip,
@@ -269,9 +295,18 @@ class SmtpServer(Listeners):
                 )
             finally:
                 package.close()
-            await conn.write(b"".join(qmtp_protocol.netstring(r) for r in responses))
+            await conn.write(b"".join(qmtp_protocol.netstring(v.qmtp()) for v in verdicts))
             busy(False)
-            metrics.MESSAGES.labels("accepted" if queued else "rejected").inc()
+            outcome = (
+                "accepted"
+                if queued
+                else (
+                    "deferred"
+                    if verdicts and all(v.kind == "temporary" for v in verdicts)
+                    else "rejected"
+                )
+            )
+            metrics.MESSAGES.labels(outcome).inc()
             if queued is not None:
                 metrics.BYTES.inc(queued.size)
                 log.debug(
@@ -280,7 +315,7 @@ class SmtpServer(Listeners):
                 )
 
     def _shutdown_reply(self) -> bytes:
-        return replies.shutting_down(self._greeting()).encode() + b"\r\n"
+        return replies.shutting_down(self._greeting()).smtp().encode() + b"\r\n"
 
     async def _dialogue(
         self, session: Session, conn: Connection, context: ssl.SSLContext | None
@@ -294,8 +329,9 @@ class SmtpServer(Listeners):
                 return
             busy(True)
             step = await session.line(line, overlong=overlong)
-            if line[:4].upper() == b"RCPT" and step.reply:
-                metrics.RECIPIENTS.labels(step.reply[:3]).inc()  # rejections by reason
+            verdict = step.verdict
+            if verdict is not None and line[:4].upper() == b"RCPT":
+                metrics.RECIPIENTS.labels(str(verdict.code)).inc()  # rejections by reason
             if step.start_tls and context is not None:
                 conn.discard()  # before the reply: after it come the handshake bytes
                 conn.writer.write(step.wire())
@@ -332,8 +368,14 @@ class SmtpServer(Listeners):
             step, queued = await session.finish_data(reader)
         finally:
             reader.close()
-        outcome = "accepted" if queued else ("rejected" if step.wire()[:1] == b"5" else "deferred")
-        metrics.MESSAGES.labels(outcome).inc()
+        verdict = step.verdict
+        assert verdict is not None  # the end of DATA always decides
+        metrics.MESSAGES.labels(verdict.outcome).inc()
+        if verdict is replies.TOO_MANY_MESSAGES:
+            metrics.LIMITED.labels("clientmessages").inc()
+            log.warning(
+                "smtpd.limited", extra={"limit": "clientmessages", "remote": session.client.ip}
+            )
         if queued is not None:
             metrics.ENQUEUE_SECONDS.observe(time.monotonic() - started)
             metrics.BYTES.inc(queued.size)
@@ -351,7 +393,7 @@ class SmtpServer(Listeners):
                 "smtpd.rejected",
                 extra={
                     "stage": "data",
-                    "reply": (step.reply or "")[:3],
+                    "reply": str(verdict.code),
                     "remote": session.client.ip,
                 },
             )

@@ -8,10 +8,11 @@ tested without a network.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
-from collections.abc import Callable, Container
+from collections.abc import AsyncIterator, Callable, Container
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -20,7 +21,9 @@ from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
 from qmesh.store.base import Body
 from services.smtpd import replies
+from services.smtpd.blocklist import Zone
 from services.smtpd.config import SmtpdConfig
+from services.smtpd.content import UNAVAILABLE, Scan
 from services.smtpd.data import BARE_LINE_END, DataReader
 from services.smtpd.policy import sender_is_bad
 from services.smtpd.protocol import (
@@ -34,6 +37,7 @@ from services.smtpd.protocol import (
 )
 from services.smtpd.received import received_line
 from services.smtpd.recipients import RecipientCheck, judge_recipient
+from services.smtpd.verdict import Verdict
 
 
 class Queue(Protocol):
@@ -48,7 +52,51 @@ class Queue(Protocol):
 
 class Authenticator(Protocol):
     async def authenticate(self, login: str, password: str) -> str | None:
-        """The authenticated identity (``account@domain``), or ``None``; may raise Temporary."""
+        """The authenticated identity (``account@domain``), or ``None``; may raise Temporary
+        or :class:`LoginBlocked`."""
+        ...
+
+
+class LoginBlocked(Exception):
+    """Too many failed logins from this client (``authfailures``, docs/defences.md)."""
+
+
+class Scanner(Protocol):
+    """The content filter (:class:`services.smtpd.rspamd.RspamdScanner`)."""
+
+    async def scan(
+        self,
+        url: str,
+        message: AsyncIterator[bytes],
+        size: int,
+        *,
+        ip: str,
+        helo: str | None,
+        sender: str,
+        recipients: list[str],
+        user: str | None,
+    ) -> Scan | None:
+        """The filter's judgement, or ``None`` when it could not be asked."""
+        ...
+
+
+class Blocklists(Protocol):
+    """DNS blocklists (:class:`services.smtpd.dnsbl.DnsBlocklists`)."""
+
+    async def check(self, ip: str, zones: tuple[Zone, ...]) -> Verdict | None:
+        """The refusal of the first zone listing ``ip``; ``None``, also when DNS fails."""
+        ...
+
+
+class Limiter(Protocol):
+    """The cluster-wide message and recipient rates (:class:`qmesh.limits.anvil.Anvil`)."""
+
+    def charges(self) -> bool:
+        """Whether a rate limit is set at all (else no message is counted)."""
+        ...
+
+    async def charge(self, remote: str, recipients: int) -> bool:
+        """Count one message; ``False`` when it is over this minute's limit."""
         ...
 
 
@@ -66,13 +114,27 @@ class Client:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    reply: str | None  # None: nothing to say (a line of an AUTH exchange may still answer)
+    """What to answer: a :class:`Verdict`, or dialogue text that decides nothing (EHLO's
+    lines, an AUTH challenge), or ``None`` for nothing to say."""
+
+    answer: Verdict | str | None
     close: bool = False
     data: bool = False  # read DATA bytes next, then call finish_data()
     start_tls: bool = False
 
+    @property
+    def verdict(self) -> Verdict | None:
+        return self.answer if isinstance(self.answer, Verdict) else None
+
+    @property
+    def reply(self) -> str | None:
+        """The reply as SMTP text, formatted here once."""
+        answer = self.answer
+        return answer.smtp() if isinstance(answer, Verdict) else answer
+
     def wire(self) -> bytes:
-        return b"" if self.reply is None else self.reply.encode("utf-8", "replace") + b"\r\n"
+        reply = self.reply
+        return b"" if reply is None else reply.encode("utf-8", "replace") + b"\r\n"
 
 
 @dataclass(slots=True)
@@ -95,6 +157,9 @@ class Session:
         rcptcheck: RecipientCheck,
         domains: Callable[[], Container[str]],
         authenticator: Authenticator | None = None,
+        limiter: Limiter | None = None,
+        scanner: Scanner | None = None,
+        blocklists: Blocklists | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config  # SMTPD-04: the controls as they were when the session began
@@ -103,6 +168,11 @@ class Session:
         self.rcptcheck = rcptcheck
         self.domains = domains
         self._authenticator = authenticator
+        self._limiter = limiter
+        self._scanner = scanner
+        self._blocklists = blocklists
+        self._listing: asyncio.Task[Verdict | None] | None = None  # begun at the greeting
+        self._charge: asyncio.Task[bool] | None = None  # the rate check, begun at DATA
         self._clock = clock
         self.tls = client.tls_active
         self.helo: str | None = None
@@ -116,6 +186,10 @@ class Session:
     # -- framing -----------------------------------------------------------------------------
 
     def greeting(self) -> str:
+        """The banner; the DNS blocklists are asked now, and answered by MAIL (rblsmtpd)."""
+        zones = self.config.dnsbl
+        if self._blocklists is not None and zones and self.relayclient is None:
+            self._listing = asyncio.create_task(self._blocklists.check(self.client.ip, zones))
         return f"220 {self.config.greeting} ESMTP"
 
     @property
@@ -204,8 +278,12 @@ class Session:
             )
             check_ascii(path.address, smtputf8)
         except PathError as err:
-            return Step(err.reply)
+            return Step(err.verdict)
         del size  # advisory only (SMTPD-56); SMTPD-55 decides at the end of DATA
+        if self._listing is not None and self.auth_user is None:
+            listing = await self._listing  # a listed client may not send (rblsmtpd)
+            if listing is not None:
+                return Step(listing)
         self._tx = _Transaction(path.address, smtputf8)  # SMTPD-30: a new transaction
         return Step(replies.MAIL_OK)
 
@@ -220,14 +298,14 @@ class Session:
                 raise PathError(BAD_PARAM)
             check_ascii(path.address, tx.smtputf8)
         except PathError as err:
-            return Step(err.reply)
+            return Step(err.verdict)
         if not path.address:
-            return Step(EMPTY_RCPT)  # SMTPD-47
+            return Step(Verdict.of(EMPTY_RCPT))  # SMTPD-47
         if sender_is_bad(tx.sender, self.config.badmailfrom):
             return Step(replies.BADMAILFROM)  # SMTPD-35
         if len(tx.recipients) >= self.config.maxrcpt:
             return Step(replies.TOO_MANY_RCPTS)  # SMTPD-44
-        accepted, reply = await judge_recipient(
+        accepted, verdict = await judge_recipient(
             path.address,
             config=self.config,
             relayclient=self.relayclient if self.auth_user is None else "",
@@ -235,7 +313,7 @@ class Session:
             rcptcheck=self.rcptcheck,
         )
         if accepted is None:
-            return Step(reply)
+            return Step(verdict)
         tx.recipients.append(accepted)
         return Step(replies.RCPT_OK)  # SMTPD-46
 
@@ -248,6 +326,11 @@ class Session:
             return Step(replies.RCPT_FIRST)
         if not self.queue.available():
             return Step(replies.QQT_FAILURE)
+        limiter = self._limiter
+        exempt = self.relayclient is not None or self.auth_user is not None
+        if limiter is not None and not exempt and limiter.charges():
+            recipients = len(self._tx.recipients)  # counted while the body arrives
+            self._charge = asyncio.create_task(limiter.charge(self.client.ip, recipients))
         return Step(replies.GO_AHEAD, data=True)
 
     def data_reader(self) -> DataReader:
@@ -257,13 +340,14 @@ class Session:
         """After the end of data (or a bare line end): the reply, and what was queued."""
         tx, self._tx = self._tx, None  # the transaction is consumed, whatever happens
         assert tx is not None
+        charge, self._charge = self._charge, None
         if data.bare:
-            return Step(f"451 4.5.2 {BARE_LINE_END[4:]}", close=True), None  # SMTPD-51
+            return Step(BARE_LINE_END, close=True), None  # SMTPD-51
         refusal = data.verdict()
         if refusal is not None:  # hops first, then databytes (SMTPD-60)
-            code, text = refusal.split(" ", 1)
-            enhanced = text[text.rindex("(#") + 2 : -1]
-            return Step(f"{code} {enhanced} {text}"), None
+            return Step(refusal), None
+        if charge is not None and not await charge:
+            return Step(replies.TOO_MANY_MESSAGES), None
         trace = received_line(
             remotehost=self.client.host,
             helo=self.helo,
@@ -272,14 +356,40 @@ class Session:
             proto=self._proto(tx.smtputf8),
             when=self._clock(),
         )
+        scanned = await self._scan(tx, data, trace)
+        if isinstance(scanned, Verdict):
+            return Step(scanned), None
         origin = Origin(kind="network", client_ip=self.client.ip, auth_user=self.auth_user)
         try:
             queued = await self.queue.enqueue(
-                tx.sender, tx.recipients, data.body(trace), origin, tx.smtputf8
+                tx.sender, tx.recipients, data.body(scanned), origin, tx.smtputf8
             )
         except QueueFailure as err:
             return Step(replies.queue_failure(err.text, err.permanent)), None
         return Step(replies.accepted(queued.at, queued.qp)), queued
+
+    async def _scan(self, tx: _Transaction, data: DataReader, trace: bytes) -> bytes | Verdict:
+        """The content filter's refusal, or the head to store: ``trace`` and its X-Spam-*."""
+        url = self.config.rspamd
+        if self._scanner is None or url is None:
+            return trace
+        if self.auth_user is not None and not self.config.rspamd_submission:
+            return trace
+        scan = await self._scanner.scan(
+            url,
+            data.body(trace),
+            len(trace) + data.size,
+            ip=self.client.ip,
+            helo=self.helo,
+            sender=tx.sender,
+            recipients=tx.recipients,
+            user=self.auth_user,
+        )
+        if scan is None:  # unreachable: accept (logged), or 451 if the controls say so
+            return UNAVAILABLE if self.config.rspamd_tempfail else trace
+        if scan.refusal is not None:
+            return scan.refusal
+        return trace + scan.headers
 
     def _proto(self, smtputf8: bool) -> str:
         """SMTPD-58: RFC 3848 / RFC 6531 keywords."""
@@ -363,6 +473,8 @@ class Session:
             who = await self._authenticator.authenticate(login, password.decode("utf-8", "replace"))
         except Temporary:
             return Step(replies.AUTH_TEMPORARY)
+        except LoginBlocked:
+            return Step(replies.AUTH_BLOCKED, close=True)
         if who is None:
             return Step(replies.AUTH_FAILED)  # the delay is the authenticator's (SMTPD-81)
         self.auth_user = who

@@ -128,8 +128,9 @@ def test_arch21_scopes(permissions: Permissions) -> None:
     assert not any(pub(u, subjects.RESULT_REMOTE) for u in ("smtpd", "send", "local", "pop3d"))
     queue_state = f"$KV.{subjects.KV_QUEUE}.info.1"
     assert [u for u in SERVICES if pub(u, queue_state)] == ["send"]
-    # pop3d publishes nothing but KV leases and JetStream API calls
-    assert all(s.startswith(("$JS.", "$KV.qmesh_leases.")) for s in permissions["pop3d"]["publish"])
+    # pop3d publishes nothing but KV leases, limit counters and JetStream API calls
+    pop3d_writes = ("$JS.", "$KV.qmesh_leases.", "$KV.qmesh_limits.")
+    assert all(s.startswith(pop3d_writes) for s in permissions["pop3d"]["publish"])
     # remote reads no directory (ARCH-21: must not read mailboxes or the directory)
     assert not pub("remote", f"$JS.API.DIRECT.GET.KV_{subjects.KV_DIRECTORY}.x")
 

@@ -119,6 +119,8 @@ def settings(
     (control_dir / "me").write_text(f"{domain}\n")
     (control_dir / "locals").write_text(f"{domain}\nalias-{unique}.test\n")
     (control_dir / "pop3plaintext").write_text("1\n")
+    # failed logins of earlier tests on this NATS are forgotten at once: POP3-04's fixed delay
+    (control_dir / "authblock").write_text("1\n")
     (control_dir / "tlscert").write_text(str(certificate[0]) + "\n")
     (control_dir / "tlskey").write_text(str(certificate[1]) + "\n")
     common: dict[str, Any] = {

@@ -75,6 +75,7 @@ def settings(
         "rcptcheck": "0",
         "tlscert": str(certificate[0]),
         "tlskey": str(certificate[1]),
+        "authblock": "1",  # failed logins of earlier tests on this NATS are forgotten at once
     }
     for name, text in controls.items():
         (control_dir / name).write_text(text + "\n")

@@ -101,6 +101,11 @@ writes as "2e+06": whole numbers are written as integers, anything else as it is
 {{- $_ := set $files "tlscert" "/etc/qmesh/tls/tls.crt\n" -}}
 {{- $_ := set $files "tlskey" "/etc/qmesh/tls/tls.key\n" -}}
 {{- end -}}
+{{- if .Values.rspamd.url -}}
+{{- $_ := set $files "rspamd" (printf "%s\n" .Values.rspamd.url) -}}
+{{- $_ := set $files "rspamdsubmission" (ternary "1\n" "0\n" .Values.rspamd.submission) -}}
+{{- $_ := set $files "rspamdtempfail" (ternary "1\n" "0\n" .Values.rspamd.tempfail) -}}
+{{- end -}}
 {{- if .Values.proxyProtocol.enabled -}}
 {{- $_ := set $files "proxyclients" (printf "%s\n" (join "\n" .Values.proxyProtocol.trustedCIDRs)) -}}
 {{- end -}}

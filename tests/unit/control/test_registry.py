@@ -25,6 +25,10 @@ SPEC_CONTROLS = [
     "ipme", "rcptcheck", "maxrcpt", "smtpauth", "tlscert", "tlskey", "submissionports",
     "bounceformat", "bouncemaxbytes", "programdelivery", "defaultdelivery", "pop3plaintext",
     "spawnlimit", "proxyclients", "maxconnip", "timeoutdata", "timeoutsession",
+    # defences at the door (docs/defences.md)
+    "clientconnections", "netconnections", "clientmessages", "clientrecipients", "authfailures",
+    "loginfailures", "authblock", "authdelay", "rspamd", "rspamdsubmission", "rspamdtempfail",
+    "dnsbl",
 ]
 # fmt: on
 

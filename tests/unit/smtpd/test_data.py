@@ -82,7 +82,7 @@ def test_smtpd_51_nul_anywhere_refuses_the_message(data: bytes, split: int) -> N
     """hardening #5: only CR LF "." CR LF ends the data here, but a NUL is refused whole."""
     end, reader = run(data, split=split)
     assert end == len(data) and reader.verdict() == NUL
-    assert NUL.startswith("554 ") and NUL.endswith("(#5.6.0)")
+    assert NUL.smtp().startswith("554 ") and NUL.smtp().endswith("(#5.6.0)")
 
 
 def test_smtpd_60_size_takes_precedence_over_nul() -> None:
