@@ -41,6 +41,7 @@ KV_DIRECTORY = "qmesh_directory"
 KV_LEASES = "qmesh_leases"
 KV_TCPTO = "qmesh_tcpto"  # remote's shared connection-timeout memory (REMOTE-22)
 KV_DELIVERIES = "qmesh_deliveries"  # what local and remote delivered (hardening #10)
+KV_WEBSESSIONS = "qmesh_websessions"  # admin's login sessions and failed-login counters (#14)
 
 
 def job(channel: Channel) -> str:

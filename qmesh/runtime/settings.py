@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     qmtp_port: int = Field(default=2209, ge=0, le=65535)
     pop3_port: int = Field(default=2110, ge=0, le=65535)
     pop3s_port: int = Field(default=2995, ge=0, le=65535)
+    admin_port: int = Field(default=8088, ge=0, le=65535)  # admin's pages and health (#14)
     # concurrent sessions per listener (SMTPD-73, tcpserver -c); more wait in the backlog
     max_sessions: int = Field(default=500, ge=1)
 
