@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
         help="create or update the NATS streams, consumers and buckets (admin; the setup Job)",
     )
     run = sub.add_parser("run", help="run one service (container entrypoint)")
-    run.add_argument("service", choices=("smtpd", "send", "local", "remote", "pop3d"))
+    run.add_argument("service", choices=("smtpd", "send", "local", "remote", "pop3d", "admin"))
     control = sub.add_parser("control", help="the control files")
     control_sub = control.add_subparsers(dest="action", required=True)
     control_sub.add_parser("check", help="read every control file and report values and errors")

@@ -199,7 +199,7 @@ def start_cluster(
     control = workdir / "control"
     if controls is not None:
         write_controls(control, controls)
-    ports = free_ports(12)
+    ports = free_ports(13)
     env = {k: v for k, v in os.environ.items() if not k.startswith("QMESH_")}
     env.update(
         {
@@ -212,6 +212,7 @@ def start_cluster(
             "QMESH_POP3_PORT": str(ports[4]),
             "QMESH_SMTPS_PORT": str(ports[10]),
             "QMESH_POP3S_PORT": str(ports[11]),
+            "QMESH_ADMIN_PORT": str(ports[12]),
             "QMESH_LOG_LEVEL": "INFO",
         }
     )
