@@ -13,6 +13,7 @@ ScaledObject. Called as: include "qmesh.component" (dict "root" $ "name" "smtpd"
 {{- $mailPorts := omit $v.ports "http" -}}
 {{- $tls := and $root.Values.tls.enabled (gt (len $mailPorts) 0) -}}
 {{- $s3 := has $name (splitList " " (include "qmesh.s3Services" $root)) -}}
+{{- $credentials := or $s3 (ne $root.Values.natsAuth.mode "none") -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -103,9 +104,11 @@ spec:
             - name: control
               mountPath: /etc/qmesh/control
               readOnly: true
+            {{- if $credentials }}
             - name: credentials
               mountPath: /etc/qmesh/secrets
               readOnly: true
+            {{- end }}
             - name: tmp
               mountPath: /tmp
             {{- if $tls }}
@@ -167,6 +170,7 @@ spec:
           configMap:
             name: {{ include "qmesh.fullname" $root }}-control
           {{- end }}
+        {{- if $credentials }}
         - name: credentials
           projected:
             defaultMode: 0400
@@ -192,6 +196,7 @@ spec:
                       path: nats/password
                     {{- end }}
               {{- end }}
+        {{- end }}
         - name: tmp
           emptyDir:
             sizeLimit: {{ $v.tmpSizeLimit }}
