@@ -118,6 +118,12 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
         record = await ports.sessions.get(request.cookies.get(SESSION_COOKIE))
         if record is None:
             raise Denied(401, "not logged in")
+        # the administrator's account is read again on every request: one disabled, deleted
+        # or left without a password loses its sessions at once
+        name, _, domain = record.login.partition("@")
+        account = await ports.directory().get_account(domain, name)
+        if account is None or not account.enabled or not account.verifier:
+            raise Denied(401, "not logged in")
         return Who(Role(record.login, record.domain), record)
 
     async def form(

@@ -170,6 +170,14 @@ def test_admin_creates_a_domain_and_an_account_in_chromium(admin_url: str, brows
     wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "alice@shop.example.test"))
     shot("04-account")
 
+    # a rule the CLI refuses is refused here, and the page says why (htmx swaps the 400 in)
+    browser.find_element(By.CSS_SELECTOR, "form.rule-set input[name=name]").send_keys(".qmail")
+    browser.find_element(By.CSS_SELECTOR, "form.rule-set textarea").send_keys("&nobody")
+    browser.find_element(By.CSS_SELECTOR, "form.rule-set button").click()
+    message = wait.until(ec.presence_of_element_located((By.ID, "message")))
+    assert "nobody" in message.text
+    shot("04b-rule-refused")
+
     browser.get(f"{admin_url}/domains/shop.example.test")
     wait.until(ec.presence_of_element_located((By.ID, "accounts")))
     assert "alice@shop.example.test" in browser.find_element(By.ID, "accounts").text

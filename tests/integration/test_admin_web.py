@@ -271,3 +271,35 @@ def _message(text: str) -> str:
     found = re.search(r'<p class="error" role="alert">([^<]*)</p>', text)
     assert found is not None
     return found.group(1)
+
+
+async def test_markup_in_stored_text_is_shown_as_text(site: Admin) -> None:
+    async with as_system(site) as client:
+        token = await csrf(client)
+        await client.post("/domains", data={"csrf": token, "domain": "xss.test"})
+        text = "# <script>alert(1)</script><img src=x onerror=alert(2)>\n&postmaster@xss.test"
+        reply = await client.post(
+            "/domains/xss.test/rules",
+            data={"csrf": token, "account": "", "name": "evil", "text": text},
+        )
+        assert reply.status_code == 303
+        page = await client.get("/domains/xss.test")
+        assert "<script>alert(1)" not in page.text and "<img src=x" not in page.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+        refused = await client.post(
+            "/domains/xss.test/accounts",
+            data={"csrf": token, "account": "<b>bold</b>", "password": ""},
+        )
+        assert refused.status_code == 400 and "<b>bold</b>" not in refused.text
+
+
+async def test_a_disabled_administrator_loses_its_session(site: Admin) -> None:
+    async with as_system(site) as client:
+        token = await csrf(client)
+        await client.post("/domains", data={"csrf": token, "domain": "gone.test"})
+    await admin.set_password(site.directory, Target("gone.test", "postmaster"), PM_PASSWORD)
+    async with site.client() as client:
+        assert (await login(client, "postmaster@gone.test", PM_PASSWORD)).status_code == 303
+        assert (await client.get("/domains/gone.test")).status_code == 200
+        await admin.set_enabled(site.directory, Target("gone.test", "postmaster"), False)
+        assert (await client.get("/domains/gone.test")).status_code == 303  # to /login
