@@ -20,6 +20,7 @@ import pytest
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.cli.natsd import NatsServer
+from qmesh.contract.ids import new_queue_id
 from qmesh.directory import admin
 from qmesh.directory.namespaces import Namespaces, Target
 from qmesh.directory.store import Directory
@@ -303,3 +304,10 @@ async def test_a_disabled_administrator_loses_its_session(site: Admin) -> None:
         assert (await client.get("/domains/gone.test")).status_code == 200
         await admin.set_enabled(site.directory, Target("gone.test", "postmaster"), False)
         assert (await client.get("/domains/gone.test")).status_code == 303  # to /login
+
+
+async def test_queue_show_refuses_what_is_not_a_queue_id(site: Admin) -> None:
+    async with as_system(site) as client:
+        for qid in ("..%2F..%2Fetc", "1.zz", new_queue_id()):
+            reply = await client.get(f"/queue/{qid}")
+            assert reply.status_code == 404, qid
