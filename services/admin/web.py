@@ -25,7 +25,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
-from qmesh.cli.admin import _quota as parse_quota
+from qmesh.cli.admin import parse_quota
 from qmesh.cli.dnsrecords import zone_text
 from qmesh.cli.queue import QueueRecord, format_flushed, format_list, format_show, format_stat
 from qmesh.cli.queueadmin import (

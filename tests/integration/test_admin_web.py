@@ -311,3 +311,14 @@ async def test_queue_show_refuses_what_is_not_a_queue_id(site: Admin) -> None:
         for qid in ("..%2F..%2Fetc", "1.zz", new_queue_id()):
             reply = await client.get(f"/queue/{qid}")
             assert reply.status_code == 404, qid
+
+
+async def test_hostile_quotas_are_refused(site: Admin) -> None:
+    async with as_system(site) as client:
+        token = await csrf(client)
+        await client.post("/domains", data={"csrf": token, "domain": "q.test"})
+        path = "/domains/q.test/accounts/postmaster/quota"
+        for quota in ("²", "9" * 5000, "-1", "0", "1e9", " 5", str(2**60)):
+            reply = await client.post(path, data={"csrf": token, "quota": quota})
+            assert reply.status_code == 400, quota
+        assert (await client.post(path, data={"csrf": token, "quota": "none"})).status_code == 303
