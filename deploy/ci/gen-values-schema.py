@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 OUTPUT = Path(__file__).resolve().parents[2] / "k8s/qmesh/values.schema.json"
-SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists")
+SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists", "webadmin")
 PORT_NAMES = "^(http|smtp|submission|smtps|qmtp|pop3|pop3s|imap|imaps)$"
 
 
@@ -101,6 +101,16 @@ COMPONENT = obj(
                 "annotations": STRMAP,
                 "loadBalancerClass": string(),
                 "loadBalancerSourceRanges": {"type": "array", "items": string()},
+            }
+        ),
+        # webadmin only: an Ingress for admin's pages (issue 14)
+        "ingress": obj(
+            {
+                "enabled": B,
+                "className": string(),
+                "host": string(minLength=1),
+                "tlsSecretName": string(),
+                "annotations": STRMAP,
             }
         ),
         "pdb": obj({"enabled": B, "maxUnavailable": {"type": ["integer", "string"]}}),
@@ -263,6 +273,7 @@ def schema() -> dict[str, Any]:
                     "s3Ports": {"type": "array", "items": PORT},
                     "mailPeers": PEERS,
                     "metricsPeers": PEERS,
+                    "adminPeers": PEERS,
                     "remoteEgress": {
                         "type": "array",
                         "items": obj(

@@ -89,10 +89,12 @@ BUCKETS = (
     subjects.KV_LISTS,
     subjects.KV_MAILBOX,
     subjects.KV_LIMITS,  # cluster-wide limits, anvil (defences #12)
+    subjects.KV_WEBSESSIONS,
 )
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)
 DELIVERIES_TTL = 8 * 86400.0  # longer than the longest queuelifetime a record can matter for
+WEBSESSIONS_TTL = 8 * 3600.0  # the longest a browser session lives (issue 14)
 MTASTS_TTL = 31557600.0  # the longest max_age a policy may have (RFC 8461 section 3.2)
 KV_TTL = {
     subjects.KV_MTASTS: MTASTS_TTL,
@@ -100,6 +102,7 @@ KV_TTL = {
     subjects.KV_TCPTO: TCPTO_TTL,
     subjects.KV_DELIVERIES: DELIVERIES_TTL,
     subjects.KV_LIMITS: LIMITS_TTL,
+    subjects.KV_WEBSESSIONS: WEBSESSIONS_TTL,
 }
 
 

@@ -190,17 +190,18 @@ async def _user_enable(ctx: Context, args: argparse.Namespace) -> None:
     ctx.say(f"account {target} {args.action}d")
 
 
-def _quota(text: str) -> int | None:
+def parse_quota(text: str) -> int | None:
+    """BYTES or ``none``, as ``qmesh user quota`` and the admin pages take it."""
     if text.lower() == "none":
         return None
-    if not text.isdigit():
-        raise DirectoryError(f"invalid quota {text!r}: use a number of bytes, or none")
+    if not (text.isascii() and text.isdigit() and len(text) <= 20):  # not "²", not 5000 digits
+        raise DirectoryError(f"invalid quota {text[:40]!r}: use a number of bytes, or none")
     return int(text)
 
 
 async def _user_quota(ctx: Context, args: argparse.Namespace) -> None:
     target = ctx.address(args.address)
-    quota = _quota(args.quota)
+    quota = parse_quota(args.quota)
     await admin.set_quota(await ctx.directory(), target, quota)
     ctx.say(f"quota of {target}: {'none' if quota is None else f'{quota} bytes'}")
 

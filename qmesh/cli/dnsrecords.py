@@ -35,6 +35,15 @@ def add_dns_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--check", action="store_true", help="compare with what DNS answers")
 
 
+def zone_text(domain: str, me: str, records: list[Record]) -> str:
+    """What ``qmesh dns DOMAIN`` prints (and the admin page shows): zone lines, then the
+    MTA-STS policy file as comments."""
+    lines = [f"{r.zone_line()}{f'  ; {r.note}' if r.note else ''}" for r in records]
+    lines += ["", f"; https://mta-sts.{domain}/.well-known/mta-sts.txt (text/plain):"]
+    lines += [f";   {line}" for line in mta_sts_policy(me).splitlines()]
+    return "\n".join(lines) + "\n"
+
+
 def run_dns(args: argparse.Namespace, control: Path, environ: Mapping[str, str]) -> int:
     out, err = sys.stdout, sys.stderr
     try:
@@ -47,11 +56,7 @@ def run_dns(args: argparse.Namespace, control: Path, environ: Mapping[str, str])
     me = controls.me or domain
     records = expected(domain, me, keys)
     if not args.check:
-        for r in records:
-            out.write(f"{r.zone_line()}{f'  ; {r.note}' if r.note else ''}\n")
-        out.write(f"\n; https://mta-sts.{domain}/.well-known/mta-sts.txt (text/plain):\n")
-        for line in mta_sts_policy(me).splitlines():
-            out.write(f";   {line}\n")
+        out.write(zone_text(domain, me, records))
         return 0
     try:
         resolver = sync_resolver(environ.get("QMESH_DNS_SERVERS", ""), lifetime=LOOKUP_LIFETIME)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import runpy
 
-SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists")
+SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists", "admin")
 
 
 def run_service(name: str) -> None:

@@ -55,6 +55,10 @@ HEALTH_PORTS = {
     "imapd": 8086,  # (#13)
     "lists": 8087,  # issue #15
 }
+# admin's pages and health share one port, QMESH_ADMIN_PORT (issue 14)
+PAGE_PORTS = {"admin": "QMESH_ADMIN_PORT"}
+# a service whose NATS user is not named after it: "admin" is the commands' user
+NATS_ROLES = {"admin": "webadmin"}
 LISTENER_PORTS = {  # environment variable -> default
     "QMESH_SMTP_PORT": 2525,
     "QMESH_SUBMISSION_PORT": 2587,
@@ -64,6 +68,7 @@ LISTENER_PORTS = {  # environment variable -> default
     "QMESH_POP3S_PORT": 2995,
     "QMESH_IMAP_PORT": 2143,  # imapd (#13)
     "QMESH_IMAPS_PORT": 2993,
+    "QMESH_ADMIN_PORT": 8088,
 }
 NATS_PORT = 4222
 RESTART_DELAY_MAX = 10.0
@@ -309,10 +314,13 @@ async def up(environ: Mapping[str, str], site: Site, nats: EmbeddedNats) -> int:
 
     children = []
     for name in SERVICES:
-        child_env = as_role(env, data, name)
-        child_env["QMESH_HTTP_PORT"] = environ.get(
-            f"QMESH_{name.upper()}_HTTP_PORT", str(HEALTH_PORTS[name])
-        )
+        child_env = as_role(env, data, NATS_ROLES.get(name, name))
+        if name in PAGE_PORTS:
+            child_env["QMESH_HTTP_PORT"] = env[PAGE_PORTS[name]]
+        else:
+            child_env["QMESH_HTTP_PORT"] = environ.get(
+                f"QMESH_{name.upper()}_HTTP_PORT", str(HEALTH_PORTS[name])
+            )
         children.append(Child(name, child_env, log_path=data / "log" / f"{name}.log"))
 
     stopping = asyncio.Event()
@@ -340,6 +348,11 @@ async def up(environ: Mapping[str, str], site: Site, nats: EmbeddedNats) -> int:
             f"{c.name} http://{env['QMESH_HTTP_HOST']}:{c.env['QMESH_HTTP_PORT']}/readyz"
             for c in children
         )
+    )
+    _say(
+        f"qmesh: admin pages http://{env['QMESH_HTTP_HOST']}:{env['QMESH_ADMIN_PORT']}/ "
+        f"(log in as postmaster@{domain}; give it a password first: "
+        "qmesh user passwd postmaster --password-stdin)"
     )
     _say(f"qmesh: logs in {data / 'log'}; Ctrl-C stops everything")
     await stopping.wait()

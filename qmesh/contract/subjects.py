@@ -46,6 +46,7 @@ KV_LIMITS = "qmesh_limits"  # cluster-wide limits of smtpd and pop3d, anvil (def
 KV_MAILBOX = "qmesh_mailbox"  # folder indexes (UIDs, flags, MODSEQ) and account records (#13)
 # core NATS, no stream: "a folder of this account changed" for IDLE on every imapd (#13)
 MAILBOX_ALL = "qmesh.mailbox.*"
+KV_WEBSESSIONS = "qmesh_websessions"  # admin's login sessions and failed-login counters (#14)
 
 
 def job(channel: Channel) -> str:

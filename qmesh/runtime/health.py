@@ -40,7 +40,10 @@ class Readiness:
         return failing
 
 
-def health_app(service: str, readiness: Readiness) -> FastAPI:
+def health_app(
+    service: str, readiness: Readiness, extend: Callable[[FastAPI], None] | None = None
+) -> FastAPI:
+    """The health routes; ``extend`` adds a service's own routes to the same app (admin)."""
     app = FastAPI(title=f"qmesh {service}", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/healthz")
@@ -58,4 +61,6 @@ def health_app(service: str, readiness: Readiness) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    if extend is not None:
+        extend(app)
     return app

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import uvicorn
 import uvloop
+from fastapi import FastAPI
 
 from qmesh.runtime.health import Check, Readiness, health_app
 from qmesh.runtime.logging import setup_logging
@@ -48,6 +49,8 @@ class Service:
     name: str
     components: Sequence[Component]
     checks: Mapping[str, Check] = field(default_factory=dict)
+    # a service whose pages are its HTTP side (admin) adds its routes to the health app
+    http: Callable[[FastAPI], None] | None = None
 
 
 class _Server(uvicorn.Server):
@@ -86,7 +89,7 @@ class Running:
 async def start(service: Service, settings: Settings) -> Running:
     readiness = Readiness(service.checks)
     config = uvicorn.Config(
-        health_app(service.name, readiness),
+        health_app(service.name, readiness, service.http),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
@@ -138,9 +141,20 @@ async def serve(service: Service, settings: Settings) -> None:
     await running.stop()
 
 
-def run(name: str, build: Callable[[Settings], Awaitable[Service]]) -> None:
-    """Entry point of ``qmesh run <name>``: settings, logging, one loop."""
+def run(
+    name: str,
+    build: Callable[[Settings], Awaitable[Service]],
+    *,
+    http_port: Callable[[Settings], int] | None = None,
+) -> None:
+    """Entry point of ``qmesh run <name>``: settings, logging, one loop.
+
+    ``http_port`` picks the HTTP port from the settings for a service whose pages are its
+    HTTP side (admin: ``QMESH_ADMIN_PORT``); others use ``QMESH_HTTP_PORT``.
+    """
     settings = Settings()
+    if http_port is not None:
+        settings = settings.model_copy(update={"http_port": http_port(settings)})
     setup_logging(name, settings.log_level)
 
     async def main() -> None:

@@ -17,6 +17,7 @@ from qmesh.control import load_controls
 from qmesh.runtime.tls import TlsContexts
 from tests.deploy.tools import (
     CHART,
+    COMPONENTS,
     SCENARIOS,
     SERVICES,
     Manifest,
@@ -57,15 +58,16 @@ def enabled_services(objects: list[Manifest]) -> list[str]:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_service_has_its_objects(rendered: dict[str, list[Manifest]], scenario: str) -> None:
     objects = objects_of(rendered, scenario)
-    assert enabled_services(objects) == sorted(SERVICES)
-    for service in SERVICES:
+    assert enabled_services(objects) == sorted(COMPONENTS)
+    for service in COMPONENTS:
         deployment = next(o for o in of_kind(objects, "Deployment") if component(o) == service)
         name = deployment["metadata"]["name"]
         assert named(objects, "Service", name)["spec"]["type"] == "ClusterIP"
         assert named(objects, "ServiceAccount", name)["automountServiceAccountToken"] is False
         assert pod_spec(deployment)["serviceAccountName"] == name
         assert named(objects, "PodDisruptionBudget", name)
-        assert pod_spec(deployment)["containers"][0]["args"] == ["run", service]
+        program = "admin" if service == "webadmin" else service  # issue 14
+        assert pod_spec(deployment)["containers"][0]["args"] == ["run", program]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -363,7 +365,7 @@ def test_crd_objects_of_the_full_scenario(rendered: dict[str, list[Manifest]]) -
         if matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
         and any(p["name"] == "http" for p in s["spec"]["ports"])
     ]
-    assert sorted(component(s) or "" for s in monitored) == sorted(SERVICES)
+    assert sorted(component(s) or "" for s in monitored) == sorted(COMPONENTS)
 
     scaled = {component(o): o for o in of_kind(objects, "ScaledObject")}
     assert set(scaled) == {"local", "remote"}
@@ -503,3 +505,26 @@ def test_dkim_keys_reach_remote_only(rendered: dict[str, list[Manifest]]) -> Non
     remote = next(w for w in workloads(objects) if component(w) == "remote")
     mounts = pod_spec(remote)["containers"][0]["volumeMounts"]
     assert {"name": "control", "mountPath": "/etc/qmesh/control", "readOnly": True} in mounts
+
+
+def test_webadmin_has_no_s3_key_and_its_own_nats_user(tools: Tools) -> None:
+    """admin's pages (issue 14): least privilege; an Ingress only when asked for, over TLS."""
+    objects = tools.template()
+    deployment = next(o for o in of_kind(objects, "Deployment") if component(o) == "webadmin")
+    container = pod_spec(deployment)["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["QMESH_NATS_USER"] == "qmesh-webadmin"
+    assert env["QMESH_ADMIN_PORT"] == env["QMESH_HTTP_PORT"] == "8088"
+    assert not [n for n in env if n.startswith("QMESH_S3")]
+    sources = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == "credentials")[
+        "projected"
+    ]["sources"]
+    assert [s["secret"]["name"] for s in sources] == ["ci-qmesh-webadmin-nats"]
+    assert not of_kind(objects, "Ingress")
+    with_ingress = tools.template(
+        sets={"webadmin.ingress.enabled": "true", "webadmin.ingress.host": "admin.example.test"}
+    )
+    (ingress,) = of_kind(with_ingress, "Ingress")
+    assert ingress["spec"]["tls"][0]["hosts"] == ["admin.example.test"]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "ci-qmesh-webadmin", "port": {"name": "http"}}

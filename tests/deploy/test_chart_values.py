@@ -15,6 +15,7 @@ from qmesh.control import load_controls
 from qmesh.control.registry import REGISTRY
 from tests.deploy.tools import (
     CHART,
+    COMPONENTS,
     ROOT,
     SERVICES,
     Manifest,
@@ -158,7 +159,7 @@ def test_every_pod_starts_on_the_tls_controls_without_the_secret(
         controls = load_controls(control, env)
         assert controls.tlscert is not None, o["metadata"]["name"]
         loaded.append(component(o))
-    assert sorted(c for c in loaded if c) == sorted([*SERVICES, "setup"])
+    assert sorted(c for c in loaded if c) == sorted([*COMPONENTS, "setup"])
 
 
 def test_control_values_keep_qmail_format(tools: Tools) -> None:
@@ -231,13 +232,13 @@ def test_canonical_domain_feeds_setup_and_test(tools: Tools) -> None:
 def test_generated_nats_users(tools: Tools) -> None:
     objects = tools.template()
     secrets = {s["metadata"]["name"]: s for s in of_kind(objects, "Secret")}
-    for name in [*SERVICES, "admin"]:
+    for name in [*COMPONENTS, "admin"]:
         assert "password" in secrets[f"ci-qmesh-{name}-nats"]["data"], name
     auth = secrets["ci-qmesh-nats-auth"]["stringData"]["auth.conf"]
-    for name in [*SERVICES, "admin"]:
+    for name in [*COMPONENTS, "admin"]:
         assert f'user: "qmesh-{name}"' in auth
-    assert auth.count('password: "$2a$') == len(SERVICES) + 1  # bcrypt, never the password
-    for service in SERVICES:
+    assert auth.count('password: "$2a$') == len(COMPONENTS) + 1  # bcrypt, never the password
+    for service in COMPONENTS:
         env = {
             e["name"]: e.get("value")
             for e in pod_spec(deployment(objects, service))["containers"][0]["env"]

@@ -18,6 +18,9 @@ SCENARIOS = sorted(
     p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml")
 )
 SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists")
+# admin's pages (issue 14): a component with no mail listener, no S3 and its own NATS user
+WEB = ("webadmin",)
+COMPONENTS = (*SERVICES, *WEB)
 
 Manifest = dict[str, Any]
 

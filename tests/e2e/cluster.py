@@ -199,7 +199,7 @@ def start_cluster(
     control = workdir / "control"
     if controls is not None:
         write_controls(control, controls)
-    ports = free_ports(16)
+    ports = free_ports(17)
     env = {k: v for k, v in os.environ.items() if not k.startswith("QMESH_")}
     env.update(
         {
@@ -214,6 +214,7 @@ def start_cluster(
             "QMESH_POP3S_PORT": str(ports[11]),
             "QMESH_IMAP_PORT": str(ports[12]),
             "QMESH_IMAPS_PORT": str(ports[13]),
+            "QMESH_ADMIN_PORT": str(ports[16]),
             "QMESH_LOG_LEVEL": "INFO",
         }
     )

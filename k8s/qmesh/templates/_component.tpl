@@ -12,6 +12,8 @@ ScaledObject. Called as: include "qmesh.component" (dict "root" $ "name" "smtpd"
 {{- $full := include "qmesh.componentName" . -}}
 {{- $mailPorts := omit $v.ports "http" -}}
 {{- $tls := and $root.Values.tls.enabled (gt (len $mailPorts) 0) -}}
+{{- $s3 := has $name (splitList " " (include "qmesh.s3Services" $root)) -}}
+{{- $credentials := or $s3 (ne $root.Values.natsAuth.mode "none") -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -78,7 +80,7 @@ spec:
         - name: {{ $name }}
           image: {{ include "qmesh.image" (dict "root" $root "image" $v.image) | quote }}
           imagePullPolicy: {{ $root.Values.global.image.pullPolicy }}
-          args: ["run", {{ $name | quote }}]
+          args: ["run", {{ include "qmesh.program" $name | quote }}]
           ports:
             {{- range $port, $number := $v.ports }}
             - name: {{ $port }}
@@ -87,7 +89,9 @@ spec:
             {{- end }}
           env:
             {{- include "qmesh.commonEnv" . | nindent 12 }}
+            {{- if $s3 }}
             {{- include "qmesh.s3Env" . | nindent 12 }}
+            {{- end }}
             {{- range $port, $number := $v.ports }}
             - name: {{ printf "QMESH_%s_PORT" (upper $port) }}
               value: {{ $number | quote }}
@@ -100,9 +104,11 @@ spec:
             - name: control
               mountPath: /etc/qmesh/control
               readOnly: true
+            {{- if $credentials }}
             - name: credentials
               mountPath: /etc/qmesh/secrets
               readOnly: true
+            {{- end }}
             - name: tmp
               mountPath: /tmp
             {{- if $tls }}
@@ -164,10 +170,12 @@ spec:
           configMap:
             name: {{ include "qmesh.fullname" $root }}-control
           {{- end }}
+        {{- if $credentials }}
         - name: credentials
           projected:
             defaultMode: 0400
             sources:
+              {{- if $s3 }}
               - secret:
                   name: {{ include "qmesh.s3SecretName" . }}
                   items:
@@ -175,6 +183,7 @@ spec:
                       path: s3/access-key
                     - key: secretKey
                       path: s3/secret-key
+              {{- end }}
               {{- if ne $root.Values.natsAuth.mode "none" }}
               - secret:
                   name: {{ include "qmesh.natsSecretName" . }}
@@ -187,6 +196,7 @@ spec:
                       path: nats/password
                     {{- end }}
               {{- end }}
+        {{- end }}
         - name: tmp
           emptyDir:
             sizeLimit: {{ $v.tmpSizeLimit }}

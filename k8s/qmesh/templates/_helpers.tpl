@@ -114,7 +114,18 @@ writes as "2e+06": whole numbers are written as integers, anything else as it is
 
 {{/* Services in the order the chart renders them. */}}
 {{- define "qmesh.services" -}}
+smtpd send local remote pop3d imapd lists webadmin
+{{- end -}}
+
+{{/* The services that keep mail in S3: webadmin (admin's pages) only reaches NATS. */}}
+{{- define "qmesh.s3Services" -}}
 smtpd send local remote pop3d imapd lists
+{{- end -}}
+
+{{/* The program a component runs: `qmesh run admin` for webadmin, whose NATS user and
+Secrets must not be the commands' user "admin"; the others run their own name. */}}
+{{- define "qmesh.program" -}}
+{{- ternary "admin" . (eq . "webadmin") -}}
 {{- end -}}
 
 {{/* Public port of each listener (container port name -> Service port). */}}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-SERVICES = ("smtpd", "send", "local", "remote", "pop3d")
+SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "admin")
 INFRASTRUCTURE = ("nats", "minio", "aiosmtpd", "fastapi", "uvicorn", "socket", "prometheus_client")
 DOMAIN_MODULES = [
     "qmesh/routing/classify.py",
@@ -28,6 +28,9 @@ DOMAIN_MODULES = [
     "services/local/dotqmail.py",
     "services/local/delivery.py",
     "services/local/report.py",
+    "services/admin/throttle.py",
+    "services/admin/forms.py",
+    "qmesh/directory/roles.py",
 ]
 
 

@@ -1,0 +1,1 @@
+"""admin: qmailadmin for the cluster, the directory and the queue in a browser (issue 14)."""

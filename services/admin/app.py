@@ -1,0 +1,77 @@
+"""admin's composition root: controls, NATS, the directory, sessions, and the pages (issue 14).
+
+admin writes the directory and reads the queue, as the ``qmesh`` commands do, with a NATS user
+of its own that may do only that plus its session bucket. Its pages and ``/healthz``,
+``/readyz``, ``/metrics`` are one app on ``QMESH_ADMIN_PORT`` (ARCHITECTURE 7).
+"""
+
+from __future__ import annotations
+
+import os
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from qmesh.bus.connection import NatsConnection, NotConnected
+from qmesh.contract import subjects
+from qmesh.contract.errors import Temporary
+from qmesh.control import Controls, ControlWatcher
+from qmesh.control.derived import Derived, ignore_change
+from qmesh.directory.authenticate import DirectoryAuthenticator
+from qmesh.directory.namespaces import Namespaces
+from qmesh.directory.store import Directory
+from qmesh.runtime.service import Service
+from qmesh.runtime.settings import Settings
+from services.admin.sessions import Sessions
+from services.admin.web import Ports, routes
+
+# its own NATS user, qmesh-webadmin: "admin" is the command-line tools' user, which may do more
+NATS_ROLE = "webadmin"
+
+
+def namespaces(c: Controls) -> Namespaces:
+    return Namespaces.build(c.canonical_local_domain(), c.locals, c.virtualdomains)
+
+
+async def build(settings: Settings) -> Service:
+    watcher = ControlWatcher(settings.control, os.environ, on_change=ignore_change)
+    conn = NatsConnection(
+        settings,
+        NATS_ROLE,
+        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_WEBSESSIONS),
+        background=True,
+    )
+
+    def unavailable(err: Exception) -> Temporary:
+        return Temporary("Unable to reach the directory (NATS).")
+
+    def directory() -> Directory:
+        try:
+            return Directory(conn.kv(subjects.KV_DIRECTORY))
+        except NotConnected as err:
+            raise unavailable(err) from err
+
+    def js() -> JetStreamContext:
+        try:
+            return conn.js
+        except NotConnected as err:
+            raise unavailable(err) from err
+
+    def nc() -> NATS:
+        try:
+            return conn.nc
+        except NotConnected as err:
+            raise unavailable(err) from err
+
+    ns = Derived(watcher, namespaces)
+    ports = Ports(
+        directory=directory,
+        js=js,
+        nc=nc,
+        sessions=Sessions(lambda: conn.kv(subjects.KV_WEBSESSIONS)),
+        authenticator=DirectoryAuthenticator(directory, ns),
+        namespaces=ns,
+        controls=lambda: watcher.current,
+        control_dir=settings.control,
+    )
+    return Service("admin", [watcher, conn], {"nats": conn.check}, http=routes(ports))

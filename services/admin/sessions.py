@@ -1,0 +1,160 @@
+"""Browser sessions and failed-login counters in the KV bucket ``qmesh_websessions``.
+
+A session is a random token in the browser's cookie; the bucket holds only the SHA-256 of it
+(key ``session.<hex>``), so whoever reads the bucket cannot act as anyone. Each record carries
+its own expiry besides the bucket's TTL, and the CSRF token of its forms. Failure counters are
+keyed ``fail.client.<hex>`` and ``fail.login.<hex>`` (hashes of the client address and of the
+login name as typed). Every replica of admin reads the same bucket, so any may serve a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+from nats.errors import Error as NatsError
+from nats.js.errors import Error as JsError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from qmesh.contract.errors import Temporary
+from services.admin.throttle import Failures, failed
+
+log = logging.getLogger(__name__)
+
+SESSION_LIFETIME = 8 * 3600.0  # as the bucket's TTL (qmesh.bus.provision.WEBSESSIONS_TTL)
+TOKEN_BYTES = 32
+_KV_ERRORS = (NatsError, JsError, OSError, TimeoutError)
+
+
+class SessionRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str = "qmesh.admin.session.v1"
+    login: str  # account@domain
+    domain: str | None  # None: the system administrator
+    csrf: str
+    expires: float
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def tokens_match(given: str | None, expected: str) -> bool:
+    return given is not None and secrets.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode()
+    )
+
+
+class Sessions:
+    def __init__(self, kv: Callable[[], KeyValue], clock: Callable[[], float] = time.time) -> None:
+        self._kv = kv
+        self._clock = clock
+
+    def _bucket(self) -> KeyValue:
+        try:
+            return self._kv()
+        except Exception as err:
+            raise Temporary("the session store cannot be reached") from err
+
+    async def create(self, login: str, domain: str | None) -> tuple[str, SessionRecord]:
+        """A new session; returns the cookie token and the record."""
+        token = new_token()
+        record = SessionRecord(
+            login=login,
+            domain=domain,
+            csrf=new_token(),
+            expires=self._clock() + SESSION_LIFETIME,
+        )
+        try:
+            await self._bucket().create(
+                f"session.{_digest(token)}", record.model_dump_json().encode()
+            )
+        except _KV_ERRORS as err:
+            raise Temporary("the session store cannot be reached") from err
+        return token, record
+
+    async def get(self, token: str | None) -> SessionRecord | None:
+        if not token or len(token) > 128:
+            return None
+        try:
+            entry = await self._bucket().get(f"session.{_digest(token)}")
+        except KeyNotFoundError:
+            return None
+        except _KV_ERRORS as err:
+            raise Temporary("the session store cannot be reached") from err
+        try:
+            record = SessionRecord.model_validate_json(entry.value or b"")
+        except ValidationError:
+            log.warning("admin.session_invalid")
+            return None
+        if record.expires <= self._clock():
+            return None
+        return record
+
+    async def delete(self, token: str | None) -> None:
+        if not token or len(token) > 128:
+            return
+        try:
+            await self._bucket().delete(f"session.{_digest(token)}")
+        except _KV_ERRORS as err:
+            raise Temporary("the session store cannot be reached") from err
+
+    # --- failed logins ---------------------------------------------------------------------
+
+    @staticmethod
+    def failure_keys(client: str, login: str) -> tuple[str, str]:
+        return f"fail.client.{_digest(client)}", f"fail.login.{_digest(login.strip().lower())}"
+
+    async def failures(self, key: str) -> Failures | None:
+        try:
+            entry = await self._bucket().get(key)
+        except KeyNotFoundError:
+            return None
+        except _KV_ERRORS as err:
+            raise Temporary("the session store cannot be reached") from err
+        try:
+            return Failures.model_validate_json(entry.value or b"")
+        except ValidationError:
+            return None
+
+    async def record_failure(self, key: str) -> None:
+        """Count one failure, compare-and-set (a lost race counts again, a few times)."""
+        kv = self._bucket()
+        for _ in range(5):
+            try:
+                try:
+                    entry = await kv.get(key)
+                    old = Failures.model_validate_json(entry.value or b"")
+                    revision = entry.revision
+                except KeyNotFoundError:
+                    old, revision = None, None
+                except ValidationError:
+                    old, revision = None, entry.revision
+                new = failed(old, self._clock()).model_dump_json().encode()
+                if revision is None:
+                    await kv.create(key, new)
+                else:
+                    await kv.update(key, new, last=revision)
+                return
+            except KeyWrongLastSequenceError:
+                continue
+            except _KV_ERRORS as err:
+                if "wrong last sequence" in str(err):
+                    continue
+                raise Temporary("the session store cannot be reached") from err
+
+    async def forget_failures(self, key: str) -> None:
+        try:
+            await self._bucket().delete(key)
+        except _KV_ERRORS as err:
+            raise Temporary("the session store cannot be reached") from err
