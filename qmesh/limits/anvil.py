@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable, Coroutine
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = 1.0  # seconds one check may take before it allows
 ATTEMPTS = 8  # compare-and-set attempts under contention
+RELEASE_PATIENCE = 120.0  # seconds a release keeps trying through contention or an outage
 
 Rule = Callable[[bytes | None], Change]
 
@@ -112,7 +114,10 @@ class Anvil:
                 else:
                     await kv.update(key, change.record, last=revision)
             except KeyWrongLastSequenceError:
-                continue  # another replica wrote first: judge again with its value
+                # another writer was first: judge again with its value, after a short random
+                # pause so that writers racing for one key stop colliding in step
+                await asyncio.sleep(random.uniform(0.0, 0.002))
+                continue
             return change
         raise Unavailable("contended")
 
@@ -194,8 +199,25 @@ class Anvil:
         """Give the connection's places back, in the background."""
         keys, admission.keys = admission.keys, []
         for key in keys:
-            closing = partial(self._close, token=admission.token)
-            self._later(self._cas(key, closing))
+            self._later(self._release(key, admission.token))
+
+    async def _release(self, key: str, token: str) -> None:
+        """One place given back, tried again until it is: a release lost to contention (many
+        short connections from one address) would otherwise hold its place until its deadline,
+        the session's lifetime, and the address would be refused for connections it no longer
+        has."""
+        give_up = time.monotonic() + RELEASE_PATIENCE
+        pause = 0.005
+        while True:
+            try:
+                await self._cas(key, partial(self._close, token=token))
+                return
+            except Unavailable as err:
+                if time.monotonic() > give_up:
+                    self._unavailable("connections", err)
+                    return
+            await asyncio.sleep(pause * random.uniform(1.0, 2.0))
+            pause = min(pause * 2, 1.0)
 
     def _close(self, raw: bytes | None, *, token: str) -> Change:
         return rules.close_connection(raw, token, self._clock())
