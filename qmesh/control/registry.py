@@ -180,11 +180,11 @@ SPECS: tuple[ControlSpec, ...] = (
        "Seconds one SMTP or QMTP connection may last in all (QMTP-01's hour); then `451` "
        "(SMTP) or close (SMTPD-70).", ext=True),
     # defences at the door (docs/defences.md): limits held across every replica
-    _c("clientconnections", "number", 50, ("smtpd", "pop3d"),
+    _c("clientconnections", "number", 0, ("smtpd", "pop3d"),
        "Connections one client address (IPv6: its /64) may hold at once across all replicas "
        "of the service; more get `421 4.7.0` (SMTP) or `-ERR [IN-USE]` (POP3). `0` = no "
-       "limit. `relayclients` are exempt.", ext=True),
-    _c("netconnections", "number", 200, ("smtpd", "pop3d"),
+       "limit (each replica still applies `maxconnip`). `relayclients` are exempt.", ext=True),
+    _c("netconnections", "number", 0, ("smtpd", "pop3d"),
        "As `clientconnections`, for a client's network (IPv4 /24, IPv6 /48).", ext=True),
     _c("clientmessages", "number", 0, ("smtpd",),
        "Messages one client address may send per minute across all replicas; more get "

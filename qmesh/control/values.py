@@ -70,8 +70,8 @@ class Controls:
     timeoutsession: int
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
     # defences (docs/defences.md); defaults here too, so older callers need not name them
-    clientconnections: int = 50
-    netconnections: int = 200
+    clientconnections: int = 0
+    netconnections: int = 0
     clientmessages: int = 0
     clientrecipients: int = 0
     authfailures: int = 10

@@ -33,8 +33,8 @@ MAX_DELAY = 15.0  # the longest delay before a failed login's reply
 class Limits:
     """The limit controls (``0`` turns one off)."""
 
-    client_connections: int = 50  # ``clientconnections``
-    net_connections: int = 200  # ``netconnections``
+    client_connections: int = 0  # ``clientconnections`` (off: each replica's maxconnip)
+    net_connections: int = 0  # ``netconnections``
     client_messages: int = 0  # ``clientmessages``: per minute
     client_recipients: int = 0  # ``clientrecipients``: per minute
     auth_failures: int = 10  # ``authfailures``: per client, then blocked
