@@ -9,7 +9,6 @@ result is acknowledged only after its record is durable (SEND-01, SEND-30).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -43,11 +42,6 @@ log = logging.getLogger(__name__)
 
 HOLD_RECHECK = SWEEP_INTERVAL  # a held channel (SEND-26) is looked at again after this long
 BUSY_RETRY = 2.0  # a message another replica owns is looked at again after this long
-# A settlement of a message with several deliveries in flight waits this long at most for
-# their results to gather (throughput #10): one write then records several of them. It waits
-# no longer than it takes the results still expected, or GATHER of them, to arrive.
-LINGER = 0.02
-GATHER = 32
 
 
 def arrival(todo: Todo, state: MessageState) -> dict[str, object]:
@@ -102,7 +96,6 @@ class SendQueue:
         # results waiting for the next settlement of their message, and the task settling it
         self._gathered: dict[str, list[tuple[Result, asyncio.Future[None]]]] = {}
         self._settling: dict[str, asyncio.Task[None]] = {}
-        self._awaited: dict[str, tuple[int, asyncio.Event]] = {}  # results a settlement awaits
 
     async def on_todo(self, todo: Todo) -> None:
         """SEND-01: write the state, then (by returning) let the todo be acknowledged.
@@ -151,11 +144,7 @@ class SendQueue:
         write that is lost leaves every result of it to be delivered again.
         """
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        gathered = self._gathered.setdefault(result.id, [])
-        gathered.append((result, waiter))
-        awaited = self._awaited.get(result.id)
-        if awaited is not None and len(gathered) >= awaited[0]:
-            awaited[1].set()
+        self._gathered.setdefault(result.id, []).append((result, waiter))
         if result.id not in self._settling:
             task = asyncio.create_task(self._settle_gathered(result.id))
             self._settling[result.id] = task
@@ -164,7 +153,6 @@ class SendQueue:
     async def _settle_gathered(self, qid: str) -> None:
         """Settle the results gathered for ``qid`` until none are left, one batch at a time."""
         try:
-            await self._linger(qid)
             while gathered := self._gathered.pop(qid, None):
                 results = [result for result, _ in gathered]
                 try:
@@ -191,23 +179,6 @@ class SendQueue:
                         waiter.set_result(None)
         finally:
             del self._settling[qid]
-
-    async def _linger(self, qid: str) -> None:
-        """Wait briefly for more results of a message that has several deliveries in flight, as
-        far as this replica knows: every one of them costs a write when each is settled alone."""
-        loaded = self._states.remembered(qid)
-        if loaded is None:
-            return
-        expected = min(GATHER, sum(len(p.inflight) for p in loaded[0].passes.values()))
-        if len(self._gathered.get(qid, ())) >= expected:
-            return
-        arrived = asyncio.Event()
-        self._awaited[qid] = (expected, arrived)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(arrived.wait(), LINGER)
-        finally:
-            del self._awaited[qid]
 
     async def _settle(self, qid: str, results: list[Result]) -> list[Result]:
         """Record gathered results of one message, then do what it needs now; the early ones.
