@@ -28,6 +28,7 @@ from qmesh.bus.jetstream import JetStreamPublisher
 from qmesh.bus.provision import ensure_kv
 from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
+from qmesh.contract.errors import Temporary
 from qmesh.contract.events import Job, LocalJob, Origin, Result, Todo
 from qmesh.contract.ids import QueueId
 from qmesh.contract.queue import enqueue
@@ -42,6 +43,7 @@ from services.send.config import SendConfig
 from services.send.consumer import SendQueue
 from services.send.owner import Ownership
 from services.send.schedule import Timer
+from services.send.state import MessageState
 from services.send.store import StateStore
 
 pytestmark = pytest.mark.integration
@@ -388,3 +390,70 @@ async def test_send_30_results_of_one_message_are_settled_together(
         assert info.num_redelivered == 0  # none deferred ("kept changing", "early")
         writes = after - before  # every write of the record, its removal included
         assert writes <= LIST_SIZE // 20, writes  # at most one write per twenty results
+
+
+class LosingStore(StateStore):
+    """The queue bucket as seen when one write's answer is lost (the connection drops)."""
+
+    def __init__(self, kv: Callable[[], KeyValue]) -> None:
+        super().__init__(kv)
+        self.lose = 0
+
+    async def update_or_remove(
+        self,
+        qid: str,
+        change: Callable[[MessageState], MessageState | None],
+        finished: Callable[[MessageState], bool] | None,
+    ) -> tuple[MessageState | None, MessageState | None, bool]:
+        if self.lose:
+            self.lose -= 1
+            self.forget(qid)
+            raise Temporary("cannot write queue state: connection lost")
+        return await super().update_or_remove(qid, change, finished)
+
+
+async def test_send_30_a_lost_write_leaves_every_result_of_it_to_come_again(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """SEND-30: results settled together share one write, so when it is lost every one of
+    them is refused (the consumer delivers each again) and none is taken as recorded; given
+    again, they are recorded and the message finished."""
+    async with send_replicas(private_nats, tmp_path, 1) as cluster:
+        (send,) = cluster.replicas
+        store = LosingStore(lambda: cluster.kv)
+        send._states = store  # the same queue, with a store that loses one write
+        queued = await enqueue(
+            cluster.blobs,
+            JetStreamPublisher(cluster.js),
+            sender="joe@far.test",
+            recipients=[f"sub{n}@example.test" for n in range(3)],
+            body=BODY,
+            origin=Origin(kind="inject"),
+            clock=cluster.clock,
+        )
+        msg = await cluster.js.get_last_msg(subjects.STREAM_TODO, subjects.TODO)
+        assert msg.data is not None
+        await send.on_todo(Todo.decode(msg.data))
+        results = [
+            Result(
+                id=queued.id,
+                channel="local",
+                rcpt_index=n,
+                attempt=1,
+                outcome="delivered",
+                report="did 0+0+1/\n",
+            )
+            for n in range(3)
+        ]
+        store.lose = 1
+        outcomes = await asyncio.gather(
+            *(send.on_result(r) for r in results), return_exceptions=True
+        )
+        assert all(isinstance(o, Temporary) for o in outcomes), outcomes
+        loaded = await StateStore(lambda: cluster.kv).load(queued.id)
+        assert loaded is not None and not any(r.done for r in loaded[0].recipients)
+        assert await body_exists(cluster.blobs, queued.id)
+
+        await asyncio.gather(*(send.on_result(r) for r in results))  # delivered again
+        assert await StateStore(lambda: cluster.kv).load(queued.id) is None
+        assert not await body_exists(cluster.blobs, queued.id)
