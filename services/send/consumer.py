@@ -8,6 +8,7 @@ result is acknowledged only after its record is durable (SEND-01, SEND-30).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -26,12 +27,11 @@ from services.send.bounce import bounce_message, bounce_target
 from services.send.config import SendConfig
 from services.send.owner import Ownership
 from services.send.plan import (
-    apply_result,
+    apply_results,
     due_channels,
     held_channels,
     next_wakeup,
     preprocess,
-    result_is_early,
     start_pass,
 )
 from services.send.schedule import SWEEP_INTERVAL, Timer
@@ -93,6 +93,9 @@ class SendQueue:
         self._timer = timer
         self._owner = owner
         self._clock = clock
+        # results waiting for the next settlement of their message, and the task settling it
+        self._gathered: dict[str, list[tuple[Result, asyncio.Future[None]]]] = {}
+        self._settling: dict[str, asyncio.Task[None]] = {}
 
     async def on_todo(self, todo: Todo) -> None:
         """SEND-01: write the state, then (by returning) let the todo be acknowledged.
@@ -132,53 +135,110 @@ class SendQueue:
         return True
 
     async def on_result(self, result: Result) -> None:
-        """SEND-30: record the outcome, then do what the message needs now.
+        """SEND-30: record the outcome (then, by returning, let the result be acknowledged).
 
-        As its owner, send records the result and attends the message at once; a result that
-        leaves every recipient done with nothing to bounce removes the record in that same
+        Results of one message are settled together (throughput #10, lists #15): a result that
+        arrives while a settlement of its message is in flight waits for the next one, which
+        applies every result gathered meanwhile in one compare-and-set. This handler returns
+        only once the record says its result, and raises what that settlement raised, so a
+        write that is lost leaves every result of it to be delivered again.
+        """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._gathered.setdefault(result.id, []).append((result, waiter))
+        if result.id not in self._settling:
+            task = asyncio.create_task(self._settle_gathered(result.id))
+            self._settling[result.id] = task
+        await waiter
+
+    async def _settle_gathered(self, qid: str) -> None:
+        """Settle the results gathered for ``qid`` until none are left, one batch at a time."""
+        try:
+            while gathered := self._gathered.pop(qid, None):
+                results = [result for result, _ in gathered]
+                try:
+                    early = {id(result) for result in await self._settle(qid, results)}
+                except Exception as err:
+                    for _, waiter in gathered:
+                        if not waiter.done():
+                            waiter.set_exception(err)
+                    continue
+                except BaseException:  # cancelled: the handlers end, their events come again
+                    for _, waiter in gathered:
+                        waiter.cancel()
+                    raise
+                for result, waiter in gathered:
+                    if waiter.done():
+                        continue  # its handler was cancelled: the event is delivered again
+                    if id(result) in early:  # its pass is being recorded right now
+                        waiter.set_exception(
+                            Temporary(
+                                f"result of attempt {result.attempt} before its pass was recorded"
+                            )
+                        )
+                    else:
+                        waiter.set_result(None)
+        finally:
+            del self._settling[qid]
+
+    async def _settle(self, qid: str, results: list[Result]) -> list[Result]:
+        """Record gathered results of one message, then do what it needs now; the early ones.
+
+        As its owner, send records the results and attends the message at once; results that
+        leave every recipient done with nothing to bounce remove the record in that same
         compare-and-set instead of writing it (ARCH-05: record first, then the body). When
-        another replica owns the message, the result is recorded and that owner, or this
+        another replica owns the message, the results are recorded and that owner, or this
         replica shortly, attends it.
         """
-        async with self._owner.hold(result.id) as owned:
+        async with self._owner.hold(qid) as owned:
             if owned:
-                after, removed = await self._record(result, finish=True)
+                after, removed, early = await self._record(qid, results, finish=True)
                 if removed and after is not None:
-                    self._owner.gone(result.id)
+                    self._owner.gone(qid)
                     await self._remove_body(after)
                 elif after is not None:
-                    await self._attend(result.id, trusted=True)  # just written, under the lease
-                return
-        after, _ = await self._record(result, finish=False)
+                    await self._attend(qid, trusted=True)  # just written, under the lease
+                return early
+        after, _, early = await self._record(qid, results, finish=False)
         if after is not None:
-            self._timer.wake(result.id, self._clock() + BUSY_RETRY)  # another replica has it
+            self._timer.wake(qid, self._clock() + BUSY_RETRY)  # another replica has it
+        return early
 
-    async def _record(self, result: Result, *, finish: bool) -> tuple[MessageState | None, bool]:
-        """Apply one result (compare-and-set); the record after it (None: nothing changed) and
-        whether the message was finished with it."""
+    async def _record(
+        self, qid: str, results: list[Result], *, finish: bool
+    ) -> tuple[MessageState | None, bool, list[Result]]:
+        """Apply results in one compare-and-set: the record after them (None: nothing
+        changed), whether the message was finished with them, and the early ones."""
         now = self._clock()
-        early = False
+        applied: list[Result] = []
+        early: list[Result] = []
 
         def record(state: MessageState) -> MessageState | None:
-            nonlocal early
-            early = result_is_early(state, result)
-            return None if early else apply_result(state, result, now)
+            nonlocal applied, early
+            after, applied, early = apply_results(state, results, now)
+            return after if applied else None
 
         _, after, removed = await self._states.update_or_remove(
-            result.id, record, finished if finish else None
+            qid, record, finished if finish else None
         )
-        if early:  # the pass that produced it is being recorded right now: take it again later
-            raise Temporary(f"result of attempt {result.attempt} before its pass was recorded")
-        if after is None:
-            log.info(
-                "send.result_ignored",
-                extra={
-                    "msg_id": result.id,
-                    "rcpt_index": result.rcpt_index,
-                    "attempt": result.attempt,
-                },
-            )
-            return None, False
+        recorded = {id(result) for result in applied} if after is not None else set()
+        left = {id(result) for result in early}
+        for result in results:
+            if id(result) in recorded:
+                self._recorded(result, after)
+            elif id(result) not in left:
+                log.info(
+                    "send.result_ignored",
+                    extra={
+                        "msg_id": result.id,
+                        "rcpt_index": result.rcpt_index,
+                        "attempt": result.attempt,
+                    },
+                )
+        return after, removed, early
+
+    def _recorded(self, result: Result, after: MessageState | None) -> None:
+        """qmail's ``delivery N: ...`` line and the metrics of one recorded result."""
+        assert after is not None
         rcpt = after.recipients[result.rcpt_index]
         event = {
             "delivered": "delivery_success",
@@ -202,7 +262,6 @@ class SendQueue:
                 "report": result.report[:500],
             },
         )
-        return after, removed
 
     async def attend(self, qid: str) -> None:
         """Do whatever the message needs now, as its only owner (ARCH-06)."""

@@ -6,7 +6,7 @@ Nothing here touches NATS or storage: each function takes a state and returns th
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Sequence
 
 from qmesh.contract.envelope import DOUBLE_BOUNCE_SENDER, split_address
 from qmesh.contract.events import Job, LocalJob, RemoteJob, Result, Todo
@@ -155,15 +155,38 @@ def apply_result(state: MessageState, result: Result, now: float) -> MessageStat
             )
         else:
             done = False
-    recipients = tuple(
-        r.model_copy(update={"done": done, "last_report": report}) if r.index == rcpt.index else r
-        for r in state.recipients
-    )
+    # slices, not a loop over every recipient: a list post has thousands (lists #15)
+    at = result.rcpt_index
+    changed = rcpt.model_copy(update={"done": done, "last_report": report})
+    recipients = (*state.recipients[:at], changed, *state.recipients[at + 1 :])
     passes = state.passes
     if this_pass:
-        inflight = tuple(i for i in current.inflight if i != rcpt.index)
+        gone = current.inflight.index(rcpt.index)
+        inflight = current.inflight[:gone] + current.inflight[gone + 1 :]
         passes = {**passes, result.channel: current.model_copy(update={"inflight": inflight})}
     return state.model_copy(update={"recipients": recipients, "bounces": bounces, "passes": passes})
+
+
+def apply_results(
+    state: MessageState, results: Sequence[Result], now: float
+) -> tuple[MessageState, list[Result], list[Result]]:
+    """SEND-30 for results of one message gathered together: :func:`apply_result` to each in
+    order, so the state after them is written once (throughput #10, lists #15).
+
+    Returns the state after them, the results that changed it, and the early ones
+    (:func:`result_is_early`), which are left out to be applied later.
+    """
+    applied: list[Result] = []
+    early: list[Result] = []
+    for result in results:
+        if result_is_early(state, result):
+            early.append(result)
+            continue
+        after = apply_result(state, result, now)
+        if after is not None:
+            state = after
+            applied.append(result)
+    return state, applied, early
 
 
 def due_channels(state: MessageState, now: float) -> list[Channel]:

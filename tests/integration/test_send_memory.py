@@ -23,10 +23,12 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from qmesh.bus.connection import NatsConnection
+from qmesh.bus.consumer import Consumer
 from qmesh.bus.jetstream import JetStreamPublisher
 from qmesh.bus.provision import ensure_kv
 from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
+from qmesh.contract.errors import Temporary
 from qmesh.contract.events import Job, LocalJob, Origin, Result, Todo
 from qmesh.contract.ids import QueueId
 from qmesh.contract.queue import enqueue
@@ -41,6 +43,7 @@ from services.send.config import SendConfig
 from services.send.consumer import SendQueue
 from services.send.owner import Ownership
 from services.send.schedule import Timer
+from services.send.state import MessageState
 from services.send.store import StateStore
 
 pytestmark = pytest.mark.integration
@@ -297,3 +300,160 @@ async def test_arch_06_a_replica_that_lost_its_lease_leaves_the_new_owners_alone
             assert owned_third
     finally:
         await nc.close()
+
+
+LIST_SIZE = 2000  # a list post: one message, every subscriber a recipient (lists #15)
+
+
+async def test_send_30_results_of_one_message_are_settled_together(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """SEND-30, ARCH-05: one message to 2,000 local mailboxes whose results all arrive at once,
+    taken by send's own result consumer. Each result is acked only once the record says it,
+    but results that arrive while a settlement of their message is in flight are written
+    together: the record is rewritten far fewer times than there are results (one write per
+    result took many minutes for such a message), and the message is finished, record first
+    and then its body, with nothing left to deliver again."""
+    async with send_replicas(private_nats, tmp_path, 1) as cluster:
+        (send,) = cluster.replicas
+        queued = await enqueue(
+            cluster.blobs,
+            JetStreamPublisher(cluster.js),
+            sender="list-return-1-@example.test-@[]",
+            recipients=[f"sub{n}@example.test" for n in range(LIST_SIZE)],
+            body=BODY,
+            origin=Origin(kind="inject"),
+            clock=cluster.clock,
+        )
+        msg = await cluster.js.get_last_msg(subjects.STREAM_TODO, subjects.TODO)
+        assert msg.data is not None
+        await send.on_todo(Todo.decode(msg.data))  # SEND-21: one pass, every recipient
+        job = await cluster.last_job()
+        assert (job.id, job.attempt, job.rcpt_index) == (queued.id, 1, LIST_SIZE - 1)
+
+        for start in range(0, LIST_SIZE, 100):  # local's results, all in the stream at once
+            results = [
+                Result(
+                    id=queued.id,
+                    channel="local",
+                    rcpt_index=n,
+                    attempt=1,
+                    outcome="delivered",
+                    report="did 0+0+1/\n",
+                )
+                for n in range(start, start + 100)
+            ]
+            await asyncio.gather(
+                *(
+                    JetStreamPublisher(cluster.js).publish(
+                        subjects.result("local"), r.encode(), msg_id=r.msg_id()
+                    )
+                    for r in results
+                )
+            )
+        before = (await cluster.js.stream_info(f"KV_{subjects.KV_QUEUE}")).state.last_seq
+
+        conn = NatsConnection(Settings(nats_url=private_nats.url), "send")
+        await conn.start()
+        consumer = Consumer(
+            conn,
+            stream=subjects.STREAM_RESULT,
+            durable=subjects.CONSUMER_SEND_RESULT,
+            event=Result,
+            handle=send.on_result,
+            concurrency=64,  # as send runs it
+        )
+        await consumer.start()
+        try:
+            async with asyncio.timeout(60):  # one write per result: many minutes
+
+                async def settled() -> bool:
+                    pending = await conn.js.consumer_info(
+                        subjects.STREAM_RESULT, subjects.CONSUMER_SEND_RESULT
+                    )
+                    return (
+                        await StateStore(lambda: cluster.kv).load(queued.id) is None
+                        and not await body_exists(cluster.blobs, queued.id)
+                        and pending.num_pending + pending.num_ack_pending == 0
+                    )
+
+                while not await settled():  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+            info = await conn.js.consumer_info(
+                subjects.STREAM_RESULT, subjects.CONSUMER_SEND_RESULT
+            )
+        finally:
+            await consumer.stop()
+            await conn.stop()
+        after = (await cluster.js.stream_info(f"KV_{subjects.KV_QUEUE}")).state.last_seq
+        assert info.num_pending == 0 and info.num_ack_pending == 0  # every result acked
+        assert info.num_redelivered == 0  # none deferred ("kept changing", "early")
+        writes = after - before  # every write of the record, its removal included
+        assert writes <= LIST_SIZE // 20, writes  # at most one write per twenty results
+
+
+class LosingStore(StateStore):
+    """The queue bucket as seen when one write's answer is lost (the connection drops)."""
+
+    def __init__(self, kv: Callable[[], KeyValue]) -> None:
+        super().__init__(kv)
+        self.lose = 0
+
+    async def update_or_remove(
+        self,
+        qid: str,
+        change: Callable[[MessageState], MessageState | None],
+        finished: Callable[[MessageState], bool] | None,
+    ) -> tuple[MessageState | None, MessageState | None, bool]:
+        if self.lose:
+            self.lose -= 1
+            self.forget(qid)
+            raise Temporary("cannot write queue state: connection lost")
+        return await super().update_or_remove(qid, change, finished)
+
+
+async def test_send_30_a_lost_write_leaves_every_result_of_it_to_come_again(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """SEND-30: results settled together share one write, so when it is lost every one of
+    them is refused (the consumer delivers each again) and none is taken as recorded; given
+    again, they are recorded and the message finished."""
+    async with send_replicas(private_nats, tmp_path, 1) as cluster:
+        (send,) = cluster.replicas
+        store = LosingStore(lambda: cluster.kv)
+        send._states = store  # the same queue, with a store that loses one write
+        queued = await enqueue(
+            cluster.blobs,
+            JetStreamPublisher(cluster.js),
+            sender="joe@far.test",
+            recipients=[f"sub{n}@example.test" for n in range(3)],
+            body=BODY,
+            origin=Origin(kind="inject"),
+            clock=cluster.clock,
+        )
+        msg = await cluster.js.get_last_msg(subjects.STREAM_TODO, subjects.TODO)
+        assert msg.data is not None
+        await send.on_todo(Todo.decode(msg.data))
+        results = [
+            Result(
+                id=queued.id,
+                channel="local",
+                rcpt_index=n,
+                attempt=1,
+                outcome="delivered",
+                report="did 0+0+1/\n",
+            )
+            for n in range(3)
+        ]
+        store.lose = 1
+        outcomes = await asyncio.gather(
+            *(send.on_result(r) for r in results), return_exceptions=True
+        )
+        assert all(isinstance(o, Temporary) for o in outcomes), outcomes
+        loaded = await StateStore(lambda: cluster.kv).load(queued.id)
+        assert loaded is not None and not any(r.done for r in loaded[0].recipients)
+        assert await body_exists(cluster.blobs, queued.id)
+
+        await asyncio.gather(*(send.on_result(r) for r in results))  # delivered again
+        assert await StateStore(lambda: cluster.kv).load(queued.id) is None
+        assert not await body_exists(cluster.blobs, queued.id)

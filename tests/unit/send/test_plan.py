@@ -11,6 +11,7 @@ from qmesh.contract.outcome import Outcome
 from qmesh.routing.classify import RoutingRules
 from services.send.plan import (
     apply_result,
+    apply_results,
     delivery_sender,
     due_channels,
     held_channels,
@@ -117,6 +118,32 @@ def test_send_30_stale_and_repeated_results_change_nothing() -> None:
     done = apply_result(state, result(jobs[0], "delivered"), 1.0)
     assert done is not None and done.complete
     assert apply_result(done, result(jobs[0], "delivered"), 2.0) is None
+
+
+def test_send_30_results_gathered_together_are_applied_in_order() -> None:
+    """Results of one message settled together (throughput #10) end where applying them one
+    at a time ends; a repeat changes nothing and a result of a pass not yet recorded is left
+    out to be taken again."""
+    state = preprocess(
+        todo("a@example.test", "b@example.test", "c@example.test"), RULES, set(), 0.0
+    )
+    state, jobs = start_pass(state, "local", 0.0, WEEK)
+    early = Result.for_job(jobs[2].model_copy(update={"attempt": 2}), "delivered", "later")
+    gathered = [
+        result(jobs[1], "failed", "Sorry. (#5.1.1)"),
+        early,
+        result(jobs[0], "delivered"),
+        result(jobs[0], "delivered"),  # a repeat
+        result(jobs[2], "deferred", "busy"),
+    ]
+    after, changed, left = apply_results(state, gathered, 1.0)
+    one_by_one = state
+    for res in (gathered[0], gathered[2], gathered[4]):
+        one_by_one = applied(one_by_one, res, 1.0)
+    assert after == one_by_one
+    assert changed == [gathered[0], gathered[2], gathered[4]] and left == [early]
+    assert after.idle and [r.done for r in after.recipients] == [True, True, False]
+    assert apply_results(after, gathered[:1], 2.0) == (after, [], [])
 
 
 def test_send_24_final_pass_turns_deferral_into_failure() -> None:
