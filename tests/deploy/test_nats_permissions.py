@@ -26,6 +26,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, KeyValueConfig, StreamConfig
 from nats.js.errors import BadRequestError
@@ -520,7 +521,15 @@ async def test_send_25_admin_reads_the_queue_and_flushes_through_send(
 
     await send.nc.subscribe(subjects.ADMIN_SEND_FLUSH, queue="send", cb=answer)
     await send.nc.flush()
-    reply = await admin.nc.request(subjects.ADMIN_SEND_FLUSH, b"{}", timeout=2)
+    deadline = time.monotonic() + 10
+    while True:  # on a busy machine the server may take a moment to route to the new interest
+        try:
+            reply = await admin.nc.request(subjects.ADMIN_SEND_FLUSH, b"{}", timeout=2)
+            break
+        except NoRespondersError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
     assert reply.data == b"flushed"
 
     js = admin.nc.jetstream(timeout=2)
