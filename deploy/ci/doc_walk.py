@@ -113,6 +113,13 @@ def s3_secret(kubectl: Kubectl, name: str, access: str, secret: str) -> list[Doc
     )
 
 
+def dkim_secret(kubectl: Kubectl, name: str, keys: dict[str, Path]) -> list[Doc]:
+    """`kubectl create secret generic NAME --from-file=<domain>_<selector>=<key file> ...` as
+    docs/deliverability.md shows it, one key per `qmesh dkim keygen` file."""
+    files = [f"--from-file={k}={p}" for k, p in sorted(keys.items())]
+    return kubectl("-n", "qmesh", "create", "secret", "generic", name, *files)
+
+
 def tls_secret(kubectl: Kubectl, name: str, cert: Path, key: Path) -> list[Doc]:
     """`kubectl -n qmesh create secret tls NAME --cert=... --key=...` as the guide shows it."""
     return kubectl("-n", "qmesh", "create", "secret", "tls", name, f"--cert={cert}", f"--key={key}")

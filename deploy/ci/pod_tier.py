@@ -161,8 +161,27 @@ class Tier:
                 self.docs += doc_walk.s3_secret(self.kubectl, name, access, secret)
             elif name.endswith("-tls"):
                 self.docs += self.tls_secret(name)
+            elif name.endswith("-dkim"):
+                self.docs += self.dkim_secret(name)
             else:
                 fail(f"the chart needs Secret {name} and the guide does not say how to make it")
+
+    def dkim_secret(self, name: str) -> list[Doc]:
+        """Every selector the values name, made with `qmesh dkim keygen` as the guide says."""
+        control = self.work / "dkim-control"
+        keys: dict[str, Path] = {}
+        domains: dict[str, dict[str, list[str]]] = {}
+        for path in (CHART / "ci" / f"{self.scenario}-values.yaml", *self.extra_values):
+            domains |= (yaml.safe_load(path.read_text()) or {}).get("dkim", {}).get("domains", {})
+        for domain, spec in domains.items():
+            for selector in spec.get("selectors") or []:
+                algorithm = "ed25519" if selector.startswith("ed") else "rsa"
+                run(
+                    "env", f"QMESH_CONTROL={control}", str(self.venv / "bin" / "qmesh"),
+                    "dkim", "keygen", domain, "--selector", selector, "--algorithm", algorithm,
+                )  # fmt: skip
+                keys[f"{domain}_{selector}"] = control / "domainkeys" / domain / selector
+        return doc_walk.dkim_secret(self.kubectl, name, keys)
 
     def tls_secret(self, name: str) -> list[Doc]:
         names = self.canonical_names()

@@ -141,20 +141,11 @@ async def serve(service: Service, settings: Settings) -> None:
     await running.stop()
 
 
-def run(
-    name: str,
-    build: Callable[[Settings], Awaitable[Service]],
-    *,
-    http_port: Callable[[Settings], int] | None = None,
-) -> None:
-    """Entry point of ``qmesh run <name>``: settings, logging, one loop.
-
-    ``http_port`` picks the HTTP port from the settings for a service whose pages are its
-    HTTP side (admin: ``QMESH_ADMIN_PORT``); others use ``QMESH_HTTP_PORT``.
-    """
+def run(name: str, build: Callable[[Settings], Awaitable[Service]]) -> None:
+    """Entry point of ``qmesh run <name>``: settings, logging, one loop. Every service serves
+    HTTP on ``QMESH_HTTP_PORT`` (admin's pages too: ``qmesh up`` sets it from
+    ``QMESH_ADMIN_PORT``)."""
     settings = Settings()
-    if http_port is not None:
-        settings = settings.model_copy(update={"http_port": http_port(settings)})
     setup_logging(name, settings.log_level)
 
     async def main() -> None:

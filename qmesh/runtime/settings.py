@@ -51,7 +51,6 @@ class Settings(BaseSettings):
     pop3s_port: int = Field(default=2995, ge=0, le=65535)
     imap_port: int = Field(default=2143, ge=0, le=65535)  # imapd (#13)
     imaps_port: int = Field(default=2993, ge=0, le=65535)
-    admin_port: int = Field(default=8088, ge=0, le=65535)  # admin's pages and health (#14)
     # concurrent sessions per listener (SMTPD-73, tcpserver -c); more wait in the backlog
     max_sessions: int = Field(default=500, ge=1)
 

@@ -1,4 +1,4 @@
 from qmesh.runtime.service import run
 from services.admin.app import build
 
-run("admin", build, http_port=lambda s: s.admin_port)
+run("admin", build)  # pages and health on QMESH_HTTP_PORT, as every service
