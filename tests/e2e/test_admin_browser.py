@@ -92,7 +92,7 @@ def admin_url(tmp_path: Path, control_dir: Path) -> Iterator[str]:
         "QMESH_NATS_PASSWORD_FILE": str(password_file(data, "webadmin")),
         "QMESH_CONTROL": str(control_dir),
         "QMESH_HTTP_HOST": "127.0.0.1",
-        "QMESH_ADMIN_PORT": str(port),
+        "QMESH_HTTP_PORT": str(port),
     }
     log = (tmp_path / "admin.log").open("wb")
     process = subprocess.Popen(
