@@ -24,6 +24,7 @@ from qmesh.store.factory import open_store
 from services.remote import metrics
 from services.remote.consumer import RemoteDelivery, batch_key
 from services.remote.routes import SMTP_PORT
+from services.remote.sealing import Sealer
 from services.remote.signing import Signer
 from services.remote.tcpto import SharedTimeouts
 from services.remote.tlspolicy import HTTPS_PORT, TlsPolicies
@@ -72,6 +73,7 @@ def assemble(
         streams=(subjects.STREAM_RESULT,),
         kv_buckets=(subjects.KV_TCPTO, subjects.KV_DELIVERIES, subjects.KV_MTASTS),
     )
+    keys = Keys(settings.control)  # DKIM and ARC; a bad key stops startup (issue 11)
     delivery = RemoteDelivery(
         bus=conn,
         queue=queue,
@@ -81,7 +83,8 @@ def assemble(
         ledger=Ledger(lambda: conn.kv(subjects.KV_DELIVERIES)),  # hardening #10
         interfaces=interfaces,
         smtp_port=smtp_port,
-        signer=Signer(Keys(settings.control)),  # a bad key stops startup (issue 11)
+        signer=Signer(keys),
+        sealer=Sealer(keys),  # ARC for forwarded mail (RFC 8617)
         policies=TlsPolicies(  # MTA-STS and DANE (issue 11)
             resolver,
             lambda: conn.kv(subjects.KV_MTASTS),

@@ -46,6 +46,7 @@ from services.remote.client import Attempt, Letter, Stream, TlsDemand
 from services.remote.message import Message, open_message
 from services.remote.mx import Target, mx_targets, relay_targets, without_self
 from services.remote.routes import SMTP_PORT, BadRoute, Route, choose_route
+from services.remote.sealing import Sealer, authserv_id
 from services.remote.signing import Signer
 from services.remote.tcpto import TimeoutMemory
 from services.remote.tlsplan import TlsPlan, dane_plan
@@ -97,6 +98,7 @@ class RemoteDelivery:
         rng: random.Random | None = None,
         signer: Signer | None = None,
         policies: TlsPolicies | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self._bus = bus
         self._queue = queue
@@ -110,6 +112,7 @@ class RemoteDelivery:
         self._rng = rng or random.Random()
         self._signer = signer  # DKIM (issue 11)
         self._policies = policies  # MTA-STS and DANE (issue 11)
+        self._sealer = sealer  # ARC (issue 11)
 
     async def handle(self, job: RemoteJob) -> None:
         """The Consumer's handler for one job: deliver, publish the result, return (the ack)."""
@@ -235,6 +238,8 @@ class RemoteDelivery:
         message = await open_message(self._queue, job.id)
         if self._signer is not None:
             message = await self._signer.sign(message, sender, job.id)
+        if self._sealer is not None:  # after DKIM: the ARC set goes on top (RFC 8617)
+            message = await self._sealer.seal(message, authserv_id(c), job.id)
         letter = Letter(
             sender=sender,
             recipients=recipients,

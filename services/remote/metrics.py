@@ -35,3 +35,10 @@ TLS_POLICY = Counter(
     "mx_mismatch); `testing` failures are only counted (RFC 8461, RFC 7672)",
     ["policy", "mode", "result"],
 )
+ARC = Counter(
+    "qmesh_remote_arc_messages_total",
+    "Messages by ARC sealing result (sealed_cv_none, sealed_cv_pass, sealed_cv_fail, "
+    "not_checked, not_forwarded, no_key, unreadable_chain, chain_too_long, too_large, error) "
+    "(RFC 8617, issue 11)",
+    ["result"],
+)
