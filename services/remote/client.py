@@ -11,15 +11,16 @@ and unit-tested.
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from qmesh.contract.envelope import quote_address
 from qmesh.contract.outcome import Outcome
-from services.remote import report
+from services.remote import report, tlsrpt
 from services.remote.encode import DataEncoder
 
 MAX_LINE = 65536
@@ -136,6 +137,12 @@ class Stream:
         der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
         return der or b""
 
+    def peer_chain(self) -> list[bytes]:
+        """The certificates the server presented (DER), its own first; see :func:`chain_of`."""
+        sslobj = self._writer.get_extra_info("ssl_object")
+        chain = chain_of(sslobj) if sslobj is not None else []
+        return chain or ([self.peer_certificate()] if self.peer_certificate() else [])
+
     async def close(self, quit_first: bool = False) -> None:
         """Close; with ``quit_first`` send QUIT without waiting for its answer (REMOTE-30)."""
         with contextlib.suppress(Exception):
@@ -147,13 +154,33 @@ class Stream:
             await asyncio.wait_for(self._writer.wait_closed(), 1.0)
 
 
+def chain_of(sslobj: ssl.SSLObject) -> list[bytes]:
+    """The chain as sent by the server, DER, for DANE-TA (RFC 7672 section 3.1.2).
+
+    Python 3.13 names it ``SSLObject.get_unverified_chain``; 3.10 to 3.12 have it on the
+    ``_ssl`` object underneath. Without either, the list is empty and only the server's own
+    certificate is known.
+    """
+    method = getattr(sslobj, "get_unverified_chain", None)
+    if method is None:
+        method = getattr(getattr(sslobj, "_sslobj", None), "get_unverified_chain", None)
+    if method is None:
+        return []
+    try:
+        found = method() or []
+    except (ssl.SSLError, ValueError):
+        return []
+    der = [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in found]
+    return [bytes(c) for c in der]
+
+
 @dataclass(frozen=True, slots=True)
 class TlsDemand:
     """A policy's demand on one connection (RFC 8461, RFC 7672): STARTTLS must be offered
     and succeed, and ``check`` (if any) must accept the server's certificate."""
 
     policy: str  # for reports: "the MTA-STS policy of example.com", "DANE (TLSA)"
-    check: Callable[[bytes], str | None] | None = None  # DER -> None, or why it fails
+    check: Callable[[Sequence[bytes]], str | None] | None = None  # chain (DER) -> None or why
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +205,7 @@ class Attempt:
     next_address: bool = False  # REMOTE-20 [MODERN]: nothing was accepted, try the next one
     tls_failed: bool = False  # REMOTE-42: try this address again in plaintext
     tls: bool = False  # the message went over TLS
+    tls_result: str | None = None  # RFC 8460's result type of a failed TLS negotiation
     refused: tuple[tuple[Outcome, str] | None, ...] = ()
 
     def results(self, count: int) -> list[tuple[Outcome, str]]:
@@ -268,16 +296,24 @@ class _Dialogue:
                     await self.stream.start_tls(tls, server_name)
                 except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as err:
                     why = str(err) or type(err).__name__
+                    failure = tlsrpt.handshake_failure(err)
                     if demand is not None:  # never in plaintext: the next MX, or later
                         text = report.tls_required(ip, demand.policy, f"TLS failed: {why}")
-                        return Attempt("deferred", text, next_address=True)
+                        return Attempt("deferred", text, next_address=True, tls_result=failure)
                     text = report.tls_failed(ip, why)
-                    return Attempt("deferred", text, next_address=True, tls_failed=True)
+                    return Attempt(
+                        "deferred", text, next_address=True, tls_failed=True, tls_result=failure
+                    )
                 if demand is not None and demand.check is not None:
-                    problem = demand.check(self.stream.peer_certificate())
+                    problem = demand.check(self.stream.peer_chain())
                     if problem is not None:
                         text = report.tls_required(ip, demand.policy, problem)
-                        return Attempt("deferred", text, next_address=True)
+                        return Attempt(
+                            "deferred",
+                            text,
+                            next_address=True,
+                            tls_result=tlsrpt.VALIDATION_FAILURE,
+                        )
                 self.tls = True
                 self.quit_on_close = True
                 exts = await self.hello()
@@ -285,10 +321,14 @@ class _Dialogue:
                     return exts
             elif demand is not None:
                 text = report.tls_required(ip, demand.policy, f"STARTTLS refused ({reply.code})")
-                return Attempt("deferred", text, next_address=True)
+                return Attempt(
+                    "deferred", text, next_address=True, tls_result=tlsrpt.STARTTLS_NOT_SUPPORTED
+                )
         elif demand is not None:
             text = report.tls_required(ip, demand.policy, "STARTTLS is not offered")
-            return Attempt("deferred", text, next_address=True)
+            return Attempt(
+                "deferred", text, next_address=True, tls_result=tlsrpt.STARTTLS_NOT_SUPPORTED
+            )
         attempt = await self.mail(letter, exts)
         return replace(attempt, tls=self.tls)
 

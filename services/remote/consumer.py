@@ -41,7 +41,7 @@ from qmesh.contract.outcome import Outcome, result_log_level
 from qmesh.control.values import Controls
 from qmesh.store.base import BlobStore
 from qmesh.tlspolicy.mtasts import Policy
-from services.remote import client, metrics, qmtp, report
+from services.remote import client, metrics, qmtp, report, tlsrpt
 from services.remote.client import Attempt, Letter, Stream, TlsDemand
 from services.remote.message import Message, open_message
 from services.remote.mx import Target, mx_targets, relay_targets, without_self
@@ -50,9 +50,18 @@ from services.remote.sealing import Sealer, authserv_id
 from services.remote.signing import Signer
 from services.remote.tcpto import TimeoutMemory
 from services.remote.tlsplan import TlsPlan, dane_plan
-from services.remote.tlspolicy import TlsPolicies
+from services.remote.tlspolicy import TlsaLookupFailed, TlsPolicies
 
 log = logging.getLogger(__name__)
+
+
+def session_result(attempt: Attempt, plan: TlsPlan) -> str:
+    """RFC 8460 section 4.3: the result type of one session under a policy."""
+    if attempt.tls_result is not None:
+        return attempt.tls_result
+    if not attempt.tls:  # testing mode went on without TLS: it was not offered or refused
+        return tlsrpt.STARTTLS_NOT_SUPPORTED
+    return plan.degraded or tlsrpt.SUCCESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,11 +335,11 @@ class RemoteDelivery:
     ) -> list[Delivery]:
         """One delivery per recipient of ``letter`` (REMOTE-32)."""
         last: tuple[Attempt, str] | None = None
-        skipped = 0
+        skipped: list[str] = []  # why each MX was not tried
         for target in targets:
             plan = await self._tls_plan(domain, target, port, sts)
-            if plan is None:
-                skipped += 1
+            if isinstance(plan, str):
+                skipped.append(plan)
                 continue
             attempt = await self._smtp_once(
                 target, port, letter, c, helohost, plan.context, plan.demand
@@ -339,6 +348,7 @@ class RemoteDelivery:
                 policy, mode = plan.label
                 result = "ok" if attempt.tls else "failed"
                 metrics.TLS_POLICY.labels(policy, mode, result).inc()
+                tlsrpt.record(policy, session_result(attempt, plan), domain=domain, mx=target.name)
                 if result == "failed":
                     log.info(
                         "remote.tls_policy_failed",
@@ -355,29 +365,36 @@ class RemoteDelivery:
             return per_recipient(attempt, target.address, len(letter.recipients))
         if last is not None:
             return per_recipient(last[0], last[1], len(letter.recipients))
-        if skipped == len(targets):  # RFC 8461 section 4.1: no MX the policy allows
-            return [Delivery("deferred", report.no_policy_mx(domain))] * len(letter.recipients)
+        if skipped and len(skipped) == len(targets):  # no MX the policies allow
+            return [Delivery("deferred", skipped[-1])] * len(letter.recipients)
         return [Delivery("deferred", report.NO_CONNECTION)] * len(letter.recipients)  # REMOTE-21
 
     async def _tls_plan(
         self, domain: str, target: Target, port: int, sts: Policy | None
-    ) -> TlsPlan | None:
-        """How to connect to ``target``; None: the MTA-STS policy forbids it (enforce)."""
+    ) -> TlsPlan | str:
+        """How to connect to ``target``; a report text: a policy forbids it (MTA-STS
+        enforce, RFC 8461 section 4.1; a failed TLSA lookup, RFC 7672 section 2.2)."""
         plain = TlsPlan(self._tls)
         if self._policies is None or not domain or target.name == target.address:
             return plain
-        tlsa = await self._policies.dane(domain, target.name, port)
+        try:
+            tlsa = await self._policies.dane(domain, target.name, port)
+        except TlsaLookupFailed as err:
+            tlsrpt.record("dane", tlsrpt.DNSSEC_INVALID, domain=domain, mx=target.name)
+            log.info("remote.tlsa_lookup_failed", extra={"domain": domain, "reason": str(err)})
+            return report.tlsa_unavailable(target.name)
         if tlsa is not None:  # RFC 8461 section 2: DANE wins over MTA-STS
             return dane_plan(target.name, tlsa)
         if sts is None or sts.mode == "none":
             return plain
         if not sts.allows(target.name):
             metrics.TLS_POLICY.labels("mta-sts", sts.mode, "mx_mismatch").inc()
+            tlsrpt.record("mta-sts", tlsrpt.VALIDATION_FAILURE, domain=domain, mx=target.name)
             log.info(
                 "remote.tls_policy_mx_mismatch",
                 extra={"remote": target.name, "domain": domain, "mode": sts.mode},
             )
-            return None if sts.mode == "enforce" else plain
+            return report.no_policy_mx(domain) if sts.mode == "enforce" else plain
         if sts.mode == "enforce":
             demand = TlsDemand(f"the MTA-STS policy of {domain}")
             return TlsPlan(self._policies.context, demand, ("mta-sts", "enforce"))

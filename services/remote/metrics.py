@@ -42,3 +42,11 @@ ARC = Counter(
     "(RFC 8617, issue 11)",
     ["result"],
 )
+TLSRPT = Counter(
+    "qmesh_remote_tlsrpt_sessions_total",
+    "Sessions and policy lookups under MTA-STS or DANE by RFC 8460 policy type (sts, tlsa) and "
+    "result type (success, starttls-not-supported, certificate-host-mismatch, "
+    "certificate-expired, certificate-not-trusted, validation-failure, tlsa-invalid, "
+    "dnssec-invalid, sts-policy-fetch-error, sts-policy-invalid, sts-webpki-invalid)",
+    ["policy_type", "result_type"],
+)

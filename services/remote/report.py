@@ -115,3 +115,11 @@ def no_policy_mx(domain: str) -> str:
         f"Sorry, no mail exchanger of {domain} matches its MTA-STS policy (enforce); "
         "not delivering without it. (#4.7.5)\n"
     )
+
+
+def tlsa_unavailable(mx: str) -> str:
+    """RFC 7672 section 2.2: the TLSA records of a DNSSEC-signed MX could not be looked up."""
+    return (
+        f"Sorry, the TLSA records of {mx} could not be looked up (DNSSEC); "
+        "not delivering without them. (#4.7.5)\n"
+    )

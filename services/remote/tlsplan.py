@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from qmesh.tlspolicy.dane import Tlsa, matches
 from services.remote.client import TlsDemand
+from services.remote.tlsrpt import TLSA_INVALID
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,7 @@ class TlsPlan:
     context: ssl.SSLContext | None
     demand: TlsDemand | None = None
     label: tuple[str, str] | None = None  # (policy, mode) for metrics
+    degraded: str | None = None  # RFC 8460 result of a session that succeeds: tlsa-invalid
 
 
 def dane_context() -> ssl.SSLContext:
@@ -33,8 +35,8 @@ def dane_check(mx: str, records: Sequence[Tlsa]) -> TlsDemand:
     """RFC 7672 section 2.2: TLS required; authenticated when a usable record exists."""
     usable = [r for r in records if r.usable]
 
-    def check(cert: bytes) -> str | None:
-        if not usable or matches(usable, cert):
+    def check(chain: Sequence[bytes]) -> str | None:
+        if not usable or (chain and matches(usable, chain[0])):
             return None
         return f"the certificate of {mx} matches none of its TLSA records"
 
@@ -42,4 +44,6 @@ def dane_check(mx: str, records: Sequence[Tlsa]) -> TlsDemand:
 
 
 def dane_plan(mx: str, records: Sequence[Tlsa]) -> TlsPlan:
-    return TlsPlan(dane_context(), dane_check(mx, records), ("dane", "enforce"))
+    """DANE's plan; with no usable record the session counts as ``tlsa-invalid`` (RFC 8460)."""
+    degraded = None if any(r.usable for r in records) else TLSA_INVALID
+    return TlsPlan(dane_context(), dane_check(mx, records), ("dane", "enforce"), degraded)

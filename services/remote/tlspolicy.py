@@ -11,6 +11,8 @@ every other name.
 
 DANE (RFC 7672 section 2.2): the ``_<port>._tcp.<mx>`` TLSA records count only when the resolver
 marked them DNSSEC-validated (the AD bit), and only for an MX taken from a validated MX answer.
+When that lookup fails (a validating resolver answers SERVFAIL for bogus data, or no answer
+comes), the MX is not used: another MX is tried, or the message waits.
 Per RFC 8461 section 2, an MX with DANE records is checked by DANE, not by MTA-STS.
 """
 
@@ -35,6 +37,7 @@ from nats.js.kv import KeyValue
 
 from qmesh.tlspolicy.dane import Tlsa
 from qmesh.tlspolicy.mtasts import MAX_POLICY_BYTES, Policy, PolicyError, parse_policy, policy_id
+from services.remote import tlsrpt
 from services.remote.mx import addresses
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,20 @@ def verifying_context(ca_file: Path | None) -> ssl.SSLContext:
     if ca_file is not None:
         context.load_verify_locations(cafile=str(ca_file))
     return context
+
+
+def fetch_failure(err: BaseException) -> str:
+    """RFC 8460 section 4.3.2.2: why the MTA-STS policy could not be had."""
+    if isinstance(err, PolicyError):
+        return tlsrpt.STS_POLICY_INVALID
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return tlsrpt.STS_WEBPKI_INVALID
+    return tlsrpt.STS_POLICY_FETCH_ERROR
+
+
+class TlsaLookupFailed(Exception):
+    """RFC 7672 section 2.2: the TLSA records of an MX from a validated MX answer could not be
+    had (bogus or indeterminate); that MX is not used."""
 
 
 class TlsPolicies:
@@ -86,6 +103,7 @@ class TlsPolicies:
             policy = parse_policy(await self._fetch(domain))
         except (PolicyError, OSError, ssl.SSLError, TimeoutError, h11.ProtocolError) as err:
             log.warning("mtasts.fetch_failed", extra={"domain": domain, "reason": str(err)[:200]})
+            tlsrpt.record("mta-sts", fetch_failure(err), domain=domain)
             return None
         await self._store(domain, ident, policy)
         log.info("mtasts.policy", extra={"domain": domain, "mode": policy.mode, "id": ident})
@@ -149,14 +167,17 @@ class TlsPolicies:
             log.warning("mtasts.cache_failed", extra={"domain": domain, "reason": str(err)})
 
     async def dane(self, domain: str, mx: str, port: int) -> tuple[Tlsa, ...] | None:
-        """The validated TLSA records of ``mx``; None when DANE does not apply to it."""
+        """The validated TLSA records of ``mx``; None when DANE does not apply to it;
+        :class:`TlsaLookupFailed` when the MX answer was validated but the TLSA lookup failed."""
         if not await self._secure(f"{domain}.", "MX"):
             return None
         name = f"_{port}._tcp.{mx.rstrip('.')}."
         try:
             answer = await self._resolver.resolve(name, "TLSA", search=False)
-        except dns.exception.DNSException:
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
+        except dns.exception.DNSException as err:  # SERVFAIL (bogus), timeout: indeterminate
+            raise TlsaLookupFailed(f"{name}: {type(err).__name__}") from err
         if not answer.response.flags & dns.flags.AD:
             return None
         return tuple(

@@ -178,6 +178,12 @@ async def purge_cache(h: Harness, *domains: str) -> None:
             await kv.purge(domain)
 
 
+def tlsrpt(policy_type: str, result_type: str) -> float:
+    """RFC 8460's names: qmesh_remote_tlsrpt_sessions_total{policy_type,result_type}."""
+    labels = {"policy_type": policy_type, "result_type": result_type}
+    return REGISTRY.get_sample_value("qmesh_remote_tlsrpt_sessions_total", labels) or 0.0
+
+
 def counter(policy_name: str, mode: str, result: str) -> float:
     labels = {"policy": policy_name, "mode": mode, "result": result}
     return REGISTRY.get_sample_value("qmesh_remote_tls_policy_total", labels) or 0.0
@@ -192,10 +198,12 @@ async def test_enforce_refuses_plaintext_and_defers_with_a_clear_reason(
     server, port = await start_sink(s)
     dns_world.records.update(world(port))
     await purge_cache(harness, "enforce.test")
+    before = tlsrpt("sts", "starttls-not-supported")
     async with policy_server(pki, POLICIES) as https:
         await start_remote(harness, dns_world, pki, port, https)
         result = await harness.deliver("bob@enforce.test")
     server.close()
+    assert tlsrpt("sts", "starttls-not-supported") == before + 1  # RFC 8460 section 4.3.1
     assert result.outcome == "deferred"
     assert result.report == report.tls_required(
         "127.0.0.1", "the MTA-STS policy of enforce.test", "STARTTLS is not offered"
@@ -219,6 +227,7 @@ async def test_enforce_delivers_over_authenticated_tls(
     dns_world.records.update(world(port))
     await purge_cache(harness, "enforce.test")
     before = counter("mta-sts", "enforce", "ok")
+    successes = tlsrpt("sts", "success")
     async with policy_server(pki, POLICIES) as https:
         await start_remote(harness, dns_world, pki, port, https)
         result = await harness.deliver("bob@enforce.test")
@@ -227,6 +236,7 @@ async def test_enforce_delivers_over_authenticated_tls(
     (got,) = s.messages
     assert got.tls
     assert counter("mta-sts", "enforce", "ok") == before + 1
+    assert tlsrpt("sts", "success") == successes + 1
 
 
 async def test_enforce_skips_an_mx_the_policy_does_not_name(
@@ -237,6 +247,7 @@ async def test_enforce_skips_an_mx_the_policy_does_not_name(
     server, port = await start_sink(s, tls_context=pki.server_context())
     dns_world.records.update(world(port))
     await purge_cache(harness, "strict.test")
+    before = tlsrpt("sts", "validation-failure")
     async with policy_server(pki, POLICIES) as https:
         await start_remote(harness, dns_world, pki, port, https)
         result = await harness.deliver("bob@strict.test")
@@ -244,6 +255,7 @@ async def test_enforce_skips_an_mx_the_policy_does_not_name(
     assert result.outcome == "deferred"
     assert result.report == report.no_policy_mx("strict.test")
     assert s.messages == []
+    assert tlsrpt("sts", "validation-failure") == before + 1
 
 
 async def test_testing_only_reports(harness: Harness, dns_world: DnsFixture, pki: Pki) -> None:
@@ -270,11 +282,31 @@ async def test_no_policy_server_means_no_policy(
     server, port = await start_sink(s)
     dns_world.records.update(world(port))
     await purge_cache(harness, "enforce.test")
+    before = tlsrpt("sts", "sts-policy-fetch-error")
     async with policy_server(pki, {}) as https:  # every fetch is a 404
         await start_remote(harness, dns_world, pki, port, https)
         result = await harness.deliver("bob@enforce.test")
     server.close()
     assert result.outcome == "delivered"
+    assert tlsrpt("sts", "sts-policy-fetch-error") == before + 1  # RFC 8460 section 4.3.2.2
+
+
+async def test_an_invalid_policy_is_counted_and_not_used(
+    harness: Harness, dns_world: DnsFixture, pki: Pki
+) -> None:
+    """RFC 8460 section 4.3.2.2: sts-policy-invalid; RFC 8461 section 3.2: no policy then."""
+    s = Sink()
+    server, port = await start_sink(s)
+    dns_world.records.update(world(port))
+    await purge_cache(harness, "enforce.test")
+    before = tlsrpt("sts", "sts-policy-invalid")
+    broken = {"mta-sts.enforce.test": b"version: STSv1\r\nmode: enforce\r\nmax_age: x\r\n"}
+    async with policy_server(pki, broken) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@enforce.test")
+    server.close()
+    assert result.outcome == "delivered"
+    assert tlsrpt("sts", "sts-policy-invalid") == before + 1
 
 
 @pytest.mark.parametrize("match", [True, False])
@@ -292,10 +324,13 @@ async def test_dane_ee_record_decides_and_wins_over_mta_sts(
     dns_world.records.update(world(port, tlsa=f"3 1 1 {digest}"))
     dns_world.secure.add(f"_{port}._tcp.mx.dane.test")
     await purge_cache(harness, "dane.test")
+    result_type = "success" if match else "validation-failure"
+    before = tlsrpt("tlsa", result_type)
     async with policy_server(pki, POLICIES) as https:
         await start_remote(harness, dns_world, pki, port, https)
         result = await harness.deliver("bob@dane.test")
     server.close()
+    assert tlsrpt("tlsa", result_type) == before + 1
     if match:
         assert result.outcome == "delivered", result.report
         assert s.messages[0].tls
@@ -323,3 +358,43 @@ async def test_a_cached_policy_holds_when_the_policy_host_is_gone(
     assert first.outcome == second.outcome == "deferred"
     assert "MTA-STS policy of enforce.test" in second.report
     assert s.messages == []
+
+
+async def test_a_failed_tlsa_lookup_under_a_signed_mx_defers(
+    harness: Harness, dns_world: DnsFixture, pki: Pki
+) -> None:
+    """RFC 7672 section 2.2: the MX answer is validated, its TLSA lookup fails (a validating
+    resolver answers SERVFAIL for bogus data): that MX is not used; RFC 8460: dnssec-invalid."""
+    s = Sink()
+    server, port = await start_sink(s, tls_context=pki.server_context())
+    dns_world.records.update(world(port))
+    dns_world.servfail.add(f"_{port}._tcp.mx.dane.test")
+    await purge_cache(harness, "dane.test")
+    before = tlsrpt("tlsa", "dnssec-invalid")
+    async with policy_server(pki, POLICIES) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@dane.test")
+    server.close()
+    assert result.outcome == "deferred"
+    assert result.report == report.tlsa_unavailable("mx.dane.test")
+    assert s.messages == []
+    assert tlsrpt("tlsa", "dnssec-invalid") == before + 1
+
+
+async def test_dane_with_only_unusable_records_delivers_over_tls_and_counts_tlsa_invalid(
+    harness: Harness, dns_world: DnsFixture, pki: Pki
+) -> None:
+    """RFC 7672 section 2.2: no usable TLSA record, TLS still required; RFC 8460: tlsa-invalid."""
+    s = Sink()
+    server, port = await start_sink(s, tls_context=pki.server_context())
+    dns_world.records.update(world(port, tlsa="1 1 1 " + "ab" * 32))  # PKIX-EE: unusable
+    dns_world.secure.add(f"_{port}._tcp.mx.dane.test")
+    await purge_cache(harness, "dane.test")
+    before = tlsrpt("tlsa", "tlsa-invalid")
+    async with policy_server(pki, POLICIES) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@dane.test")
+    server.close()
+    assert result.outcome == "delivered", result.report
+    assert s.messages[0].tls
+    assert tlsrpt("tlsa", "tlsa-invalid") == before + 1
