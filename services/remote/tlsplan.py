@@ -10,7 +10,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qmesh.tlspolicy.dane import Tlsa, matches
+from qmesh.tlspolicy.dane import Tlsa, authenticates
 from services.remote.client import TlsDemand
 from services.remote.tlsrpt import TLSA_INVALID
 
@@ -36,7 +36,7 @@ def dane_check(mx: str, records: Sequence[Tlsa]) -> TlsDemand:
     usable = [r for r in records if r.usable]
 
     def check(chain: Sequence[bytes]) -> str | None:
-        if not usable or (chain and matches(usable, chain[0])):
+        if not usable or authenticates(usable, chain, (mx,)):
             return None
         return f"the certificate of {mx} matches none of its TLSA records"
 

@@ -398,3 +398,35 @@ async def test_dane_with_only_unusable_records_delivers_over_tls_and_counts_tlsa
     assert result.outcome == "delivered", result.report
     assert s.messages[0].tls
     assert tlsrpt("tlsa", "tlsa-invalid") == before + 1
+
+
+@pytest.mark.parametrize("anchor", ["ca", "leaf"])
+async def test_dane_ta_record_authenticates_the_chain_the_mx_sends(
+    harness: Harness, dns_world: DnsFixture, pki: Pki, anchor: str, tmp_path: Path
+) -> None:
+    """RFC 7672 section 3.1.2: DANE-TA(2) SPKI(1) SHA-256(1) of the test CA; the MX sends its
+    certificate and the CA's, and its certificate names mx.dane.test. The server's own key
+    as a trust anchor authenticates nothing (that would be DANE-EE's record)."""
+    chain = tmp_path / "chain.pem"
+    chain.write_text(pki.cert.read_text() + pki.ca.read_text())
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(chain, pki.key)
+    s = Sink()
+    server, port = await start_sink(s, tls_context=context)
+    ca_der = ssl.PEM_cert_to_DER_cert(pki.ca.read_text())
+    public = spki(ca_der if anchor == "ca" else pki.der)
+    assert public is not None
+    dns_world.records.update(world(port, tlsa=f"2 1 1 {hashlib.sha256(public).hexdigest()}"))
+    dns_world.secure.add(f"_{port}._tcp.mx.dane.test")
+    await purge_cache(harness, "dane.test")
+    async with policy_server(pki, POLICIES) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@dane.test")
+    server.close()
+    if anchor == "ca":
+        assert result.outcome == "delivered", result.report
+        assert s.messages[0].tls
+    else:
+        assert result.outcome == "deferred"
+        assert "matches none of its TLSA records" in result.report
+        assert s.messages == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qmesh.tlspolicy.dane import Tlsa, matches, spki
+from qmesh.tlspolicy.dane import Tlsa, authenticates, matches, spki
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_spki_is_what_openssl_says(cert: tuple[bytes, bytes]) -> None:
         (3, 0, 1, "cert", True),
         (3, 0, 0, "cert", True),
         (3, 1, 1, "other", False),
-        (2, 1, 1, "spki", False),  # DANE-TA needs the chain: unusable here
+        (2, 1, 1, "spki", False),  # DANE-TA: the anchor must come after the server's cert
         (1, 1, 1, "spki", False),  # PKIX-EE: unusable for SMTP (RFC 7672 3.1.3)
         (3, 1, 3, "spki", False),  # unknown matching type
     ],
@@ -55,7 +55,7 @@ def test_matches(cert, usage: int, selector: int, mtype: int, of: str, ok: bool)
     subject = {"spki": public, "cert": der, "other": b"x"}[of]
     data = {0: subject, 1: hashlib.sha256(subject).digest(), 2: hashlib.sha512(subject).digest()}
     record = Tlsa(usage, selector, mtype, data.get(mtype, b"\x00"))
-    assert matches([record], der) is ok
+    assert authenticates([record], [der], ["mx.test"]) is ok
 
 
 def test_garbage_certificate_matches_nothing() -> None:
