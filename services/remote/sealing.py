@@ -46,15 +46,19 @@ class Sealer:
             log.warning("arc.too_large", extra={"msg_id": msg_id, "size": message.size})
             return message
         text = message.prefix + wire_lines(content)
-        decision = decide(fields(text), srv_id, self._keys.signers)
-        if decision.selector is None:
-            metrics.ARC.labels(decision.reason).inc()
-            return message
         try:
+            decision = decide(fields(text), srv_id, self._keys.signers)
+            if decision.selector is None:
+                metrics.ARC.labels(decision.reason).inc()
+                return message
             made = await asyncio.to_thread(seal, text, decision, srv_id)
         except SealError as err:
             metrics.ARC.labels("error").inc()
             log.warning("arc.seal_failed", extra={"msg_id": msg_id, "reason": str(err)[:300]})
+            return message
+        except Exception:  # a bug here must not hold the message: it leaves unsealed
+            metrics.ARC.labels("error").inc()
+            log.exception("arc.bug", extra={"msg_id": msg_id})
             return message
         metrics.ARC.labels(f"sealed_cv_{decision.cv}").inc()
         log.info(

@@ -8,7 +8,7 @@ import functools
 import dkim
 import pytest
 
-from qmesh.dkim.arc import Decision, decide, fields, instances, seal
+from qmesh.dkim.arc import Decision, SealError, decide, fields, instances, seal
 from qmesh.dkim.keyring import Selector
 from qmesh.dkim.keys import generate, parse_key
 
@@ -215,3 +215,26 @@ def test_a_huge_and_binary_header_block_gives_a_clear_decision() -> None:
     decision, out = sealed(message)
     assert decision.reason == "sealed"
     assert out.endswith(message)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "mx.fwd.test; spf=pass smtp.mailfrom=\udcff\udcfe@orig.test",
+        "mx.fwd.test; dkim=pass header.d=\udce9.test; arc=pass",
+        "mx.fwd.test; ;;; ===",
+        "mx.fwd.test",
+        "mx.fwd.test; arc=" + "x" * 5000,
+        "mx.fwd.test (" + "(" * 300 + "; spf=pass",
+    ],
+)
+def test_hostile_authentication_results_never_crash(value: str) -> None:
+    head = b"Delivered-To: bob@fwd.test\nAuthentication-Results: "
+    message = head + value.encode("utf-8", "surrogateescape") + b"\n" + BODY
+    decision = decide(fields(message), ME, signers)
+    try:
+        made = seal(message, decision, ME)
+    except SealError:
+        return
+    if made:
+        assert dkim.arc_verify(made + message, dnsfunc=dns)[0] == b"pass"
