@@ -50,6 +50,26 @@ class Message:
         parts = [chunk async for chunk in self.store.stream(self.key)]
         return b"".join(parts)
 
+    async def head(self, limit: int) -> bytes:
+        """About the first ``limit`` bytes of the stored form (without the prefix): enough for
+        its header, without reading a large body whole."""
+        if self.kept is not None:
+            return self.kept[:limit]
+        parts: list[bytes] = []
+        size = 0
+        stream = self.store.stream(self.key)
+        try:
+            async for chunk in stream:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
+        finally:
+            close = getattr(stream, "aclose", None)  # the store's response is let go now
+            if close is not None:
+                await close()
+        return b"".join(parts)
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """The prefix and the stored form again, in chunks."""
         if self.prefix:

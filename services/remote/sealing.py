@@ -19,6 +19,7 @@ from qmesh.contract.ids import QueueId
 from qmesh.control.values import Controls
 from qmesh.dkim.arc import SealError, decide, fields, seal
 from qmesh.dkim.keyring import Keys
+from qmesh.dkim.sign import MAX_HEADER_BYTES
 from services.remote import metrics
 from services.remote.message import Message
 from services.remote.signing import MAX_SIGN_BYTES, wire_lines
@@ -40,17 +41,18 @@ class Sealer:
         ring = self._keys.current()
         if not ring or not srv_id:
             return message
-        content = await message.content(MAX_SIGN_BYTES)
-        if content is None:
-            metrics.ARC.labels("too_large").inc()
-            log.warning("arc.too_large", extra={"msg_id": msg_id, "size": message.size})
-            return message
-        text = message.prefix + wire_lines(content)
+        head = message.prefix + wire_lines(await message.head(MAX_HEADER_BYTES))
         try:
-            decision = decide(fields(text), srv_id, self._keys.signers)
-            if decision.selector is None:
+            decision = decide(fields(head), srv_id, self._keys.signers)
+            if decision.selector is None:  # decided on the header: a large body is not read
                 metrics.ARC.labels(decision.reason).inc()
                 return message
+            content = await message.content(MAX_SIGN_BYTES)
+            if content is None:
+                metrics.ARC.labels("too_large").inc()
+                log.warning("arc.too_large", extra={"msg_id": msg_id, "size": message.size})
+                return message
+            text = message.prefix + wire_lines(content)
             made = await asyncio.to_thread(seal, text, decision, srv_id)
         except SealError as err:
             metrics.ARC.labels("error").inc()

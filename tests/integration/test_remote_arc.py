@@ -150,3 +150,20 @@ async def test_mail_not_checked_at_our_door_is_not_sealed(
     assert result.outcome == "delivered"
     (got,) = s.messages
     assert b"ARC-" not in got.data
+
+
+async def test_a_large_forward_is_read_from_the_store_and_sealed(
+    harness: Harness, sink: tuple[Sink, int]
+) -> None:
+    """Bodies over 1 MB are streamed, not kept: the header decides, then the whole is read."""
+    s, port = sink
+    publish(harness, "fwd.test")
+    harness.controls(smtproutes=f"sink.test:127.0.0.1:{port}")
+    await harness.start()
+    big = ORIGINAL + (b"0123456789abcdef" * 4 + b"\n") * 24000 + b"end\n"  # 1.5 MB
+    body = forward("spf=pass smtp.mailfrom=joe@orig.test; arc=none", big)
+    result = await harness.deliver("ann@sink.test", body=body)
+    assert result.outcome == "delivered", result.report
+    (got,) = s.messages
+    assert got.data.startswith(b"ARC-Seal: i=1; cv=none;")
+    assert dkim.arc_verify(got.data, dnsfunc=lookup(harness.dns))[0] == b"pass"
