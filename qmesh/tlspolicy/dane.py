@@ -20,9 +20,14 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from Crypto.PublicKey import ECC, RSA
-
-from qmesh.tlspolicy.x509 import MAX_CHAIN, CertError, name_matches, parse, path_to
+from qmesh.tlspolicy.x509 import (
+    MAX_CHAIN,
+    CertError,
+    name_matches,
+    parse,
+    path_to,
+    public_key_info,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +44,7 @@ class Tlsa:
 
 def spki(cert_der: bytes) -> bytes | None:
     """The certificate's SubjectPublicKeyInfo (DER), or None if it cannot be read."""
-    for kind in (RSA, ECC):
-        try:
-            key = kind.import_key(cert_der)
-        except (ValueError, IndexError, TypeError):
-            continue
-        return bytes(key.public_key().export_key(format="DER"))
-    return None
+    return public_key_info(cert_der)
 
 
 def _digest(data: bytes, mtype: int) -> bytes:

@@ -31,6 +31,7 @@ class Certs:
     under_not_ca: bytes  # ...that signed this one
     ed_ca: bytes
     ed_leaf: bytes
+    sha1_leaf: bytes  # mx.dane.test, issued by ca with a SHA-1 signature
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +55,13 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
             f"/CN={name}", "-out", f"{name}.pem", "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
 
-    def issue(name: str, kind: str, issuer: str, ext: str) -> None:
+    def issue(name: str, kind: str, issuer: str, ext: str, digest: str = "-sha256") -> None:
         key(f"{name}.key", kind)
         run("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr")
         (d / f"{name}.ext").write_text(ext + "\n")
         run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey",
             f"{issuer}.key", "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
-            "-out", f"{name}.pem")  # fmt: skip
+            "-out", f"{name}.pem", digest)  # fmt: skip
 
     server = f"subjectAltName=DNS:{MX},DNS:*.wild.test\nbasicConstraints=CA:FALSE"
     root("ca", "rsa")
@@ -73,6 +74,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     issue("under_not_ca", "rsa", "not_ca", server)
     root("ed_ca", "ed25519")
     issue("ed_leaf", "ed25519", "ed_ca", server)
+    issue("sha1_leaf", "rsa", "ca", server, "-sha1")
 
     def der(name: str) -> bytes:
         return ssl.PEM_cert_to_DER_cert((d / f"{name}.pem").read_text())
@@ -108,6 +110,8 @@ def test_a_wrong_anchor_name_or_path_does_not(certs: Certs) -> None:
     assert not authenticates([ta(certs.ca)], [certs.rogue_leaf, certs.ca], [MX])
     # a certificate that is not a CA cannot issue (basicConstraints)
     assert not authenticates([ta(certs.ca)], [certs.under_not_ca, certs.not_ca, certs.ca], [MX])
+    # a link signed with SHA-1 does not count
+    assert not authenticates([ta(certs.ca)], [certs.sha1_leaf, certs.ca], [MX])
     # the anchor as the server's own certificate is DANE-EE's job, not DANE-TA's
     assert not authenticates([ta(certs.ca)], [certs.ca], ["ca"])
 
