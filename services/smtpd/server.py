@@ -275,6 +275,7 @@ class SmtpServer(Listeners):
         async def skip(n: int) -> None:
             await conn.skip(n, idle)
 
+        session.ask_blocklists()  # at connect, answered for each package (defences #12)
         while not self.stopping:
             if not conn.buffer:
                 try:
@@ -292,6 +293,7 @@ class SmtpServer(Listeners):
                     domains=session.domains,
                     rcptcheck=session.rcptcheck,
                     queue=session.queue,
+                    defences=session,
                 )
             finally:
                 package.close()
@@ -307,6 +309,11 @@ class SmtpServer(Listeners):
                 )
             )
             metrics.MESSAGES.labels(outcome).inc()
+            if replies.TOO_MANY_MESSAGES in verdicts:
+                metrics.LIMITED.labels("clientmessages").inc()
+                log.warning(
+                    "smtpd.limited", extra={"limit": "clientmessages", "remote": session.client.ip}
+                )
             if queued is not None:
                 metrics.BYTES.inc(queued.size)
                 log.debug(

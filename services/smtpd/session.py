@@ -187,10 +187,61 @@ class Session:
 
     def greeting(self) -> str:
         """The banner; the DNS blocklists are asked now, and answered by MAIL (rblsmtpd)."""
+        self.ask_blocklists()
+        return f"220 {self.config.greeting} ESMTP"
+
+    # -- the defences, shared with QMTP (defences #12) ---------------------------------------
+
+    def ask_blocklists(self) -> None:
+        """Begin the DNS blocklist lookup of this client (at connect); relayclients are exempt."""
         zones = self.config.dnsbl
         if self._blocklists is not None and zones and self.relayclient is None:
             self._listing = asyncio.create_task(self._blocklists.check(self.client.ip, zones))
-        return f"220 {self.config.greeting} ESMTP"
+
+    async def listing(self) -> Verdict | None:
+        """The refusal of a DNS blocklist listing this client, once the lookup is answered."""
+        return None if self._listing is None else await self._listing
+
+    async def within_rates(self, recipients: int) -> bool:
+        """Count one message of ``recipients`` against ``clientmessages``/``clientrecipients``;
+        ``False`` when it is over. relayclients and authenticated clients are exempt."""
+        limiter = self._limiter
+        if limiter is None or self.relayclient is not None or self.auth_user is not None:
+            return True
+        if not limiter.charges():
+            return True
+        return await limiter.charge(self.client.ip, recipients)
+
+    async def content(
+        self,
+        sender: str,
+        recipients: list[str],
+        message: AsyncIterator[bytes],
+        size: int,
+        trace: bytes,
+    ) -> bytes | Verdict:
+        """The content filter's refusal of ``message`` (``trace`` first, ``size`` bytes in
+        all), or the head to store: ``trace`` and its X-Spam-* lines."""
+        url = self.config.rspamd
+        if self._scanner is None or url is None:
+            return trace
+        if self.auth_user is not None and not self.config.rspamd_submission:
+            return trace
+        scan = await self._scanner.scan(
+            url,
+            message,
+            size,
+            ip=self.client.ip,
+            helo=self.helo,
+            sender=sender,
+            recipients=recipients,
+            user=self.auth_user,
+        )
+        if scan is None:  # unreachable: accept (logged), or 451 if the controls say so
+            return UNAVAILABLE if self.config.rspamd_tempfail else trace
+        if scan.refusal is not None:
+            return scan.refusal
+        return trace + scan.headers
 
     @property
     def reading_auth(self) -> bool:
@@ -370,26 +421,8 @@ class Session:
 
     async def _scan(self, tx: _Transaction, data: DataReader, trace: bytes) -> bytes | Verdict:
         """The content filter's refusal, or the head to store: ``trace`` and its X-Spam-*."""
-        url = self.config.rspamd
-        if self._scanner is None or url is None:
-            return trace
-        if self.auth_user is not None and not self.config.rspamd_submission:
-            return trace
-        scan = await self._scanner.scan(
-            url,
-            data.body(trace),
-            len(trace) + data.size,
-            ip=self.client.ip,
-            helo=self.helo,
-            sender=tx.sender,
-            recipients=tx.recipients,
-            user=self.auth_user,
-        )
-        if scan is None:  # unreachable: accept (logged), or 451 if the controls say so
-            return UNAVAILABLE if self.config.rspamd_tempfail else trace
-        if scan.refusal is not None:
-            return scan.refusal
-        return trace + scan.headers
+        size = len(trace) + data.size
+        return await self.content(tx.sender, tx.recipients, data.body(trace), size, trace)
 
     def _proto(self, smtputf8: bool) -> str:
         """SMTPD-58: RFC 3848 / RFC 6531 keywords."""
