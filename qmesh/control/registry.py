@@ -191,8 +191,9 @@ SPECS: tuple[ControlSpec, ...] = (
        "`451 4.7.0` at the end of DATA (`Z` for a QMTP package). `0` = no limit. "
        "`relayclients` and authenticated clients are exempt.", ext=True),
     _c("clientrecipients", "number", 0, ("smtpd",),
-       "Recipients (of accepted messages) one client address may send per minute, as "
-       "`clientmessages`. `0` = no limit.", ext=True),
+       "Recipients one client address may send to per minute across all replicas, counted at "
+       "RCPT: the one past it gets `451 4.7.0` (QMTP: the package, `Z`). `0` = no limit. "
+       "Exempt as `clientmessages`.", ext=True),
     _c("authfailures", "number", 10, ("smtpd", "pop3d", "imapd", "admin"),
        "Failed logins from one client address within `authblock` seconds before it is "
        "refused every login (`421 4.7.0`, `-ERR [SYS/TEMP]`, `NO [UNAVAILABLE]`, admin's 429) "

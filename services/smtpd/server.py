@@ -339,6 +339,12 @@ class SmtpServer(Listeners):
             verdict = step.verdict
             if verdict is not None and line[:4].upper() == b"RCPT":
                 metrics.RECIPIENTS.labels(str(verdict.code)).inc()  # rejections by reason
+                if verdict is replies.TOO_MANY_RECIPIENTS:
+                    metrics.LIMITED.labels("clientrecipients").inc()
+                    log.warning(
+                        "smtpd.limited",
+                        extra={"limit": "clientrecipients", "remote": session.client.ip},
+                    )
             if step.start_tls and context is not None:
                 conn.discard()  # before the reply: after it come the handshake bytes
                 conn.writer.write(step.wire())

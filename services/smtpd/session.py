@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 from qmesh.contract.errors import QueueFailure, Temporary
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
+from qmesh.limits.rules import Limits
 from qmesh.store.base import Body
 from services.smtpd import replies
 from services.smtpd.blocklist import Zone
@@ -91,12 +92,17 @@ class Blocklists(Protocol):
 class Limiter(Protocol):
     """The cluster-wide message and recipient rates (:class:`qmesh.limits.anvil.Anvil`)."""
 
+    @property
+    def limits(self) -> Limits:
+        """The limits now (``0``: off)."""
+        ...
+
     def charges(self) -> bool:
         """Whether a rate limit is set at all (else no message is counted)."""
         ...
 
-    async def charge(self, remote: str, recipients: int) -> bool:
-        """Count one message; ``False`` when it is over this minute's limit."""
+    async def charge(self, remote: str, recipients: int, *, messages: int = 1) -> bool:
+        """Count messages and recipients; ``False`` when over this minute's limit."""
         ...
 
 
@@ -365,8 +371,19 @@ class Session:
         )
         if accepted is None:
             return Step(verdict)
+        if not await self._recipient_within_rate():
+            return Step(replies.TOO_MANY_RECIPIENTS)  # clientrecipients (defences #12)
         tx.recipients.append(accepted)
         return Step(replies.RCPT_OK)  # SMTPD-46
+
+    async def _recipient_within_rate(self) -> bool:
+        """Count one recipient against ``clientrecipients``, as Postfix's anvil does at RCPT."""
+        limiter = self._limiter
+        if limiter is None or self.relayclient is not None or self.auth_user is not None:
+            return True
+        if not limiter.limits.client_recipients:
+            return True
+        return await limiter.charge(self.client.ip, 1, messages=0)
 
     # -- DATA --------------------------------------------------------------------------------
 
@@ -379,9 +396,9 @@ class Session:
             return Step(replies.QQT_FAILURE)
         limiter = self._limiter
         exempt = self.relayclient is not None or self.auth_user is not None
-        if limiter is not None and not exempt and limiter.charges():
-            recipients = len(self._tx.recipients)  # counted while the body arrives
-            self._charge = asyncio.create_task(limiter.charge(self.client.ip, recipients))
+        if limiter is not None and not exempt and limiter.limits.client_messages:
+            # the message, counted while the body arrives (its recipients were, at RCPT)
+            self._charge = asyncio.create_task(limiter.charge(self.client.ip, 0))
         return Step(replies.GO_AHEAD, data=True)
 
     def data_reader(self) -> DataReader:
