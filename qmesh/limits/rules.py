@@ -140,9 +140,7 @@ def charge_rate(raw: bytes | None, messages: int, recipients: int, limits: Limit
     is judged: SMTP counts each recipient at RCPT and the message at DATA."""
     record = _load(raw)
     sent, rcpts = int(_number(record.get("m"))), int(_number(record.get("r")))
-    over_messages = (
-        messages and limits.client_messages and sent + messages > limits.client_messages
-    )
+    over_messages = messages and limits.client_messages and sent + messages > limits.client_messages
     over_recipients = (
         recipients and limits.client_recipients and rcpts + recipients > limits.client_recipients
     )
