@@ -42,11 +42,11 @@ KV_TCPTO = "qmesh_tcpto"  # remote's shared connection-timeout memory (REMOTE-22
 KV_DELIVERIES = "qmesh_deliveries"  # what local and remote delivered (hardening #10)
 KV_MTASTS = "qmesh_mtasts"  # remote's cache of MTA-STS policies (RFC 8461)
 KV_LISTS = "qmesh_lists"  # subscribers and state of the mailing lists (issue #15)
-KV_LIMITS = "qmesh_limits"  # cluster-wide limits of smtpd and pop3d, anvil (defences #12)
+KV_LIMITS = "qmesh_limits"  # cluster-wide limits, anvil; failed logins of every listener (#12)
 KV_MAILBOX = "qmesh_mailbox"  # folder indexes (UIDs, flags, MODSEQ) and account records (#13)
 # core NATS, no stream: "a folder of this account changed" for IDLE on every imapd (#13)
 MAILBOX_ALL = "qmesh.mailbox.*"
-KV_WEBSESSIONS = "qmesh_websessions"  # admin's login sessions and failed-login counters (#14)
+KV_WEBSESSIONS = "qmesh_websessions"  # admin's login sessions (#14)
 
 
 def job(channel: Channel) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["line", "number", "list", "text"]
-ServiceName = Literal["smtpd", "send", "local", "remote", "pop3d", "inject", "imapd"]
+ServiceName = Literal["smtpd", "send", "local", "remote", "pop3d", "inject", "imapd", "admin"]
 
 ALL: tuple[ServiceName, ...] = ("smtpd", "send", "local", "remote", "pop3d", "inject", "imapd")
 
@@ -188,28 +188,30 @@ SPECS: tuple[ControlSpec, ...] = (
        "As `clientconnections`, for a client's network (IPv4 /24, IPv6 /48).", ext=True),
     _c("clientmessages", "number", 0, ("smtpd",),
        "Messages one client address may send per minute across all replicas; more get "
-       "`451 4.7.0` at the end of DATA. `0` = no limit. `relayclients` and authenticated "
-       "clients are exempt.", ext=True),
+       "`451 4.7.0` at the end of DATA (`Z` for a QMTP package). `0` = no limit. "
+       "`relayclients` and authenticated clients are exempt.", ext=True),
     _c("clientrecipients", "number", 0, ("smtpd",),
-       "Recipients (of accepted messages) one client address may send per minute, as "
-       "`clientmessages`. `0` = no limit.", ext=True),
-    _c("authfailures", "number", 10, ("smtpd", "pop3d"),
+       "Recipients one client address may send to per minute across all replicas, counted at "
+       "RCPT: the one past it gets `451 4.7.0` (QMTP: the package, `Z`). `0` = no limit. "
+       "Exempt as `clientmessages`.", ext=True),
+    _c("authfailures", "number", 10, ("smtpd", "pop3d", "imapd", "admin"),
        "Failed logins from one client address within `authblock` seconds before it is "
-       "refused every login (`454 4.7.0` / `-ERR [SYS/TEMP]`) until `authblock` seconds after "
-       "its last failure. `0` = never blocked.", ext=True),
-    _c("loginfailures", "number", 30, ("smtpd", "pop3d"),
+       "refused every login (`421 4.7.0`, `-ERR [SYS/TEMP]`, `NO [UNAVAILABLE]`, admin's 429) "
+       "until `authblock` seconds after its last failure. `0` = never blocked.", ext=True),
+    _c("loginfailures", "number", 30, ("smtpd", "pop3d", "imapd", "admin"),
        "Failed logins for one login name within `authblock` seconds after which clients that "
        "have failed before are refused for it; a client without failures may still log in. "
        "`0` = off.", ext=True),
-    _c("authblock", "number", 900, ("smtpd", "pop3d"),
+    _c("authblock", "number", 900, ("smtpd", "pop3d", "imapd", "admin"),
        "Seconds failed logins are remembered (and a block lasts) after the last one.",
        ext=True),
-    _c("authdelay", "number", 1000, ("smtpd", "pop3d"),
+    _c("authdelay", "number", 1000, ("smtpd", "pop3d", "imapd", "admin"),
        "Milliseconds before the reply to a client's first failed login; the n-th waits n "
        "times as long, up to 15 seconds.", ext=True),
     _c("rspamd", "line", None, ("smtpd",),
        "Base URL of an Rspamd controller or normal worker (`http://rspamd:11333`): every "
-       "message is checked with `/checkv2` at the end of DATA. Absent = no content scan.",
+       "message is checked with `/checkv2` at the end of DATA, every QMTP package too. Absent "
+       "= no content scan.",
        ext=True),
     _c("rspamdsubmission", "line", False, ("smtpd",),
        "`1` scans authenticated submissions too; `0` does not.", ext=True),
@@ -217,7 +219,8 @@ SPECS: tuple[ControlSpec, ...] = (
        "`1` answers `451 4.7.1` when Rspamd cannot be reached; `0` accepts the message and "
        "logs `smtpd.rspamd_unavailable`.", ext=True),
     _c("dnsbl", "list", None, ("smtpd",),
-       "DNS blocklist zones asked at connect through `QMESH_DNS_SERVERS`, one per line: "
+       "DNS blocklist zones asked at connect (SMTP and QMTP) through `QMESH_DNS_SERVERS`, one "
+       "per line: "
        "`zone` or `zone:text`; a leading `!` makes a listing permanent (`553`), else `451` "
        "with the list's TXT (rblsmtpd). `relayclients` and authenticated clients are exempt; "
        "a DNS failure never refuses.", ext=True),

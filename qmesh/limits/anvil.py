@@ -6,8 +6,9 @@ replicas count. What it costs on the hot path:
 
 - a connection: one CAS on its address's key and one on its network's, in parallel, when it
   opens; the release when it closes runs in the background and never delays the client;
-- a message (only when ``clientmessages`` or ``clientrecipients`` is set): one CAS, started
-  when DATA begins and awaited at its end, so it overlaps the upload of the body;
+- a message (only when ``clientmessages`` is set): one CAS, started when DATA begins and
+  awaited at its end, so it overlaps the upload of the body; a recipient (only when
+  ``clientrecipients`` is set): one CAS at RCPT (QMTP counts both at once, per package);
 - a login: two reads before the password is checked; after a failure, two CASes (the reply
   waits for its delay anyway).
 
@@ -228,16 +229,18 @@ class Anvil:
         limits = self._limits()
         return bool(limits.client_messages or limits.client_recipients)
 
-    async def charge(self, remote: str, recipients: int) -> bool:
-        """Count one message with ``recipients`` recipients; ``False``: over this minute's
-        ``clientmessages`` or ``clientrecipients``."""
+    async def charge(self, remote: str, recipients: int, *, messages: int = 1) -> bool:
+        """Count ``messages`` messages with ``recipients`` recipients; ``False``: over this
+        minute's ``clientmessages`` or ``clientrecipients``."""
         limits = self._limits()
         if not (limits.client_messages or limits.client_recipients):
             return True
         client, _ = rules.client_keys(remote)
         key = rules.rate_key(client, self._clock())
         try:
-            change = await self._cas(key, lambda raw: rules.charge_rate(raw, 1, recipients, limits))
+            change = await self._cas(
+                key, lambda raw: rules.charge_rate(raw, messages, recipients, limits)
+            )
         except Unavailable as err:
             self._unavailable("messages", err)
             return True

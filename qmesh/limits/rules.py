@@ -135,12 +135,15 @@ def close_connection(raw: bytes | None, token: str, now: float) -> Change:
 
 
 def charge_rate(raw: bytes | None, messages: int, recipients: int, limits: Limits) -> Change:
-    """Count one message with ``recipients`` recipients in this minute, unless either limit is
-    reached; a refused message is not counted (it will be retried)."""
+    """Count ``messages`` messages and ``recipients`` recipients in this minute, unless either
+    limit is reached; what is refused is not counted (it will be retried). Only what is counted
+    is judged: SMTP counts each recipient at RCPT and the message at DATA."""
     record = _load(raw)
     sent, rcpts = int(_number(record.get("m"))), int(_number(record.get("r")))
-    over_messages = limits.client_messages and sent + messages > limits.client_messages
-    over_recipients = limits.client_recipients and rcpts + recipients > limits.client_recipients
+    over_messages = messages and limits.client_messages and sent + messages > limits.client_messages
+    over_recipients = (
+        recipients and limits.client_recipients and rcpts + recipients > limits.client_recipients
+    )
     if over_messages or over_recipients:
         return Change(False, None, sent)
     return Change(True, _dump({"m": sent + messages, "r": rcpts + recipients}), sent + messages)

@@ -1,8 +1,9 @@
 """admin's composition root: controls, NATS, the directory, sessions, and the pages (issue 14).
 
 admin writes the directory and reads the queue, as the ``qmesh`` commands do, with a NATS user
-of its own that may do only that plus its session bucket. Its pages and ``/healthz``,
-``/readyz``, ``/metrics`` are one app on ``QMESH_HTTP_PORT`` (``qmesh up`` sets it from ``QMESH_ADMIN_PORT``; ARCHITECTURE 7).
+of its own that may do only that plus its session bucket and the failed-login counts. Its
+pages and ``/healthz``, ``/readyz``, ``/metrics`` are one app on ``QMESH_HTTP_PORT`` (``qmesh
+up`` sets it from ``QMESH_ADMIN_PORT``; ARCHITECTURE 7).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from qmesh.control.derived import Derived, ignore_change
 from qmesh.directory.authenticate import DirectoryAuthenticator
 from qmesh.directory.namespaces import Namespaces
 from qmesh.directory.store import Directory
+from qmesh.limits import limits_from
+from qmesh.limits.anvil import Anvil
+from qmesh.limits.logins import Throttle
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from services.admin.sessions import Sessions
@@ -38,7 +42,7 @@ async def build(settings: Settings) -> Service:
     conn = NatsConnection(
         settings,
         NATS_ROLE,
-        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_WEBSESSIONS),
+        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_WEBSESSIONS, subjects.KV_LIMITS),
         background=True,
     )
 
@@ -64,14 +68,17 @@ async def build(settings: Settings) -> Service:
             raise unavailable(err) from err
 
     ns = Derived(watcher, namespaces)
+    # failed logins counted with every listener's that takes a password (defences #12)
+    anvil = Anvil(lambda: conn.kv(subjects.KV_LIMITS), "admin", Derived(watcher, limits_from))
     ports = Ports(
         directory=directory,
         js=js,
         nc=nc,
         sessions=Sessions(lambda: conn.kv(subjects.KV_WEBSESSIONS)),
         authenticator=DirectoryAuthenticator(directory, ns),
+        throttle=Throttle(anvil, "admin"),
         namespaces=ns,
         controls=lambda: watcher.current,
         control_dir=settings.control,
     )
-    return Service("admin", [watcher, conn], {"nats": conn.check}, http=routes(ports))
+    return Service("admin", [watcher, conn, anvil], {"nats": conn.check}, http=routes(ports))

@@ -2,9 +2,9 @@
 
 A session is a random token in the browser's cookie; the bucket holds only the SHA-256 of it
 (key ``session.<hex>``), so whoever reads the bucket cannot act as anyone. Each record carries
-its own expiry besides the bucket's TTL, and the CSRF token of its forms. Failure counters are
-keyed ``fail.client.<hex>`` and ``fail.login.<hex>`` (hashes of the client address and of the
-login name as typed). Every replica of admin reads the same bucket, so any may serve a request.
+its own expiry besides the bucket's TTL, and the CSRF token of its forms. Every replica of
+admin reads the same bucket, so any may serve a request. Failed logins are counted in
+``qmesh_limits`` as every listener's (:mod:`qmesh.limits.logins`, defences #12).
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from collections.abc import Callable
 
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JsError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from qmesh.contract.errors import Temporary
-from services.admin.throttle import Failures, failed
 
 log = logging.getLogger(__name__)
 
@@ -106,55 +105,5 @@ class Sessions:
             return
         try:
             await self._bucket().delete(f"session.{_digest(token)}")
-        except _KV_ERRORS as err:
-            raise Temporary("the session store cannot be reached") from err
-
-    # --- failed logins ---------------------------------------------------------------------
-
-    @staticmethod
-    def failure_keys(client: str, login: str) -> tuple[str, str]:
-        return f"fail.client.{_digest(client)}", f"fail.login.{_digest(login.strip().lower())}"
-
-    async def failures(self, key: str) -> Failures | None:
-        try:
-            entry = await self._bucket().get(key)
-        except KeyNotFoundError:
-            return None
-        except _KV_ERRORS as err:
-            raise Temporary("the session store cannot be reached") from err
-        try:
-            return Failures.model_validate_json(entry.value or b"")
-        except ValidationError:
-            return None
-
-    async def record_failure(self, key: str) -> None:
-        """Count one failure, compare-and-set (a lost race counts again, a few times)."""
-        kv = self._bucket()
-        for _ in range(5):
-            try:
-                try:
-                    entry = await kv.get(key)
-                    old = Failures.model_validate_json(entry.value or b"")
-                    revision = entry.revision
-                except KeyNotFoundError:
-                    old, revision = None, None
-                except ValidationError:
-                    old, revision = None, entry.revision
-                new = failed(old, self._clock()).model_dump_json().encode()
-                if revision is None:
-                    await kv.create(key, new)
-                else:
-                    await kv.update(key, new, last=revision)
-                return
-            except KeyWrongLastSequenceError:
-                continue
-            except _KV_ERRORS as err:
-                if "wrong last sequence" in str(err):
-                    continue
-                raise Temporary("the session store cannot be reached") from err
-
-    async def forget_failures(self, key: str) -> None:
-        try:
-            await self._bucket().delete(key)
         except _KV_ERRORS as err:
             raise Temporary("the session store cannot be reached") from err

@@ -44,11 +44,13 @@ from qmesh.directory.errors import DirectoryError, RecordMissing
 from qmesh.directory.names import check_account_name, domain_name, rule_file_name
 from qmesh.directory.namespaces import Namespaces, Target
 from qmesh.directory.records import AccountRecord, DomainRecord
-from qmesh.directory.roles import Role, role_of
+from qmesh.directory.roles import Role
 from qmesh.directory.store import Directory
 from qmesh.dkim.keyring import KeyringError, load_keyring
 from qmesh.dns.records import expected
+from qmesh.limits.logins import Throttle
 from services.admin.forms import BadForm, parse_form
+from services.admin.login import Administrators
 from services.admin.security import add_headers, set_cookie
 from services.admin.sessions import (
     SESSION_LIFETIME,
@@ -57,7 +59,6 @@ from services.admin.sessions import (
     new_token,
     tokens_match,
 )
-from services.admin.throttle import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class Ports:
     nc: Callable[[], NATS]
     sessions: Sessions
     authenticator: DirectoryAuthenticator
+    throttle: Throttle  # failed logins, counted with every listener's (defences #12)
     namespaces: Callable[[], Namespaces]
     controls: Callable[[], Controls]
     control_dir: Path
@@ -198,29 +200,24 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
                 raise Denied(403, "the form's security token is missing or wrong; reload the page")
             name, password = fields.get("login", ""), fields.get("password", "")
             client = request.client.host if request.client else "unknown"
-            keys = ports.sessions.failure_keys(client, name)
-            now = ports.clock()
-            wait = max([wait_for(await ports.sessions.failures(k), now) for k in keys])
-            if wait > 0:
+            administrators = Administrators(ports.authenticator, ports.namespaces)
+            attempt = await ports.throttle.attempt(administrators, client, name, password)
+            if attempt.refusal == "blocked":
                 LOGINS.labels("throttled").inc()
-                log.warning("admin.login_throttled", extra={"remote": client})
+                wait = max(1, ports.controls().authblock)
                 response = page(
                     request,
                     "login.html",
                     None,
                     429,
                     login_csrf=request.cookies.get(LOGIN_COOKIE, ""),
-                    error=f"Too many failed logins. Try again in {int(wait) + 1} seconds.",
+                    error=f"Too many failed logins. Try again in {wait} seconds.",
                 )
-                response.headers["Retry-After"] = str(int(wait) + 1)
+                response.headers["Retry-After"] = str(wait)
                 return response
-            account = await ports.authenticator.authenticate(name, password)
-            role = role_of(account, ports.namespaces().canonical) if account else None
-            if role is None:
-                for key in keys:
-                    await ports.sessions.record_failure(key)
+            role = attempt.account
+            if role is None:  # the throttle has waited its delay, growing with the failures
                 LOGINS.labels("failed").inc()
-                log.info("admin.login_failed", extra={"remote": client})
                 return page(
                     request,
                     "login.html",
@@ -229,7 +226,6 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
                     login_csrf=request.cookies.get(LOGIN_COOKIE, ""),
                     error=FAILED_LOGIN,
                 )
-            await ports.sessions.forget_failures(keys[1])
             token, _ = await ports.sessions.create(role.login, role.domain)
             LOGINS.labels("ok").inc()
             log.info("admin.login", extra={"login": role.login, "remote": client})

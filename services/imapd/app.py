@@ -19,6 +19,9 @@ from qmesh.control.derived import Derived, ignore_change
 from qmesh.directory.authenticate import Account, DirectoryAuthenticator
 from qmesh.directory.namespaces import Namespaces
 from qmesh.directory.store import Directory
+from qmesh.limits import limits_from
+from qmesh.limits.anvil import Anvil
+from qmesh.limits.logins import Throttle
 from qmesh.mailbox.announce import announce_change
 from qmesh.mailbox.sync import AccountMailbox
 from qmesh.mailbox.versioned import NatsVersioned, Versioned
@@ -78,7 +81,7 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
     conn = NatsConnection(
         settings,
         "imapd",
-        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_MAILBOX),
+        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_MAILBOX, subjects.KV_LIMITS),
         background=True,
     )
 
@@ -89,6 +92,9 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
             raise Temporary("Unable to read the directory. (#4.3.0)") from err
 
     authenticator = DirectoryAuthenticator(directory, Derived(watcher, namespaces))
+    # failed logins counted across the cluster, as pop3d's (defences #12)
+    anvil = Anvil(lambda: conn.kv(subjects.KV_LIMITS), "imapd", Derived(watcher, limits_from))
+    throttle = Throttle(anvil, "imapd")
     blobs = open_store(settings, settings.mail_bucket)
     state = LazyVersioned(conn)
     announcements = Announcements(lambda: conn.nc, conn.ready)
@@ -119,7 +125,9 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
         host=settings.listen_host,
         ports={"imap": settings.imap_port, "imaps": settings.imaps_port},
         configs=config,
-        logins=lambda c: DirectoryLogin(authenticator, folders, c, recorder),
+        logins=lambda c, remote: DirectoryLogin(
+            authenticator, folders, c, recorder, throttle, remote
+        ),
         tls=tls.current,
         proxyclients=lambda: watcher.current.proxyclients,
         max_sessions=settings.max_sessions,
@@ -131,4 +139,4 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
         greeting_host()
 
     checks = {"controls": controls_loaded, "listeners": server.check}
-    return Service("imapd", [watcher, conn, announcements, server], checks)
+    return Service("imapd", [watcher, conn, anvil, announcements, server], checks)

@@ -6,7 +6,7 @@ from typing import Literal, Protocol
 
 from qmesh.directory.authenticate import Account
 
-LoginResult = Literal["ok", "failed", "tempfail"]
+LoginResult = Literal["ok", "failed", "tempfail", "blocked"]
 
 
 class Authenticator(Protocol):

@@ -55,7 +55,7 @@ _TAG = re.compile(rb"^([\x21-\x7e]{1,64}?)[ \r\n]")
 _TAG_CHARS = re.compile(rb"^[^(){ %*\"\\\]+]+$")
 
 ConfigFactory = Callable[[Listener, str], ImapConfig]
-LoginFactory = Callable[[ImapConfig], LoginInterface]
+LoginFactory = Callable[[ImapConfig, str], LoginInterface]  # config, client address
 
 
 class LineTooLong(Exception):
@@ -256,7 +256,7 @@ class ImapServer(Listeners):
             subsystem.set(config.subsystem)
             peer = PeerInfo(accepted.remote)
             conn = Connection(self._commands, config, reader, writer, peer, self._idle_timeout)
-            state = ConnectionState(self._logins(config), config)
+            state = ConnectionState(self._logins(config, accepted.remote), config)
             async with AsyncExitStack() as stack:
                 connection_exit.set(stack)
                 socket_info.set(cast(Any, peer))

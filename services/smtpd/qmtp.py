@@ -1,8 +1,9 @@
 """The QMTP server (QMTP-01..05, QMTP-10..17): packages in, one K/Z/D netstring per recipient.
 
-:func:`answer` decides a whole package (no sockets): the stored form (QMTP-11), sender and
-recipient checks as for SMTP (QMTP-12, QMTP-13), size and hops (QMTP-14, QMTP-17), and one
-enqueue for all acceptable recipients (QMTP-15). :func:`read_package` reads a package off a
+:func:`decide` decides a whole package (no sockets): the stored form (QMTP-11), sender and
+recipient checks as for SMTP (QMTP-12, QMTP-13), size and hops (QMTP-14, QMTP-17), the
+defences of SMTP (DNS blocklists, rates, content filter: defences #12), and one enqueue for all
+acceptable recipients (QMTP-15). :func:`read_package` reads a package off a
 connection with the framing rules of QMTP-10; any framing error closes the connection. The
 message is read in pieces into a :class:`~services.smtpd.spool.Spool`, converted to stored form
 and counted on the way, so a package of any size costs a bounded amount of memory and one over
@@ -14,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from dataclasses import dataclass
+from typing import Protocol
 
 from qmesh.contract.envelope import has_control
 from qmesh.contract.errors import QueueFailure
@@ -42,6 +44,24 @@ TOO_BIG = smtp_data.TOO_BIG.qmtp()
 LOOPING = smtp_data.LOOPING.qmtp()
 NUL = smtp_data.NUL.qmtp()
 BADMAILFROM = replies.BADMAILFROM.qmtp()
+
+
+class Defences(Protocol):
+    """The checks smtpd's SMTP path makes, for QMTP too (:class:`~services.smtpd.session.
+    Session`): DNS blocklists asked at connect, the cluster-wide rates, the content filter."""
+
+    async def listing(self) -> Verdict | None: ...
+
+    async def within_rates(self, recipients: int) -> bool: ...
+
+    async def content(
+        self,
+        sender: str,
+        recipients: list[str],
+        message: AsyncIterator[bytes],
+        size: int,
+        trace: bytes,
+    ) -> bytes | Verdict: ...
 
 
 class Framing(Exception):
@@ -216,31 +236,6 @@ async def read_package(
     )
 
 
-async def answer(
-    package: Package,
-    *,
-    config: SmtpdConfig,
-    client_ip: str,
-    relayclient: str | None,
-    domains: Callable[[], Container[str]],
-    rcptcheck: RecipientCheck,
-    queue: Queue,
-    clock: Callable[[], float] = time.time,
-) -> tuple[list[bytes], Queued | None]:
-    """One response per recipient, in order (QMTP-05), and what was queued."""
-    verdicts, queued = await decide(
-        package,
-        config=config,
-        client_ip=client_ip,
-        relayclient=relayclient,
-        domains=domains,
-        rcptcheck=rcptcheck,
-        queue=queue,
-        clock=clock,
-    )
-    return [v.qmtp() for v in verdicts], queued
-
-
 async def decide(
     package: Package,
     *,
@@ -250,15 +245,20 @@ async def decide(
     domains: Callable[[], Container[str]],
     rcptcheck: RecipientCheck,
     queue: Queue,
+    defences: Defences | None = None,
     clock: Callable[[], float] = time.time,
 ) -> tuple[list[Verdict], Queued | None]:
-    """One verdict per recipient, in order (QMTP-05), and what was queued."""
+    """One verdict per recipient, in order (QMTP-05), and what was queued; the verdicts are
+    formatted once, by :meth:`Verdict.qmtp`, where they are written."""
     n = len(package.recipients)
     sender = package.sender.decode("utf-8", "surrogateescape")
     if len(package.sender) >= 1000 or has_control(sender):
         return [UNACCEPTABLE_SENDER] * n, None  # QMTP-12; any control character (hardening #4)
     if config.databytes and package.size > config.databytes:
         return [smtp_data.TOO_BIG] * n, None  # QMTP-14
+    listing = None if defences is None else await defences.listing()
+    if listing is not None:
+        return [listing] * n, None  # a listed client may not send (rblsmtpd, defences #12)
     responses: list[Verdict | None] = []
     accepted: list[str] = []
     bad_sender = sender_is_bad(sender, config.badmailfrom)
@@ -286,9 +286,10 @@ async def decide(
             accepted.append(accepted_as)
     if not accepted:
         return [r for r in responses if r is not None], None
-    refusal = _refusal(package)
     queued: Queued | None = None
-    outcome = refusal
+    outcome = _refusal(package)
+    if outcome is None and defences is not None and not await defences.within_rates(len(accepted)):
+        outcome = replies.TOO_MANY_MESSAGES  # clientmessages, clientrecipients (defences #12)
     if outcome is None:
         trace = received_line(
             remotehost="unknown",
@@ -298,12 +299,19 @@ async def decide(
             proto="QMTP",
             when=clock(),
         )
-        origin = Origin(kind="network", client_ip=client_ip)
-        try:
-            queued = await queue.enqueue(sender, accepted, package.stored(trace), origin, False)
-            outcome = replies.accepted(queued.at, queued.qp)
-        except QueueFailure as err:
-            outcome = replies.queue_failure(err.text, err.permanent)
+        head: bytes | Verdict = trace
+        if defences is not None:  # the content filter (Rspamd), as at the end of SMTP's DATA
+            size = len(trace) + package.size
+            head = await defences.content(sender, accepted, package.stored(trace), size, trace)
+        if isinstance(head, Verdict):
+            outcome = head
+        else:
+            origin = Origin(kind="network", client_ip=client_ip)
+            try:
+                queued = await queue.enqueue(sender, accepted, package.stored(head), origin, False)
+                outcome = replies.accepted(queued.at, queued.qp)
+            except QueueFailure as err:
+                outcome = replies.queue_failure(err.text, err.permanent)
     return [r if r is not None else outcome for r in responses], queued
 
 

@@ -40,6 +40,9 @@ AUTH_TEMPORARY = Verdict.of("454 4.7.0 temporary authentication failure")
 # cluster-wide limits (docs/defences.md)
 AUTH_BLOCKED = Verdict.of("421 4.7.0 too many failed logins, try again later (#4.7.0)")
 TOO_MANY_NET_CONNECTIONS = Verdict.of("421 4.7.0 too many connections from your network (#4.7.0)")
+TOO_MANY_RECIPIENTS = Verdict.of(
+    "451 4.7.0 too many recipients from your address, try again later (#4.7.0)"
+)
 TOO_MANY_MESSAGES = Verdict.of(
     "451 4.7.0 too many messages from your address, try again later (#4.7.0)"
 )

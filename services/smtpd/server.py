@@ -275,6 +275,7 @@ class SmtpServer(Listeners):
         async def skip(n: int) -> None:
             await conn.skip(n, idle)
 
+        session.ask_blocklists()  # at connect, answered for each package (defences #12)
         while not self.stopping:
             if not conn.buffer:
                 try:
@@ -292,6 +293,7 @@ class SmtpServer(Listeners):
                     domains=session.domains,
                     rcptcheck=session.rcptcheck,
                     queue=session.queue,
+                    defences=session,
                 )
             finally:
                 package.close()
@@ -307,6 +309,11 @@ class SmtpServer(Listeners):
                 )
             )
             metrics.MESSAGES.labels(outcome).inc()
+            if replies.TOO_MANY_MESSAGES in verdicts:
+                metrics.LIMITED.labels("clientmessages").inc()
+                log.warning(
+                    "smtpd.limited", extra={"limit": "clientmessages", "remote": session.client.ip}
+                )
             if queued is not None:
                 metrics.BYTES.inc(queued.size)
                 log.debug(
@@ -332,6 +339,12 @@ class SmtpServer(Listeners):
             verdict = step.verdict
             if verdict is not None and line[:4].upper() == b"RCPT":
                 metrics.RECIPIENTS.labels(str(verdict.code)).inc()  # rejections by reason
+                if verdict is replies.TOO_MANY_RECIPIENTS:
+                    metrics.LIMITED.labels("clientrecipients").inc()
+                    log.warning(
+                        "smtpd.limited",
+                        extra={"limit": "clientrecipients", "remote": session.client.ip},
+                    )
             if step.start_tls and context is not None:
                 conn.discard()  # before the reply: after it come the handshake bytes
                 conn.writer.write(step.wire())

@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 from qmesh.contract.errors import QueueFailure, Temporary
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
+from qmesh.limits.rules import Limits
 from qmesh.store.base import Body
 from services.smtpd import replies
 from services.smtpd.blocklist import Zone
@@ -91,12 +92,17 @@ class Blocklists(Protocol):
 class Limiter(Protocol):
     """The cluster-wide message and recipient rates (:class:`qmesh.limits.anvil.Anvil`)."""
 
+    @property
+    def limits(self) -> Limits:
+        """The limits now (``0``: off)."""
+        ...
+
     def charges(self) -> bool:
         """Whether a rate limit is set at all (else no message is counted)."""
         ...
 
-    async def charge(self, remote: str, recipients: int) -> bool:
-        """Count one message; ``False`` when it is over this minute's limit."""
+    async def charge(self, remote: str, recipients: int, *, messages: int = 1) -> bool:
+        """Count messages and recipients; ``False`` when over this minute's limit."""
         ...
 
 
@@ -187,10 +193,61 @@ class Session:
 
     def greeting(self) -> str:
         """The banner; the DNS blocklists are asked now, and answered by MAIL (rblsmtpd)."""
+        self.ask_blocklists()
+        return f"220 {self.config.greeting} ESMTP"
+
+    # -- the defences, shared with QMTP (defences #12) ---------------------------------------
+
+    def ask_blocklists(self) -> None:
+        """Begin the DNS blocklist lookup of this client (at connect); relayclients are exempt."""
         zones = self.config.dnsbl
         if self._blocklists is not None and zones and self.relayclient is None:
             self._listing = asyncio.create_task(self._blocklists.check(self.client.ip, zones))
-        return f"220 {self.config.greeting} ESMTP"
+
+    async def listing(self) -> Verdict | None:
+        """The refusal of a DNS blocklist listing this client, once the lookup is answered."""
+        return None if self._listing is None else await self._listing
+
+    async def within_rates(self, recipients: int) -> bool:
+        """Count one message of ``recipients`` against ``clientmessages``/``clientrecipients``;
+        ``False`` when it is over. relayclients and authenticated clients are exempt."""
+        limiter = self._limiter
+        if limiter is None or self.relayclient is not None or self.auth_user is not None:
+            return True
+        if not limiter.charges():
+            return True
+        return await limiter.charge(self.client.ip, recipients)
+
+    async def content(
+        self,
+        sender: str,
+        recipients: list[str],
+        message: AsyncIterator[bytes],
+        size: int,
+        trace: bytes,
+    ) -> bytes | Verdict:
+        """The content filter's refusal of ``message`` (``trace`` first, ``size`` bytes in
+        all), or the head to store: ``trace`` and its X-Spam-* lines."""
+        url = self.config.rspamd
+        if self._scanner is None or url is None:
+            return trace
+        if self.auth_user is not None and not self.config.rspamd_submission:
+            return trace
+        scan = await self._scanner.scan(
+            url,
+            message,
+            size,
+            ip=self.client.ip,
+            helo=self.helo,
+            sender=sender,
+            recipients=recipients,
+            user=self.auth_user,
+        )
+        if scan is None:  # unreachable: accept (logged), or 451 if the controls say so
+            return UNAVAILABLE if self.config.rspamd_tempfail else trace
+        if scan.refusal is not None:
+            return scan.refusal
+        return trace + scan.headers
 
     @property
     def reading_auth(self) -> bool:
@@ -314,8 +371,19 @@ class Session:
         )
         if accepted is None:
             return Step(verdict)
+        if not await self._recipient_within_rate():
+            return Step(replies.TOO_MANY_RECIPIENTS)  # clientrecipients (defences #12)
         tx.recipients.append(accepted)
         return Step(replies.RCPT_OK)  # SMTPD-46
+
+    async def _recipient_within_rate(self) -> bool:
+        """Count one recipient against ``clientrecipients``, as Postfix's anvil does at RCPT."""
+        limiter = self._limiter
+        if limiter is None or self.relayclient is not None or self.auth_user is not None:
+            return True
+        if not limiter.limits.client_recipients:
+            return True
+        return await limiter.charge(self.client.ip, 1, messages=0)
 
     # -- DATA --------------------------------------------------------------------------------
 
@@ -328,9 +396,9 @@ class Session:
             return Step(replies.QQT_FAILURE)
         limiter = self._limiter
         exempt = self.relayclient is not None or self.auth_user is not None
-        if limiter is not None and not exempt and limiter.charges():
-            recipients = len(self._tx.recipients)  # counted while the body arrives
-            self._charge = asyncio.create_task(limiter.charge(self.client.ip, recipients))
+        if limiter is not None and not exempt and limiter.limits.client_messages:
+            # the message, counted while the body arrives (its recipients were, at RCPT)
+            self._charge = asyncio.create_task(limiter.charge(self.client.ip, 0))
         return Step(replies.GO_AHEAD, data=True)
 
     def data_reader(self) -> DataReader:
@@ -370,26 +438,8 @@ class Session:
 
     async def _scan(self, tx: _Transaction, data: DataReader, trace: bytes) -> bytes | Verdict:
         """The content filter's refusal, or the head to store: ``trace`` and its X-Spam-*."""
-        url = self.config.rspamd
-        if self._scanner is None or url is None:
-            return trace
-        if self.auth_user is not None and not self.config.rspamd_submission:
-            return trace
-        scan = await self._scanner.scan(
-            url,
-            data.body(trace),
-            len(trace) + data.size,
-            ip=self.client.ip,
-            helo=self.helo,
-            sender=tx.sender,
-            recipients=tx.recipients,
-            user=self.auth_user,
-        )
-        if scan is None:  # unreachable: accept (logged), or 451 if the controls say so
-            return UNAVAILABLE if self.config.rspamd_tempfail else trace
-        if scan.refusal is not None:
-            return scan.refusal
-        return trace + scan.headers
+        size = len(trace) + data.size
+        return await self.content(tx.sender, tx.recipients, data.body(trace), size, trace)
 
     def _proto(self, smtputf8: bool) -> str:
         """SMTPD-58: RFC 3848 / RFC 6531 keywords."""

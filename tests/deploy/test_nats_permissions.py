@@ -317,7 +317,7 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
     },
     "imapd": {  # no queue at all: the directory, the mailbox index, announcements (#13)
         "streams": [],
-        "kv": [subjects.KV_MAILBOX, subjects.KV_DIRECTORY],
+        "kv": [subjects.KV_MAILBOX, subjects.KV_DIRECTORY, subjects.KV_LIMITS],
         "consumers": [],
         "publish": [],
     },
@@ -332,7 +332,7 @@ WRITABLE = {  # bucket -> the key prefix the service owns
     },
     "pop3d": {subjects.KV_LEASES: "pop3"},
     "lists": {subjects.KV_LISTS: "subs", subjects.KV_DELIVERIES: "lists"},
-    "imapd": {subjects.KV_MAILBOX: "probe"},
+    "imapd": {subjects.KV_MAILBOX: "probe", subjects.KV_LIMITS: "fail"},  # failed logins (#12)
 }
 
 

@@ -51,6 +51,9 @@ async def site(private_nats: NatsServer, control_dir: Path, unique: str) -> Asyn
     canonical = f"mx-{unique}.test"
     (control_dir / "me").write_text(f"{canonical}\n")
     (control_dir / "locals").write_text(f"{canonical}\n")
+    # the login throttle of every listener (defences #12): blocked after 3 failures, short delays
+    (control_dir / "authfailures").write_text("3\n")
+    (control_dir / "authdelay").write_text("20\n")
     settings = Settings(
         nats_url=private_nats.url, control=control_dir, http_host="127.0.0.1", http_port=0
     )
@@ -266,6 +269,22 @@ async def test_brute_force_is_throttled_and_tells_nothing(site: Admin) -> None:
         assert "retry-after" in right.headers
         assert "qmesh_admin=" not in right.headers.get("set-cookie", "")  # no session
         assert (await client.get("/domains")).status_code == 303  # not logged in
+
+
+async def test_brute_force_is_blocked_and_the_owner_logs_in_from_elsewhere(site: Admin) -> None:
+    """Defences #12: the pages count failed logins as every listener does (qmesh.limits)."""
+    name = f"postmaster@{site.canonical}"
+    async with site.client() as client:
+        statuses = [(await login(client, name, f"guess{i}")).status_code for i in range(20)]
+        assert statuses == [401] * 3 + [429] * 17
+        assert (await login(client, name, ADMIN_PASSWORD)).status_code == 429
+    elsewhere = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=site.url, timeout=20, transport=elsewhere) as client:
+        reply = await login(client, name, ADMIN_PASSWORD)
+        assert reply.status_code == 303 and reply.headers["location"] == "/domains"
+        assert (await client.get("/domains")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert 'qmesh_admin_logins_total{result="throttled"}' in metrics
 
 
 def _message(text: str) -> str:

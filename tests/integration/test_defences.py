@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 CLIENT_LIMIT = "421 4.7.0 too many connections from your address (#4.7.0)"
 NET_LIMIT = "421 4.7.0 too many connections from your network (#4.7.0)"
 RATE_LIMIT = "451 4.7.0 too many messages from your address, try again later (#4.7.0)"
+RCPT_RATE_LIMIT = "451 4.7.0 too many recipients from your address, try again later (#4.7.0)"
 BLOCKED = "421 4.7.0 too many failed logins, try again later (#4.7.0)"
 FAILED = "535 5.7.8 authentication credentials invalid"
 
@@ -176,6 +177,34 @@ async def test_a_message_rate_of_n_admits_n_across_two_replicas(
         assert replies.count(RATE_LIMIT) == 3
         assert len(await a.queued()) == 4  # both replicas share the queue store
         other = (await greeting(b.port(), "127.0.9.3"))[0]  # another client has its own count
+        assert (await send(other, "other")).startswith("250 ")
+
+
+async def test_a_recipient_rate_of_n_answers_the_rcpt_past_it_across_two_replicas(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """clientrecipients is counted at RCPT: the recipient past it hears 451 4.7.0 there, and
+    the message goes with the recipients accepted before it."""
+    settings = make_settings(private_nats.url, tmp_path, {"clientrecipients": "3"})
+    if time.time() % 60 > 50:  # the whole test inside one minute's window
+        await asyncio.sleep(61 - time.time() % 60)
+    async with replicas(settings) as (a, b):
+        c = (await greeting(a.port(), "127.0.9.4"))[0]
+        assert await c.cmd("MAIL FROM:<joe@far.test>") == "250 2.1.0 ok"
+        assert await c.cmd(f"RCPT TO:<alice@{DOMAIN}>") == "250 2.1.5 ok"
+        assert await c.cmd(f"RCPT TO:<bob@{DOMAIN}>") == "250 2.1.5 ok"
+        assert await c.cmd("DATA") == "354 go ahead"
+        assert (await c.cmd("Subject: two\r\n\r\nbody\r\n.")).startswith("250 2.0.0 ok ")
+        d = (await greeting(b.port(), "127.0.9.4"))[0]  # the other replica, the same client
+        assert await d.cmd("MAIL FROM:<joe@far.test>") == "250 2.1.0 ok"
+        assert await d.cmd(f"RCPT TO:<carol@{DOMAIN}>") == "250 2.1.5 ok"
+        assert await d.cmd(f"RCPT TO:<dave@{DOMAIN}>") == RCPT_RATE_LIMIT
+        assert await d.cmd(f"RCPT TO:<erin@{DOMAIN}>") == RCPT_RATE_LIMIT
+        assert await d.cmd("DATA") == "354 go ahead"
+        assert (await d.cmd("Subject: one\r\n\r\nbody\r\n.")).startswith("250 2.0.0 ok ")
+        bodies = await a.queued()
+        assert len(bodies) == 2
+        other = (await greeting(b.port(), "127.0.9.5"))[0]  # another client has its own count
         assert (await send(other, "other")).startswith("250 ")
 
 

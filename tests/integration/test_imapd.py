@@ -67,6 +67,8 @@ def settings(
     domain = f"mx-{unique}.test"
     (control_dir / "me").write_text(f"{domain}\n")
     (control_dir / "locals").write_text(f"{domain}\n")
+    # failed logins of earlier tests on this NATS are forgotten at once (defences #12)
+    (control_dir / "authblock").write_text("1\n")
     (control_dir / "tlscert").write_text(str(certificate[0]) + "\n")
     (control_dir / "tlskey").write_text(str(certificate[1]) + "\n")
     common: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""admin's pure decisions: throttle delays, form reading, cookie flags, roles (issue 14)."""
+"""admin's pure decisions: form reading, cookie flags, roles (issue 14); the login throttle is
+qmesh.limits' (tests/unit/limits)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,6 @@ from qmesh.directory.authenticate import Account
 from qmesh.directory.roles import Role, role_of
 from services.admin.forms import BadForm, parse_form
 from services.admin.security import cookie_secure
-from services.admin.throttle import FORGET, MAX_DELAY, Failures, failed, wait_for
-
-
-def test_throttle_grows_and_forgets() -> None:
-    f: Failures | None = None
-    waits = []
-    for n in range(12):
-        f = failed(f, 1000.0 + n)
-        waits.append(wait_for(f, 1000.0 + n))
-    assert waits[:2] == [0.0, 0.0]
-    assert waits[2:6] == [2.0, 4.0, 8.0, 16.0]
-    assert max(waits) <= MAX_DELAY
-    assert wait_for(f, 1011.0 + FORGET + 1) == 0.0
-    assert wait_for(Failures(count=50, last=10**12), 1000.0) == 0.0  # a clock from the future
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ DOMAIN_MODULES = [
     "services/local/dotqmail.py",
     "services/local/delivery.py",
     "services/local/report.py",
-    "services/admin/throttle.py",
+    "qmesh/limits/rules.py",
     "services/admin/forms.py",
     "qmesh/directory/roles.py",
 ]

@@ -63,6 +63,23 @@ def test_rates_count_messages_and_recipients() -> None:
     assert rules.rate_key("4x1", 59.9) != rules.rate_key("4x1", 60.0)
 
 
+def test_recipients_counted_at_rcpt_and_the_message_at_data() -> None:
+    """SMTP counts each recipient alone at RCPT, then the message with none (defences #12)."""
+    limits = Limits(client_messages=1, client_recipients=2)
+    raw = None
+    for _ in range(2):
+        change = rules.charge_rate(raw, 0, 1, limits)
+        assert change.allowed
+        raw = change.record
+    assert not rules.charge_rate(raw, 0, 1, limits).allowed  # the third RCPT
+    message = rules.charge_rate(raw, 1, 0, limits)  # recipients at the limit: not judged
+    assert message.allowed
+    assert not rules.charge_rate(message.record, 1, 0, limits).allowed  # a second message
+    # recipients alone never hit clientmessages, even when the minute's messages are spent
+    assert not rules.charge_rate(message.record, 0, 1, limits).allowed  # still over 2
+    assert rules.charge_rate(message.record, 0, 1, Limits(client_messages=1)).allowed
+
+
 def test_failures_block_the_client_and_are_forgotten() -> None:
     limits = Limits(auth_failures=3, login_failures=5, auth_block=100.0)
     raw = None

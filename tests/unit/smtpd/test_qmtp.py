@@ -13,10 +13,12 @@ from services.smtpd.qmtp import (
     TOO_BIG,
     Framing,
     Package,
-    answer,
     netstring,
     read_package,
     stored_form,
+)
+from services.smtpd.qmtp import (
+    decide as decide_package,
 )
 from tests.unit.smtpd.test_session import CONFIG, FakeDirectory, FakeQueue
 
@@ -81,7 +83,7 @@ async def test_qmtp_10_framing_errors(data: bytes) -> None:
 async def decide(
     package: Package, *, relayclient: str | None = None, queue: FakeQueue | None = None
 ) -> list[bytes]:
-    responses, _ = await answer(
+    verdicts, _ = await decide_package(
         package,
         config=CONFIG,
         client_ip="203.0.113.9",
@@ -91,7 +93,7 @@ async def decide(
         queue=queue or FakeQueue(),
         clock=lambda: 1730790189.0,
     )
-    return responses
+    return [v.qmtp() for v in verdicts]
 
 
 async def test_qmtp_13_15_16_per_recipient_responses_and_one_enqueue() -> None:

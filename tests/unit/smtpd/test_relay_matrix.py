@@ -21,7 +21,7 @@ from qmesh.control.values import Controls
 from services.send.config import send_config
 from services.send.plan import preprocess
 from services.smtpd.config import SmtpdConfig, smtpd_config
-from services.smtpd.qmtp import Package, answer
+from services.smtpd.qmtp import Package, decide
 from services.smtpd.session import Client, Session
 from tests.unit.smtpd.test_session import FakeQueue
 
@@ -164,7 +164,7 @@ async def _over_smtp(config: SmtpdConfig, domains: frozenset[str], path: str) ->
 async def _over_qmtp(config: SmtpdConfig, domains: frozenset[str], raw: str) -> list[str]:
     queue = FakeQueue()
     package = Package(b"\nSubject: relay?\n\n", 18, b"joe@far.test", [raw.encode()])
-    await answer(
+    await decide(
         package,
         config=config,
         client_ip=CLIENT,
@@ -229,7 +229,7 @@ async def test_smtpd_43_percent_hack_without_at_is_refused(tmp_path: Path, path:
 
 async def test_qmtp_13_percent_hack_without_at_is_refused(tmp_path: Path) -> None:
     controls = _controls(tmp_path / "c", rcpthosts=ME, percenthack=ME)
-    responses, queued = await answer(
+    verdicts, queued = await decide(
         Package(b"\nSubject: x\n\n", 13, b"joe@far.test", [b"user%other.example"]),
         config=smtpd_config(controls),
         client_ip=CLIENT,
@@ -238,7 +238,7 @@ async def test_qmtp_13_percent_hack_without_at_is_refused(tmp_path: Path) -> Non
         rcptcheck=EveryAddress(),
         queue=FakeQueue(),
     )
-    assert (responses, queued) == ([b"Dsorry, relaying denied (#5.7.1)"], None)
+    assert ([v.qmtp() for v in verdicts], queued) == ([b"Dsorry, relaying denied (#5.7.1)"], None)
 
 
 async def test_smtpd_42_relay_clients_still_relay(tmp_path: Path) -> None:
