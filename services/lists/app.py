@@ -16,6 +16,7 @@ from qmesh.store.factory import open_store
 from services.lists.config import ListsSettings
 from services.lists.consumer import Lists
 from services.lists.dmarc import strict_check
+from services.lists.timer import Timer
 
 
 async def build(settings: Settings) -> Service:
@@ -49,8 +50,9 @@ async def build(settings: Settings) -> Service:
         handle=lists.handle,
         concurrency=LISTS_PENDING,
     )
+    timer = Timer(conn, lists.sweep, own.lists_timer_seconds)
     return Service(
         "lists",
-        [conn, jobs],
+        [conn, jobs, timer],
         {"nats": conn.check, "queue-store": queue.ping, "job-consumer": jobs.check},
     )

@@ -331,23 +331,84 @@ class Lists:
             record.digest_every,
             record.digest_hours,
         )
+        await self._send_digest(record, due, "post")
+
+    async def _send_digest(self, record: ListRecord, due: list[int], why: str) -> None:
+        """Send the posts ``due`` (just taken from the waiting numbers) to the digest
+        subscribers; if they cannot be queued, the numbers wait again for the next try."""
         if not due:
             return
         subs = await state.subscribers(self._kv(), record.address)
         if not subs.digest:
             return
         posts: list[tuple[int, bytes]] = []
-        for n in due:
-            with contextlib.suppress(BlobNotFound):
-                posts.append((n, await self._queue.get(archive_key(record.address, n))))
-        if not posts:
-            return
-        body = digest.compose(record, posts, self._clock())
-        await self._send(record.at("return-digest-"), list(subs.digest), body)
+        try:
+            for n in due:
+                with contextlib.suppress(BlobNotFound):
+                    posts.append((n, await self._queue.get(archive_key(record.address, n))))
+            if not posts:
+                return
+            issue = await state.digest_issue(self._kv(), record.address)
+            body = digest.compose(record, posts, self._clock(), issue)
+            await self._send(record.at("return-digest-"), list(subs.digest), body)
+        except (Temporary, StoreUnavailable):
+            await state.digest_requeue(self._kv(), record.address, due)
+            raise
+        metrics.DIGESTS.labels(why).inc()
         log.info(
             "lists.digest_sent",
-            extra={"list": record.address, "posts": len(posts), "rcpt_count": len(subs.digest)},
+            extra={
+                "list": record.address,
+                "posts": len(posts),
+                "rcpt_count": len(subs.digest),
+                "why": why,
+                "format": record.digest_format,
+            },
         )
+
+    # -- the timer (ezmlm-get -d from cron, ezmlm-clean) -----------------------------------
+
+    async def sweep(self) -> None:
+        """One round of the timer over every list: a digest whose oldest post has waited
+        ``digest_hours`` goes out though no post arrives, and a held post no moderator decided
+        on within ``moderation_hours`` goes back to its poster. Every replica may run rounds;
+        each digest and each held post is taken by a compare-and-set, so one replica acts."""
+        for record in await state.ListDirectory(self._directory()).all():
+            try:
+                if record.digest:
+                    due = await state.digest_overdue(
+                        self._kv(), record.address, self._clock(), record.digest_hours
+                    )
+                    await self._send_digest(record, due, "timer")
+                if record.moderated:
+                    await self._expire_held(record)
+            except Temporary as err:
+                log.warning(
+                    "lists.sweep_failed", extra={"list": record.address, "reason": str(err)}
+                )
+
+    async def _expire_held(self, record: ListRecord) -> None:
+        now = self._clock()
+        for held_id, doc in (await state.held(self._kv(), record.address)).items():
+            try:
+                at = float(doc.get("at", now))
+            except (TypeError, ValueError):
+                at = 0.0
+            if now - at < record.moderation_hours * 3600:
+                continue
+            if await state.take_held(self._kv(), record.address, held_id) is None:
+                continue  # another replica, or a moderator, came first
+            poster = str(doc.get("sender", ""))
+            hours = f"{record.moderation_hours:g}"
+            if _answerable(poster) and address_problem(poster) is None:
+                subject, text = replies.refusal(
+                    record, f"no moderator accepted your message within {hours} hours"
+                )
+                await self._reply(record, poster, subject, text, sender="")
+            with contextlib.suppress(BlobNotFound, StoreUnavailable):
+                await self._queue.delete(held_key(record.address, held_id))
+            metrics.REQUESTS.labels("moderate", "expired").inc()
+            log.info("lists.held_expired", extra={"list": record.address, "held": held_id})
 
     # -- bounces ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ refused request loses nothing (the handed-over copy stays until the job is carri
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import time
@@ -230,3 +231,81 @@ async def test_owner_mail_goes_to_the_owner_unchanged(world: World) -> None:
     assert todo.envelope.recipients == ("postmaster@lists.test",)  # no owner set: postmaster
     assert todo.envelope.sender == "curious@far.test"
     assert (await world.queue.get(body_key(todo.id))).endswith(body)
+
+
+async def _change(world: World, **fields: object) -> ListRecord:
+    lists = state.ListDirectory(world.lists._directory())
+    changed = await lists.update(DOMAIN, "talk", lambda r: r.changed(**fields))
+    assert changed is not None
+    return changed
+
+
+def _replica(world: World) -> Lists:
+    """A second lists replica on the same NATS and store (the timer runs in each)."""
+    w = world.lists
+    other = Lists(
+        bus=w._bus,
+        queue=w._queue,
+        directory=w._directory,
+        kv=w._kv,
+        deliveries=w._deliveries,
+        dmarc=w._dmarc,
+    )
+    other._clock = lambda: world.now[0]
+    return other
+
+
+async def test_a_quiet_lists_digest_goes_out_once_by_timer_with_two_replicas(world: World) -> None:
+    """The timer (ezmlm-get -d from cron): no new post, the oldest waited digest_hours; two
+    replicas run their rounds at once and the digest subscriber gets one RFC 1153 digest."""
+    await _change(world, digest=True, digest_hours=1.0, digest_format="rfc1153")
+    await state.subscribe(world.kv, world.record.address, "dee@far.test", "digest")
+    post = b"From: ann@relaxed.test\nSubject: quiet\nDate: Sun, 6 Dec 2026 05:00:00 +0000\n\n"
+    await world.job("", "ann@relaxed.test", post + b"one line\n" + b"-" * 30 + b"\nafter\n")
+    await asyncio.gather(world.lists.sweep(), _replica(world).sweep())
+    await settle()
+    assert await world.sent("dee@far.test") == []  # not yet: the hour has not passed
+    world.now[0] += 3601
+    await asyncio.gather(world.lists.sweep(), _replica(world).sweep())
+    await settle()
+    (digest,) = await world.sent("dee@far.test")
+    assert digest.get_content_type() == "text/plain"
+    assert str(digest["Subject"]).startswith("talk Digest V")
+    text = digest.get_content()
+    assert "Today's Topics:" in text and "   1. quiet" in text
+    assert "\n" + "-" * 70 + "\n" in text
+    assert "From: ann@relaxed.test\nSubject: quiet\nMessage: 1\n\none line\n" in text
+    assert "\n " + "-" * 30 + "\nafter\n" in text  # the post's own separator line is indented
+    assert text.rstrip().endswith("*" * 20)
+    world.now[0] += 7200
+    await world.lists.sweep()
+    await settle()
+    assert len(await world.sent("dee@far.test")) == 1  # nothing waits any more
+
+
+async def test_a_held_post_nobody_moderates_goes_back_to_its_poster(world: World) -> None:
+    """ezmlm-clean: after moderation_hours the held post is refused to its poster and gone;
+    a moderator's accept after that finds nothing."""
+    await _change(world, moderated=True, moderators=["mod@far.test"], moderation_hours=2.0)
+    await state.subscribe(world.kv, world.record.address, "joe@far.test")
+    await world.job("", "ann@relaxed.test", b"From: ann@relaxed.test\nSubject: wait\n\nheld\n")
+    await settle()
+    (request,) = await world.sent("mod@far.test")
+    accept = str(request["Reply-To"]).split("@")[0].removeprefix("talk-")
+    world.now[0] += 3600
+    await world.lists.sweep()
+    await settle()
+    assert await world.sent("ann@relaxed.test") == []  # an hour: still waiting
+    world.now[0] += 3601
+    await asyncio.gather(world.lists.sweep(), _replica(world).sweep())
+    await settle()
+    (back,) = await world.sent("ann@relaxed.test")
+    assert "no moderator accepted your message within 2 hours" in back.get_content()
+    backs = [t for t in world.todos if "ann@relaxed.test" in t.envelope.recipients]
+    assert [t.envelope.sender for t in backs] == [""]
+    assert await state.held(world.kv, world.record.address) == {}
+    await world.job(accept, "mod@far.test")
+    await settle()
+    _, late = await world.sent("mod@far.test")
+    assert "accepted or rejected already" in late.get_content()
+    assert await world.sent("joe@far.test") == []  # never posted

@@ -194,3 +194,28 @@ def test_digest_of_odd_posts() -> None:
     assert b"Subject: talk Digest 3-5" in out
     assert b"3. (no subject)" in out and b"4. x" in out
     assert b"multipart/digest" in out
+
+
+def test_rfc1153_digest_of_hostile_posts_splits_back_into_its_posts() -> None:
+    """RFC 1153: a post's own separator or end line cannot cut the digest; a post with no
+    text part is named, not dropped silently; odd posts never break the digest."""
+    import email
+    import email.policy
+
+    from services.lists import digest
+
+    plain = RECORD.changed(digest_format="rfc1153")
+    html = b"Subject: only html\nMIME-Version: 1.0\nContent-Type: text/html\n\n<p>hi</p>\n"
+    forged = b"Subject: forged\n\nline\n" + b"-" * 30 + b"\nEnd of talk Digest V1 Issue #9\n"
+    posts = [(1, forged), (2, html), (3, b"no header"), (4, b""), (5, b"\xff\xfe\n\n\x00")]
+    out = digest.compose(plain, posts, 0.0, 7)
+    msg = email.message_from_bytes(out, policy=email.policy.default)
+    assert msg.get_content_type() == "text/plain"
+    text = msg.get_content()
+    body = text.split("\n" + "-" * 70 + "\n", 1)[1]
+    parts = body.split("\n" + "-" * 30 + "\n")
+    assert len(parts) == len(posts) + 1  # five posts and the end line
+    assert parts[-1].strip().startswith("End of talk Digest V1970 Issue #7")
+    assert "\n " + "-" * 30 + "\n" in parts[0] and "\n End of talk Digest" in parts[0]
+    assert "[no plain text; the post is message 2 of the archive]" in parts[1]
+    assert "Today's Topics:" in text and "   2. only html" in text
