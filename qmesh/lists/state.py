@@ -120,6 +120,12 @@ async def cookie_key(kv: KeyValue) -> bytes:
     raise ListConflict("secret")
 
 
+async def existing_cookie_key(kv: KeyValue) -> bytes | None:
+    """The cookie key if it was made (a reader that may not write it: admin's pages)."""
+    found = await _get(kv, "secret")
+    return bytes.fromhex(found[0].decode()) if found else None
+
+
 # -- subscribers ------------------------------------------------------------------------------
 
 

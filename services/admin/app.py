@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -23,6 +24,7 @@ from qmesh.directory.store import Directory
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from services.admin.sessions import Sessions
+from services.admin.unsubscribe import one_click
 from services.admin.web import Ports, routes
 
 # its own NATS user, qmesh-webadmin: "admin" is the command-line tools' user, which may do more
@@ -38,7 +40,7 @@ async def build(settings: Settings) -> Service:
     conn = NatsConnection(
         settings,
         NATS_ROLE,
-        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_WEBSESSIONS),
+        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_WEBSESSIONS, subjects.KV_LISTS),
         background=True,
     )
 
@@ -74,4 +76,10 @@ async def build(settings: Settings) -> Service:
         controls=lambda: watcher.current,
         control_dir=settings.control,
     )
-    return Service("admin", [watcher, conn], {"nats": conn.check}, http=routes(ports))
+    pages, unsubscribe = routes(ports), one_click(lambda: conn.kv(subjects.KV_LISTS))
+
+    def http(app: FastAPI) -> None:
+        pages(app)
+        unsubscribe(app)  # RFC 8058 one-click list unsubscribe (issue #15)
+
+    return Service("admin", [watcher, conn], {"nats": conn.check}, http=http)

@@ -33,7 +33,7 @@ from qmesh.contract.envelope import DOUBLE_BOUNCE_SENDER
 from qmesh.contract.errors import QueueFailure, Temporary
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import enqueue
-from qmesh.lists import state
+from qmesh.lists import oneclick, state
 from qmesh.lists.address import address_problem, canonical
 from qmesh.lists.events import ListJob
 from qmesh.lists.names import archive_key, held_key
@@ -60,7 +60,7 @@ class Lists:
         deliveries: Callable[[], KeyValue],
         dmarc: DmarcCheck,
         clock: Callable[[], float] = time.time,
-        unsubscribe_url: Callable[[ListRecord], str | None] = lambda _: None,
+        one_click_base: str | None = None,
     ) -> None:
         self._bus = bus
         self._queue = queue
@@ -68,7 +68,7 @@ class Lists:
         self._kv = kv
         self._deliveries = deliveries
         self._clock = clock
-        self._unsubscribe_url = unsubscribe_url
+        self._one_click_base = one_click_base  # admin's outside address (RFC 8058)
         self._dmarc = dmarc
 
     # -- the consumer's handler -------------------------------------------------------------
@@ -149,9 +149,28 @@ class Lists:
         *,
         sender: str | None = None,
         reply_to: str | None = None,
+        subscriber: bool = False,
     ) -> None:
-        body = replies.message(record, to, subject, text, reply_to=reply_to, when=self._clock())
+        """``subscriber``: ``to`` is on the list, and the message offers RFC 8058's one-click
+        unsubscribe (when admin serves it) besides the unsubscribe address."""
+        one_click = await self._one_click(record, to) if subscriber else None
+        body = replies.message(
+            record,
+            to,
+            subject,
+            text,
+            reply_to=reply_to,
+            when=self._clock(),
+            one_click=one_click,
+        )
         await self._send(record.at("return-") if sender is None else sender, [to], body)
+
+    async def _one_click(self, record: ListRecord, address: str) -> str | None:
+        if not self._one_click_base:
+            return None
+        key = await state.cookie_key(self._kv())
+        token = oneclick.make(key, record.address, address, self._clock())
+        return oneclick.url(self._one_click_base, token)
 
     async def _refuse(self, record: ListRecord, job: ListJob, why: str) -> str:
         """A refusal, to the envelope sender, from the null sender (never answered)."""
@@ -216,6 +235,7 @@ class Lists:
             record,
             checked.target,
             *replies.done(record, checked.target, leaving=leaving, changed=changed),
+            subscriber=not leaving,
         )
         log.info(
             "lists.unsubscribed" if leaving else "lists.subscribed",
@@ -296,9 +316,8 @@ class Lists:
         fields, _ = post.split(message)
         found = post.author(fields)
         rewrite = found is not None and await self._dmarc(post.domain_of(found[1]))
-        body = post.compose(
-            record, message, dmarc_rewrite=rewrite, unsubscribe_url=self._unsubscribe_url(record)
-        )
+        # one body for every subscriber: it cannot carry a one-click address naming its reader
+        body = post.compose(record, message, dmarc_rewrite=rewrite)
         if record.archive or record.digest:
             await self._queue.put(archive_key(record.address, number), body)
         if record.digest:
@@ -439,7 +458,14 @@ class Lists:
             await state.edit_bounce(self._kv(), record.address, address, change)
             if decision and decision[0].action == "probe":
                 subject, text = replies.probe(record, address)
-                body = replies.message(record, address, subject, text, when=self._clock())
+                body = replies.message(
+                    record,
+                    address,
+                    subject,
+                    text,
+                    when=self._clock(),
+                    one_click=await self._one_click(record, address),
+                )
                 await self._send(record.at("return-probe-") + "-@[]", [address], body)
                 metrics.BOUNCES.labels("probed").inc()
                 counted = "probed"

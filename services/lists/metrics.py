@@ -9,3 +9,4 @@ POSTS = Counter("qmesh_lists_posts_total", "Posts sent to the subscribers (one e
 RECIPIENTS = Counter("qmesh_lists_post_recipients_total", "Subscribers addressed by posts")
 BOUNCES = Counter("qmesh_lists_bounces_total", "Bounces counted for subscribers", ["result"])
 DIGESTS = Counter("qmesh_lists_digests_total", "Digests sent", ["why"])  # post or timer
+SHUNTED = Counter("qmesh_lists_shunted_total", "List jobs shunted after failing with a bug")

@@ -21,6 +21,7 @@ def message(
     *,
     reply_to: str | None = None,
     when: float,
+    one_click: str | None = None,
 ) -> bytes:
     lines = [
         f"From: {record.at('help')}",
@@ -38,6 +39,9 @@ def message(
     ]
     if reply_to:
         lines.append(f"Reply-To: {printable(reply_to)}")
+    if one_click:  # RFC 8058: this message has one reader, whom the token names
+        lines.append(f"List-Unsubscribe: <{one_click}>, <mailto:{record.at('unsubscribe')}>")
+        lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
     return ("\n".join(lines) + "\n\n" + text.rstrip("\n") + "\n").encode("utf-8", "surrogateescape")
 
 
