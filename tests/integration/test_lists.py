@@ -309,3 +309,76 @@ async def test_a_held_post_nobody_moderates_goes_back_to_its_poster(world: World
     _, late = await world.sent("mod@far.test")
     assert "accepted or rejected already" in late.get_content()
     assert await world.sent("joe@far.test") == []  # never posted
+
+
+async def test_a_list_job_failing_with_a_bug_is_shunted_not_retried_for_ever(
+    world: World, private_nats: NatsServer
+) -> None:
+    """Hardening #11 for lists: a post whose handling always fails with a bug (here the DMARC
+    check breaks) goes to ``qmesh.shunt.lists`` after a few deliveries, is listed by ``qmesh
+    queue shunted``, and is carried out once requeued after the fix."""
+    from qmesh.bus.connection import NatsConnection
+    from qmesh.bus.consumer import Consumer
+    from qmesh.runtime.settings import Settings
+    from tests.integration.test_shunt import queue_cli, wait_for
+
+    await state.subscribe(world.kv, world.record.address, "joe@far.test")
+    broken = [True]
+
+    async def dmarc(domain: str) -> bool:
+        if broken[0]:
+            raise KeyError("a bug in the DMARC check")
+        return False
+
+    world.lists._dmarc = dmarc
+    conn = NatsConnection(Settings(nats_url=private_nats.url), "test-lists-shunt")
+    await conn.start()
+    shunted: list[int] = []
+    consumer = Consumer(
+        conn,
+        stream=subjects.STREAM_LISTS,
+        durable=subjects.CONSUMER_LISTS,
+        event=ListJob,
+        handle=world.lists.handle,
+        concurrency=2,
+        max_failures=3,
+        bug_retry_delay=0.1,
+        on_shunt=lambda: shunted.append(1),
+    )
+    await consumer.start()
+    try:
+        await asyncio.wait_for(consumer.subscribed.wait(), 10)
+        qid = new_queue_id()
+        await world.queue.put(in_key(qid, 0), b"From: a@relaxed.test\nSubject: poison\n\nx\n")
+        job = ListJob(
+            id=qid,
+            rcpt_index=0,
+            sender="a@relaxed.test",
+            recipient=f"talk@{DOMAIN}",
+            domain=DOMAIN,
+            name="talk",
+            ext="",
+            body=in_key(qid, 0),
+            handed_at=world.now[0],
+        )
+        await conn.js.publish(subjects.JOB_LISTS, job.encode())
+        await wait_for(lambda: shunted)
+        await asyncio.sleep(0.5)
+        assert len(shunted) == 1
+        assert (await conn.js.stream_info(subjects.STREAM_LISTS)).state.messages == 0
+        code, out, _ = await queue_cli(private_nats.url, "shunted")
+        (line,) = out.splitlines()
+        assert "qmesh.job.lists" in line and qid in line and "after 3 deliveries" in line
+        assert "KeyError" in line
+        assert await world.sent("joe@far.test") == []  # not posted, and the copy is kept
+        assert await world.queue.get(job.body)
+
+        broken[0] = False
+        code, out, _ = await queue_cli(private_nats.url, "requeue", line.split()[0])
+        assert code == 0 and "to qmesh.job.lists" in out
+        await wait_for(lambda: any("joe@far.test" in t.envelope.recipients for t in world.todos))
+        (posted,) = await world.sent("joe@far.test")
+        assert posted["Subject"] == "poison"
+    finally:
+        await consumer.stop()
+        await conn.stop()
