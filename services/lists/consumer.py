@@ -451,13 +451,21 @@ class Lists:
             def change(
                 doc: dict[str, object], _d: list[bounce.Decision] = decision
             ) -> dict[str, object]:
-                d = bounce.on_bounce(doc, self._clock(), record.bounce_period, req.number)
+                if req.action == "warn":
+                    d = bounce.on_warning_bounce(doc, self._clock())
+                else:
+                    d = bounce.on_bounce(doc, self._clock(), record.bounce_period, req.number)
                 _d[:] = [d]
                 return d.record
 
             await state.edit_bounce(self._kv(), record.address, address, change)
-            if decision and decision[0].action == "probe":
-                subject, text = replies.probe(record, address)
+            action = decision[0].action if decision else "count"
+            if action in ("warn", "probe"):
+                if action == "warn":
+                    posts = [int(n) for n in decision[0].record.get("posts", [])]
+                    subject, text = replies.warning(record, address, posts)
+                else:
+                    subject, text = replies.probe(record, address)
                 body = replies.message(
                     record,
                     address,
@@ -466,9 +474,10 @@ class Lists:
                     when=self._clock(),
                     one_click=await self._one_click(record, address),
                 )
-                await self._send(record.at("return-probe-") + "-@[]", [address], body)
-                metrics.BOUNCES.labels("probed").inc()
-                counted = "probed"
+                await self._send(record.at(f"return-{action}-") + "-@[]", [address], body)
+                result = "warned" if action == "warn" else "probed"
+                metrics.BOUNCES.labels(result).inc()
+                counted = result
             else:
                 metrics.BOUNCES.labels("counted").inc()
                 counted = "counted" if counted == "ignored" else counted

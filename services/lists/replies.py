@@ -126,3 +126,25 @@ Messages to you from the list have been bouncing. This message checks whether th
 still works. If it bounces too, the address is removed from the list.
 """
     return subject, text
+
+
+def warning(record: ListRecord, target: str, posts: list[int]) -> tuple[str, str]:
+    """ezmlm-warn's first message: which posts bounced, and how to get them back."""
+    subject = f"warning from {record.address}"
+    numbers = ", ".join(str(n) for n in posts[-20:]) or "(not known)"
+    fetch = (
+        f"You can have any of them sent again: send a message to {record.name}-get.N@"
+        f"{record.domain}, N being its number.\n"
+        if record.archive
+        else ""
+    )
+    text = f"""Hi! This is the list manager for {record.address}.
+
+Messages to you from the list have been bouncing. The address
+    {printable(target)}
+missed these messages: {numbers}
+{fetch}
+If this message bounces too, a probe follows; if the probe bounces, the address is removed
+from the list.
+"""
+    return subject, text

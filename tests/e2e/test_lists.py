@@ -264,9 +264,10 @@ def test_a_2000_subscriber_post_is_one_message_in_batched_transactions(
     assert len(infos) == 1, infos
 
 
-def test_a_bouncing_subscriber_is_probed_then_removed(cluster: Cluster, sink: Sink) -> None:
-    """ezmlm-return/ezmlm-warn: bounces counted, a probe after the bounce period (0 here),
-    removal when the probe bounces too; the others stay."""
+def test_a_bouncing_subscriber_is_warned_probed_then_removed(cluster: Cluster, sink: Sink) -> None:
+    """ezmlm-return/ezmlm-warn: bounces counted, a warning naming the bounced posts after the
+    bounce period (0 here), a probe when the warning bounces, removal when the probe bounces
+    too; the others stay."""
     made = cluster.cli("list", "create", LIST, "--bounce-period", "0")
     assert made.returncode == 0, made.stderr
     people = ["a@sink.test", "bad@sink.test", "c@sink.test"]
@@ -279,10 +280,11 @@ def test_a_bouncing_subscriber_is_probed_then_removed(cluster: Cluster, sink: Si
         timeout=120,
         what="the bouncing subscriber removed",
     )
-    assert sink.attempts.count("bad@sink.test") == 2  # the post, then the probe
+    assert sink.attempts.count("bad@sink.test") == 3  # the post, the warning, the probe
     assert subscribers(cluster) == ["a@sink.test", "c@sink.test"]
     lines = [line for line in cluster.log_lines("lists") if line.get("event") == "lists.handled"]
     assert [line["result"] for line in lines if line["request"] == "return"] == [
+        "warned",
         "probed",
         "removed",
     ]

@@ -382,3 +382,25 @@ async def test_a_list_job_failing_with_a_bug_is_shunted_not_retried_for_ever(
     finally:
         await consumer.stop()
         await conn.stop()
+
+
+async def test_a_bouncing_subscriber_is_warned_with_the_bounced_numbers_first(
+    world: World,
+) -> None:
+    """ezmlm-warn's first stage: the warning names the posts that bounced and how to get them
+    (the list keeps an archive); its bounce brings the probe, the probe's the removal."""
+    await _change(world, bounce_period=0)
+    await state.subscribe(world.kv, world.record.address, "joe@far.test")
+    await world.job("return-3-joe=far.test", "")
+    await settle()
+    (warning,) = await world.sent("joe@far.test")
+    assert warning["Subject"] == "warning from talk@lists.test"
+    assert "missed these messages: 3" in warning.get_content()
+    assert "talk-get.N@lists.test" in warning.get_content()
+    assert world.todos[-1].envelope.sender == "talk-return-warn-@lists.test-@[]"  # VERP'd
+    await world.job("return-warn-joe=far.test", "")
+    await settle()
+    _, probe = await world.sent("joe@far.test")
+    assert probe["Subject"] == "bounce probe for talk@lists.test"
+    await world.job("return-probe-joe=far.test", "")
+    assert (await state.subscribers(world.kv, world.record.address)).sub == ()
