@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import email.policy
+import email.utils
 import hmac
 import logging
 import time
@@ -418,16 +419,33 @@ class Lists:
             if await state.take_held(self._kv(), record.address, held_id) is None:
                 continue  # another replica, or a moderator, came first
             poster = str(doc.get("sender", ""))
-            hours = f"{record.moderation_hours:g}"
+            body_key = held_key(record.address, held_id)
             if _answerable(poster) and address_problem(poster) is None:
-                subject, text = replies.refusal(
-                    record, f"no moderator accepted your message within {hours} hours"
-                )
-                await self._reply(record, poster, subject, text, sender="")
+                try:
+                    original: bytes | None = await self._queue.get(body_key)
+                except BlobNotFound:
+                    original = None
+                why = f"no moderator accepted your message within {record.moderation_hours:g} hours"
+                await self._send("", [poster], self._returned(record, poster, why, original))
             with contextlib.suppress(BlobNotFound, StoreUnavailable):
-                await self._queue.delete(held_key(record.address, held_id))
+                await self._queue.delete(body_key)
             metrics.REQUESTS.labels("moderate", "expired").inc()
             log.info("lists.held_expired", extra={"list": record.address, "held": held_id})
+
+    def _returned(self, record: ListRecord, to: str, why: str, original: bytes | None) -> bytes:
+        """ezmlm-clean -m: the refusal with the post enclosed as a MIME part."""
+        subject, text = replies.refusal(record, why)
+        reply = EmailMessage()
+        reply["From"] = record.at("help")
+        reply["To"] = to
+        reply["Subject"] = subject
+        reply["Date"] = email.utils.formatdate(self._clock())
+        reply["Auto-Submitted"] = "auto-replied"
+        reply["List-Id"] = f"<{post.list_id(record)}>"
+        reply.set_content(text)
+        if original is not None:
+            reply.add_attachment(BytesParser(policy=email.policy.default).parsebytes(original))
+        return reply.as_bytes(policy=email.policy.SMTP.clone(linesep="\n"))
 
     # -- bounces ---------------------------------------------------------------------------
 

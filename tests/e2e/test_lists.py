@@ -370,6 +370,8 @@ def test_timer_digest_one_click_unsubscribe_and_held_post_expiry(
         one(sink, "boss@sink.test", "MODERATE for held@lists.test")
         got, back = one(sink, "ann@sink.test", "refused by held@lists.test")
         assert got.sender in ("", "<>")  # the null sender: never answered
-        assert "no moderator accepted your message within 0.001 hours" in back.get_content()
+        notice, enclosed = back.iter_parts()
+        assert "no moderator accepted your message within 0.001 hours" in notice.get_content()
+        assert enclosed.get_content_type() == "message/rfc822"
     finally:
         c.stop()

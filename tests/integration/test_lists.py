@@ -300,7 +300,9 @@ async def test_a_held_post_nobody_moderates_goes_back_to_its_poster(world: World
     await asyncio.gather(world.lists.sweep(), _replica(world).sweep())
     await settle()
     (back,) = await world.sent("ann@relaxed.test")
-    assert "no moderator accepted your message within 2 hours" in back.get_content()
+    text, enclosed = back.iter_parts()
+    assert "no moderator accepted your message within 2 hours" in text.get_content()
+    assert "held" in enclosed.as_string()  # the post goes back with it (ezmlm-clean -m)
     backs = [t for t in world.todos if "ann@relaxed.test" in t.envelope.recipients]
     assert [t.envelope.sender for t in backs] == [""]
     assert await state.held(world.kv, world.record.address) == {}
