@@ -1,8 +1,8 @@
 """``qmesh list``: ezmlm-make, ezmlm-list, ezmlm-sub and ezmlm-unsub for the cluster (issue #15).
 
     qmesh list create LIST@DOMAIN [--moderated] [--subscribers-only] [--digest] [--archive]
-                      [--verp] [--prefix TEXT] [--owner ADDRESS] [--moderator ADDRESS]...
-                      [--bounce-period SECONDS]
+                      [--verp] [--personal] [--prefix TEXT] [--owner ADDRESS]
+                      [--moderator ADDRESS]... [--bounce-period SECONDS]
                       [--digest-every N] [--digest-hours H] [--digest-format mime|rfc1153]
                       [--moderation-hours H]
     qmesh list show LIST@DOMAIN          qmesh list del LIST@DOMAIN
@@ -93,6 +93,7 @@ async def _create(ctx: Context, args: argparse.Namespace) -> None:
         digest=args.digest,
         archive=args.archive,
         verp=args.verp,
+        personal=args.personal,
         prefix=args.prefix or "",
         owner=owner,
         moderators=moderators,
@@ -132,6 +133,7 @@ async def _show(ctx: Context, args: argparse.Namespace) -> None:
             ("digest", record.digest),
             ("archive", record.archive),
             ("verp", record.verp),
+            ("personal", record.personal),
         )
         if on
     ]
@@ -215,6 +217,11 @@ def add_list_commands(sub: Any) -> None:
         "--verp",
         action="store_true",
         help="a return path per subscriber (no shared SMTP transactions)",
+    )
+    c.add_argument(
+        "--personal",
+        action="store_true",
+        help="a copy per subscriber, each with its own one-click unsubscribe link (RFC 8058)",
     )
     c.add_argument("--prefix", help="subject prefix, e.g. [announce]")
     c.add_argument("--owner")

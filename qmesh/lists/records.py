@@ -63,6 +63,9 @@ class ListRecord(Record):
     digest: bool = False
     archive: bool = False
     verp: bool = False
+    # Mailman's personalize: a copy per subscriber with its own RFC 8058 one-click link (and a
+    # VERP return path); one enqueue per subscriber instead of one per post
+    personal: bool = False
     prefix: Prefix = ""
     owner: ListAddress | None = None
     moderators: Annotated[list[ListAddress], Field(max_length=MAX_MODERATORS)] = Field(

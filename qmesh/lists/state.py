@@ -319,6 +319,16 @@ async def mark_done(deliveries: KeyValue, job_key: str) -> None:
     await _edit_json(deliveries, f"lists.{job_key}", lambda d: {"done": True})
 
 
+async def progress(deliveries: KeyValue, job_key: str) -> int:
+    """How many personal copies of a post this job queued before it was taken up again."""
+    found = await _get(deliveries, f"lists.{job_key}.progress")
+    return int(json.loads(found[0]).get("sent", 0)) if found else 0
+
+
+async def set_progress(deliveries: KeyValue, job_key: str, sent: int) -> None:
+    await _edit_json(deliveries, f"lists.{job_key}.progress", lambda d: {"sent": sent})
+
+
 async def forget_list(kv: KeyValue, list_address: str) -> None:
     """Remove subscribers, numbering, bounces and held posts of a deleted list."""
     lh = list_hash(list_address)

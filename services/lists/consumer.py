@@ -47,6 +47,7 @@ from services.lists.request import Request, parse
 log = logging.getLogger(__name__)
 
 NOT_STORED = "Unable to queue the list's message. (#4.3.0)"
+PROGRESS_EVERY = 50  # personal copies queued between notes of how far a fan-out got
 ORIGIN = Origin(kind="alias")
 
 
@@ -267,7 +268,7 @@ class Lists:
                 )
         if record.moderated:
             return await self._hold(record, job, message)
-        return await self._distribute(record, message)
+        return await self._distribute(record, message, f"{job.id}.{job.rcpt_index}")
 
     async def _hold(self, record: ListRecord, job: ListJob, message: bytes) -> str:
         held_id = f"{job.id}.{job.rcpt_index}"
@@ -300,7 +301,7 @@ class Lists:
         body_key = held_key(record.address, held_id)
         message = await self._queue.get(body_key)
         if req.action == "accept":
-            await self._distribute(record, message)
+            await self._distribute(record, message, f"{job.id}.{job.rcpt_index}")
             result = "accepted"
         else:
             poster = str(held.get("sender", ""))
@@ -311,13 +312,14 @@ class Lists:
         await self._queue.delete(body_key)
         return result
 
-    async def _distribute(self, record: ListRecord, message: bytes) -> str:
+    async def _distribute(self, record: ListRecord, message: bytes, job_key: str) -> str:
         subs = await state.subscribers(self._kv(), record.address)
         number = await state.next_number(self._kv(), record.address)
         fields, _ = post.split(message)
         found = post.author(fields)
         rewrite = found is not None and await self._dmarc(post.domain_of(found[1]))
         # one body for every subscriber: it cannot carry a one-click address naming its reader
+        # (a personal list gives each subscriber a copy that does, below)
         body = post.compose(record, message, dmarc_rewrite=rewrite)
         if record.archive or record.digest:
             await self._queue.put(archive_key(record.address, number), body)
@@ -326,8 +328,11 @@ class Lists:
         recipients = list(subs.sub)
         if not recipients:
             return "posted_to_nobody"
-        sender = record.at(f"return-{number}-") + ("-@[]" if record.verp else "")
-        await self._send(sender, recipients, body)
+        sender = record.at(f"return-{number}-") + ("-@[]" if record.verp or record.personal else "")
+        if record.personal:
+            await self._send_personal(record, job_key, sender, recipients, message, rewrite)
+        else:
+            await self._send(sender, recipients, body)
         metrics.POSTS.inc()
         metrics.RECIPIENTS.inc(len(recipients))
         log.info(
@@ -340,6 +345,32 @@ class Lists:
             },
         )
         return "posted"
+
+    async def _send_personal(
+        self,
+        record: ListRecord,
+        job_key: str,
+        sender: str,
+        recipients: list[str],
+        message: bytes,
+        rewrite: bool,
+    ) -> None:
+        """Mailman's personalized delivery: one copy per subscriber, each with its own RFC 8058
+        one-click link. How far the fan-out got is noted every ``PROGRESS_EVERY`` copies, so a
+        job taken up again after a crash resends at most that many."""
+        done = self._deliveries()
+        key = await state.cookie_key(self._kv()) if self._one_click_base else b""
+        start = await state.progress(done, job_key)
+        for i in range(start, len(recipients)):
+            address = recipients[i]
+            url = None
+            if self._one_click_base:
+                token = oneclick.make(key, record.address, address, self._clock())
+                url = oneclick.url(self._one_click_base, token)
+            body = post.compose(record, message, dmarc_rewrite=rewrite, unsubscribe_url=url)
+            await self._send(sender, [address], body)
+            if (i + 1) % PROGRESS_EVERY == 0 and i + 1 < len(recipients):
+                await state.set_progress(done, job_key, i + 1)
 
     async def _digest(self, record: ListRecord, number: int) -> None:
         """ezmlm-tstdig and ezmlm-get -d: after a post, send the digest if it is due."""

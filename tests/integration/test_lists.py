@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from qmesh.bus.jetstream import JetStreamPublisher
 from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
+from qmesh.contract.errors import Temporary
 from qmesh.contract.events import Todo
 from qmesh.contract.ids import new_queue_id
 from qmesh.lists import state
@@ -406,3 +407,58 @@ async def test_a_bouncing_subscriber_is_warned_with_the_bounced_numbers_first(
     assert probe["Subject"] == "bounce probe for talk@lists.test"
     await world.job("return-probe-joe=far.test", "")
     assert (await state.subscribers(world.kv, world.record.address)).sub == ()
+
+
+async def test_a_personal_list_gives_each_subscriber_its_own_one_click_link(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--personal (Mailman's personalize): a copy per subscriber whose RFC 8058 link names
+    that subscriber; a fan-out cut short by an outage is taken up again where its last note
+    left it, so nobody gets the post more than once here (a note after every copy)."""
+    from qmesh.bus.base import PublishFailed
+    from qmesh.lists import oneclick
+    from services.lists import consumer
+
+    await _change(world, personal=True)
+    people = [f"p{i}@far.test" for i in range(5)]
+    await state.subscribe_many(world.kv, world.record.address, people)
+    world.lists._one_click_base = "https://admin.lists.test/"
+    monkeypatch.setattr(consumer, "PROGRESS_EVERY", 1)
+    real, calls = world.lists._bus, [0]
+
+    class Flaky:
+        async def publish(self, subject: str, payload: bytes, *, msg_id: str) -> None:
+            calls[0] += 1
+            if calls[0] == 4:
+                raise PublishFailed("NATS went away")
+            await real.publish(subject, payload, msg_id=msg_id)
+
+    world.lists._bus = Flaky()
+    body = b"From: a@relaxed.test\nSubject: for you\n\nhello\n"
+    qid = new_queue_id()
+    await world.queue.put(in_key(qid, 0), body)
+    job = ListJob(
+        id=qid,
+        rcpt_index=0,
+        sender="a@relaxed.test",
+        recipient=f"talk@{DOMAIN}",
+        domain=DOMAIN,
+        name="talk",
+        ext="",
+        body=in_key(qid, 0),
+        handed_at=world.now[0],
+    )
+    with pytest.raises(Temporary):
+        await world.lists.handle(job)  # three copies queued, then the outage
+    await world.lists.handle(job)  # delivered again: the last two
+    await settle()
+    key = await state.cookie_key(world.kv)
+    for person in people:
+        (copy,) = await world.sent(person)
+        assert copy["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        link = str(copy["List-Unsubscribe"]).split(">")[0].lstrip("<")
+        assert link.startswith("https://admin.lists.test/unsubscribe/")
+        found = oneclick.check(key, link.rsplit("/", 1)[1], world.now[0])
+        assert (found.list_address, found.address) == ("talk@lists.test", person)
+    assert all(len(t.envelope.recipients) == 1 for t in world.todos)
+    assert all(t.envelope.sender.endswith("-@[]") for t in world.todos)  # VERP'd
