@@ -320,7 +320,8 @@ def test_timer_digest_one_click_unsubscribe_and_held_post_expiry(
     """Through ``qmesh up`` with the lists' timer every second: a quiet list's RFC 1153 digest
     goes out with no further post; the welcome's RFC 8058 link (admin's port, set by ``qmesh
     up``) shows a button on GET and unsubscribes on the one-click POST; a held post nobody
-    moderates goes back to its poster (ezmlm-clean)."""
+    moderates goes back to its poster (ezmlm-clean); a personal list's post carries each
+    reader's own link."""
     c = start_cluster(
         tmp_path / "site",
         profile_controls(sink.port),
@@ -373,5 +374,22 @@ def test_timer_digest_one_click_unsubscribe_and_held_post_expiry(
         notice, enclosed = back.iter_parts()
         assert "no moderator accepted your message within 0.001 hours" in notice.get_content()
         assert enclosed.get_content_type() == "message/rfc822"
+
+        # --personal: every post carries its reader's own one-click link
+        assert c.cli("list", "create", "own@lists.test", "--personal").returncode == 0
+        assert c.cli("list", "add", "own@lists.test", "x@sink.test", "y@sink.test").returncode == 0
+        send(c, "ann@far.test", "own@lists.test", "From: ann@far.test\nSubject: mine\n\nm\n")
+        links = {}
+        for who in ("x@sink.test", "y@sink.test"):
+            got, copy = one(sink, who, "mine")
+            assert got.recipients == [who] and copy["List-Unsubscribe-Post"]
+            links[who] = str(copy["List-Unsubscribe"]).split(">")[0].lstrip("<")
+        assert links["x@sink.test"] != links["y@sink.test"]
+        one_click = urllib.request.Request(
+            links["y@sink.test"], data=b"List-Unsubscribe=One-Click", method="POST"
+        )
+        with urllib.request.urlopen(one_click, timeout=30) as page:
+            assert page.status == 200
+        assert c.cli("list", "subscribers", "own@lists.test").stdout.split() == ["x@sink.test"]
     finally:
         c.stop()
