@@ -2,7 +2,8 @@
 
 admin writes the directory and reads the queue, as the ``qmesh`` commands do, with a NATS user
 of its own that may do only that plus its session bucket. Its pages and ``/healthz``,
-``/readyz``, ``/metrics`` are one app on ``QMESH_HTTP_PORT`` (``qmesh up`` sets it from ``QMESH_ADMIN_PORT``; ARCHITECTURE 7).
+``/readyz``, ``/metrics`` are one app on ``QMESH_HTTP_PORT`` (``qmesh up`` sets it from
+``QMESH_ADMIN_PORT``; ARCHITECTURE 7).
 """
 
 from __future__ import annotations
