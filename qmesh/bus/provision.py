@@ -73,7 +73,13 @@ STREAMS: tuple[StreamSpec, ...] = (
     # hardening #11: kept (limits retention) until requeued or deleted by an operator
     StreamSpec(
         subjects.STREAM_SHUNT,
-        (subjects.SHUNT_TODO, subjects.SHUNT_LOCAL, subjects.SHUNT_REMOTE, subjects.SHUNT_RESULT),
+        (
+            subjects.SHUNT_TODO,
+            subjects.SHUNT_LOCAL,
+            subjects.SHUNT_REMOTE,
+            subjects.SHUNT_RESULT,
+            subjects.SHUNT_LISTS,
+        ),
         RetentionPolicy.LIMITS,
     ),
     StreamSpec(subjects.STREAM_LISTS, (subjects.JOB_LISTS,)),  # mailing lists (issue #15)

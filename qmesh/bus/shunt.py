@@ -66,6 +66,7 @@ SHUNT_OF_ORIGIN = {
     subjects.JOB_REMOTE: subjects.SHUNT_REMOTE,
     subjects.RESULT_LOCAL: subjects.SHUNT_RESULT,
     subjects.RESULT_REMOTE: subjects.SHUNT_RESULT,
+    subjects.JOB_LISTS: subjects.SHUNT_LISTS,
 }
 
 

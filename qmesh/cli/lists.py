@@ -1,8 +1,10 @@
 """``qmesh list``: ezmlm-make, ezmlm-list, ezmlm-sub and ezmlm-unsub for the cluster (issue #15).
 
     qmesh list create LIST@DOMAIN [--moderated] [--subscribers-only] [--digest] [--archive]
-                      [--verp] [--prefix TEXT] [--owner ADDRESS] [--moderator ADDRESS]...
-                      [--bounce-period SECONDS]
+                      [--verp] [--personal] [--prefix TEXT] [--owner ADDRESS]
+                      [--moderator ADDRESS]... [--bounce-period SECONDS]
+                      [--digest-every N] [--digest-hours H] [--digest-format mime|rfc1153]
+                      [--moderation-hours H]
     qmesh list show LIST@DOMAIN          qmesh list del LIST@DOMAIN
     qmesh list subscribers LIST@DOMAIN [--digest]
     qmesh list add LIST@DOMAIN [ADDRESS...] [--digest]     (no ADDRESS: one a line on stdin)
@@ -91,11 +93,15 @@ async def _create(ctx: Context, args: argparse.Namespace) -> None:
         digest=args.digest,
         archive=args.archive,
         verp=args.verp,
+        personal=args.personal,
         prefix=args.prefix or "",
         owner=owner,
         moderators=moderators,
         bounce_period=args.bounce_period,
         digest_every=args.digest_every,
+        digest_hours=args.digest_hours,
+        digest_format=args.digest_format,
+        moderation_hours=args.moderation_hours,
     )
     directory, lists, _ = await _handles(ctx)
     found = await directory.get_domain(domain)
@@ -127,6 +133,7 @@ async def _show(ctx: Context, args: argparse.Namespace) -> None:
             ("digest", record.digest),
             ("archive", record.archive),
             ("verp", record.verp),
+            ("personal", record.personal),
         )
         if on
     ]
@@ -137,7 +144,12 @@ async def _show(ctx: Context, args: argparse.Namespace) -> None:
     ctx.say(f"moderators: {' '.join(record.moderators) or '-'}")
     ctx.say(f"bounce period: {record.bounce_period}s")
     if record.digest:
-        ctx.say(f"digest: every {record.digest_every} posts or {record.digest_hours} hours")
+        ctx.say(
+            f"digest: every {record.digest_every} posts or {record.digest_hours:g} hours"
+            f" ({record.digest_format})"
+        )
+    if record.moderated:
+        ctx.say(f"held posts go back after {record.moderation_hours:g} hours")
     ctx.say(f"subscribers: {len(subs.sub)}  digest subscribers: {len(subs.digest)}")
 
 
@@ -206,13 +218,36 @@ def add_list_commands(sub: Any) -> None:
         action="store_true",
         help="a return path per subscriber (no shared SMTP transactions)",
     )
+    c.add_argument(
+        "--personal",
+        action="store_true",
+        help="a copy per subscriber, each with its own one-click unsubscribe link (RFC 8058)",
+    )
     c.add_argument("--prefix", help="subject prefix, e.g. [announce]")
     c.add_argument("--owner")
     c.add_argument("--moderator", action="append")
     c.add_argument(
         "--bounce-period", type=int, default=10 * 86400, help="seconds of bounces before a probe"
     )
-    c.add_argument("--digest-every", type=int, default=30, help="posts per digest (or 48 hours)")
+    c.add_argument("--digest-every", type=int, default=30, help="posts per digest at most")
+    c.add_argument(
+        "--digest-hours",
+        type=float,
+        default=24.0,
+        help="hours the oldest waiting post waits for its digest, post or not (24: daily)",
+    )
+    c.add_argument(
+        "--digest-format",
+        choices=("mime", "rfc1153"),
+        default="mime",
+        help="MIME multipart/digest, or RFC 1153 plain text",
+    )
+    c.add_argument(
+        "--moderation-hours",
+        type=float,
+        default=120.0,
+        help="hours a held post waits for a moderator before it goes back (ezmlm-clean)",
+    )
     c.set_defaults(admin=_create)
     for action, handler, text in (
         ("show", _show, "the list's settings"),

@@ -142,6 +142,13 @@ def cluster_env(
     env.setdefault("QMESH_HTTP_HOST", "127.0.0.1")
     for var, default in LISTENER_PORTS.items():
         env.setdefault(var, str(default))
+    # RFC 8058 one-click unsubscribe links in list messages point at admin's pages (issue #15)
+    http_host = env["QMESH_HTTP_HOST"]
+    if http_host in ("0.0.0.0", "::", ""):
+        http_host = "127.0.0.1"
+    if ":" in http_host:
+        http_host = f"[{http_host}]"
+    env.setdefault("QMESH_LISTS_UNSUBSCRIBE_URL", f"http://{http_host}:{env['QMESH_ADMIN_PORT']}")
     env.setdefault("PYTHONUNBUFFERED", "1")
     # every service asks the same resolvers (issue 11); a bad value stops here, named
     dns_servers = parse_servers(environ.get("QMESH_DNS_SERVERS", ""))

@@ -21,6 +21,7 @@ SHUNT_REMOTE = "qmesh.shunt.remote"
 SHUNT_RESULT = "qmesh.shunt.result"
 RCPTCHECK = "qmesh.rcptcheck"  # request/reply on core NATS: smtpd asks, local answers (LOCAL-34)
 JOB_LISTS = "qmesh.job.lists"  # local hands a message for a list address over (issue #15)
+SHUNT_LISTS = "qmesh.shunt.lists"  # list jobs that failed with a bug (#11, issue #15)
 
 STREAM_TODO = "QMESH_TODO"
 STREAM_LOCAL = "QMESH_LOCAL"

@@ -23,6 +23,7 @@ MAX_MODERATORS = 100
 MAX_PREFIX = 40
 MAX_ADDRESS = 254  # RFC 5321's path limit, less the brackets
 DEFAULT_BOUNCE_PERIOD = 10 * 86400  # ezmlm-warn's default time before warning/probing
+DEFAULT_MODERATION_HOURS = 120.0  # ezmlm-clean's modtime: a held post waits 5 days at most
 
 
 def _address(value: str) -> str:
@@ -62,6 +63,9 @@ class ListRecord(Record):
     digest: bool = False
     archive: bool = False
     verp: bool = False
+    # Mailman's personalize: a copy per subscriber with its own RFC 8058 one-click link (and a
+    # VERP return path); one enqueue per subscriber instead of one per post
+    personal: bool = False
     prefix: Prefix = ""
     owner: ListAddress | None = None
     moderators: Annotated[list[ListAddress], Field(max_length=MAX_MODERATORS)] = Field(
@@ -69,7 +73,12 @@ class ListRecord(Record):
     )
     bounce_period: int = Field(default=DEFAULT_BOUNCE_PERIOD, ge=0, le=365 * 86400)
     digest_every: int = Field(default=30, ge=1, le=1000)  # ezmlm-tstdig -m30
-    digest_hours: int = Field(default=48, ge=1, le=24 * 365)  # ezmlm-tstdig -t48
+    # the oldest waiting post is sent in a digest after this long, by a post or the lists
+    # service's timer (ezmlm-tstdig -t, with the daily ezmlm-get -d of ezmlm-idx's crontab)
+    digest_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+    digest_format: Literal["mime", "rfc1153"] = "mime"  # ezmlm-get -fm or -fr
+    # ezmlm-clean: a held post no moderator decided on in this time goes back to its poster
+    moderation_hours: float = Field(default=DEFAULT_MODERATION_HOURS, gt=0, le=24 * 365)
 
     @property
     def key(self) -> str:

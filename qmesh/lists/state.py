@@ -18,6 +18,7 @@ Every change is a compare-and-set retried a few times, as the directory's are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from nats.js.kv import KeyValue
 from qmesh.contract.errors import Temporary
 from qmesh.lists.address import same
 from qmesh.lists.names import digest, list_hash
-from qmesh.lists.records import ListRecord, list_key
+from qmesh.lists.records import LIST_PREFIX, ListRecord, list_key
 
 TIMEOUT = 5.0
 EDIT_TRIES = 20
@@ -119,6 +120,12 @@ async def cookie_key(kv: KeyValue) -> bytes:
     raise ListConflict("secret")
 
 
+async def existing_cookie_key(kv: KeyValue) -> bytes | None:
+    """The cookie key if it was made (a reader that may not write it: admin's pages)."""
+    found = await _get(kv, "secret")
+    return bytes.fromhex(found[0].decode()) if found else None
+
+
 # -- subscribers ------------------------------------------------------------------------------
 
 
@@ -190,7 +197,7 @@ async def next_number(kv: KeyValue, list_address: str) -> int:
 
 
 async def digest_due(
-    kv: KeyValue, list_address: str, number: int, now: float, every: int, hours: int
+    kv: KeyValue, list_address: str, number: int, now: float, every: int, hours: float
 ) -> list[int]:
     """Note post ``number`` for the digest; the numbers to send now (ezmlm-tstdig's test:
     ``every`` posts waiting, or the oldest waiting for ``hours``), which are then cleared."""
@@ -211,6 +218,39 @@ async def digest_due(
     return due[0]
 
 
+async def digest_overdue(kv: KeyValue, list_address: str, now: float, hours: float) -> list[int]:
+    """The timer's test, with no new post: the numbers waiting if the oldest has waited
+    ``hours``, which are then cleared. The compare-and-set lets one replica take them."""
+    due: list[list[int]] = [[]]
+
+    def change(doc: dict[str, Any]) -> dict[str, Any]:
+        pending = [int(n) for n in doc.get("pending", [])]
+        if not pending or now - float(doc.get("since", now)) < hours * 3600:
+            due[0] = []
+            return doc
+        due[0] = pending
+        return {"pending": [], "since": now, "issue": int(doc.get("issue", 0)) + 1}
+
+    await _edit_json(kv, f"digest.{list_hash(list_address)}", change)
+    return due[0]
+
+
+async def digest_issue(kv: KeyValue, list_address: str) -> int:
+    """The number of digests sent so far (the last one's issue number)."""
+    found = await _get(kv, f"digest.{list_hash(list_address)}")
+    return int(json.loads(found[0]).get("issue", 0)) if found else 0
+
+
+async def digest_requeue(kv: KeyValue, list_address: str, numbers: list[int]) -> None:
+    """Put taken numbers back after a digest could not be queued (the next try sends them)."""
+
+    def change(doc: dict[str, Any]) -> dict[str, Any]:
+        pending = [int(n) for n in doc.get("pending", [])]
+        return {**doc, "pending": sorted(set(pending) | set(numbers)), "since": 0.0}
+
+    await _edit_json(kv, f"digest.{list_hash(list_address)}", change)
+
+
 def _bounce_key(list_address: str, address: str) -> str:
     return f"bounce.{list_hash(list_address)}.{digest(address.lower())}"
 
@@ -229,6 +269,40 @@ async def hold(kv: KeyValue, list_address: str, held_id: str, doc: dict[str, Any
     await _write(kv, f"held.{list_hash(list_address)}.{held_id}", json.dumps(doc).encode(), None)
 
 
+async def held(kv: KeyValue, list_address: str) -> dict[str, dict[str, Any]]:
+    """The held posts of a list by id (what ezmlm-clean looks through)."""
+    prefix = f"held.{list_hash(list_address)}."
+    found: dict[str, dict[str, Any]] = {}
+    for key in await _keys(kv, prefix + ">"):
+        entry = await _get(kv, key)
+        if entry is not None:
+            with contextlib.suppress(ValueError):
+                found[key.removeprefix(prefix)] = json.loads(entry[0])
+    return found
+
+
+async def _keys(kv: KeyValue, pattern: str) -> list[str]:
+    """Keys matching a subject ``pattern`` (``held.<list>.>``), read by a watch filtered on
+    the server (nats-py's ``keys(filters=...)`` reads every key and matches substrings)."""
+
+    async def read() -> list[str]:
+        watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
+        keys: list[str] = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                keys.append(entry.key)
+        finally:
+            await watcher.stop()
+        return keys
+
+    try:
+        return await asyncio.wait_for(read(), TIMEOUT)
+    except (TimeoutError, NatsError, OSError) as err:
+        raise ListStateUnavailable() from err
+
+
 async def take_held(kv: KeyValue, list_address: str, held_id: str) -> dict[str, Any] | None:
     """The held post's record, removed (one moderator decision wins), or None if gone."""
     before, _ = await _edit_json(kv, f"held.{list_hash(list_address)}.{held_id}", lambda d: None)
@@ -245,26 +319,22 @@ async def mark_done(deliveries: KeyValue, job_key: str) -> None:
     await _edit_json(deliveries, f"lists.{job_key}", lambda d: {"done": True})
 
 
+async def progress(deliveries: KeyValue, job_key: str) -> int:
+    """How many personal copies of a post this job queued before it was taken up again."""
+    found = await _get(deliveries, f"lists.{job_key}.progress")
+    return int(json.loads(found[0]).get("sent", 0)) if found else 0
+
+
+async def set_progress(deliveries: KeyValue, job_key: str, sent: int) -> None:
+    await _edit_json(deliveries, f"lists.{job_key}.progress", lambda d: {"sent": sent})
+
+
 async def forget_list(kv: KeyValue, list_address: str) -> None:
     """Remove subscribers, numbering, bounces and held posts of a deleted list."""
     lh = list_hash(list_address)
-    try:
-        keys = await asyncio.wait_for(
-            kv.keys(
-                filters=[
-                    f"subs.{lh}",
-                    f"seq.{lh}",
-                    f"digest.{lh}",
-                    f"bounce.{lh}.>",
-                    f"held.{lh}.>",
-                ]
-            ),
-            TIMEOUT,
-        )
-    except Exception as err:
-        if "no keys" in str(err).lower():
-            return
-        raise ListStateUnavailable() from err
+    keys = [f"subs.{lh}", f"seq.{lh}", f"digest.{lh}"]
+    for pattern in (f"bounce.{lh}.>", f"held.{lh}.>"):
+        keys += await _keys(kv, pattern)
     for key in keys:
         await asyncio.wait_for(kv.purge(key), TIMEOUT)
 
@@ -286,6 +356,17 @@ class ListDirectory:
         if (record.domain, record.name) != (domain, name):
             return None
         return record
+
+    async def all(self) -> list[ListRecord]:
+        """Every list record (the timer's round); a record that does not decode is skipped."""
+        records = []
+        for key in await _keys(self.kv, LIST_PREFIX + ">"):
+            found = await _get(self.kv, key)
+            if found is None:
+                continue
+            with contextlib.suppress(ValueError):
+                records.append(ListRecord.decode(found[0]))
+        return records
 
     async def create(self, record: ListRecord) -> bool:
         return await _write(self.kv, record.key, record.encode(), None)

@@ -1,15 +1,17 @@
 """admin's composition root: controls, NATS, the directory, sessions, and the pages (issue 14).
 
 admin writes the directory and reads the queue, as the ``qmesh`` commands do, with a NATS user
-of its own that may do only that plus its session bucket and the failed-login counts. Its
-pages and ``/healthz``, ``/readyz``, ``/metrics`` are one app on ``QMESH_HTTP_PORT`` (``qmesh
-up`` sets it from ``QMESH_ADMIN_PORT``; ARCHITECTURE 7).
+of its own that may do only that plus its session bucket, the failed-login counts and the
+subscriber lists (one-click unsubscribe). Its pages and ``/healthz``, ``/readyz``, ``/metrics``
+are one app on ``QMESH_HTTP_PORT`` (``qmesh up`` sets it from ``QMESH_ADMIN_PORT``;
+ARCHITECTURE 7).
 """
 
 from __future__ import annotations
 
 import os
 
+from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -27,6 +29,7 @@ from qmesh.limits.logins import Throttle
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from services.admin.sessions import Sessions
+from services.admin.unsubscribe import one_click
 from services.admin.web import Ports, routes
 
 # its own NATS user, qmesh-webadmin: "admin" is the command-line tools' user, which may do more
@@ -42,7 +45,12 @@ async def build(settings: Settings) -> Service:
     conn = NatsConnection(
         settings,
         NATS_ROLE,
-        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_WEBSESSIONS, subjects.KV_LIMITS),
+        kv_buckets=(
+            subjects.KV_DIRECTORY,
+            subjects.KV_WEBSESSIONS,
+            subjects.KV_LIMITS,
+            subjects.KV_LISTS,
+        ),
         background=True,
     )
 
@@ -81,4 +89,10 @@ async def build(settings: Settings) -> Service:
         controls=lambda: watcher.current,
         control_dir=settings.control,
     )
-    return Service("admin", [watcher, conn, anvil], {"nats": conn.check}, http=routes(ports))
+    pages, unsubscribe = routes(ports), one_click(lambda: conn.kv(subjects.KV_LISTS))
+
+    def http(app: FastAPI) -> None:
+        pages(app)
+        unsubscribe(app)  # RFC 8058 one-click list unsubscribe (issue #15)
+
+    return Service("admin", [watcher, conn, anvil], {"nats": conn.check}, http=http)

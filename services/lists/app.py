@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.consumer import Consumer
 from qmesh.contract import subjects
 from qmesh.lists.events import ListJob
 from qmesh.lists.names import LISTS_PENDING
-from qmesh.lists.records import ListRecord
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.factory import open_store
 from services.lists.config import ListsSettings
 from services.lists.consumer import Lists
 from services.lists.dmarc import strict_check
+from services.lists.metrics import SHUNTED
+from services.lists.timer import Timer
 
 
 async def build(settings: Settings) -> Service:
@@ -28,10 +27,6 @@ async def build(settings: Settings) -> Service:
     )
     queue = open_store(settings, settings.queue_bucket)
 
-    def unsubscribe_url(record: ListRecord) -> str | None:
-        base = own.lists_unsubscribe_url
-        return f"{base.rstrip('/')}/{quote(record.address)}" if base else None
-
     lists = Lists(
         bus=conn,
         queue=queue,
@@ -39,7 +34,7 @@ async def build(settings: Settings) -> Service:
         kv=lambda: conn.kv(subjects.KV_LISTS),
         deliveries=lambda: conn.kv(subjects.KV_DELIVERIES),  # jobs carried out (TTL 8 days)
         dmarc=strict_check(settings.dns_servers),
-        unsubscribe_url=unsubscribe_url,
+        one_click_base=own.lists_unsubscribe_url,
     )
     jobs = Consumer(
         conn,
@@ -48,9 +43,11 @@ async def build(settings: Settings) -> Service:
         event=ListJob,
         handle=lists.handle,
         concurrency=LISTS_PENDING,
+        on_shunt=SHUNTED.inc,  # a job failing with a bug goes to QMESH_SHUNT (#11)
     )
+    timer = Timer(conn, lists.sweep, own.lists_timer_seconds)
     return Service(
         "lists",
-        [conn, jobs],
+        [conn, jobs, timer],
         {"nats": conn.check, "queue-store": queue.ping, "job-consumer": jobs.check},
     )

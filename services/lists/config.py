@@ -9,3 +9,4 @@ class ListsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QMESH_", frozen=True, extra="ignore")
 
     lists_unsubscribe_url: str | None = None  # RFC 8058 one-click base URL, when one is served
+    lists_timer_seconds: float = 300.0  # how often quiet digests and held posts are looked at

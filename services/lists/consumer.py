@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import email.policy
+import email.utils
 import hmac
 import logging
 import time
@@ -33,7 +34,7 @@ from qmesh.contract.envelope import DOUBLE_BOUNCE_SENDER
 from qmesh.contract.errors import QueueFailure, Temporary
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import enqueue
-from qmesh.lists import state
+from qmesh.lists import oneclick, state
 from qmesh.lists.address import address_problem, canonical
 from qmesh.lists.events import ListJob
 from qmesh.lists.names import archive_key, held_key
@@ -46,6 +47,7 @@ from services.lists.request import Request, parse
 log = logging.getLogger(__name__)
 
 NOT_STORED = "Unable to queue the list's message. (#4.3.0)"
+PROGRESS_EVERY = 50  # personal copies queued between notes of how far a fan-out got
 ORIGIN = Origin(kind="alias")
 
 
@@ -60,7 +62,7 @@ class Lists:
         deliveries: Callable[[], KeyValue],
         dmarc: DmarcCheck,
         clock: Callable[[], float] = time.time,
-        unsubscribe_url: Callable[[ListRecord], str | None] = lambda _: None,
+        one_click_base: str | None = None,
     ) -> None:
         self._bus = bus
         self._queue = queue
@@ -68,7 +70,7 @@ class Lists:
         self._kv = kv
         self._deliveries = deliveries
         self._clock = clock
-        self._unsubscribe_url = unsubscribe_url
+        self._one_click_base = one_click_base  # admin's outside address (RFC 8058)
         self._dmarc = dmarc
 
     # -- the consumer's handler -------------------------------------------------------------
@@ -149,9 +151,28 @@ class Lists:
         *,
         sender: str | None = None,
         reply_to: str | None = None,
+        subscriber: bool = False,
     ) -> None:
-        body = replies.message(record, to, subject, text, reply_to=reply_to, when=self._clock())
+        """``subscriber``: ``to`` is on the list, and the message offers RFC 8058's one-click
+        unsubscribe (when admin serves it) besides the unsubscribe address."""
+        one_click = await self._one_click(record, to) if subscriber else None
+        body = replies.message(
+            record,
+            to,
+            subject,
+            text,
+            reply_to=reply_to,
+            when=self._clock(),
+            one_click=one_click,
+        )
         await self._send(record.at("return-") if sender is None else sender, [to], body)
+
+    async def _one_click(self, record: ListRecord, address: str) -> str | None:
+        if not self._one_click_base:
+            return None
+        key = await state.cookie_key(self._kv())
+        token = oneclick.make(key, record.address, address, self._clock())
+        return oneclick.url(self._one_click_base, token)
 
     async def _refuse(self, record: ListRecord, job: ListJob, why: str) -> str:
         """A refusal, to the envelope sender, from the null sender (never answered)."""
@@ -216,6 +237,7 @@ class Lists:
             record,
             checked.target,
             *replies.done(record, checked.target, leaving=leaving, changed=changed),
+            subscriber=not leaving,
         )
         log.info(
             "lists.unsubscribed" if leaving else "lists.subscribed",
@@ -246,7 +268,7 @@ class Lists:
                 )
         if record.moderated:
             return await self._hold(record, job, message)
-        return await self._distribute(record, message)
+        return await self._distribute(record, message, f"{job.id}.{job.rcpt_index}")
 
     async def _hold(self, record: ListRecord, job: ListJob, message: bytes) -> str:
         held_id = f"{job.id}.{job.rcpt_index}"
@@ -279,7 +301,7 @@ class Lists:
         body_key = held_key(record.address, held_id)
         message = await self._queue.get(body_key)
         if req.action == "accept":
-            await self._distribute(record, message)
+            await self._distribute(record, message, f"{job.id}.{job.rcpt_index}")
             result = "accepted"
         else:
             poster = str(held.get("sender", ""))
@@ -290,15 +312,15 @@ class Lists:
         await self._queue.delete(body_key)
         return result
 
-    async def _distribute(self, record: ListRecord, message: bytes) -> str:
+    async def _distribute(self, record: ListRecord, message: bytes, job_key: str) -> str:
         subs = await state.subscribers(self._kv(), record.address)
         number = await state.next_number(self._kv(), record.address)
         fields, _ = post.split(message)
         found = post.author(fields)
         rewrite = found is not None and await self._dmarc(post.domain_of(found[1]))
-        body = post.compose(
-            record, message, dmarc_rewrite=rewrite, unsubscribe_url=self._unsubscribe_url(record)
-        )
+        # one body for every subscriber: it cannot carry a one-click address naming its reader
+        # (a personal list gives each subscriber a copy that does, below)
+        body = post.compose(record, message, dmarc_rewrite=rewrite)
         if record.archive or record.digest:
             await self._queue.put(archive_key(record.address, number), body)
         if record.digest:
@@ -306,8 +328,11 @@ class Lists:
         recipients = list(subs.sub)
         if not recipients:
             return "posted_to_nobody"
-        sender = record.at(f"return-{number}-") + ("-@[]" if record.verp else "")
-        await self._send(sender, recipients, body)
+        sender = record.at(f"return-{number}-") + ("-@[]" if record.verp or record.personal else "")
+        if record.personal:
+            await self._send_personal(record, job_key, sender, recipients, message, rewrite)
+        else:
+            await self._send(sender, recipients, body)
         metrics.POSTS.inc()
         metrics.RECIPIENTS.inc(len(recipients))
         log.info(
@@ -321,6 +346,32 @@ class Lists:
         )
         return "posted"
 
+    async def _send_personal(
+        self,
+        record: ListRecord,
+        job_key: str,
+        sender: str,
+        recipients: list[str],
+        message: bytes,
+        rewrite: bool,
+    ) -> None:
+        """Mailman's personalized delivery: one copy per subscriber, each with its own RFC 8058
+        one-click link. How far the fan-out got is noted every ``PROGRESS_EVERY`` copies, so a
+        job taken up again after a crash resends at most that many."""
+        done = self._deliveries()
+        key = await state.cookie_key(self._kv()) if self._one_click_base else b""
+        start = await state.progress(done, job_key)
+        for i in range(start, len(recipients)):
+            address = recipients[i]
+            url = None
+            if self._one_click_base:
+                token = oneclick.make(key, record.address, address, self._clock())
+                url = oneclick.url(self._one_click_base, token)
+            body = post.compose(record, message, dmarc_rewrite=rewrite, unsubscribe_url=url)
+            await self._send(sender, [address], body)
+            if (i + 1) % PROGRESS_EVERY == 0 and i + 1 < len(recipients):
+                await state.set_progress(done, job_key, i + 1)
+
     async def _digest(self, record: ListRecord, number: int) -> None:
         """ezmlm-tstdig and ezmlm-get -d: after a post, send the digest if it is due."""
         due = await state.digest_due(
@@ -331,23 +382,101 @@ class Lists:
             record.digest_every,
             record.digest_hours,
         )
+        await self._send_digest(record, due, "post")
+
+    async def _send_digest(self, record: ListRecord, due: list[int], why: str) -> None:
+        """Send the posts ``due`` (just taken from the waiting numbers) to the digest
+        subscribers; if they cannot be queued, the numbers wait again for the next try."""
         if not due:
             return
         subs = await state.subscribers(self._kv(), record.address)
         if not subs.digest:
             return
         posts: list[tuple[int, bytes]] = []
-        for n in due:
-            with contextlib.suppress(BlobNotFound):
-                posts.append((n, await self._queue.get(archive_key(record.address, n))))
-        if not posts:
-            return
-        body = digest.compose(record, posts, self._clock())
-        await self._send(record.at("return-digest-"), list(subs.digest), body)
+        try:
+            for n in due:
+                with contextlib.suppress(BlobNotFound):
+                    posts.append((n, await self._queue.get(archive_key(record.address, n))))
+            if not posts:
+                return
+            issue = await state.digest_issue(self._kv(), record.address)
+            body = digest.compose(record, posts, self._clock(), issue)
+            await self._send(record.at("return-digest-"), list(subs.digest), body)
+        except (Temporary, StoreUnavailable):
+            await state.digest_requeue(self._kv(), record.address, due)
+            raise
+        metrics.DIGESTS.labels(why).inc()
         log.info(
             "lists.digest_sent",
-            extra={"list": record.address, "posts": len(posts), "rcpt_count": len(subs.digest)},
+            extra={
+                "list": record.address,
+                "posts": len(posts),
+                "rcpt_count": len(subs.digest),
+                "why": why,
+                "format": record.digest_format,
+            },
         )
+
+    # -- the timer (ezmlm-get -d from cron, ezmlm-clean) -----------------------------------
+
+    async def sweep(self) -> None:
+        """One round of the timer over every list: a digest whose oldest post has waited
+        ``digest_hours`` goes out though no post arrives, and a held post no moderator decided
+        on within ``moderation_hours`` goes back to its poster. Every replica may run rounds;
+        each digest and each held post is taken by a compare-and-set, so one replica acts."""
+        for record in await state.ListDirectory(self._directory()).all():
+            try:
+                if record.digest:
+                    due = await state.digest_overdue(
+                        self._kv(), record.address, self._clock(), record.digest_hours
+                    )
+                    await self._send_digest(record, due, "timer")
+                if record.moderated:
+                    await self._expire_held(record)
+            except Temporary as err:
+                log.warning(
+                    "lists.sweep_failed", extra={"list": record.address, "reason": str(err)}
+                )
+
+    async def _expire_held(self, record: ListRecord) -> None:
+        now = self._clock()
+        for held_id, doc in (await state.held(self._kv(), record.address)).items():
+            try:
+                at = float(doc.get("at", now))
+            except (TypeError, ValueError):
+                at = 0.0
+            if now - at < record.moderation_hours * 3600:
+                continue
+            if await state.take_held(self._kv(), record.address, held_id) is None:
+                continue  # another replica, or a moderator, came first
+            poster = str(doc.get("sender", ""))
+            body_key = held_key(record.address, held_id)
+            if _answerable(poster) and address_problem(poster) is None:
+                try:
+                    original: bytes | None = await self._queue.get(body_key)
+                except BlobNotFound:
+                    original = None
+                why = f"no moderator accepted your message within {record.moderation_hours:g} hours"
+                await self._send("", [poster], self._returned(record, poster, why, original))
+            with contextlib.suppress(BlobNotFound, StoreUnavailable):
+                await self._queue.delete(body_key)
+            metrics.REQUESTS.labels("moderate", "expired").inc()
+            log.info("lists.held_expired", extra={"list": record.address, "held": held_id})
+
+    def _returned(self, record: ListRecord, to: str, why: str, original: bytes | None) -> bytes:
+        """ezmlm-clean -m: the refusal with the post enclosed as a MIME part."""
+        subject, text = replies.refusal(record, why)
+        reply = EmailMessage()
+        reply["From"] = record.at("help")
+        reply["To"] = to
+        reply["Subject"] = subject
+        reply["Date"] = email.utils.formatdate(self._clock())
+        reply["Auto-Submitted"] = "auto-replied"
+        reply["List-Id"] = f"<{post.list_id(record)}>"
+        reply.set_content(text)
+        if original is not None:
+            reply.add_attachment(BytesParser(policy=email.policy.default).parsebytes(original))
+        return reply.as_bytes(policy=email.policy.SMTP.clone(linesep="\n"))
 
     # -- bounces ---------------------------------------------------------------------------
 
@@ -371,17 +500,33 @@ class Lists:
             def change(
                 doc: dict[str, object], _d: list[bounce.Decision] = decision
             ) -> dict[str, object]:
-                d = bounce.on_bounce(doc, self._clock(), record.bounce_period, req.number)
+                if req.action == "warn":
+                    d = bounce.on_warning_bounce(doc, self._clock())
+                else:
+                    d = bounce.on_bounce(doc, self._clock(), record.bounce_period, req.number)
                 _d[:] = [d]
                 return d.record
 
             await state.edit_bounce(self._kv(), record.address, address, change)
-            if decision and decision[0].action == "probe":
-                subject, text = replies.probe(record, address)
-                body = replies.message(record, address, subject, text, when=self._clock())
-                await self._send(record.at("return-probe-") + "-@[]", [address], body)
-                metrics.BOUNCES.labels("probed").inc()
-                counted = "probed"
+            action = decision[0].action if decision else "count"
+            if action in ("warn", "probe"):
+                if action == "warn":
+                    posts = [int(n) for n in decision[0].record.get("posts", [])]
+                    subject, text = replies.warning(record, address, posts)
+                else:
+                    subject, text = replies.probe(record, address)
+                body = replies.message(
+                    record,
+                    address,
+                    subject,
+                    text,
+                    when=self._clock(),
+                    one_click=await self._one_click(record, address),
+                )
+                await self._send(record.at(f"return-{action}-") + "-@[]", [address], body)
+                result = "warned" if action == "warn" else "probed"
+                metrics.BOUNCES.labels(result).inc()
+                counted = result
             else:
                 metrics.BOUNCES.labels("counted").inc()
                 counted = "counted" if counted == "ignored" else counted

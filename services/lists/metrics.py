@@ -8,3 +8,5 @@ REQUESTS = Counter("qmesh_lists_requests_total", "List messages handled", ["kind
 POSTS = Counter("qmesh_lists_posts_total", "Posts sent to the subscribers (one enqueue each)")
 RECIPIENTS = Counter("qmesh_lists_post_recipients_total", "Subscribers addressed by posts")
 BOUNCES = Counter("qmesh_lists_bounces_total", "Bounces counted for subscribers", ["result"])
+DIGESTS = Counter("qmesh_lists_digests_total", "Digests sent", ["why"])  # post or timer
+SHUNTED = Counter("qmesh_lists_shunted_total", "List jobs shunted after failing with a bug")

@@ -21,6 +21,7 @@ def message(
     *,
     reply_to: str | None = None,
     when: float,
+    one_click: str | None = None,
 ) -> bytes:
     lines = [
         f"From: {record.at('help')}",
@@ -38,6 +39,9 @@ def message(
     ]
     if reply_to:
         lines.append(f"Reply-To: {printable(reply_to)}")
+    if one_click:  # RFC 8058: this message has one reader, whom the token names
+        lines.append(f"List-Unsubscribe: <{one_click}>, <mailto:{record.at('unsubscribe')}>")
+        lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
     return ("\n".join(lines) + "\n\n" + text.rstrip("\n") + "\n").encode("utf-8", "surrogateescape")
 
 
@@ -120,5 +124,27 @@ def probe(record: ListRecord, target: str) -> tuple[str, str]:
 Messages to you from the list have been bouncing. This message checks whether the address
     {printable(target)}
 still works. If it bounces too, the address is removed from the list.
+"""
+    return subject, text
+
+
+def warning(record: ListRecord, target: str, posts: list[int]) -> tuple[str, str]:
+    """ezmlm-warn's first message: which posts bounced, and how to get them back."""
+    subject = f"warning from {record.address}"
+    numbers = ", ".join(str(n) for n in posts[-20:]) or "(not known)"
+    fetch = (
+        f"You can have any of them sent again: send a message to {record.name}-get.N@"
+        f"{record.domain}, N being its number.\n"
+        if record.archive
+        else ""
+    )
+    text = f"""Hi! This is the list manager for {record.address}.
+
+Messages to you from the list have been bouncing. The address
+    {printable(target)}
+missed these messages: {numbers}
+{fetch}
+If this message bounces too, a probe follows; if the probe bounces, the address is removed
+from the list.
 """
     return subject, text

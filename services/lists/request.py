@@ -58,10 +58,11 @@ def parse(ext: str) -> Request:
 
 
 def _return(rest: str) -> Request:
-    """``return-N-box=host``, ``return-N-`` (qmail's own bounce), ``return-probe-box=host``."""
+    """``return-N-box=host``, ``return-N-`` (qmail's own bounce), ``return-warn-box=host``,
+    ``return-probe-box=host``."""
     head, _, verp = rest.partition("-")
     target = verp_decode(verp) if verp else None
-    if head.lower() == "probe":
-        return Request("return", target=target, action="probe")
+    if head.lower() in ("probe", "warn"):
+        return Request("return", target=target, action=head.lower())
     number = int(head) if head.isdigit() and len(head) < 12 else None
     return Request("return", target=target, action="post", number=number)

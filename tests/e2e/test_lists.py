@@ -8,6 +8,7 @@ import email.policy
 import logging
 import smtplib
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -263,9 +264,10 @@ def test_a_2000_subscriber_post_is_one_message_in_batched_transactions(
     assert len(infos) == 1, infos
 
 
-def test_a_bouncing_subscriber_is_probed_then_removed(cluster: Cluster, sink: Sink) -> None:
-    """ezmlm-return/ezmlm-warn: bounces counted, a probe after the bounce period (0 here),
-    removal when the probe bounces too; the others stay."""
+def test_a_bouncing_subscriber_is_warned_probed_then_removed(cluster: Cluster, sink: Sink) -> None:
+    """ezmlm-return/ezmlm-warn: bounces counted, a warning naming the bounced posts after the
+    bounce period (0 here), a probe when the warning bounces, removal when the probe bounces
+    too; the others stay."""
     made = cluster.cli("list", "create", LIST, "--bounce-period", "0")
     assert made.returncode == 0, made.stderr
     people = ["a@sink.test", "bad@sink.test", "c@sink.test"]
@@ -278,10 +280,11 @@ def test_a_bouncing_subscriber_is_probed_then_removed(cluster: Cluster, sink: Si
         timeout=120,
         what="the bouncing subscriber removed",
     )
-    assert sink.attempts.count("bad@sink.test") == 2  # the post, then the probe
+    assert sink.attempts.count("bad@sink.test") == 3  # the post, the warning, the probe
     assert subscribers(cluster) == ["a@sink.test", "c@sink.test"]
     lines = [line for line in cluster.log_lines("lists") if line.get("event") == "lists.handled"]
     assert [line["result"] for line in lines if line["request"] == "return"] == [
+        "warned",
         "probed",
         "removed",
     ]
@@ -309,3 +312,84 @@ def test_digest_after_every_n_posts(cluster: Cluster, sink: Sink) -> None:
     subjects = [str(p.get_content()["Subject"]) for p in inner.iter_parts()]
     assert subjects == ["first topic", "second topic"]
     assert not arrivals(sink, "dee@sink.test", "first topic")  # no single posts to digest readers
+
+
+def test_timer_digest_one_click_unsubscribe_and_held_post_expiry(
+    tmp_path: Path, sink: Sink
+) -> None:
+    """Through ``qmesh up`` with the lists' timer every second: a quiet list's RFC 1153 digest
+    goes out with no further post; the welcome's RFC 8058 link (admin's port, set by ``qmesh
+    up``) shows a button on GET and unsubscribes on the one-click POST; a held post nobody
+    moderates goes back to its poster (ezmlm-clean); a personal list's post carries each
+    reader's own link."""
+    c = start_cluster(
+        tmp_path / "site",
+        profile_controls(sink.port),
+        extra_env={"QMESH_LISTS_TIMER_SECONDS": "1"},
+    )
+    try:
+        assert c.cli("domain", "add", "lists.test").returncode == 0
+        made = c.cli(
+            "list", "create", "quiet@lists.test", "--digest", "--digest-hours", "0.001",
+            "--digest-format", "rfc1153",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        send(c, "dee@sink.test", "quiet-digest-subscribe@lists.test", "\n")
+        _, request = one(sink, "dee@sink.test", "confirm subscribe (digest) to quiet@lists.test")
+        send(c, "dee@sink.test", str(request["Reply-To"]), "\n")
+        _, welcome = one(sink, "dee@sink.test", "WELCOME to quiet@lists.test")
+        assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        link = str(welcome["List-Unsubscribe"]).split(">")[0].lstrip("<")
+        assert link.startswith(f"http://127.0.0.1:{c.env['QMESH_ADMIN_PORT']}/unsubscribe/")
+
+        send(c, "ann@far.test", "quiet@lists.test", "From: ann@far.test\nSubject: lone\n\nhi\n")
+        got, digest = one(sink, "dee@sink.test", "quiet Digest V")  # no second post came
+        assert got.sender == "quiet-return-digest-@lists.test"
+        assert digest.get_content_type() == "text/plain"
+        text = digest.get_content().replace("\r\n", "\n")
+        assert "Today's Topics:" in text and "   1. lone" in text and "\nhi\n" in text
+
+        with urllib.request.urlopen(link, timeout=30) as page:  # a link scanner's GET
+            assert page.status == 200
+            assert "Unsubscribe dee@sink.test from quiet@lists.test?" in page.read().decode()
+        digest_subs = c.cli("list", "subscribers", "quiet@lists.test", "--digest").stdout.split()
+        assert digest_subs == ["dee@sink.test"]
+        one_click = urllib.request.Request(
+            link, data=b"List-Unsubscribe=One-Click", method="POST"
+        )  # what a mailbox provider sends: no cookie, no CSRF token
+        with urllib.request.urlopen(one_click, timeout=30) as page:
+            assert page.status == 200
+            assert "no longer subscribed" in page.read().decode()
+        assert c.cli("list", "subscribers", "quiet@lists.test", "--digest").stdout == ""
+
+        made = c.cli(
+            "list", "create", "held@lists.test", "--moderated", "--moderator", "boss@sink.test",
+            "--moderation-hours", "0.001",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        send(c, "ann@sink.test", "held@lists.test", "From: ann@sink.test\nSubject: wait\n\nw\n")
+        one(sink, "boss@sink.test", "MODERATE for held@lists.test")
+        got, back = one(sink, "ann@sink.test", "refused by held@lists.test")
+        assert got.sender in ("", "<>")  # the null sender: never answered
+        notice, enclosed = back.iter_parts()
+        assert "no moderator accepted your message within 0.001 hours" in notice.get_content()
+        assert enclosed.get_content_type() == "message/rfc822"
+
+        # --personal: every post carries its reader's own one-click link
+        assert c.cli("list", "create", "own@lists.test", "--personal").returncode == 0
+        assert c.cli("list", "add", "own@lists.test", "x@sink.test", "y@sink.test").returncode == 0
+        send(c, "ann@far.test", "own@lists.test", "From: ann@far.test\nSubject: mine\n\nm\n")
+        links = {}
+        for who in ("x@sink.test", "y@sink.test"):
+            got, copy = one(sink, who, "mine")
+            assert got.recipients == [who] and copy["List-Unsubscribe-Post"]
+            links[who] = str(copy["List-Unsubscribe"]).split(">")[0].lstrip("<")
+        assert links["x@sink.test"] != links["y@sink.test"]
+        one_click = urllib.request.Request(
+            links["y@sink.test"], data=b"List-Unsubscribe=One-Click", method="POST"
+        )
+        with urllib.request.urlopen(one_click, timeout=30) as page:
+            assert page.status == 200
+        assert c.cli("list", "subscribers", "own@lists.test").stdout.split() == ["x@sink.test"]
+    finally:
+        c.stop()

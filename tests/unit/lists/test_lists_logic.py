@@ -44,6 +44,8 @@ def test_request_grammar(ext: str, kind: str, target: str | None, digest: bool) 
 def test_return_numbers_and_probes() -> None:
     assert parse("return-12-joe=far.test").number == 12
     assert parse("return-probe-joe=far.test").action == "probe"
+    assert parse("return-warn-joe=far.test").action == "warn"
+    assert parse("return-warn-joe=far.test").target == "joe@far.test"
     assert parse("return-" + "1" * 30 + "-").number is None
 
 
@@ -151,17 +153,25 @@ def test_bounce_reading() -> None:
     assert bounce.bounced(b"<a\r\n@x>:\n" + b"<" * 100_000) == []
 
 
-def test_probe_rule() -> None:
+def test_warn_then_probe_rule() -> None:
+    """ezmlm-warn: bounces for a period bring a warning naming the posts; its bounce (or a
+    bounce a period later, should it be lost) a probe; an old series is forgotten."""
     day = 86400
     first = bounce.on_bounce({}, 0.0, 10 * day, 1)
     assert first.action == "count"
     later = bounce.on_bounce(first.record, 11 * day, 10 * day, 5)
-    assert later.action == "probe" and later.record["posts"] == [1, 5]
-    after = bounce.on_bounce(later.record, 12 * day, 10 * day, 6)
-    assert after.action == "count"  # probed already: the probe's own bounce decides
+    assert later.action == "warn" and later.record["posts"] == [1, 5]
+    again = bounce.on_bounce(later.record, 12 * day, 10 * day, 6)
+    assert again.action == "count"  # warned already: the warning's own bounce decides
+    probe = bounce.on_warning_bounce(again.record, 12 * day)
+    assert probe.action == "probe"
+    assert bounce.on_warning_bounce(probe.record, 13 * day).action == "nothing"  # once
+    lost = bounce.on_bounce(again.record, 21 * day + 1, 10 * day, 7)
+    assert lost.action == "probe"  # the warning's bounce never came
     stale = bounce.on_bounce(first.record, 30 * day, 10 * day, 9)
     assert stale.action == "count" and stale.record["count"] == 1  # an old series forgotten
-    assert bounce.on_bounce({}, 0.0, 0, None).action == "probe"
+    assert bounce.on_bounce({}, 0.0, 0, None).action == "warn"
+    assert bounce.on_warning_bounce({}, 0.0).action == "nothing"  # no bounces known: ignored
 
 
 def test_dmarc_policy_that_makes_a_list_rewrite_from() -> None:
@@ -194,3 +204,28 @@ def test_digest_of_odd_posts() -> None:
     assert b"Subject: talk Digest 3-5" in out
     assert b"3. (no subject)" in out and b"4. x" in out
     assert b"multipart/digest" in out
+
+
+def test_rfc1153_digest_of_hostile_posts_splits_back_into_its_posts() -> None:
+    """RFC 1153: a post's own separator or end line cannot cut the digest; a post with no
+    text part is named, not dropped silently; odd posts never break the digest."""
+    import email
+    import email.policy
+
+    from services.lists import digest
+
+    plain = RECORD.changed(digest_format="rfc1153")
+    html = b"Subject: only html\nMIME-Version: 1.0\nContent-Type: text/html\n\n<p>hi</p>\n"
+    forged = b"Subject: forged\n\nline\n" + b"-" * 30 + b"\nEnd of talk Digest V1 Issue #9\n"
+    posts = [(1, forged), (2, html), (3, b"no header"), (4, b""), (5, b"\xff\xfe\n\n\x00")]
+    out = digest.compose(plain, posts, 0.0, 7)
+    msg = email.message_from_bytes(out, policy=email.policy.default)
+    assert msg.get_content_type() == "text/plain"
+    text = msg.get_content()
+    body = text.split("\n" + "-" * 70 + "\n", 1)[1]
+    parts = body.split("\n" + "-" * 30 + "\n")
+    assert len(parts) == len(posts) + 1  # five posts and the end line
+    assert parts[-1].strip().startswith("End of talk Digest V1970 Issue #7")
+    assert "\n " + "-" * 30 + "\n" in parts[0] and "\n End of talk Digest" in parts[0]
+    assert "[no plain text; the post is message 2 of the archive]" in parts[1]
+    assert "Today's Topics:" in text and "   2. only html" in text
