@@ -17,7 +17,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from email.utils import getaddresses
+from datetime import UTC, datetime
+from email.utils import format_datetime, getaddresses
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,6 +118,16 @@ class Row:
     answered: bool
     size: int
     summary: reading.Summary
+    when: int = 0
+
+    @property
+    def date(self) -> str:
+        """The Date field, or the arrival time when the message has none."""
+        return self.summary.date or arrival(self.when)
+
+
+def arrival(when: int) -> str:
+    return format_datetime(datetime.fromtimestamp(when, UTC)) if when else ""
 
 
 def client_of(request: Request) -> str:
@@ -364,6 +375,7 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
                     ANSWERED in e.flags,
                     e.size,
                     s if s is not None else await summary_of(box, folder, e),
+                    e.when,
                 )
                 for e, s in shown
             ]
@@ -405,6 +417,7 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
                 uid=uid,
                 msg=shown,
                 flagged=FLAGGED in entry.flags,
+                arrived=arrival(entry.when),
                 images=bool(images),
                 part_base=base,
                 url=folder_url,
