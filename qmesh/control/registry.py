@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["line", "number", "list", "text"]
-ServiceName = Literal["smtpd", "send", "local", "remote", "pop3d", "inject", "imapd"]
+ServiceName = Literal["smtpd", "send", "local", "remote", "pop3d", "inject", "imapd", "webmail"]
 
 ALL: tuple[ServiceName, ...] = ("smtpd", "send", "local", "remote", "pop3d", "inject", "imapd")
 
@@ -77,7 +77,7 @@ SPECS: tuple[ControlSpec, ...] = (
        "More `rcpthosts` entries; consulted only if `rcpthosts` exists."),
     _c("badmailfrom", "list", None, ("smtpd",),
        "Envelope senders refused at MAIL: full addresses or `@domain` (SMTPD-35)."),
-    _c("databytes", "number", DATABYTES, ("smtpd",),
+    _c("databytes", "number", DATABYTES, ("smtpd", "webmail"),
        "Maximum message size in stored-form bytes (SMTPD-55, QMTP-14); overridden by "
        "`DATABYTES`. `0` = unlimited as in qmail; the body streams to the store either way, "
        "so memory stays bounded (SMTPD-73)."),
@@ -193,18 +193,18 @@ SPECS: tuple[ControlSpec, ...] = (
     _c("clientrecipients", "number", 0, ("smtpd",),
        "Recipients (of accepted messages) one client address may send per minute, as "
        "`clientmessages`. `0` = no limit.", ext=True),
-    _c("authfailures", "number", 10, ("smtpd", "pop3d"),
+    _c("authfailures", "number", 10, ("smtpd", "pop3d", "webmail"),
        "Failed logins from one client address within `authblock` seconds before it is "
        "refused every login (`454 4.7.0` / `-ERR [SYS/TEMP]`) until `authblock` seconds after "
        "its last failure. `0` = never blocked.", ext=True),
-    _c("loginfailures", "number", 30, ("smtpd", "pop3d"),
+    _c("loginfailures", "number", 30, ("smtpd", "pop3d", "webmail"),
        "Failed logins for one login name within `authblock` seconds after which clients that "
        "have failed before are refused for it; a client without failures may still log in. "
        "`0` = off.", ext=True),
-    _c("authblock", "number", 900, ("smtpd", "pop3d"),
+    _c("authblock", "number", 900, ("smtpd", "pop3d", "webmail"),
        "Seconds failed logins are remembered (and a block lasts) after the last one.",
        ext=True),
-    _c("authdelay", "number", 1000, ("smtpd", "pop3d"),
+    _c("authdelay", "number", 1000, ("smtpd", "pop3d", "webmail"),
        "Milliseconds before the reply to a client's first failed login; the n-th waits n "
        "times as long, up to 15 seconds.", ext=True),
     _c("rspamd", "line", None, ("smtpd",),
