@@ -26,6 +26,8 @@ MAX_NAME = 120
 SUMMARY_CACHE = 20_000
 _SPACES = re.compile(r"\s+")
 _UNSAFE_NAME = re.compile(r'[\\/:*?"<>|;\x00-\x1f\x7f]')
+URL_ATTRIBUTES = {"href", "src", "cite", "longdesc", "action", "background"}
+_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 SCHEMES = {"http", "https", "mailto", "cid"}
 TAGS = set(nh3.ALLOWED_TAGS) - {"area", "map"}
 ATTRIBUTES = {
@@ -179,10 +181,12 @@ def sanitise(html: str, part_url: dict[str, str], images: bool) -> tuple[str, in
         if tag == "img" and attribute == "src":
             low = value.strip().lower()
             if low.startswith("cid:"):
-                return part_url.get(value.strip()[4:].strip("<>"))
+                return part_url.get(value.strip()[4:].strip("<>"))  # this page's own URL
             if not images:
                 blocked += 1
                 return None
+        if attribute in URL_ATTRIBUTES and not _ABSOLUTE.match(value.strip()):
+            return None  # relative or protocol-relative: never a URL of this site
         return value
 
     clean = nh3.clean(
@@ -195,7 +199,7 @@ def sanitise(html: str, part_url: dict[str, str], images: bool) -> tuple[str, in
         link_rel="noopener noreferrer",
         set_tag_attribute_values={"a": {"target": "_blank"}},
         url_schemes=SCHEMES,
-        url_relative="deny",
+        url_relative="pass_through",  # only the part URLs put in above; keep() drops the rest
     )
     return clean, blocked
 

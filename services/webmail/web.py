@@ -461,7 +461,10 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
             match action:
                 case "flag" | "unflag":
                     mode: FlagMode = "add" if action == "flag" else "remove"
-                    await box.set_flags(folder, [uid], frozenset({FLAGGED}), mode)
+                    index = await box.set_flags(folder, [uid], frozenset({FLAGGED}), mode)
+                    found = index.by_uid().get(uid)
+                    if request.headers.get("HX-Request") == "true" and found is not None:
+                        return await row(request, me, box, folder, found[1])  # htmx: one row
                 case "unread":
                     await box.set_flags(folder, [uid], frozenset({SEEN}), "remove")
                     back = "list"
@@ -483,6 +486,20 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
             if back == "list":
                 return see_other(folder_url(folder))
             return see_other("/read?" + urlencode({"f": folder, "uid": uid}))
+
+        async def row(
+            request: Request, me: Who, box: AccountMailbox, folder: str, e: Entry
+        ) -> HTMLResponse:
+            shown = Row(
+                e.uid,
+                SEEN in e.flags,
+                FLAGGED in e.flags,
+                ANSWERED in e.flags,
+                e.size,
+                await summary_of(box, folder, e),
+                e.when,
+            )
+            return page(request, "row.html", me, r=shown, folder=folder)
 
         async def move(box: AccountMailbox, folder: str, uid: int, dest: str) -> None:
             if not (await box.record()).exists(dest):

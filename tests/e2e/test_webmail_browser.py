@@ -130,6 +130,11 @@ def test_mail_read_and_answered_in_webmail(cluster: Cluster, sink: Sink, browser
 
     wait_for(arrived, what="the message in the inbox")
     shot("03-inbox")
+    # the star is flagged in place by htmx: the row is swapped, the page stays
+    browser.execute_script("window.__stayed = true")
+    browser.find_element(By.CSS_SELECTOR, "td.flag button").click()
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "td.flag button"), "★"))
+    assert browser.execute_script("return window.__stayed") is True
 
     browser.find_element(By.LINK_TEXT, "Offer for the shop").click()
     body = wait.until(ec.presence_of_element_located((By.ID, "body")))

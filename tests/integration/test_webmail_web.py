@@ -468,6 +468,13 @@ async def test_paging_sorting_search_flag_move_delete(site: Site) -> None:
         act = {"csrf": token, "f": "INBOX", "uid": str(uid)}
         assert (await client.post("/act", data={**act, "action": "flag"})).status_code == 303
         assert "\\Flagged" in (await site.index("alice")).by_uid()[uid][1].flags
+        # htmx's request for the star: the one row comes back, flagged or not
+        fragment = await client.post(
+            "/act", data={**act, "action": "unflag", "back": "list"}, headers={"HX-Request": "true"}
+        )
+        assert fragment.status_code == 200 and fragment.text.strip().startswith("<tr")
+        assert "☆" in fragment.text and "Note 03" in fragment.text and "<html" not in fragment.text
+        assert "\\Flagged" not in (await site.index("alice")).by_uid()[uid][1].flags
         reply = await client.post("/act", data={**act, "action": "move", "to": "Junk"})
         assert reply.status_code == 303
         assert len((await site.index("alice", "Junk")).entries) == 1
