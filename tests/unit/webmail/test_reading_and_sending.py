@@ -73,7 +73,9 @@ def test_links_open_apart_and_remote_images_wait() -> None:
 
 
 def test_cid_images_become_their_part() -> None:
-    clean, blocked = sanitise('<img src="cid:logo@x">', {"logo@x": "/part?f=INBOX&uid=1&n=2"}, False)
+    clean, blocked = sanitise(
+        '<img src="cid:logo@x">', {"logo@x": "/part?f=INBOX&uid=1&n=2"}, False
+    )
     assert 'src="/part?f=INBOX&amp;uid=1&amp;n=2"' in clean and blocked == 0
     clean, _ = sanitise('<img src="cid:unknown">', {}, False)
     assert "cid:" not in clean
