@@ -78,6 +78,8 @@ def test_mail_read_and_answered_in_webmail(cluster: Cluster, sink: Sink, browser
     admin_url = f"http://127.0.0.1:{cluster.env['QMESH_ADMIN_PORT']}"
     webmail_url = f"http://127.0.0.1:{cluster.env['QMESH_WEBMAIL_PORT']}"
     wait_for(lambda: ready(admin_url) and ready(webmail_url), what="admin and webmail ready")
+    printed = f"qmesh: webmail {webmail_url}/"
+    wait_for(lambda: printed in cluster.output.read_text(), what="qmesh up printing webmail's URL")
     shots = artifacts()
     wait = WebDriverWait(browser, 30)
 

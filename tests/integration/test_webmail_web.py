@@ -247,9 +247,13 @@ async def test_login_read_mark_read_and_logout(site: Site) -> None:
         # read on open, in the shared model imapd and pop3d see (#13)
         assert "\\Seen" in next(iter((await site.index("alice")).entries.values())).flags
         token = await csrf(client)
+        session = client.cookies["qmesh_webmail"]
         reply = await client.post("/logout", data={"csrf": token})
         assert reply.status_code == 303
         assert (await client.get("/mail")).status_code == 303
+    async with site.client() as replay:  # the old cookie is worth nothing after logout
+        replay.cookies.set("qmesh_webmail", session)
+        assert (await replay.get("/mail")).status_code == 303
 
 
 async def test_unknown_account_and_wrong_password_answer_alike(site: Site) -> None:
