@@ -68,7 +68,9 @@ SORTS = ("date", "from", "subject")
 SEARCH_IN = ("subject", "from", "body")
 TRASH, SENT = "Trash", "Sent"
 READ_CONCURRENCY = 8
-UPLOAD_CAP = 25 * 1024 * 1024  # with databytes 0 (no limit) an upload is still bounded
+# what one message from the browser may be at most, whatever databytes allows: the upload, the
+# attachments and the encoded message are all held in memory at once (the chart gives 512 MiB)
+UPLOAD_CAP = 20 * 1024 * 1024
 MAX_FILES = 10
 T = TypeVar("T")
 IMAGES_CSP = CSP.replace("img-src 'self'", "img-src 'self' https: http:")
@@ -551,7 +553,7 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
 
         def upload_limit() -> int:
             databytes = ports.controls().databytes
-            return databytes if databytes > 0 else UPLOAD_CAP
+            return min(databytes, UPLOAD_CAP) if databytes > 0 else UPLOAD_CAP
 
         @app.post("/send", response_model=None)
         async def send(request: Request) -> Response:
