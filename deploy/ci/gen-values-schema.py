@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 OUTPUT = Path(__file__).resolve().parents[2] / "k8s/qmesh/values.schema.json"
-SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists", "webadmin")
+SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists", "webadmin", "webmail")
 PORT_NAMES = "^(http|smtp|submission|smtps|qmtp|pop3|pop3s|imap|imaps)$"
 
 
@@ -103,7 +103,7 @@ COMPONENT = obj(
                 "loadBalancerSourceRanges": {"type": "array", "items": string()},
             }
         ),
-        # webadmin only: an Ingress for admin's pages (issue 14)
+        # webadmin and webmail only: an Ingress for their pages (issue 14)
         "ingress": obj(
             {
                 "enabled": B,
@@ -274,6 +274,7 @@ def schema() -> dict[str, Any]:
                     "mailPeers": PEERS,
                     "metricsPeers": PEERS,
                     "adminPeers": PEERS,
+                    "webmailPeers": PEERS,
                     "remoteEgress": {
                         "type": "array",
                         "items": obj(

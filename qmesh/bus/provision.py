@@ -96,6 +96,7 @@ BUCKETS = (
     subjects.KV_MAILBOX,
     subjects.KV_LIMITS,  # cluster-wide limits, anvil (defences #12)
     subjects.KV_WEBSESSIONS,
+    subjects.KV_MAILSESSIONS,  # webmail's own: its user cannot touch admin's sessions
 )
 KV_HISTORY = {subjects.KV_QUEUE: 1, subjects.KV_DIRECTORY: 5, subjects.KV_LEASES: 1}
 TCPTO_TTL = 2 * 3600.0  # longer than the 64..97 minutes an address is skipped (REMOTE-22)
@@ -109,6 +110,7 @@ KV_TTL = {
     subjects.KV_DELIVERIES: DELIVERIES_TTL,
     subjects.KV_LIMITS: LIMITS_TTL,
     subjects.KV_WEBSESSIONS: WEBSESSIONS_TTL,
+    subjects.KV_MAILSESSIONS: WEBSESSIONS_TTL,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import runpy
 
-SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists", "admin")
+SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists", "admin", "webmail")
 
 
 def run_service(name: str) -> None:

@@ -56,7 +56,7 @@ HEALTH_PORTS = {
     "lists": 8087,  # issue #15
 }
 # admin's pages and health share one port, QMESH_ADMIN_PORT (issue 14)
-PAGE_PORTS = {"admin": "QMESH_ADMIN_PORT"}
+PAGE_PORTS = {"admin": "QMESH_ADMIN_PORT", "webmail": "QMESH_WEBMAIL_PORT"}
 # a service whose NATS user is not named after it: "admin" is the commands' user
 NATS_ROLES = {"admin": "webadmin"}
 LISTENER_PORTS = {  # environment variable -> default
@@ -69,6 +69,7 @@ LISTENER_PORTS = {  # environment variable -> default
     "QMESH_IMAP_PORT": 2143,  # imapd (#13)
     "QMESH_IMAPS_PORT": 2993,
     "QMESH_ADMIN_PORT": 8088,
+    "QMESH_WEBMAIL_PORT": 8089,  # webmail's pages (issue 14)
 }
 NATS_PORT = 4222
 RESTART_DELAY_MAX = 10.0
@@ -360,6 +361,10 @@ async def up(environ: Mapping[str, str], site: Site, nats: EmbeddedNats) -> int:
         f"qmesh: admin pages http://{env['QMESH_HTTP_HOST']}:{env['QMESH_ADMIN_PORT']}/ "
         f"(log in as postmaster@{domain}; give it a password first: "
         "qmesh user passwd postmaster --password-stdin)"
+    )
+    _say(
+        f"qmesh: webmail http://{env['QMESH_HTTP_HOST']}:{env['QMESH_WEBMAIL_PORT']}/ "
+        "(log in with an account's address and password)"
     )
     _say(f"qmesh: logs in {data / 'log'}; Ctrl-C stops everything")
     await stopping.wait()

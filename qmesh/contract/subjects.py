@@ -48,6 +48,7 @@ KV_MAILBOX = "qmesh_mailbox"  # folder indexes (UIDs, flags, MODSEQ) and account
 # core NATS, no stream: "a folder of this account changed" for IDLE on every imapd (#13)
 MAILBOX_ALL = "qmesh.mailbox.*"
 KV_WEBSESSIONS = "qmesh_websessions"  # admin's login sessions (#14)
+KV_MAILSESSIONS = "qmesh_mailsessions"  # webmail's login sessions, apart from admin's (#14)
 
 
 def job(channel: Channel) -> str:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["line", "number", "list", "text"]
-ServiceName = Literal["smtpd", "send", "local", "remote", "pop3d", "inject", "imapd", "admin"]
+ServiceName = Literal[
+    "smtpd", "send", "local", "remote", "pop3d", "inject", "imapd", "admin", "webmail"
+]
 
 ALL: tuple[ServiceName, ...] = ("smtpd", "send", "local", "remote", "pop3d", "inject", "imapd")
 
@@ -77,7 +79,7 @@ SPECS: tuple[ControlSpec, ...] = (
        "More `rcpthosts` entries; consulted only if `rcpthosts` exists."),
     _c("badmailfrom", "list", None, ("smtpd",),
        "Envelope senders refused at MAIL: full addresses or `@domain` (SMTPD-35)."),
-    _c("databytes", "number", DATABYTES, ("smtpd",),
+    _c("databytes", "number", DATABYTES, ("smtpd", "webmail"),
        "Maximum message size in stored-form bytes (SMTPD-55, QMTP-14); overridden by "
        "`DATABYTES`. `0` = unlimited as in qmail; the body streams to the store either way, "
        "so memory stays bounded (SMTPD-73)."),
@@ -194,18 +196,19 @@ SPECS: tuple[ControlSpec, ...] = (
        "Recipients one client address may send to per minute across all replicas, counted at "
        "RCPT: the one past it gets `451 4.7.0` (QMTP: the package, `Z`). `0` = no limit. "
        "Exempt as `clientmessages`.", ext=True),
-    _c("authfailures", "number", 10, ("smtpd", "pop3d", "imapd", "admin"),
+    _c("authfailures", "number", 10, ("smtpd", "pop3d", "imapd", "admin", "webmail"),
        "Failed logins from one client address within `authblock` seconds before it is "
-       "refused every login (`421 4.7.0`, `-ERR [SYS/TEMP]`, `NO [UNAVAILABLE]`, admin's 429) "
-       "until `authblock` seconds after its last failure. `0` = never blocked.", ext=True),
-    _c("loginfailures", "number", 30, ("smtpd", "pop3d", "imapd", "admin"),
+       "refused every login (`421 4.7.0`, `-ERR [SYS/TEMP]`, `NO [UNAVAILABLE]`, HTTP 429 "
+       "on the admin and webmail pages) until `authblock` seconds after its last failure. "
+       "`0` = never blocked.", ext=True),
+    _c("loginfailures", "number", 30, ("smtpd", "pop3d", "imapd", "admin", "webmail"),
        "Failed logins for one login name within `authblock` seconds after which clients that "
        "have failed before are refused for it; a client without failures may still log in. "
        "`0` = off.", ext=True),
-    _c("authblock", "number", 900, ("smtpd", "pop3d", "imapd", "admin"),
+    _c("authblock", "number", 900, ("smtpd", "pop3d", "imapd", "admin", "webmail"),
        "Seconds failed logins are remembered (and a block lasts) after the last one.",
        ext=True),
-    _c("authdelay", "number", 1000, ("smtpd", "pop3d", "imapd", "admin"),
+    _c("authdelay", "number", 1000, ("smtpd", "pop3d", "imapd", "admin", "webmail"),
        "Milliseconds before the reply to a client's first failed login; the n-th waits n "
        "times as long, up to 15 seconds.", ext=True),
     _c("rspamd", "line", None, ("smtpd",),

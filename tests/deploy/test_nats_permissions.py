@@ -74,7 +74,8 @@ def allowed(perms: Permissions, user: str, direction: str, subject: str) -> bool
 @pytest.fixture(scope="module")
 def permissions(tools: Tools) -> Permissions:
     loaded: Permissions = tools.load_yaml(CHART / "files" / "nats-permissions.yaml")
-    assert set(loaded) == {*SERVICES, "webadmin", "admin"}  # webadmin: admin's pages (#14)
+    # webadmin and webmail: admin's and webmail's pages (#14)
+    assert set(loaded) == {*SERVICES, "webadmin", "webmail", "admin"}
     return loaded
 
 
@@ -617,3 +618,38 @@ def test_permission_file_is_what_the_chart_renders(tools: Tools) -> None:
         for subject in rules["publish"] + rules["subscribe"]:
             assert json.dumps(subject) in block, (user, subject)
     assert Path(ROOT / "deploy/nats/qmesh.conf").exists()
+
+
+@pytest.mark.integration
+async def test_webmail_user_does_its_work_and_no_more(as_user: Any) -> None:
+    """Issue 14: webmail reads the directory and writes account records only (a password), uses
+    the mailbox model, its own sessions and the login counts, and sends through qmesh.todo; it
+    may not touch domains, admin's sessions, the queue state or another service's events."""
+    user: User = await as_user("webmail")
+    js = user.js
+    await await_streams(js, [subjects.STREAM_TODO])
+    directory = await open_kv(js, subjects.KV_DIRECTORY)
+    assert (await directory.get("domain.example.test")).value == b"{}"
+    entry = await directory.get("account.example.test.alice")
+    await directory.update("account.example.test.alice", entry.value or b"", last=entry.revision)
+    for bucket in (subjects.KV_MAILBOX, subjects.KV_MAILSESSIONS, subjects.KV_LIMITS):
+        kv = await open_kv(js, bucket)
+        revision = await kv.create("probe.webmail", b"1")
+        await kv.update("probe.webmail", b"2", last=revision)
+        await kv.delete("probe.webmail")
+    await js.publish(subjects.TODO, b"{}", headers={"Nats-Msg-Id": "webmail-todo"})
+    await user.nc.flush()
+    assert user.errors == []
+    domain = f"$KV.{subjects.KV_DIRECTORY}.domain.example.test"
+    await user.refused(lambda: user.nc.publish(domain, b"{}"), domain)
+    sessions = f"$KV.{subjects.KV_WEBSESSIONS}.session.x"
+    await user.refused(lambda: user.nc.publish(sessions, b"{}"), sessions)
+    await user.refused(
+        lambda: js.key_value(subjects.KV_WEBSESSIONS), f"STREAM.INFO.KV_{subjects.KV_WEBSESSIONS}"
+    )
+    await user.refused(
+        lambda: js.key_value(subjects.KV_QUEUE), f"STREAM.INFO.KV_{subjects.KV_QUEUE}"
+    )
+    for subject in (subjects.JOB_LOCAL, subjects.JOB_REMOTE, subjects.RESULT_LOCAL):
+        await user.refused(functools.partial(user.nc.publish, subject, b"{}"), f'"{subject}"')
+    await user.refused(lambda: user.nc.subscribe("_INBOX_send.>"), 'subscription to "_INBOX_send')

@@ -19,7 +19,7 @@ SCENARIOS = sorted(
 )
 SERVICES = ("smtpd", "send", "local", "remote", "pop3d", "imapd", "lists")
 # admin's pages (issue 14): a component with no mail listener, no S3 and its own NATS user
-WEB = ("webadmin",)
+WEB = ("webadmin", "webmail")
 COMPONENTS = (*SERVICES, *WEB)
 
 Manifest = dict[str, Any]

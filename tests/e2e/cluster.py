@@ -199,7 +199,7 @@ def start_cluster(
     control = workdir / "control"
     if controls is not None:
         write_controls(control, controls)
-    ports = free_ports(17)
+    ports = free_ports(18)
     env = {k: v for k, v in os.environ.items() if not k.startswith("QMESH_")}
     env.update(
         {
@@ -215,6 +215,7 @@ def start_cluster(
             "QMESH_IMAP_PORT": str(ports[12]),
             "QMESH_IMAPS_PORT": str(ports[13]),
             "QMESH_ADMIN_PORT": str(ports[16]),
+            "QMESH_WEBMAIL_PORT": str(ports[17]),
             "QMESH_LOG_LEVEL": "INFO",
         }
     )

@@ -114,12 +114,12 @@ writes as "2e+06": whole numbers are written as integers, anything else as it is
 
 {{/* Services in the order the chart renders them. */}}
 {{- define "qmesh.services" -}}
-smtpd send local remote pop3d imapd lists webadmin
+smtpd send local remote pop3d imapd lists webadmin webmail
 {{- end -}}
 
 {{/* The services that keep mail in S3: webadmin (admin's pages) only reaches NATS. */}}
 {{- define "qmesh.s3Services" -}}
-smtpd send local remote pop3d imapd lists
+smtpd send local remote pop3d imapd lists webmail
 {{- end -}}
 
 {{/* The program a component runs: `qmesh run admin` for webadmin, whose NATS user and

@@ -1,0 +1,1 @@
+"""webmail: sqwebmail for the cluster, one account's mail in the browser (issue 14)."""
