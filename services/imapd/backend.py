@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from pymap.concurrent import Event
 from pymap.context import subsystem
-from pymap.exceptions import MailboxNotFound, NotAllowedError, TemporaryFailure
+from pymap.exceptions import MailboxNotFound, NotAllowedError, ResponseError, TemporaryFailure
 from pymap.flags import FlagOp
 from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
@@ -23,6 +23,7 @@ from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
+from pymap.parsing.response import ResponseCode, ResponseNo
 from pymap.parsing.response.fetch import (
     BodyStructure,
     ContentBodyStructure,
@@ -38,6 +39,7 @@ from qmesh.mailbox.flags import normalise
 from qmesh.mailbox.folders import DELIMITER, INBOX, BadFolderName, check_name
 from qmesh.mailbox.index import Entry, FlagMode, FolderIndex
 from qmesh.mailbox.names import account_key
+from qmesh.mailbox.quota import Quota, exceeds
 from qmesh.mailbox.sync import AccountMailbox, FolderExists, FolderMissing
 from qmesh.store.base import BlobNotFound, StoreUnavailable
 
@@ -51,6 +53,18 @@ MODES: dict[FlagOp, FlagMode] = {
 }
 
 Register = Callable[[Event], None]
+Limit = Callable[[], Awaitable[int | None]]
+
+
+async def no_limit() -> int | None:
+    return None
+
+
+class OverQuota(ResponseError):
+    """APPEND or COPY that would take the account over its quota (RFC 9208 4.2)."""
+
+    def get_response(self, tag: bytes) -> ResponseNo:
+        return ResponseNo(tag, b"Quota exceeded.", ResponseCode.of(b"OVERQUOTA"))
 
 
 def temporary(err: Exception) -> TemporaryFailure:
@@ -280,6 +294,11 @@ class Folder:
     async def cleanup(self) -> None:
         pass
 
+    def stored_size(self, uids: Iterable[int]) -> int:
+        """What copies of ``uids`` would add to the usage, at most (RFC822.SIZE counts CRLF
+        line ends where the store keeps LF)."""
+        return sum(self._by_uid[u][1].size for u in uids if u in self._by_uid)
+
     async def snapshot(self) -> MailboxSnapshot:
         entries = list(self._index.entries.values())
         unseen = [seq for seq, e in enumerate(entries, 1) if "\\Seen" not in e.flags]
@@ -326,11 +345,32 @@ class SelectedSets:
 class Folders:
     """pymap's ``MailboxSetInterface``: the account's folders."""
 
-    def __init__(self, box: AccountMailbox, register: Register, sets: SelectedSets) -> None:
+    def __init__(
+        self, box: AccountMailbox, register: Register, sets: SelectedSets, limit: Limit = no_limit
+    ) -> None:
         self.box = box
         self._register = register
         self._sets = sets
+        self._limit = limit
         self._open: dict[str, Folder] = {}
+
+    # -- quota (RFC 9208) ------------------------------------------------------------------------
+
+    async def quota(self) -> Quota:
+        """The directory's limit and the account's usage, read now (``qmesh user quota``
+        applies to the next command)."""
+        try:
+            limit = await self._limit()
+            used = await self.box.usage() if limit is not None else 0
+        except (Temporary, StoreUnavailable) as err:
+            raise temporary(err) from err
+        return Quota(used, limit)
+
+    async def check_room(self, size: int) -> None:
+        """``NO [OVERQUOTA]`` if ``size`` more octets do not fit."""
+        quota = await self.quota()
+        if exceeds(quota.limit, quota.used, size):
+            raise OverQuota()
 
     @property
     def delimiter(self) -> str:
@@ -343,6 +383,14 @@ class Folders:
             raise temporary(err) from err
         names = record.subscribed() if subscribed else list(record.folders)
         return [n for n in names if n != INBOX]
+
+    async def exists(self, name: str) -> bool:
+        try:
+            return (await self.box.record()).exists(check_name(name))
+        except BadFolderName:
+            return False
+        except (Temporary, StoreUnavailable) as err:
+            raise temporary(err) from err
 
     async def set_subscribed(self, name: str, subscribed: bool) -> None:
         await self.box.set_subscribed(check(name), subscribed)

@@ -7,18 +7,23 @@ change in the destination, however many messages it names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pymap.backend.session import BaseSession
 from pymap.config import IMAPConfig
 from pymap.exceptions import MailboxReadOnly
 from pymap.flags import FlagOp
-from pymap.parsing.response.code import CopyUid
+from pymap.parsing.message import AppendMessage
+from pymap.parsing.response.code import AppendUid, CopyUid
 from pymap.parsing.specials import SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox
 
+from qmesh.mailbox.folders import SPECIAL_USE
 from services.imapd.backend import Folder, Folders, Message
+
+# RFC 6154: the attribute of each special-use folder, as pymap writes LIST attributes
+SPECIAL_USE_ATTRIBUTES = {name: attr[1:].encode() for name, attr in SPECIAL_USE.items()}
 
 
 class Session(BaseSession[Message]):
@@ -39,6 +44,26 @@ class Session(BaseSession[Message]):
         folder = await self._get_selected(selected)
         assert isinstance(folder, Folder)
         return folder
+
+    async def list_mailboxes(
+        self,
+        ref_name: str,
+        filter_: str,
+        subscribed: bool = False,
+        selected: SelectedMailbox | None = None,
+    ) -> tuple[Iterable[tuple[str, str | None, Sequence[bytes]]], SelectedMailbox | None]:
+        """LIST with RFC 6154's ``\\Sent``, ``\\Drafts``, ``\\Trash`` and ``\\Junk`` (not LSUB,
+        RFC 6154 2)."""
+        found, updates = await super().list_mailboxes(ref_name, filter_, subscribed, selected)
+        if subscribed:
+            return found, updates
+        marked = [
+            (name, sep, [*attrs, SPECIAL_USE_ATTRIBUTES[name]])
+            if name in SPECIAL_USE_ATTRIBUTES
+            else (name, sep, attrs)
+            for name, sep, attrs in found
+        ]
+        return marked, updates
 
     async def fetch_messages(
         self, selected: SelectedMailbox, sequence_set: SequenceSet, set_seen: bool
@@ -82,11 +107,23 @@ class Session(BaseSession[Message]):
         dest = await self._get_mailbox(mailbox, try_create=True)
         assert isinstance(dest, Folder)
         uids = [uid for _, uid in selected.messages.get_uids(sequence_set)]
+        if not move:  # a MOVE within the account adds nothing to its usage
+            await self._folders.check_room(folder.stored_size(uids))
         pairs = await folder.copy_many(uids, dest) if uids else []
         if move and pairs:
             await folder.delete([src for src, _ in pairs])
         copy_uid = CopyUid(dest.uid_validity, pairs) if pairs else None
         return copy_uid, await folder.update_selected(selected)
+
+    async def append_messages(
+        self,
+        name: str,
+        messages: Sequence[AppendMessage],
+        selected: SelectedMailbox | None = None,
+    ) -> tuple[AppendUid, SelectedMailbox | None]:
+        size = sum(len(bytes(m.literal).replace(b"\r\n", b"\n")) for m in messages)
+        await self._folders.check_room(size)  # stored with LF line ends, as local writes
+        return await super().append_messages(name, messages, selected)
 
     async def copy_messages(
         self, selected: SelectedMailbox, sequence_set: SequenceSet, mailbox: str

@@ -1,0 +1,173 @@
+# ruff: noqa: F811 - the fixtures imported from test_imapd are the parameters
+"""imapd's QUOTA, SPECIAL-USE, NAMESPACE, ID, ENABLE and SASL-IR on a real nats-server and
+store, spoken to on the wire (#13, LOCAL-33; RFC 9208, 6154, 2342, 2971, 5161, 4959)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from qmesh.directory import admin
+from qmesh.directory.namespaces import Target
+from tests.integration.test_imapd import (  # noqa: F401 - fixtures
+    MESSAGE,
+    PASSWORD,
+    Raw,
+    Stack,
+    certificate,
+    settings,
+    stack,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def session(stack: Stack, account: str) -> Raw:
+    raw = await Raw.connect(stack.port())
+    await raw.send(f'l LOGIN "{account}@{stack.domain}" "{PASSWORD}"\r\n'.encode())
+    assert (await raw.until(b"l"))[-1].startswith(b"l OK")
+    return raw
+
+
+async def command(raw: Raw, tag: bytes, line: bytes) -> list[bytes]:
+    await raw.send(tag + b" " + line + b"\r\n")
+    return await raw.until(tag)
+
+
+async def append(raw: Raw, tag: bytes, folder: bytes, message: bytes) -> bytes:
+    await raw.send(tag + b" APPEND " + folder + b" {%d+}\r\n" % len(message) + message + b"\r\n")
+    return (await raw.until(tag))[-1]
+
+
+# --- QUOTA ---------------------------------------------------------------------------------
+
+
+async def test_quota_reported_and_append_over_it_refused(stack: Stack) -> None:
+    await stack.add_account("quinn")
+    quinn = Target(stack.domain, "quinn")
+    await admin.set_quota(stack.directory, quinn, 4096)
+    await stack.deliver("quinn", MESSAGE * 10, 1)  # 1 KiB or so: stored with LF ends
+    used = sum(len(c) for c in [MESSAGE * 10])
+    raw = await session(stack, "quinn")
+    try:
+        caps = b"".join(await command(raw, b"c", b"CAPABILITY"))
+        assert b" QUOTA " in caps and b" QUOTA=RES-STORAGE" in caps
+        got = await command(raw, b"q1", b"GETQUOTAROOT INBOX")
+        assert got == [
+            b'* QUOTAROOT INBOX ""\r\n',
+            b'* QUOTA "" (STORAGE %d 4)\r\n' % (used // 1024),
+            b"q1 OK GETQUOTAROOT completed.\r\n",
+        ]
+        got = await command(raw, b"q2", b'GETQUOTA ""')
+        assert got[0] == b'* QUOTA "" (STORAGE %d 4)\r\n' % (used // 1024)
+        assert (await command(raw, b"q3", b'GETQUOTA "other"'))[-1].startswith(
+            b"q3 NO [NONEXISTENT]"
+        )
+        assert (await command(raw, b"q4", b"GETQUOTAROOT Nowhere"))[-1].startswith(b"q4 NO")
+        assert (await command(raw, b"q5", b'SETQUOTA "" (STORAGE 99999)'))[-1].startswith(
+            b"q5 NO [NOPERM]"
+        )
+
+        big = b"Subject: big\r\n\r\n" + b"x" * 4000 + b"\r\n"
+        assert (await append(raw, b"a1", b"INBOX", big)).startswith(b"a1 NO [OVERQUOTA]")
+        await command(raw, b"s", b"SELECT INBOX")
+        assert (await command(raw, b"a2", b"COPY 1:* INBOX"))[-1].startswith(b"a2 OK")
+        assert (await command(raw, b"a3", b"COPY 1:* INBOX"))[-1].startswith(b"a3 NO [OVERQUOTA]")
+        assert (await command(raw, b"a4", b"STATUS INBOX (MESSAGES)"))[0] == (
+            b"* STATUS INBOX (MESSAGES 2)\r\n"  # nothing of the refused ones was stored
+        )
+
+        await admin.set_quota(stack.directory, quinn, 64 * 1024)  # read on the next command
+        assert (await append(raw, b"a5", b"Sent", big)).startswith(b"a5 OK")
+        got = await command(raw, b"q6", b"GETQUOTAROOT Sent")
+        assert got[0] == b'* QUOTAROOT Sent ""\r\n'
+        assert got[1].startswith(b'* QUOTA "" (STORAGE 6 64)'), got  # every folder counts
+    finally:
+        raw.close()
+
+
+async def test_no_quota_is_no_quota_root(stack: Stack) -> None:
+    await stack.add_account("una")
+    raw = await session(stack, "una")
+    try:
+        got = await command(raw, b"q1", b"GETQUOTAROOT INBOX")
+        assert got == [b"* QUOTAROOT INBOX\r\n", b"q1 OK GETQUOTAROOT completed.\r\n"]
+        assert (await command(raw, b"q2", b'GETQUOTA ""'))[-1].startswith(b"q2 NO")
+        assert (await append(raw, b"a1", b"INBOX", MESSAGE)).startswith(b"a1 OK")
+        for bad in (b"GETQUOTA", b"GETQUOTAROOT", b'GETQUOTAROOT "a..b"', b"SETQUOTA x (("):
+            answer = (await command(raw, b"b", bad))[-1]
+            assert answer.startswith((b"b BAD", b"b NO")), (bad, answer)
+    finally:
+        raw.close()
+
+
+# --- SPECIAL-USE ---------------------------------------------------------------------------
+
+
+async def test_special_use_attributes_in_list(stack: Stack) -> None:
+    await stack.add_account("sue")
+    raw = await session(stack, "sue")
+    try:
+        caps = b"".join(await command(raw, b"c", b"CAPABILITY"))
+        assert b" SPECIAL-USE" in caps
+        listed = await command(raw, b"l1", b'LIST "" "*"')
+        for name in (b"Sent", b"Drafts", b"Trash", b"Junk"):
+            assert b'* LIST (\\HasNoChildren \\%b) "." %b\r\n' % (name, name) in listed, listed
+        assert b'* LIST (\\HasNoChildren) "." INBOX\r\n' in listed
+        only = await command(raw, b"l2", b'LIST (SPECIAL-USE) "" "*"')
+        assert sorted(only[:-1]) == sorted(
+            b'* LIST (\\HasNoChildren \\%b) "." %b\r\n' % (n, n)
+            for n in (b"Sent", b"Drafts", b"Trash", b"Junk")
+        )
+        returned = await command(raw, b"l3", b'LIST "" "S*" RETURN (SPECIAL-USE)')
+        assert returned[:-1] == [b'* LIST (\\HasNoChildren \\Sent) "." Sent\r\n']
+        lsub = await command(raw, b"l4", b'LSUB "" "Sent"')
+        assert lsub[0] == b'* LSUB (\\HasNoChildren) "." Sent\r\n'  # RFC 6154 2: not in LSUB
+        for bad in (b'LIST (REMOTE) "" "*"', b'LIST "" "*" RETURN (STATUS', b'LIST ( "" "*"'):
+            assert (await command(raw, b"b", bad))[-1].startswith(b"b BAD"), bad
+    finally:
+        raw.close()
+
+
+# --- NAMESPACE, ID, ENABLE, SASL-IR --------------------------------------------------------
+
+
+async def test_namespace_id_and_enable(stack: Stack) -> None:
+    await stack.add_account("nina")
+    raw = await session(stack, "nina")
+    try:
+        assert await command(raw, b"n", b"NAMESPACE") == [
+            b'* NAMESPACE (("" ".")) NIL NIL\r\n',
+            b"n OK NAMESPACE completed.\r\n",
+        ]
+        got = await command(raw, b"i1", b'ID ("name" "imaplib" "version" "3.11")')
+        assert got[0] == b'* ID ("name" "qmesh imapd")\r\n'
+        assert (await command(raw, b"i2", b"ID NIL"))[-1].startswith(b"i2 OK")
+        assert (await command(raw, b"i3", b'ID ("odd")'))[-1].startswith(b"i3 BAD")
+        got = await command(raw, b"e1", b"ENABLE UTF8=ACCEPT X-UNKNOWN")
+        assert got == [b"* ENABLED\r\n", b"e1 OK ENABLE completed.\r\n"]
+        assert (await command(raw, b"e2", b"ENABLE"))[-1].startswith(b"e2 BAD")
+        assert (await command(raw, b"e3", b"ENABLE (x)"))[-1].startswith(b"e3 BAD")
+    finally:
+        raw.close()
+
+
+async def test_sasl_ir(stack: Stack) -> None:
+    await stack.add_account("ivy")
+    user = f"ivy@{stack.domain}".encode()
+    raw = await Raw.connect(stack.port())
+    try:
+        caps = b"".join(await command(raw, b"c", b"CAPABILITY"))
+        assert b" SASL-IR" in caps and b"AUTH=PLAIN" in caps
+        wrong = base64.b64encode(b"\0" + user + b"\0wrong")
+        assert (await command(raw, b"a1", b"AUTHENTICATE PLAIN " + wrong))[-1].startswith(b"a1 NO")
+        for bad in (b"AUTHENTICATE PLAIN ***", b"AUTHENTICATE PLAIN abc=d", b"AUTHENTICATE"):
+            assert (await command(raw, b"b", bad))[-1].startswith(b"b BAD"), bad
+        empty = (await command(raw, b"a2", b"AUTHENTICATE PLAIN ="))[-1]  # PLAIN needs three
+        assert empty.startswith((b"a2 BAD", b"a2 NO")), empty
+        right = base64.b64encode(b"\0" + user + b"\0" + PASSWORD.encode())
+        assert (await command(raw, b"a3", b"AUTHENTICATE PLAIN " + right))[-1].startswith(b"a3 OK")
+        assert (await command(raw, b"s", b"SELECT INBOX"))[-1].startswith(b"s OK")
+    finally:
+        raw.close()
