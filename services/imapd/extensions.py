@@ -4,13 +4,15 @@ pymap finds a command's class by name in :class:`~pymap.parsing.commands.Command
 ``register`` of the same name replaces the built-in) and runs it as ``do_<name>`` of the
 connection state; here are those classes and a :class:`State` with their ``do_`` methods:
 
-- QUOTA (RFC 9208): GETQUOTA, GETQUOTAROOT with the one root ``""`` and its ``STORAGE``
+- QUOTA (RFC 9208): GETQUOTA, GETQUOTAROOT with the one root ``"User quota"`` and ``STORAGE``
   resource; SETQUOTA is ``NO [NOPERM]`` (quotas are the directory's, ``qmesh user quota``).
 - NAMESPACE (RFC 2342): one personal namespace, ``(("" "."))``, as Dovecot's Maildir++.
 - ENABLE (RFC 5161): answers ``* ENABLED`` with the capabilities of :data:`ENABLEABLE`.
 - LIST with RFC 5258's selection and return options as far as SPECIAL-USE (RFC 6154 5.1)
   needs them: ``LIST (SPECIAL-USE) "" *`` and ``RETURN (SPECIAL-USE)``; any other option is
-  ``BAD``. The attributes themselves come with every LIST (:mod:`services.imapd.session`).
+  ``BAD``; as in Dovecot, the extended form leaves ``\\HasChildren`` and ``\\HasNoChildren``
+  out unless ``RETURN (CHILDREN)`` asks for them (RFC 5258 4). The special-use attributes
+  come with every LIST and LSUB (:mod:`services.imapd.session`).
 - SASL-IR (RFC 4959): ``AUTHENTICATE PLAIN <base64>``, the response in the command line.
 """
 
@@ -53,6 +55,7 @@ _RETURN = re.compile(rb" RETURN", re.IGNORECASE)
 _PATTERN = re.compile(rb"[\x21\x23-\x27\x2A-\x5B\x5D-\x7A\x7C\x7E]+")
 _INITIAL = re.compile(rb"[A-Za-z0-9+/]+={0,2}|=")
 SPECIAL_ATTRIBUTES = frozenset(a[1:].encode() for a in SPECIAL_USE.values())
+CHILD_ATTRIBUTES = frozenset({b"HasChildren", b"HasNoChildren"})
 SELECTION = frozenset({b"SPECIAL-USE"})
 RETURNS = frozenset({b"SPECIAL-USE", b"CHILDREN"})
 
@@ -152,15 +155,18 @@ class ExtendedListCommand(ListCommand):
         filter_: str,
         selection: frozenset[bytes] = frozenset(),
         returns: frozenset[bytes] = frozenset(),
+        extended: bool = False,
     ) -> None:
         super().__init__(tag, ref_name, filter_)
         self.selection = selection
         self.returns = returns
+        self.extended = extended
 
     @classmethod
     def parse(cls, buf: memoryview, params: Params) -> tuple[ExtendedListCommand, memoryview]:
         selection: frozenset[bytes] = frozenset()
-        if bytes(buf[:2]) == b" (":
+        extended = bytes(buf[:2]) == b" ("
+        if extended:
             selection, buf = _options(buf, SELECTION)
         _, buf = Space.parse(buf, params)
         ref_name, buf = Mailbox.parse(buf, params)
@@ -176,8 +182,9 @@ class ExtendedListCommand(ListCommand):
         ret = _RETURN.match(buf)
         if ret is not None:
             returns, buf = _options(buf[ret.end() :], RETURNS)
+            extended = True
         _, buf = EndLine.parse(buf, params)
-        return cls(params.tag, ref_name.value, pattern, selection, returns), buf
+        return cls(params.tag, ref_name.value, pattern, selection, returns, extended), buf
 
 
 class InitialResponseAuthenticate(AuthenticateCommand):
@@ -298,11 +305,15 @@ class State(ConnectionState):
         mailboxes, updates = await self.session.list_mailboxes(
             cmd.ref_name, cmd.filter, subscribed=cmd.only_subscribed, selected=self._selected
         )
-        special_only = isinstance(cmd, ExtendedListCommand) and b"SPECIAL-USE" in cmd.selection
+        extended = isinstance(cmd, ExtendedListCommand) and cmd.extended
+        special_only = extended and b"SPECIAL-USE" in cast(ExtendedListCommand, cmd).selection
+        children = not extended or b"CHILDREN" in cast(ExtendedListCommand, cmd).returns
         resp = ResponseOk(cmd.tag, cmd.command + b" completed.")
         resp_type = LSubResponse if cmd.only_subscribed else ListResponse
         for name, sep, attrs in mailboxes:
             if special_only and not set(attrs) & SPECIAL_ATTRIBUTES:
                 continue
+            if not children:
+                attrs = [a for a in attrs if a not in CHILD_ATTRIBUTES]
             resp.add_untagged(resp_type(name, sep, attrs))
         return resp, updates

@@ -52,11 +52,9 @@ class Session(BaseSession[Message]):
         subscribed: bool = False,
         selected: SelectedMailbox | None = None,
     ) -> tuple[Iterable[tuple[str, str | None, Sequence[bytes]]], SelectedMailbox | None]:
-        """LIST with RFC 6154's ``\\Sent``, ``\\Drafts``, ``\\Trash`` and ``\\Junk`` (not LSUB,
-        RFC 6154 2)."""
+        """LIST and LSUB with RFC 6154's ``\\Sent``, ``\\Drafts``, ``\\Trash`` and ``\\Junk``
+        (Dovecot marks them in LSUB too)."""
         found, updates = await super().list_mailboxes(ref_name, filter_, subscribed, selected)
-        if subscribed:
-            return found, updates
         marked = [
             (name, sep, [*attrs, SPECIAL_USE_ATTRIBUTES[name]])
             if name in SPECIAL_USE_ATTRIBUTES

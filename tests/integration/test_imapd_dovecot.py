@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from qmesh.directory import admin
+from qmesh.directory.namespaces import Target
 from tests.integration.test_imapd import (  # noqa: F401 - fixtures
     PASSWORD,
     Stack,
@@ -33,6 +35,7 @@ from tests.servers import free_ports
 
 pytestmark = pytest.mark.integration
 DOVECOT = Path("/usr/sbin/dovecot")
+QUOTA = 64 * 1024  # both servers' storage limit for alice
 
 MESSAGES = [
     b"From: Bob <bob@example.test>\nTo: alice@example.test\nSubject: first\n"
@@ -129,6 +132,34 @@ service imap-login {{
 service anvil {{
   chroot =
 }}
+namespace inbox {{
+  inbox = yes
+  separator = .
+  mailbox Drafts {{
+    special_use = \\Drafts
+    auto = subscribe
+  }}
+  mailbox Junk {{
+    special_use = \\Junk
+    auto = subscribe
+  }}
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+    auto = subscribe
+  }}
+}}
+mail_plugins = quota
+protocol imap {{
+  mail_plugins = $mail_plugins imap_quota
+}}
+plugin {{
+  quota = maildir:User quota
+  quota_rule = *:storage={QUOTA // 1024}K
+}}
 service imap-login {{
   chroot =
 }}
@@ -212,6 +243,93 @@ async def test_same_answers_as_dovecot(stack: Stack, dovecot: int) -> None:  # n
     stale = [k for k in DELIBERATE if k not in differences]
     assert not stale, f"no longer different from Dovecot, remove from DELIBERATE: {stale}"
     unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE}
+    assert not unexplained, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
+    )
+
+
+# The extensions' commands, sent raw; the untagged lines (in order unless the order means
+# nothing) and the tagged status with its response code are compared.
+EXTENSIONS_SCRIPT: list[bytes] = [
+    b'LIST "" "*"',
+    b'LIST (SPECIAL-USE) "" "*"',
+    b'LIST "" "S*" RETURN (SPECIAL-USE)',
+    b'LSUB "" "*"',
+    b"NAMESPACE",
+    b"GETQUOTAROOT INBOX",
+    b'GETQUOTA "User quota"',
+    b"ENABLE X-UNKNOWN",
+    b"APPEND Drafts {%d+}\r\n" % (QUOTA + 10) + b"x" * (QUOTA + 10),
+    b"SELECT INBOX",
+    b"COPY 1:* Trash",
+    b"GETQUOTAROOT Trash",
+]
+UNORDERED = (b"LIST", b"LSUB")
+DELIBERATE_EXTENSIONS: dict[str, str] = {
+    'LSUB "" "*"': (
+        "INBOX is subscribed from the account's first login (Dovecot subscribes only the "
+        "folders it is told to), and pymap's \\HasNoChildren stays in LSUB (RFC 3348 allows it)"
+    ),
+    "ENABLE X-UNKNOWN": (
+        "an empty '* ENABLED' when nothing was enabled (RFC 5161's enable-data may be empty); "
+        "Dovecot sends no line"
+    ),
+}
+_TAGGED = re.compile(rb"^x[0-9]+ (OK|NO|BAD)( \[[A-Z-]+\])?")
+_WANTED = re.compile(rb"^\* (LIST|LSUB|NAMESPACE|QUOTA|QUOTAROOT|ENABLED)\b")
+
+
+def raw_transcript(port: int, user: str) -> dict[str, object]:
+    import socket
+
+    answers: dict[str, object] = {}
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(f'x0 LOGIN "{user}" "{PASSWORD}"\r\n'.encode())
+        while not f.readline().startswith(b"x0 "):
+            pass
+        sock.sendall(b"x00 CAPABILITY\r\n")
+        caps = set(f.readline().split())
+        f.readline()
+        answers["CAPABILITY"] = sorted(
+            c
+            for c in caps
+            if c in {b"NAMESPACE", b"ENABLE", b"QUOTA", b"SPECIAL-USE", b"ID", b"SASL-IR"}
+        )
+        for n, line in enumerate(EXTENSIONS_SCRIPT, 1):
+            tag = b"x%d" % n
+            sock.sendall(tag + b" " + line + b"\r\n")
+            untagged: list[bytes] = []
+            while True:
+                got = f.readline()
+                assert got, line
+                if got.startswith(tag + b" "):
+                    break
+                if _WANTED.match(got):
+                    untagged.append(got.rstrip(b"\r\n"))
+            if line.startswith(UNORDERED):
+                untagged.sort()
+            status = _TAGGED.match(got)
+            assert status is not None, got
+            answers[line[:40].decode()] = (status.group(0)[len(tag) + 1 :], untagged)
+        sock.sendall(b"x99 LOGOUT\r\n")
+    return answers
+
+
+async def test_extensions_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """QUOTA, SPECIAL-USE, NAMESPACE and ENABLE next to Dovecot with its quota plugin and the
+    same special-use folders (#13)."""
+    await stack.add_account("alice")
+    await admin.set_quota(stack.directory, Target(stack.domain, "alice"), QUOTA)
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    theirs = await asyncio.to_thread(raw_transcript, dovecot, "alice")
+    ours = await asyncio.to_thread(raw_transcript, stack.port(), f"alice@{stack.domain}")
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    stale = [k for k in DELIBERATE_EXTENSIONS if k not in differences]
+    assert not stale, f"no longer different from Dovecot, remove: {stale}"
+    unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE_EXTENSIONS}
     assert not unexplained, "\n".join(
         f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
     )

@@ -21,6 +21,7 @@ def test_exceeds(limit: int | None, used: int, size: int, over: bool) -> None:
     assert exceeds(limit, used, size) is over
 
 
-def test_storage_is_in_kib_rounded_down_as_dovecot_reports_it() -> None:
-    assert Quota(used=2047, limit=10 * 1024 + 1023).storage() == (1, 10)
+def test_storage_is_in_kib_rounded_up_as_dovecot_reports_it() -> None:
+    assert Quota(used=2047, limit=10 * 1024 + 1).storage() == (2, 11)
+    assert Quota(used=0, limit=1024).storage() == (0, 1)
     assert Quota(used=5, limit=None).storage() is None
