@@ -108,7 +108,7 @@ class LoadedMessage(BaseLoadedMessage):
 class Message(BaseMessage):
     """One message of a folder: metadata from the index, content read only when asked for."""
 
-    __slots__ = ["_load"]
+    __slots__ = ["_load", "modseq"]
 
     def __init__(
         self,
@@ -117,6 +117,7 @@ class Message(BaseMessage):
         *,
         expunged: bool = False,
     ) -> None:
+        self.modseq = entry.modseq  # CONDSTORE (services/imapd/condstore.py)
         super().__init__(
             entry.uid,
             datetime.fromtimestamp(entry.when, UTC),
@@ -270,9 +271,28 @@ class Folder:
         await self.set_flags([uid], flag_set, mode)
         return await self.get(uid, cached_msg)
 
-    async def set_flags(self, uids: Sequence[int], flag_set: frozenset[Flag], mode: FlagOp) -> None:
+    @property
+    def highest_modseq(self) -> int:
+        return self._index.highest_modseq
+
+    def modseqs(self) -> dict[int, int]:
+        return {e.uid: e.modseq for e in self._index.entries.values()}
+
+    async def set_flags(
+        self,
+        uids: Sequence[int],
+        flag_set: frozenset[Flag],
+        mode: FlagOp,
+        *,
+        unchanged_since: int | None = None,
+    ) -> None:
+        flags = from_flags(flag_set)
         try:
-            self._use(await self.box.set_flags(self.name, uids, from_flags(flag_set), MODES[mode]))
+            self._use(
+                await self.box.set_flags(
+                    self.name, uids, flags, MODES[mode], unchanged_since=unchanged_since
+                )
+            )
         except (Temporary, StoreUnavailable) as err:
             raise temporary(err) from err
 

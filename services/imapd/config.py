@@ -20,7 +20,14 @@ from pysasl import SASLAuth
 
 MAX_APPEND = 32 * 1024 * 1024  # APPENDLIMIT: one message, held in memory while it is stored
 # services/imapd/extensions.py
-LOGIN_EXTENSIONS = (b"NAMESPACE", b"ENABLE", b"QUOTA", b"QUOTA=RES-STORAGE", b"SPECIAL-USE")
+LOGIN_EXTENSIONS = (
+    b"NAMESPACE",
+    b"ENABLE",
+    b"QUOTA",
+    b"QUOTA=RES-STORAGE",
+    b"SPECIAL-USE",
+    b"CONDSTORE",
+)
 _NO_TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # never handshaken: no STARTTLS
 
 

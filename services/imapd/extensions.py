@@ -7,7 +7,8 @@ connection state; here are those classes and a :class:`State` with their ``do_``
 - QUOTA (RFC 9208): GETQUOTA, GETQUOTAROOT with the one root ``"User quota"`` and ``STORAGE``
   resource; SETQUOTA is ``NO [NOPERM]`` (quotas are the directory's, ``qmesh user quota``).
 - NAMESPACE (RFC 2342): one personal namespace, ``(("" "."))``, as Dovecot's Maildir++.
-- ENABLE (RFC 5161): answers ``* ENABLED`` with the capabilities of :data:`ENABLEABLE`.
+- ENABLE (RFC 5161): answers ``* ENABLED`` with what it turned on of :data:`ENABLEABLE`
+  (CONDSTORE, :mod:`services.imapd.condstore`).
 - LIST with RFC 5258's selection and return options as far as SPECIAL-USE (RFC 6154 5.1)
   needs them: ``LIST (SPECIAL-USE) "" *`` and ``RETURN (SPECIAL-USE)``; any other option is
   ``BAD``; as in Dovecot, the extended form leaves ``\\HasChildren`` and ``\\HasNoChildren``
@@ -24,7 +25,6 @@ from base64 import b64decode
 from typing import cast
 
 from pymap.exceptions import MailboxNotFound
-from pymap.imap.state import ConnectionState
 from pymap.parsing import EndLine, Params, Space
 from pymap.parsing.command import CommandAuth, CommandNoArgs
 from pymap.parsing.command.auth import ListCommand
@@ -45,10 +45,10 @@ from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
 from qmesh.mailbox.quota import RESOURCE, ROOT, Quota
+from services.imapd.condstore import CONDSTORE, CondstoreState
 from services.imapd.mutf7 import strict_decode
-from services.imapd.session import Session
 
-ENABLEABLE: frozenset[bytes] = frozenset()  # what ENABLE can turn on
+ENABLEABLE = frozenset({CONDSTORE})  # what ENABLE can turn on
 _OPTIONS = re.compile(rb" ?\(([A-Za-z0-9 \-]*)\)")
 _LIMITS = re.compile(rb" \((?:[A-Za-z0-9\-]{1,32} [0-9]{1,20}(?: |(?=\))))*\)")
 _RETURN = re.compile(rb" RETURN", re.IGNORECASE)
@@ -247,14 +247,12 @@ def quota_response(quota: Quota) -> UntaggedResponse | None:
     )
 
 
-class State(ConnectionState):
+class State(CondstoreState):
     """pymap's connection state with the ``do_`` methods of :data:`EXTENSIONS`."""
 
-    enabled: frozenset[bytes] = frozenset()
-
     @property
-    def _ours(self) -> Session:
-        return cast(Session, self.session)
+    def enabled(self) -> frozenset[bytes]:
+        return frozenset({CONDSTORE}) if self.condstore else frozenset()
 
     async def do_getquota(self, cmd: GetQuotaCommand) -> Ret:
         quota = await self._ours.mailbox_set.quota()
@@ -296,7 +294,8 @@ class State(ConnectionState):
 
     async def do_enable(self, cmd: EnableCommand) -> Ret:
         turned = [n for n in dict.fromkeys(cmd.names) if n in ENABLEABLE and n not in self.enabled]
-        self.enabled = self.enabled | frozenset(turned)
+        if CONDSTORE in turned:
+            self.condstore = True
         resp = ResponseOk(cmd.tag, b"ENABLE completed.")
         resp.add_untagged(UntaggedResponse(b" ".join([b"ENABLED", *turned])))
         return resp, None

@@ -63,6 +63,15 @@ class Session(BaseSession[Message]):
         ]
         return marked, updates
 
+    async def highest_modseq(self, selected: SelectedMailbox) -> int:
+        return (await self._folder(selected)).highest_modseq
+
+    async def modseqs(self, selected: SelectedMailbox) -> dict[int, int]:
+        """UID -> MODSEQ of the selected folder, as its index stands now."""
+        folder = await self._folder(selected)
+        await folder.refresh(full=False)
+        return folder.modseqs()
+
     async def fetch_messages(
         self, selected: SelectedMailbox, sequence_set: SequenceSet, set_seen: bool
     ) -> tuple[Iterable[tuple[int, Message]], SelectedMailbox]:
@@ -81,13 +90,16 @@ class Session(BaseSession[Message]):
         sequence_set: SequenceSet,
         flag_set: frozenset[Flag],
         mode: FlagOp = FlagOp.REPLACE,
+        *,
+        unchanged_since: int | None = None,
     ) -> tuple[Iterable[tuple[int, Message]], SelectedMailbox]:
         if selected.readonly:
             raise MailboxReadOnly()
         folder = await self._folder(selected)
         permanent = selected.permanent_flags & flag_set
         found = selected.messages.get_all(sequence_set)
-        await folder.set_flags([m.uid for _, m in found], permanent, mode)
+        uids = [m.uid for _, m in found]
+        await folder.set_flags(uids, permanent, mode, unchanged_since=unchanged_since)
         messages: list[tuple[int, Message]] = []
         for seq, cached in found:
             msg = await folder.get(cached.uid, cached)

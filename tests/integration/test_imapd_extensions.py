@@ -5,6 +5,7 @@ store, spoken to on the wire (#13, LOCAL-33; RFC 9208, 6154, 2342, 2971, 5161, 4
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
@@ -169,3 +170,84 @@ async def test_sasl_ir(stack: Stack) -> None:
         assert (await command(raw, b"s", b"SELECT INBOX"))[-1].startswith(b"s OK")
     finally:
         raw.close()
+
+
+# --- CONDSTORE -----------------------------------------------------------------------------
+
+_MODSEQ = re.compile(rb"MODSEQ \(([0-9]+)\)")
+_HIGHEST = re.compile(rb"\[HIGHESTMODSEQ ([0-9]+)\]")
+
+
+def modseqs(lines: list[bytes]) -> dict[int, int]:
+    """Sequence number -> MODSEQ of the FETCH responses among ``lines``."""
+    out: dict[int, int] = {}
+    for line in lines:
+        m = _MODSEQ.search(line)
+        if line.startswith(b"* ") and b" FETCH " in line and m:
+            out[int(line.split()[1])] = int(m.group(1))
+    return out
+
+
+async def test_condstore(stack: Stack) -> None:
+    """RFC 7162 3.1: HIGHESTMODSEQ, FETCH MODSEQ and CHANGEDSINCE, STORE UNCHANGEDSINCE with
+    MODIFIED, SEARCH MODSEQ, and ENABLE CONDSTORE."""
+    await stack.add_account("cora")
+    for seq in (1, 2, 3):
+        await stack.deliver("cora", MESSAGE, seq)
+    raw = await session(stack, "cora")
+    other = await session(stack, "cora")
+    try:
+        assert b" CONDSTORE" in b"".join(await command(raw, b"c", b"CAPABILITY"))
+        plain = await command(raw, b"s0", b"SELECT INBOX")
+        assert not any(_HIGHEST.search(line) for line in plain)  # only once it is on
+        selected = b"".join(await command(raw, b"s1", b"SELECT INBOX (CONDSTORE)"))
+        highest = int(_HIGHEST.findall(selected)[0])
+        first = modseqs(await command(raw, b"f1", b"FETCH 1:* (FLAGS MODSEQ)"))
+        assert set(first) == {1, 2, 3} and max(first.values()) <= highest
+
+        stored = await command(raw, b"t1", b"STORE 2 +FLAGS (\\Flagged)")
+        after = modseqs(stored)[2]  # STORE's FETCH carries MODSEQ once CONDSTORE is on
+        assert after > highest
+        changed = await command(raw, b"f2", b"FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % highest)
+        assert modseqs(changed) == {2: after}
+        found = await command(raw, b"q1", b"SEARCH MODSEQ %d" % (highest + 1))
+        assert found[0] == b"* SEARCH 2 (MODSEQ %d)\r\n" % after
+        unchanged = await command(raw, b"q2", b"SEARCH NOT MODSEQ %d" % (highest + 1))
+        assert unchanged[0] == b"* SEARCH 1 3 (MODSEQ %d)\r\n" % max(first[1], first[3])
+
+        # another session changes message 3 meanwhile
+        await command(other, b"o1", b"SELECT INBOX")
+        assert (await command(other, b"o2", b"STORE 3 +FLAGS (\\Answered)"))[-1].startswith(
+            b"o2 OK"
+        )
+        cond = await command(raw, b"t2", b"STORE 1:3 (UNCHANGEDSINCE %d) +FLAGS (\\Seen)" % after)
+        assert cond[-1].startswith(b"t2 OK [MODIFIED 3]"), cond
+        seen = modseqs(cond)
+        assert set(seen) >= {1, 2} and 3 not in seen, cond
+        flags = b"".join(await command(raw, b"f3", b"FETCH 3 (FLAGS)"))
+        assert b"\\Seen" not in flags  # left alone: changed after UNCHANGEDSINCE
+        silent = await command(raw, b"t3", b"UID STORE 1 (UNCHANGEDSINCE 1) +FLAGS.SILENT (x)")
+        assert silent[-1].startswith(b"t3 OK [MODIFIED 1]"), silent
+
+        for n, bad in enumerate(
+            [
+                b"FETCH 1 (FLAGS) (CHANGEDSINCE x)",
+                b"FETCH 1 (FLAGS) (CHANGEDSINCE 99999999999999999999)",
+                b"STORE 1 (UNCHANGEDSINCE) +FLAGS (\\Seen)",
+                b"SEARCH MODSEQ",
+                b"SEARCH MODSEQ 99999999999999999999",
+                b"FETCH 1 (MODSEQX)",
+            ]
+        ):
+            tag = b"b%d" % n
+            assert (await command(raw, tag, bad))[-1].startswith(tag + b" BAD"), bad
+
+        assert await command(other, b"e1", b"ENABLE CONDSTORE") == [
+            b"* ENABLED CONDSTORE\r\n",
+            b"e1 OK ENABLE completed.\r\n",
+        ]
+        reselected = b"".join(await command(other, b"o3", b"EXAMINE INBOX"))
+        assert int(_HIGHEST.findall(reselected)[0]) >= after
+    finally:
+        raw.close()
+        other.close()
