@@ -275,14 +275,44 @@ DELIBERATE_EXTENSIONS: dict[str, str] = {
         "Dovecot sends no line"
     ),
 }
-_TAGGED = re.compile(rb"^x[0-9]+ (OK|NO|BAD)( \[[A-Z-]+\])?")
+_TAGGED = re.compile(rb"^x[0-9]+ (OK|NO|BAD)( \[[A-Z-]+(?: [0-9,:]+)?\])?")
 _WANTED = re.compile(rb"^\* (LIST|LSUB|NAMESPACE|QUOTA|QUOTAROOT|ENABLED)\b")
 
 
-def raw_transcript(port: int, user: str) -> dict[str, object]:
+CONDSTORE_SCRIPT: list[bytes] = [
+    b"SELECT INBOX (CONDSTORE)",
+    b"FETCH 1:* (FLAGS MODSEQ)",
+    b"STORE 2 +FLAGS (\\Flagged)",
+    b"FETCH 1:* (FLAGS) (CHANGEDSINCE {H})",
+    b"SEARCH MODSEQ {H+1}",
+    b"STORE 1:3 (UNCHANGEDSINCE {H}) +FLAGS (\\Seen)",
+    b"UID FETCH 1:* (FLAGS)",
+]
+_CONDSTORE_WANTED = re.compile(rb"^\* (OK \[HIGHESTMODSEQ|[0-9]+ FETCH|SEARCH)\b")
+_NUMBERS = re.compile(rb"(MODSEQ \(|HIGHESTMODSEQ |\(MODSEQ )[0-9]+")
+
+
+def modseq_first(line: bytes) -> bytes:
+    """FETCH items in any order: ``MODSEQ (N)`` put first, as Dovecot writes it."""
+    if b" MODSEQ (N)" not in line or b"FETCH (MODSEQ" in line:
+        return line
+    line = line.replace(b" MODSEQ (N)", b"", 1)
+    return line.replace(b"FETCH (", b"FETCH (MODSEQ (N) ", 1)
+
+
+def raw_transcript(
+    port: int,
+    user: str,
+    script: Sequence[bytes] = EXTENSIONS_SCRIPT,
+    wanted: re.Pattern[bytes] = _WANTED,
+) -> dict[str, object]:
+    """The answers to ``script``; ``{H}`` in a command is the server's own HIGHESTMODSEQ from
+    the last SELECT, whose value (and every MODSEQ's) differs between servers and is compared
+    only as ``N``."""
     import socket
 
     answers: dict[str, object] = {}
+    highest = 0
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         f = sock.makefile("rb")
         f.readline()
@@ -295,19 +325,25 @@ def raw_transcript(port: int, user: str) -> dict[str, object]:
         answers["CAPABILITY"] = sorted(
             c
             for c in caps
-            if c in {b"NAMESPACE", b"ENABLE", b"QUOTA", b"SPECIAL-USE", b"ID", b"SASL-IR"}
+            if c
+            in {b"NAMESPACE", b"ENABLE", b"QUOTA", b"SPECIAL-USE", b"ID", b"SASL-IR", b"CONDSTORE"}
         )
-        for n, line in enumerate(EXTENSIONS_SCRIPT, 1):
+        for n, line in enumerate(script, 1):
             tag = b"x%d" % n
-            sock.sendall(tag + b" " + line + b"\r\n")
+            sent = line.replace(b"{H}", b"%d" % highest).replace(b"{H+1}", b"%d" % (highest + 1))
+            sock.sendall(tag + b" " + sent + b"\r\n")
             untagged: list[bytes] = []
             while True:
                 got = f.readline()
                 assert got, line
                 if got.startswith(tag + b" "):
                     break
-                if _WANTED.match(got):
-                    untagged.append(got.rstrip(b"\r\n"))
+                found = re.search(rb"\[HIGHESTMODSEQ ([0-9]+)\]", got)
+                if found:
+                    highest = int(found.group(1))
+                if wanted.match(got):
+                    line_n = _NUMBERS.sub(rb"\1N", got.rstrip(b"\r\n"))
+                    untagged.append(modseq_first(same_order(line_n)))
             if line.startswith(UNORDERED):
                 untagged.sort()
             status = _TAGGED.match(got)
@@ -332,4 +368,21 @@ async def test_extensions_as_dovecot(stack: Stack, dovecot: int) -> None:  # noq
     unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE_EXTENSIONS}
     assert not unexplained, "\n".join(
         f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
+    )
+
+
+async def test_condstore_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """CONDSTORE: which messages each answer names, with MODSEQ values compared only as
+    present (the two servers number changes differently) (#13, RFC 7162)."""
+    await stack.add_account("alice")
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    script, wanted = CONDSTORE_SCRIPT, _CONDSTORE_WANTED
+    theirs = await asyncio.to_thread(raw_transcript, dovecot, "alice", script, wanted)
+    ours = await asyncio.to_thread(
+        raw_transcript, stack.port(), f"alice@{stack.domain}", script, wanted
+    )
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    assert not differences, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in differences.items()
     )
