@@ -3,7 +3,8 @@
 What is advertised is what works: IMAP4rev1, LITERAL+, ID, SASL-IR, STARTTLS (plain port, TLS
 configured), ``AUTH=PLAIN`` or LOGINDISABLED, and after login IDLE, UIDPLUS, MOVE, BINARY,
 CHILDREN and APPENDLIMIT (pymap's command layer over our backend) and NAMESPACE, ENABLE,
-QUOTA and SPECIAL-USE (:mod:`services.imapd.extensions`).
+QUOTA, SPECIAL-USE (:mod:`services.imapd.extensions`) and CONDSTORE
+(:mod:`services.imapd.condstore`).
 Plaintext login is allowed only on TLS, from loopback (pymap's rule, the same as pop3d's
 ``pop3plaintext`` default for a local client), or everywhere when ``pop3plaintext`` is 1.
 """

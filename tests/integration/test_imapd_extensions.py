@@ -251,3 +251,56 @@ async def test_condstore(stack: Stack) -> None:
     finally:
         raw.close()
         other.close()
+
+
+async def test_hostile_input_to_the_extensions(stack: Stack) -> None:
+    """Every new parser refuses garbage with BAD or NO, quickly, and the session goes on."""
+    await stack.add_account("mal")
+    await stack.deliver("mal", MESSAGE, 1)
+    pre = await Raw.connect(stack.port())
+    try:
+        for n, bad in enumerate(
+            [
+                b"AUTHENTICATE PLAIN " + b"A" * 60000 + b"=x",
+                b"AUTHENTICATE PLAIN " + base64.b64encode(b"\0" * 40000),
+                b"AUTHENTICATE PLAIN ==",
+            ]
+        ):
+            tag = b"p%d" % n
+            answer = (await command(pre, tag, bad))[-1]
+            assert answer.startswith((tag + b" BAD", tag + b" NO")), answer[:80]
+    finally:
+        pre.close()
+    raw = await session(stack, "mal")
+    try:
+        await command(raw, b"s", b"SELECT INBOX")
+        for n, bad in enumerate(
+            [
+                b'SETQUOTA "" (' + b"a 1 " * 15000,
+                b'SETQUOTA "" (' + b"STORAGE 1 " * 5000 + b")",
+                b"GETQUOTAROOT {4294967296}",
+                b'GETQUOTA "a" "b"',
+                b"ENABLE " + b"X " * 30000,
+                b"ENABLE CONDSTORE (",
+                b"LIST " + b"(" * 1000 + b' "" *',
+                b'LIST (SPECIAL-USE "" *',
+                b'LIST "" * RETURN (' + b"CHILDREN " * 5000,
+                b"NAMESPACE x",
+                b"FETCH 1 (" + b"MODSEQ " * 8000 + b")",
+                b"SEARCH MODSEQ -1",
+                b"SEARCH " + b"NOT " * 10000 + b"MODSEQ 1",
+                b"STORE 1 (UNCHANGEDSINCE 1 2) +FLAGS (x)",
+                b"STORE 1 (UNCHANGEDSINCE 99999999999999999999) +FLAGS (x)",
+                b"SELECT INBOX (CONDSTORE",
+            ]
+        ):
+            tag = b"h%d" % n
+            answer = (await command(raw, tag, bad))[-1]
+            refused = answer.startswith((tag + b" BAD", tag + b" NO"))
+            well_formed = bad.startswith((b"FETCH 1 (MODSEQ", b"SEARCH NOT"))  # long, valid
+            assert refused or (well_formed and answer.startswith(tag + b" OK")), (bad[:60], answer)
+        assert (await command(raw, b"n", b"NOOP"))[-1].startswith(b"n OK")
+        quota = await command(raw, b"q", b"GETQUOTAROOT INBOX")
+        assert quota[-1].startswith(b"q OK")
+    finally:
+        raw.close()
