@@ -8,6 +8,7 @@ kept here beyond one session's copy of the index it last read.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
@@ -36,7 +37,7 @@ from pymap.selected import SelectedMailbox, SelectedSet
 
 from qmesh.contract.errors import Temporary
 from qmesh.mailbox.flags import normalise
-from qmesh.mailbox.folders import DELIMITER, INBOX, BadFolderName, check_name
+from qmesh.mailbox.folders import DELIMITER, INBOX, BadFolderName, check_name, key_segment
 from qmesh.mailbox.index import Entry, FlagMode, FolderIndex
 from qmesh.mailbox.names import account_key
 from qmesh.mailbox.quota import Quota, exceeds
@@ -157,8 +158,11 @@ class Folder:
 
     @property
     def mailbox_id(self) -> ObjectId:
+        """RFC 8474's MAILBOXID, and how pymap tells the selected folder from another: one per
+        folder and UIDVALIDITY (folders made in the same second share a UIDVALIDITY)."""
         key = account_key(self.box.domain, self.box.account)
-        return ObjectId(f"F{key[:16]}{self._index.uidvalidity:x}".encode())
+        named = f"{key}/{key_segment(self.name)}/{self._index.uidvalidity}"
+        return ObjectId(b"F" + hashlib.sha256(named.encode()).hexdigest()[:24].encode())
 
     @property
     def readonly(self) -> bool:
