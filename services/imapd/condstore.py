@@ -14,6 +14,7 @@ names; :class:`CondstoreState` answers the modifiers:
   CONDSTORE is on, a STORE's FETCH responses carry ``MODSEQ`` (also with ``.SILENT``).
 - ``SEARCH MODSEQ n`` matches messages changed at or after ``n`` and ends the SEARCH response
   with ``(MODSEQ highest)`` of what it found.
+- ``STATUS ... (HIGHESTMODSEQ)`` (pymap's StatusAttribute learns the name).
 
 Any of these turns CONDSTORE on for the session, as ENABLE CONDSTORE does. Not done: MODSEQ
 in FETCH responses about other sessions' changes, the ``priv``/``shared`` entry names (read
@@ -26,11 +27,12 @@ import re
 from typing import Any, cast
 
 import pymap.search as pymap_search
+from pymap.bytes import MaybeBytes
 from pymap.fetch import DynamicFetchValue, MessageAttributes
 from pymap.imap.state import ConnectionState
 from pymap.interfaces.message import LoadedMessageInterface, MessageInterface
 from pymap.parsing import Params
-from pymap.parsing.command.auth import SelectCommand
+from pymap.parsing.command.auth import SelectCommand, StatusCommand
 from pymap.parsing.command.select import FetchCommand, SearchCommand, StoreCommand
 from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.primitives import List, Number
@@ -40,7 +42,7 @@ from pymap.parsing.response import (
     ResponseCode,
     ResponseOk,
 )
-from pymap.parsing.response.specials import FetchResponse, SearchResponse
+from pymap.parsing.response.specials import FetchResponse, SearchResponse, StatusResponse
 from pymap.parsing.specials import (
     ExtensionOptions,
     FetchAttribute,
@@ -48,6 +50,7 @@ from pymap.parsing.specials import (
     FetchValue,
     SearchKey,
     SequenceSet,
+    StatusAttribute,
 )
 from pymap.selected import SelectedMailbox
 
@@ -138,6 +141,7 @@ def install() -> None:
     FetchAttribute.parse = patch(_parse_fetch_attribute)  # type: ignore[method-assign]
     SearchKey.parse = patch(_parse_search_key)  # type: ignore[method-assign]
     pymap_search.SearchCriteria.of = patch(_criteria)  # type: ignore[method-assign]
+    StatusAttribute.valid_statuses = {*StatusAttribute.valid_statuses, b"HIGHESTMODSEQ"}
     attrs = dict(MessageAttributes._simple_attrs)
     attrs[b"MODSEQ"] = ModSeqValue
     MessageAttributes._simple_attrs = attrs
@@ -178,6 +182,19 @@ class CondstoreState(ConnectionState):
             highest = await self._ours.highest_modseq(updates)
             resp.add_untagged_ok(b"Highest", ResponseCode.of(b"HIGHESTMODSEQ %d" % highest))
         return resp, updates
+
+    async def do_status(self, cmd: StatusCommand) -> Ret:
+        """pymap's STATUS, and ``HIGHESTMODSEQ`` (RFC 7162 3.1.6) last, where Dovecot puts it."""
+        if not any(a.value == b"HIGHESTMODSEQ" for a in cmd.status_list):
+            return await super().do_status(cmd)
+        self.condstore = True
+        resp, updates = await super().do_status(cmd)  # the rest, and the folder opened
+        highest = await self._ours.folder_highest_modseq(cmd.mailbox)
+        data = _status_data(resp)
+        data[StatusAttribute(b"HIGHESTMODSEQ")] = Number(highest)
+        answer = ResponseOk(cmd.tag, cmd.command + b" completed.")
+        answer.add_untagged(StatusResponse(cmd.mailbox, data))
+        return answer, updates
 
     async def do_fetch(self, cmd: FetchCommand) -> Ret:
         try:
@@ -266,6 +283,14 @@ class CondstoreState(ConnectionState):
             highest = max(highest, modseq_of(msg))
         resp.add_untagged(ModSeqSearchResponse(ids, highest if ids else None))
         return resp, updates
+
+
+def _status_data(resp: CommandResponse) -> dict[StatusAttribute, MaybeBytes]:
+    """The data of the STATUS response pymap built (the one untagged response it adds)."""
+    for untagged in resp._untagged:
+        if isinstance(untagged, StatusResponse):
+            return dict(untagged.data)
+    return {}
 
 
 def _uses_modseq(key: SearchKey) -> bool:

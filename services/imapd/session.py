@@ -66,6 +66,11 @@ class Session(BaseSession[Message]):
     async def highest_modseq(self, selected: SelectedMailbox) -> int:
         return (await self._folder(selected)).highest_modseq
 
+    async def folder_highest_modseq(self, name: str) -> int:
+        """HIGHESTMODSEQ of a folder STATUS has just looked at."""
+        folder = await self._folders.get_mailbox(name)
+        return folder.highest_modseq
+
     async def modseqs(self, selected: SelectedMailbox) -> dict[int, int]:
         """UID -> MODSEQ of the selected folder, as its index stands now."""
         folder = await self._folder(selected)

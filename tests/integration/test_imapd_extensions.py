@@ -247,7 +247,10 @@ async def test_condstore(stack: Stack) -> None:
             b"e1 OK ENABLE completed.\r\n",
         ]
         reselected = b"".join(await command(other, b"o3", b"EXAMINE INBOX"))
-        assert int(_HIGHEST.findall(reselected)[0]) >= after
+        latest = int(_HIGHEST.findall(reselected)[0])
+        assert latest >= after
+        status = await command(raw, b"st", b"STATUS INBOX (HIGHESTMODSEQ MESSAGES)")
+        assert status[0] == b"* STATUS INBOX (MESSAGES 3 HIGHESTMODSEQ %d)\r\n" % latest
     finally:
         raw.close()
         other.close()
