@@ -4,6 +4,9 @@ Dovecot runs on a loopback port over a Maildir holding the messages ``local`` wo
 imapd serves the same messages from the store. The answers a client depends on are compared:
 message counts, UIDs, flags, sizes, BODYSTRUCTURE, sections, partial fetches and SEARCH
 results. Every difference that remains is listed in :data:`DELIBERATE` with its reason.
+Dovecot runs with its quota plugin and the four special-use folders, so two more scripts
+compare the extensions (QUOTA, SPECIAL-USE, NAMESPACE, ENABLE; :data:`DELIBERATE_EXTENSIONS`)
+and CONDSTORE.
 """
 
 from __future__ import annotations
