@@ -16,15 +16,16 @@ names; :class:`CondstoreState` answers the modifiers:
   with ``(MODSEQ highest)`` of what it found.
 - ``STATUS ... (HIGHESTMODSEQ)`` (pymap's StatusAttribute learns the name).
 
-Any of these turns CONDSTORE on for the session, as ENABLE CONDSTORE does. Not done: MODSEQ
-in FETCH responses about other sessions' changes, the ``priv``/``shared`` entry names (read
-and ignored), QRESYNC.
+Any of these turns CONDSTORE on for the session, as ENABLE CONDSTORE does; from then on the
+FETCH responses about other sessions' changes carry MODSEQ as well (:class:`ModSeqSelected`).
+Not done: the ``priv``/``shared`` entry names of SEARCH MODSEQ (read and ignored), QRESYNC.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, cast
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 import pymap.search as pymap_search
 from pymap.bytes import MaybeBytes
@@ -32,6 +33,7 @@ from pymap.fetch import DynamicFetchValue, MessageAttributes
 from pymap.imap.state import ConnectionState
 from pymap.interfaces.message import LoadedMessageInterface, MessageInterface
 from pymap.parsing import Params
+from pymap.parsing.command import Command
 from pymap.parsing.command.auth import SelectCommand, StatusCommand
 from pymap.parsing.command.select import FetchCommand, SearchCommand, StoreCommand
 from pymap.parsing.exceptions import NotParseable
@@ -41,6 +43,7 @@ from pymap.parsing.response import (
     ResponseBad,
     ResponseCode,
     ResponseOk,
+    UntaggedResponse,
 )
 from pymap.parsing.response.specials import FetchResponse, SearchResponse, StatusResponse
 from pymap.parsing.specials import (
@@ -54,7 +57,8 @@ from pymap.parsing.specials import (
 )
 from pymap.selected import SelectedMailbox
 
-from services.imapd.session import Session
+if TYPE_CHECKING:
+    from services.imapd.session import Session
 
 CONDSTORE = b"CONDSTORE"
 _FETCH_MODSEQ = re.compile(rb" *MODSEQ(?=[\s)]|$)", re.IGNORECASE)
@@ -82,7 +86,7 @@ class ModSeqAttribute(FetchAttribute):
 MODSEQ = ModSeqAttribute()
 
 
-def modseq_of(msg: MessageInterface) -> int:
+def modseq_of(msg: object) -> int:
     return int(getattr(msg, "modseq", 0))
 
 
@@ -167,17 +171,58 @@ def _seqs(numbers: list[int]) -> bytes:
     return bytes(SequenceSet.build(numbers)) if numbers else b""
 
 
+class ModSeqSelected(SelectedMailbox):
+    """The selected folder; once CONDSTORE is on, the FETCH responses that tell of changes
+    (another session's STORE, seen at the next command) carry MODSEQ (RFC 7162 3.1.4)."""
+
+    __slots__ = ["condstore"]
+
+    def __init__(self, *args: Any, condstore: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.condstore = condstore
+
+    def fork(self, command: Command) -> tuple[SelectedMailbox, Iterable[UntaggedResponse]]:
+        copy, untagged = super().fork(command)
+        if isinstance(copy, ModSeqSelected):
+            copy.condstore = self.condstore
+        if not self.condstore:
+            return copy, untagged
+        return copy, [self._with_modseq(resp) for resp in untagged]
+
+    def _with_modseq(self, resp: UntaggedResponse) -> UntaggedResponse:
+        if not isinstance(resp, FetchResponse):
+            return resp
+        found = self.messages.get_uids(SequenceSet.build([resp.seq]))
+        cached = self.messages.get(found[0][1]) if found else None
+        if cached is None:
+            return resp
+        modseq = FetchValue.of(MODSEQ, List([Number(modseq_of(cached))]))
+        return FetchResponse(resp.seq, [*resp.data.values(), modseq])
+
+
 class CondstoreState(ConnectionState):
-    condstore = False
+    _condstore = False
+
+    @property
+    def condstore(self) -> bool:
+        return self._condstore
+
+    @condstore.setter
+    def condstore(self, on: bool) -> None:
+        self._condstore = on
+        if isinstance(self._selected, ModSeqSelected):
+            self._selected.condstore = on
 
     @property
     def _ours(self) -> Session:
-        return cast(Session, self.session)
+        return cast("Session", self.session)
 
     async def do_select(self, cmd: SelectCommand) -> Ret:
         if cmd.options.has(CONDSTORE):
             self.condstore = True
         resp, updates = await super().do_select(cmd)
+        if isinstance(updates, ModSeqSelected):
+            updates.condstore = self.condstore
         if self.condstore and updates is not None and isinstance(resp, ResponseOk):
             highest = await self._ours.highest_modseq(updates)
             resp.add_untagged_ok(b"Highest", ResponseCode.of(b"HIGHESTMODSEQ %d" % highest))

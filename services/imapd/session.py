@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from pymap.backend.session import BaseSession
 from pymap.config import IMAPConfig
 from pymap.exceptions import MailboxReadOnly
-from pymap.flags import FlagOp
+from pymap.flags import FlagOp, PermanentFlags, SessionFlags
+from pymap.mailbox import MailboxSnapshot
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response.code import AppendUid, CopyUid
 from pymap.parsing.specials import SequenceSet
@@ -21,6 +22,7 @@ from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
 from services.imapd.backend import Folder, Folders, Message
+from services.imapd.condstore import ModSeqSelected
 
 # RFC 6154: the attribute of each special-use folder, as pymap writes LIST attributes
 SPECIAL_USE_ATTRIBUTES = {name: attr[1:].encode() for name, attr in SPECIAL_USE.items()}
@@ -44,6 +46,24 @@ class Session(BaseSession[Message]):
         folder = await self._get_selected(selected)
         assert isinstance(folder, Folder)
         return folder
+
+    async def select_mailbox(
+        self, name: str, readonly: bool = False
+    ) -> tuple[MailboxSnapshot, SelectedMailbox]:
+        """pymap's SELECT with :class:`~services.imapd.condstore.ModSeqSelected`."""
+        folder = await self._get_mailbox(name)
+        selected = ModSeqSelected(
+            folder.mailbox_id,
+            readonly or folder.readonly,
+            PermanentFlags(folder.permanent_flags),
+            SessionFlags(folder.session_flags),
+            selected_set=folder.selected_set,
+            lookup=name,
+        )
+        if not selected.readonly:
+            await folder.claim_recent(selected)
+        snapshot = await folder.snapshot()
+        return snapshot, await folder.update_selected(selected)
 
     async def list_mailboxes(
         self,
