@@ -3,7 +3,7 @@
     qmesh domain add DOMAIN [--postmaster ADDRESS]    qmesh domain list | del | enable | disable
     qmesh user add ADDRESS --password-stdin|--no-password
     qmesh user list [DOMAIN] | passwd ADDRESS --password-stdin|--no-password
-    qmesh user del|enable|disable ADDRESS             qmesh user quota ADDRESS BYTES|none
+    qmesh user del|enable|disable ADDRESS             qmesh user quota ADDRESS SIZE|none
     qmesh rule set TARGET NAME   (text on stdin)      qmesh rule show TARGET [NAME]
     qmesh rule del TARGET NAME
 
@@ -190,13 +190,21 @@ async def _user_enable(ctx: Context, args: argparse.Namespace) -> None:
     ctx.say(f"account {target} {args.action}d")
 
 
+QUOTA_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}  # vsetuserquota's 50M
+
+
 def parse_quota(text: str) -> int | None:
-    """BYTES or ``none``, as ``qmesh user quota`` and the admin pages take it."""
-    if text.lower() == "none":
+    """BYTES (or KiB, MiB, GiB with ``K``, ``M``, ``G``, as vsetuserquota takes ``50M``) or
+    ``none``, as ``qmesh user quota`` and the admin pages take it."""
+    if text.lower() in ("none", "noquota"):
         return None
-    if not (text.isascii() and text.isdigit() and len(text) <= 20):  # not "²", not 5000 digits
-        raise DirectoryError(f"invalid quota {text[:40]!r}: use a number of bytes, or none")
-    return int(text)
+    unit = QUOTA_UNITS.get(text[-1:].upper(), 1)
+    digits = text[:-1] if unit > 1 else text
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 20):  # not "²", not 5000
+        raise DirectoryError(
+            f"invalid quota {text[:40]!r}: use a number of bytes (or with K, M, G), or none"
+        )
+    return int(digits) * unit
 
 
 async def _user_quota(ctx: Context, args: argparse.Namespace) -> None:
@@ -286,7 +294,7 @@ def add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         p.set_defaults(admin=handler)
     p = usub.add_parser("quota", help="set or remove a mailbox quota")
     p.add_argument("address")
-    p.add_argument("quota", metavar="BYTES|none")
+    p.add_argument("quota", metavar="SIZE|none", help="bytes, or with K, M, G: 50M")
     p.set_defaults(admin=_user_quota)
 
     rule = sub.add_parser("rule", help="delivery rules (.qmail) of accounts and domains")

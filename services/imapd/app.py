@@ -107,9 +107,16 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
         async def announce() -> None:
             await announce_change(conn, account.domain, account.name)
 
+        async def limit() -> int | None:  # LOCAL-33: the directory's quota, read each time
+            record = await directory().get_account(account.domain, account.name)
+            return record.quota if record is not None else None
+
         box = AccountMailbox(blobs, state, account.domain, account.name, announce=announce)
         return Folders(
-            box, lambda event: announcements.register(account.domain, account.name, event), sets
+            box,
+            lambda event: announcements.register(account.domain, account.name, event),
+            sets,
+            limit,
         )
 
     def config(listener: Listener, remote: str) -> ImapConfig:

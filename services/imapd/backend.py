@@ -8,6 +8,7 @@ kept here beyond one session's copy of the index it last read.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 
 from pymap.concurrent import Event
 from pymap.context import subsystem
-from pymap.exceptions import MailboxNotFound, NotAllowedError, TemporaryFailure
+from pymap.exceptions import MailboxNotFound, NotAllowedError, ResponseError, TemporaryFailure
 from pymap.flags import FlagOp
 from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
@@ -23,6 +24,7 @@ from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent
 from pymap.parsing.message import AppendMessage
+from pymap.parsing.response import ResponseCode, ResponseNo
 from pymap.parsing.response.fetch import (
     BodyStructure,
     ContentBodyStructure,
@@ -35,9 +37,10 @@ from pymap.selected import SelectedMailbox, SelectedSet
 
 from qmesh.contract.errors import Temporary
 from qmesh.mailbox.flags import normalise
-from qmesh.mailbox.folders import DELIMITER, INBOX, BadFolderName, check_name
+from qmesh.mailbox.folders import DELIMITER, INBOX, BadFolderName, check_name, key_segment
 from qmesh.mailbox.index import Entry, FlagMode, FolderIndex
 from qmesh.mailbox.names import account_key
+from qmesh.mailbox.quota import Quota, exceeds
 from qmesh.mailbox.sync import AccountMailbox, FolderExists, FolderMissing
 from qmesh.store.base import BlobNotFound, StoreUnavailable
 
@@ -51,6 +54,18 @@ MODES: dict[FlagOp, FlagMode] = {
 }
 
 Register = Callable[[Event], None]
+Limit = Callable[[], Awaitable[int | None]]
+
+
+async def no_limit() -> int | None:
+    return None
+
+
+class OverQuota(ResponseError):
+    """APPEND or COPY that would take the account over its quota (RFC 9208 4.2)."""
+
+    def get_response(self, tag: bytes) -> ResponseNo:
+        return ResponseNo(tag, b"Quota exceeded.", ResponseCode.of(b"OVERQUOTA"))
 
 
 def temporary(err: Exception) -> TemporaryFailure:
@@ -94,7 +109,7 @@ class LoadedMessage(BaseLoadedMessage):
 class Message(BaseMessage):
     """One message of a folder: metadata from the index, content read only when asked for."""
 
-    __slots__ = ["_load"]
+    __slots__ = ["_load", "modseq"]
 
     def __init__(
         self,
@@ -103,6 +118,7 @@ class Message(BaseMessage):
         *,
         expunged: bool = False,
     ) -> None:
+        self.modseq = entry.modseq  # CONDSTORE (services/imapd/condstore.py)
         super().__init__(
             entry.uid,
             datetime.fromtimestamp(entry.when, UTC),
@@ -142,8 +158,11 @@ class Folder:
 
     @property
     def mailbox_id(self) -> ObjectId:
+        """RFC 8474's MAILBOXID, and how pymap tells the selected folder from another: one per
+        folder and UIDVALIDITY (folders made in the same second share a UIDVALIDITY)."""
         key = account_key(self.box.domain, self.box.account)
-        return ObjectId(f"F{key[:16]}{self._index.uidvalidity:x}".encode())
+        named = f"{key}/{key_segment(self.name)}/{self._index.uidvalidity}"
+        return ObjectId(b"F" + hashlib.sha256(named.encode()).hexdigest()[:24].encode())
 
     @property
     def readonly(self) -> bool:
@@ -256,9 +275,28 @@ class Folder:
         await self.set_flags([uid], flag_set, mode)
         return await self.get(uid, cached_msg)
 
-    async def set_flags(self, uids: Sequence[int], flag_set: frozenset[Flag], mode: FlagOp) -> None:
+    @property
+    def highest_modseq(self) -> int:
+        return self._index.highest_modseq
+
+    def modseqs(self) -> dict[int, int]:
+        return {e.uid: e.modseq for e in self._index.entries.values()}
+
+    async def set_flags(
+        self,
+        uids: Sequence[int],
+        flag_set: frozenset[Flag],
+        mode: FlagOp,
+        *,
+        unchanged_since: int | None = None,
+    ) -> None:
+        flags = from_flags(flag_set)
         try:
-            self._use(await self.box.set_flags(self.name, uids, from_flags(flag_set), MODES[mode]))
+            self._use(
+                await self.box.set_flags(
+                    self.name, uids, flags, MODES[mode], unchanged_since=unchanged_since
+                )
+            )
         except (Temporary, StoreUnavailable) as err:
             raise temporary(err) from err
 
@@ -279,6 +317,11 @@ class Folder:
 
     async def cleanup(self) -> None:
         pass
+
+    def stored_size(self, uids: Iterable[int]) -> int:
+        """What copies of ``uids`` would add to the usage, at most (RFC822.SIZE counts CRLF
+        line ends where the store keeps LF)."""
+        return sum(self._by_uid[u][1].size for u in uids if u in self._by_uid)
 
     async def snapshot(self) -> MailboxSnapshot:
         entries = list(self._index.entries.values())
@@ -326,11 +369,32 @@ class SelectedSets:
 class Folders:
     """pymap's ``MailboxSetInterface``: the account's folders."""
 
-    def __init__(self, box: AccountMailbox, register: Register, sets: SelectedSets) -> None:
+    def __init__(
+        self, box: AccountMailbox, register: Register, sets: SelectedSets, limit: Limit = no_limit
+    ) -> None:
         self.box = box
         self._register = register
         self._sets = sets
+        self._limit = limit
         self._open: dict[str, Folder] = {}
+
+    # -- quota (RFC 9208) ------------------------------------------------------------------------
+
+    async def quota(self) -> Quota:
+        """The directory's limit and the account's usage, read now (``qmesh user quota``
+        applies to the next command)."""
+        try:
+            limit = await self._limit()
+            used = await self.box.usage() if limit is not None else 0
+        except (Temporary, StoreUnavailable) as err:
+            raise temporary(err) from err
+        return Quota(used, limit)
+
+    async def check_room(self, size: int) -> None:
+        """``NO [OVERQUOTA]`` if ``size`` more octets do not fit."""
+        quota = await self.quota()
+        if exceeds(quota.limit, quota.used, size):
+            raise OverQuota()
 
     @property
     def delimiter(self) -> str:
@@ -343,6 +407,14 @@ class Folders:
             raise temporary(err) from err
         names = record.subscribed() if subscribed else list(record.folders)
         return [n for n in names if n != INBOX]
+
+    async def exists(self, name: str) -> bool:
+        try:
+            return (await self.box.record()).exists(check_name(name))
+        except BadFolderName:
+            return False
+        except (Temporary, StoreUnavailable) as err:
+            raise temporary(err) from err
 
     async def set_subscribed(self, name: str, subscribed: bool) -> None:
         await self.box.set_subscribed(check(name), subscribed)

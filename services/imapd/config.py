@@ -1,8 +1,10 @@
 """pymap's configuration for one connection: capabilities, SASL and limits (#13).
 
-What is advertised is what works: IMAP4rev1, LITERAL+, ID, STARTTLS (plain port, TLS
+What is advertised is what works: IMAP4rev1, LITERAL+, ID, SASL-IR, STARTTLS (plain port, TLS
 configured), ``AUTH=PLAIN`` or LOGINDISABLED, and after login IDLE, UIDPLUS, MOVE, BINARY,
-CHILDREN and APPENDLIMIT, all implemented by pymap's command layer over our backend.
+CHILDREN and APPENDLIMIT (pymap's command layer over our backend) and NAMESPACE, ENABLE,
+QUOTA, SPECIAL-USE (:mod:`services.imapd.extensions`) and CONDSTORE
+(:mod:`services.imapd.condstore`).
 Plaintext login is allowed only on TLS, from loopback (pymap's rule, the same as pop3d's
 ``pop3plaintext`` default for a local client), or everywhere when ``pop3plaintext`` is 1.
 """
@@ -11,13 +13,22 @@ from __future__ import annotations
 
 import ssl
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pymap.concurrent import Subsystem
 from pymap.config import BackendCapability, IMAPConfig
 from pysasl import SASLAuth
 
 MAX_APPEND = 32 * 1024 * 1024  # APPENDLIMIT: one message, held in memory while it is stored
+# services/imapd/extensions.py
+LOGIN_EXTENSIONS = (
+    b"NAMESPACE",
+    b"ENABLE",
+    b"QUOTA",
+    b"QUOTA=RES-STORAGE",
+    b"SPECIAL-USE",
+    b"CONDSTORE",
+)
 _NO_TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # never handshaken: no STARTTLS
 
 
@@ -56,6 +67,14 @@ class ImapConfig(IMAPConfig):
     @property
     def tls_auth(self) -> SASLAuth:
         return SASLAuth.named([b"PLAIN"])
+
+    @property
+    def initial_capability(self) -> Sequence[bytes]:
+        return [*super().initial_capability, b"SASL-IR"]
+
+    @property
+    def login_capability(self) -> Sequence[bytes]:
+        return [*super().login_capability, *LOGIN_EXTENSIONS]
 
     @property
     def greeting(self) -> bytes:

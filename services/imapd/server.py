@@ -32,10 +32,13 @@ from pymap.parsing.command.nonauth import StartTLSCommand
 from pymap.parsing.commands import Commands, InvalidCommand
 from pymap.parsing.response import Response, ResponseBad, ResponseBye, ResponseOk
 from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
+from pysasl.creds.server import ServerCredentials
+from pysasl.exception import AuthenticationError
+from pysasl.mechanism import ChallengeResponse, ServerChallenge
 
 from qmesh.control.parse import Network
 from qmesh.runtime.listeners import HANDSHAKE_TIMEOUT, Accepted, Listeners, discard_buffered
-from services.imapd import metrics, mutf7, speedups
+from services.imapd import extensions, metrics, mutf7, speedups
 from services.imapd.config import MAX_APPEND, ImapConfig
 
 log = logging.getLogger(__name__)
@@ -187,6 +190,22 @@ class Connection(IMAPConnection):
                 raise EOFError() from err
             return Refused(tag_of(err.head or line), b"[TOOBIG] Literal too big.")
 
+    async def authenticate(
+        self, state: ConnectionState, mech_name: bytes
+    ) -> ServerCredentials | None:
+        """SASL-IR (RFC 4959): the initial response came with the command."""
+        cmd = current_command.get(None)
+        if not isinstance(cmd, extensions.InitialResponseAuthenticate) or cmd.initial is None:
+            return await super().authenticate(state, mech_name)
+        mech = state.auth.get_server(mech_name)
+        if mech is None:
+            return None
+        try:
+            creds, _ = mech.server_attempt([ChallengeResponse(b"", cmd.initial)])
+        except ServerChallenge as err:  # a mechanism of more steps: not offered here
+            raise AuthenticationError("Initial response incomplete.") from err
+        return creds
+
     async def start_tls(self) -> None:
         """Done already, in :meth:`write_response`, without yielding to the loop."""
 
@@ -225,7 +244,7 @@ class ImapServer(Listeners):
         self._logins = logins
         self._tls = tls
         self._idle_timeout = idle_timeout
-        self._commands = Commands()
+        self._commands = extensions.commands()
         super().__init__(
             service="imapd",
             host=host,
@@ -256,7 +275,7 @@ class ImapServer(Listeners):
             subsystem.set(config.subsystem)
             peer = PeerInfo(accepted.remote)
             conn = Connection(self._commands, config, reader, writer, peer, self._idle_timeout)
-            state = ConnectionState(self._logins(config, accepted.remote), config)
+            state = extensions.State(self._logins(config, accepted.remote), config)
             async with AsyncExitStack() as stack:
                 connection_exit.set(stack)
                 socket_info.set(cast(Any, peer))

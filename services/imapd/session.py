@@ -7,18 +7,25 @@ change in the destination, however many messages it names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pymap.backend.session import BaseSession
 from pymap.config import IMAPConfig
 from pymap.exceptions import MailboxReadOnly
-from pymap.flags import FlagOp
-from pymap.parsing.response.code import CopyUid
+from pymap.flags import FlagOp, PermanentFlags, SessionFlags
+from pymap.mailbox import MailboxSnapshot
+from pymap.parsing.message import AppendMessage
+from pymap.parsing.response.code import AppendUid, CopyUid
 from pymap.parsing.specials import SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox
 
+from qmesh.mailbox.folders import SPECIAL_USE
 from services.imapd.backend import Folder, Folders, Message
+from services.imapd.condstore import ModSeqSelected
+
+# RFC 6154: the attribute of each special-use folder, as pymap writes LIST attributes
+SPECIAL_USE_ATTRIBUTES = {name: attr[1:].encode() for name, attr in SPECIAL_USE.items()}
 
 
 class Session(BaseSession[Message]):
@@ -40,6 +47,56 @@ class Session(BaseSession[Message]):
         assert isinstance(folder, Folder)
         return folder
 
+    async def select_mailbox(
+        self, name: str, readonly: bool = False
+    ) -> tuple[MailboxSnapshot, SelectedMailbox]:
+        """pymap's SELECT with :class:`~services.imapd.condstore.ModSeqSelected`."""
+        folder = await self._get_mailbox(name)
+        selected = ModSeqSelected(
+            folder.mailbox_id,
+            readonly or folder.readonly,
+            PermanentFlags(folder.permanent_flags),
+            SessionFlags(folder.session_flags),
+            selected_set=folder.selected_set,
+            lookup=name,
+        )
+        if not selected.readonly:
+            await folder.claim_recent(selected)
+        snapshot = await folder.snapshot()
+        return snapshot, await folder.update_selected(selected)
+
+    async def list_mailboxes(
+        self,
+        ref_name: str,
+        filter_: str,
+        subscribed: bool = False,
+        selected: SelectedMailbox | None = None,
+    ) -> tuple[Iterable[tuple[str, str | None, Sequence[bytes]]], SelectedMailbox | None]:
+        """LIST and LSUB with RFC 6154's ``\\Sent``, ``\\Drafts``, ``\\Trash`` and ``\\Junk``
+        (Dovecot marks them in LSUB too)."""
+        found, updates = await super().list_mailboxes(ref_name, filter_, subscribed, selected)
+        marked = [
+            (name, sep, [*attrs, SPECIAL_USE_ATTRIBUTES[name]])
+            if name in SPECIAL_USE_ATTRIBUTES
+            else (name, sep, attrs)
+            for name, sep, attrs in found
+        ]
+        return marked, updates
+
+    async def highest_modseq(self, selected: SelectedMailbox) -> int:
+        return (await self._folder(selected)).highest_modseq
+
+    async def folder_highest_modseq(self, name: str) -> int:
+        """HIGHESTMODSEQ of a folder STATUS has just looked at."""
+        folder = await self._folders.get_mailbox(name)
+        return folder.highest_modseq
+
+    async def modseqs(self, selected: SelectedMailbox) -> dict[int, int]:
+        """UID -> MODSEQ of the selected folder, as its index stands now."""
+        folder = await self._folder(selected)
+        await folder.refresh(full=False)
+        return folder.modseqs()
+
     async def fetch_messages(
         self, selected: SelectedMailbox, sequence_set: SequenceSet, set_seen: bool
     ) -> tuple[Iterable[tuple[int, Message]], SelectedMailbox]:
@@ -58,13 +115,16 @@ class Session(BaseSession[Message]):
         sequence_set: SequenceSet,
         flag_set: frozenset[Flag],
         mode: FlagOp = FlagOp.REPLACE,
+        *,
+        unchanged_since: int | None = None,
     ) -> tuple[Iterable[tuple[int, Message]], SelectedMailbox]:
         if selected.readonly:
             raise MailboxReadOnly()
         folder = await self._folder(selected)
         permanent = selected.permanent_flags & flag_set
         found = selected.messages.get_all(sequence_set)
-        await folder.set_flags([m.uid for _, m in found], permanent, mode)
+        uids = [m.uid for _, m in found]
+        await folder.set_flags(uids, permanent, mode, unchanged_since=unchanged_since)
         messages: list[tuple[int, Message]] = []
         for seq, cached in found:
             msg = await folder.get(cached.uid, cached)
@@ -82,11 +142,23 @@ class Session(BaseSession[Message]):
         dest = await self._get_mailbox(mailbox, try_create=True)
         assert isinstance(dest, Folder)
         uids = [uid for _, uid in selected.messages.get_uids(sequence_set)]
+        if not move:  # a MOVE within the account adds nothing to its usage
+            await self._folders.check_room(folder.stored_size(uids))
         pairs = await folder.copy_many(uids, dest) if uids else []
         if move and pairs:
             await folder.delete([src for src, _ in pairs])
         copy_uid = CopyUid(dest.uid_validity, pairs) if pairs else None
         return copy_uid, await folder.update_selected(selected)
+
+    async def append_messages(
+        self,
+        name: str,
+        messages: Sequence[AppendMessage],
+        selected: SelectedMailbox | None = None,
+    ) -> tuple[AppendUid, SelectedMailbox | None]:
+        size = sum(len(bytes(m.literal).replace(b"\r\n", b"\n")) for m in messages)
+        await self._folders.check_room(size)  # stored with LF line ends, as local writes
+        return await super().append_messages(name, messages, selected)
 
     async def copy_messages(
         self, selected: SelectedMailbox, sequence_set: SequenceSet, mailbox: str

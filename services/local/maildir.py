@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from qmesh.contract.errors import Temporary
 from qmesh.contract.ids import QueueId
+from qmesh.mailbox.quota import exceeds
 from qmesh.store.base import BlobStore, StoreUnavailable
 from qmesh.store.keys import mailbox_key
 from qmesh.store.maildir import pop3_size, unique_name
@@ -33,8 +34,7 @@ def over_quota(quota: int | None, sizes: Mapping[str, int], key: str, size: int)
     """
     if quota is None:
         return False
-    used = sum(s for k, s in sizes.items() if k != key)
-    return used + size > quota
+    return exceeds(quota, sum(s for k, s in sizes.items() if k != key), size)
 
 
 @dataclass

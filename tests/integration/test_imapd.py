@@ -550,3 +550,31 @@ async def test_no_password_in_the_clear_from_a_remote_client(stack: Stack) -> No
         assert answer.startswith((b"x1 NO", b"x1 BAD")), answer
     finally:
         writer.close()
+
+
+async def test_other_folders_leave_the_selected_one_alone(stack: Stack) -> None:
+    """STATUS or APPEND on another folder while INBOX is selected (what Thunderbird does all
+    the time) reports nothing about INBOX: folders made in the same second share a
+    UIDVALIDITY, and pymap tells folders apart by their MAILBOXID."""
+    await stack.add_account("tess")
+    for seq in (1, 2):
+        await stack.deliver("tess", MESSAGE, seq)
+    raw = await Raw.connect(stack.port())
+    try:
+        await raw.send(f'l LOGIN "tess@{stack.domain}" "{PASSWORD}"\r\n'.encode())
+        assert (await raw.until(b"l"))[-1].startswith(b"l OK")
+        await raw.send(b"s SELECT INBOX\r\n")
+        assert b"* 2 EXISTS\r\n" in await raw.until(b"s")
+        ids = set()
+        for n, folder in enumerate((b"INBOX", b"Trash", b"Sent", b"Junk", b"Drafts")):
+            await raw.send(b"i%d STATUS %b (MAILBOXID MESSAGES)\r\n" % (n, folder))
+            got = await raw.until(b"i%d" % n)
+            assert len(got) == 2, got  # the STATUS line and OK: no EXPUNGE, EXISTS or FETCH
+            ids.add(got[0].split(b"MAILBOXID ")[1].split(b")")[0])
+        assert len(ids) == 5
+        await raw.send(b"a APPEND Sent {%d+}\r\n%b\r\n" % (len(MESSAGE), MESSAGE))
+        assert len(await raw.until(b"a")) == 1
+        await raw.send(b"n NOOP\r\n")
+        assert await raw.until(b"n") == [b"n OK NOOP completed.\r\n"]
+    finally:
+        raw.close()

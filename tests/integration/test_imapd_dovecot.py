@@ -4,6 +4,9 @@ Dovecot runs on a loopback port over a Maildir holding the messages ``local`` wo
 imapd serves the same messages from the store. The answers a client depends on are compared:
 message counts, UIDs, flags, sizes, BODYSTRUCTURE, sections, partial fetches and SEARCH
 results. Every difference that remains is listed in :data:`DELIBERATE` with its reason.
+Dovecot runs with its quota plugin and the four special-use folders, so two more scripts
+compare the extensions (QUOTA, SPECIAL-USE, NAMESPACE, ENABLE; :data:`DELIBERATE_EXTENSIONS`)
+and CONDSTORE.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from qmesh.directory import admin
+from qmesh.directory.namespaces import Target
 from tests.integration.test_imapd import (  # noqa: F401 - fixtures
     PASSWORD,
     Stack,
@@ -33,6 +38,7 @@ from tests.servers import free_ports
 
 pytestmark = pytest.mark.integration
 DOVECOT = Path("/usr/sbin/dovecot")
+QUOTA = 64 * 1024  # both servers' storage limit for alice
 
 MESSAGES = [
     b"From: Bob <bob@example.test>\nTo: alice@example.test\nSubject: first\n"
@@ -129,6 +135,34 @@ service imap-login {{
 service anvil {{
   chroot =
 }}
+namespace inbox {{
+  inbox = yes
+  separator = .
+  mailbox Drafts {{
+    special_use = \\Drafts
+    auto = subscribe
+  }}
+  mailbox Junk {{
+    special_use = \\Junk
+    auto = subscribe
+  }}
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+    auto = subscribe
+  }}
+}}
+mail_plugins = quota
+protocol imap {{
+  mail_plugins = $mail_plugins imap_quota
+}}
+plugin {{
+  quota = maildir:User quota
+  quota_rule = *:storage={QUOTA // 1024}K
+}}
 service imap-login {{
   chroot =
 }}
@@ -214,4 +248,146 @@ async def test_same_answers_as_dovecot(stack: Stack, dovecot: int) -> None:  # n
     unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE}
     assert not unexplained, "\n".join(
         f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
+    )
+
+
+# The extensions' commands, sent raw; the untagged lines (in order unless the order means
+# nothing) and the tagged status with its response code are compared.
+EXTENSIONS_SCRIPT: list[bytes] = [
+    b'LIST "" "*"',
+    b'LIST (SPECIAL-USE) "" "*"',
+    b'LIST "" "S*" RETURN (SPECIAL-USE)',
+    b'LSUB "" "*"',
+    b"NAMESPACE",
+    b"GETQUOTAROOT INBOX",
+    b'GETQUOTA "User quota"',
+    b"ENABLE X-UNKNOWN",
+    b"APPEND Drafts {%d+}\r\n" % (QUOTA + 10) + b"x" * (QUOTA + 10),
+    b"SELECT INBOX",
+    b"COPY 1:* Trash",
+    b"GETQUOTAROOT Trash",
+]
+UNORDERED = (b"LIST", b"LSUB")
+DELIBERATE_EXTENSIONS: dict[str, str] = {
+    'LSUB "" "*"': (
+        "INBOX is subscribed from the account's first login (Dovecot subscribes only the "
+        "folders it is told to), and pymap's \\HasNoChildren stays in LSUB (RFC 3348 allows it)"
+    ),
+    "ENABLE X-UNKNOWN": (
+        "an empty '* ENABLED' when nothing was enabled (RFC 5161's enable-data may be empty); "
+        "Dovecot sends no line"
+    ),
+}
+_TAGGED = re.compile(rb"^x[0-9]+ (OK|NO|BAD)( \[[A-Z-]+(?: [0-9,:]+)?\])?")
+_WANTED = re.compile(rb"^\* (LIST|LSUB|NAMESPACE|QUOTA|QUOTAROOT|ENABLED)\b")
+
+
+CONDSTORE_SCRIPT: list[bytes] = [
+    b"SELECT INBOX (CONDSTORE)",
+    b"FETCH 1:* (FLAGS MODSEQ)",
+    b"STORE 2 +FLAGS (\\Flagged)",
+    b"FETCH 1:* (FLAGS) (CHANGEDSINCE {H})",
+    b"SEARCH MODSEQ {H+1}",
+    b"STORE 1:3 (UNCHANGEDSINCE {H}) +FLAGS (\\Seen)",
+    b"UID FETCH 1:* (FLAGS)",
+    b"STATUS Trash (HIGHESTMODSEQ MESSAGES UIDNEXT)",
+    b"STATUS Sent (MESSAGES HIGHESTMODSEQ)",
+]
+_CONDSTORE_WANTED = re.compile(rb"^\* (OK \[HIGHESTMODSEQ|[0-9]+ FETCH|SEARCH|STATUS)\b")
+_NUMBERS = re.compile(rb"(MODSEQ \(|HIGHESTMODSEQ |\(MODSEQ )[0-9]+")
+
+
+def modseq_first(line: bytes) -> bytes:
+    """FETCH items in any order: ``MODSEQ (N)`` put first, as Dovecot writes it."""
+    if b" MODSEQ (N)" not in line or b"FETCH (MODSEQ" in line:
+        return line
+    line = line.replace(b" MODSEQ (N)", b"", 1)
+    return line.replace(b"FETCH (", b"FETCH (MODSEQ (N) ", 1)
+
+
+def raw_transcript(
+    port: int,
+    user: str,
+    script: Sequence[bytes] = EXTENSIONS_SCRIPT,
+    wanted: re.Pattern[bytes] = _WANTED,
+) -> dict[str, object]:
+    """The answers to ``script``; ``{H}`` in a command is the server's own HIGHESTMODSEQ from
+    the last SELECT, whose value (and every MODSEQ's) differs between servers and is compared
+    only as ``N``."""
+    import socket
+
+    answers: dict[str, object] = {}
+    highest = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(f'x0 LOGIN "{user}" "{PASSWORD}"\r\n'.encode())
+        while not f.readline().startswith(b"x0 "):
+            pass
+        sock.sendall(b"x00 CAPABILITY\r\n")
+        caps = set(f.readline().split())
+        f.readline()
+        answers["CAPABILITY"] = sorted(
+            c
+            for c in caps
+            if c
+            in {b"NAMESPACE", b"ENABLE", b"QUOTA", b"SPECIAL-USE", b"ID", b"SASL-IR", b"CONDSTORE"}
+        )
+        for n, line in enumerate(script, 1):
+            tag = b"x%d" % n
+            sent = line.replace(b"{H}", b"%d" % highest).replace(b"{H+1}", b"%d" % (highest + 1))
+            sock.sendall(tag + b" " + sent + b"\r\n")
+            untagged: list[bytes] = []
+            while True:
+                got = f.readline()
+                assert got, line
+                if got.startswith(tag + b" "):
+                    break
+                found = re.search(rb"\[HIGHESTMODSEQ ([0-9]+)\]", got)
+                if found:
+                    highest = int(found.group(1))
+                if wanted.match(got):
+                    line_n = _NUMBERS.sub(rb"\1N", got.rstrip(b"\r\n"))
+                    untagged.append(modseq_first(same_order(line_n)))
+            if line.startswith(UNORDERED):
+                untagged.sort()
+            status = _TAGGED.match(got)
+            assert status is not None, got
+            answers[line[:40].decode()] = (status.group(0)[len(tag) + 1 :], untagged)
+        sock.sendall(b"x99 LOGOUT\r\n")
+    return answers
+
+
+async def test_extensions_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """QUOTA, SPECIAL-USE, NAMESPACE and ENABLE next to Dovecot with its quota plugin and the
+    same special-use folders (#13)."""
+    await stack.add_account("alice")
+    await admin.set_quota(stack.directory, Target(stack.domain, "alice"), QUOTA)
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    theirs = await asyncio.to_thread(raw_transcript, dovecot, "alice")
+    ours = await asyncio.to_thread(raw_transcript, stack.port(), f"alice@{stack.domain}")
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    stale = [k for k in DELIBERATE_EXTENSIONS if k not in differences]
+    assert not stale, f"no longer different from Dovecot, remove: {stale}"
+    unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE_EXTENSIONS}
+    assert not unexplained, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
+    )
+
+
+async def test_condstore_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """CONDSTORE: which messages each answer names, with MODSEQ values compared only as
+    present (the two servers number changes differently) (#13, RFC 7162)."""
+    await stack.add_account("alice")
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    script, wanted = CONDSTORE_SCRIPT, _CONDSTORE_WANTED
+    theirs = await asyncio.to_thread(raw_transcript, dovecot, "alice", script, wanted)
+    ours = await asyncio.to_thread(
+        raw_transcript, stack.port(), f"alice@{stack.domain}", script, wanted
+    )
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    assert not differences, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in differences.items()
     )

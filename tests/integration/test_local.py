@@ -26,6 +26,8 @@ from nats.js import JetStreamContext
 from qmesh.contract import subjects
 from qmesh.contract.events import LocalJob, RcptCheck, RcptVerdict, Result, Todo
 from qmesh.contract.ids import QueueId, new_qp, new_queue_id
+from qmesh.directory import admin
+from qmesh.directory.namespaces import Target
 from qmesh.directory.records import AccountRecord, DomainRecord
 from qmesh.directory.store import Directory
 from qmesh.runtime.service import Running, start
@@ -333,6 +335,27 @@ async def test_quota(local: Local, domain: str) -> None:
         "deferred",
         "Recipient's mailbox is full. (#4.2.2)",
     )
+
+
+async def test_quota_raised_then_the_deferred_message_is_delivered(
+    local: Local, domain: str
+) -> None:
+    """LOCAL-33, #13: a deferral over the quota is temporary; the same job delivers once
+    ``qmesh user quota`` (``admin.set_quota``) gives the mailbox room."""
+    await add_domain(local, domain)
+    await add_account(local, domain, "bob", quota=len(MESSAGE) + 120)
+    await deliver(local, f"bob@{domain}")
+    qid = new_queue_id()
+    _, [deferred], _ = await deliver(local, f"bob@{domain}", qid=qid)
+    assert (deferred.outcome, deferred.report) == (
+        "deferred",
+        "Recipient's mailbox is full. (#4.2.2)",
+    )
+    assert len(await mailbox(local, domain, "bob")) == 1
+    await admin.set_quota(local.directory, Target(domain, "bob"), 10 * (len(MESSAGE) + 120))
+    _, [delivered], _ = await deliver(local, f"bob@{domain}", qid=qid, attempt=2)
+    assert (delivered.outcome, delivered.report) == ("delivered", "did 1+0+0\n")
+    assert len(await mailbox(local, domain, "bob")) == 2
 
 
 async def test_comment_only_rule_discards(local: Local, domain: str) -> None:

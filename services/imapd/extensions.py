@@ -1,0 +1,318 @@
+"""IMAP extensions pymap 0.36.7 does not parse, added through its own extension points (#13).
+
+pymap finds a command's class by name in :class:`~pymap.parsing.commands.Commands` (a later
+``register`` of the same name replaces the built-in) and runs it as ``do_<name>`` of the
+connection state; here are those classes and a :class:`State` with their ``do_`` methods:
+
+- QUOTA (RFC 9208): GETQUOTA, GETQUOTAROOT with the one root ``"User quota"`` and ``STORAGE``
+  resource; SETQUOTA is ``NO [NOPERM]`` (quotas are the directory's, ``qmesh user quota``).
+- NAMESPACE (RFC 2342): one personal namespace, ``(("" "."))``, as Dovecot's Maildir++.
+- ENABLE (RFC 5161): answers ``* ENABLED`` with what it turned on of :data:`ENABLEABLE`
+  (CONDSTORE, :mod:`services.imapd.condstore`).
+- LIST with RFC 5258's selection and return options as far as SPECIAL-USE (RFC 6154 5.1)
+  needs them: ``LIST (SPECIAL-USE) "" *`` and ``RETURN (SPECIAL-USE)``; any other option is
+  ``BAD``; as in Dovecot, the extended form leaves ``\\HasChildren`` and ``\\HasNoChildren``
+  out unless ``RETURN (CHILDREN)`` asks for them (RFC 5258 4). The special-use attributes
+  come with every LIST and LSUB (:mod:`services.imapd.session`).
+- SASL-IR (RFC 4959): ``AUTHENTICATE PLAIN <base64>``, the response in the command line.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from base64 import b64decode
+from typing import cast
+
+from pymap.exceptions import MailboxNotFound
+from pymap.parsing import EndLine, Params, Space
+from pymap.parsing.command import CommandAuth, CommandNoArgs
+from pymap.parsing.command.auth import ListCommand
+from pymap.parsing.command.nonauth import AuthenticateCommand
+from pymap.parsing.commands import Commands
+from pymap.parsing.exceptions import NotParseable
+from pymap.parsing.primitives import Atom, QuotedString, String
+from pymap.parsing.response import (
+    CommandResponse,
+    ResponseCode,
+    ResponseNo,
+    ResponseOk,
+    UntaggedResponse,
+)
+from pymap.parsing.response.specials import ListResponse, LSubResponse
+from pymap.parsing.specials import AString, Mailbox
+from pymap.selected import SelectedMailbox
+
+from qmesh.mailbox.folders import SPECIAL_USE
+from qmesh.mailbox.quota import RESOURCE, ROOT, Quota
+from services.imapd.condstore import CONDSTORE, CondstoreState
+from services.imapd.mutf7 import strict_decode
+
+ENABLEABLE = frozenset({CONDSTORE})  # what ENABLE can turn on
+_OPTIONS = re.compile(rb" ?\(([A-Za-z0-9 \-]*)\)")
+_LIMITS = re.compile(rb" \((?:[A-Za-z0-9\-]{1,32} [0-9]{1,20}(?: |(?=\))))*\)")
+_RETURN = re.compile(rb" RETURN", re.IGNORECASE)
+_PATTERN = re.compile(rb"[\x21\x23-\x27\x2A-\x5B\x5D-\x7A\x7C\x7E]+")
+_INITIAL = re.compile(rb"[A-Za-z0-9+/]+={0,2}|=")
+SPECIAL_ATTRIBUTES = frozenset(a[1:].encode() for a in SPECIAL_USE.values())
+CHILD_ATTRIBUTES = frozenset({b"HasChildren", b"HasNoChildren"})
+SELECTION = frozenset({b"SPECIAL-USE"})
+RETURNS = frozenset({b"SPECIAL-USE", b"CHILDREN"})
+
+Ret = tuple[CommandResponse, SelectedMailbox | None]
+
+
+def _options(buf: memoryview, allowed: frozenset[bytes]) -> tuple[frozenset[bytes], memoryview]:
+    m = _OPTIONS.match(buf)
+    if m is None:
+        raise NotParseable(buf)
+    found = frozenset(o.upper() for o in m.group(1).split())
+    if not found <= allowed:
+        raise NotParseable(buf)
+    return found, buf[m.end() :]
+
+
+class GetQuotaCommand(CommandAuth):
+    command = b"GETQUOTA"
+
+    def __init__(self, tag: bytes, root: bytes) -> None:
+        super().__init__(tag)
+        self.root = root
+
+    @classmethod
+    def parse(cls, buf: memoryview, params: Params) -> tuple[GetQuotaCommand, memoryview]:
+        _, buf = Space.parse(buf, params)
+        root, buf = AString.parse(buf, params)
+        _, buf = EndLine.parse(buf, params)
+        return cls(params.tag, root.value), buf
+
+
+class GetQuotaRootCommand(CommandAuth):
+    command = b"GETQUOTAROOT"
+
+    def __init__(self, tag: bytes, mailbox: str) -> None:
+        super().__init__(tag)
+        self.mailbox = mailbox
+
+    @classmethod
+    def parse(cls, buf: memoryview, params: Params) -> tuple[GetQuotaRootCommand, memoryview]:
+        _, buf = Space.parse(buf, params)
+        mailbox, buf = Mailbox.parse(buf, params)
+        _, buf = EndLine.parse(buf, params)
+        return cls(params.tag, mailbox.value), buf
+
+
+class SetQuotaCommand(CommandAuth):
+    command = b"SETQUOTA"
+
+    @classmethod
+    def parse(cls, buf: memoryview, params: Params) -> tuple[SetQuotaCommand, memoryview]:
+        _, buf = Space.parse(buf, params)
+        _, buf = AString.parse(buf, params)
+        m = _LIMITS.match(buf)
+        if m is None:
+            raise NotParseable(buf)
+        _, buf = EndLine.parse(buf[m.end() :], params)
+        return cls(params.tag), buf
+
+
+class NamespaceCommand(CommandNoArgs, CommandAuth):
+    command = b"NAMESPACE"
+
+
+class EnableCommand(CommandAuth):
+    command = b"ENABLE"
+
+    def __init__(self, tag: bytes, names: list[bytes]) -> None:
+        super().__init__(tag)
+        self.names = names
+
+    @classmethod
+    def parse(cls, buf: memoryview, params: Params) -> tuple[EnableCommand, memoryview]:
+        names: list[bytes] = []
+        while True:
+            try:
+                _, buf = EndLine.parse(buf, params)
+                break
+            except NotParseable:
+                if len(names) >= 32:
+                    raise
+            _, buf = Space.parse(buf, params)
+            atom, buf = Atom.parse(buf, params)
+            names.append(atom.value.upper())
+        if not names:
+            raise NotParseable(buf)
+        return cls(params.tag, names), buf
+
+
+class ExtendedListCommand(ListCommand):
+    """LIST with RFC 5258's option lists, as far as SPECIAL-USE needs them."""
+
+    def __init__(
+        self,
+        tag: bytes,
+        ref_name: str,
+        filter_: str,
+        selection: frozenset[bytes] = frozenset(),
+        returns: frozenset[bytes] = frozenset(),
+        extended: bool = False,
+    ) -> None:
+        super().__init__(tag, ref_name, filter_)
+        self.selection = selection
+        self.returns = returns
+        self.extended = extended
+
+    @classmethod
+    def parse(cls, buf: memoryview, params: Params) -> tuple[ExtendedListCommand, memoryview]:
+        selection: frozenset[bytes] = frozenset()
+        extended = bytes(buf[:2]) == b" ("
+        if extended:
+            selection, buf = _options(buf, SELECTION)
+        _, buf = Space.parse(buf, params)
+        ref_name, buf = Mailbox.parse(buf, params)
+        _, buf = Space.parse(buf, params)
+        match = _PATTERN.match(buf)
+        if match:
+            pattern = strict_decode(match.group(0))
+            buf = buf[match.end() :]
+        else:
+            raw, buf = String.parse(buf, params)
+            pattern = strict_decode(raw.value)
+        returns: frozenset[bytes] = frozenset()
+        ret = _RETURN.match(buf)
+        if ret is not None:
+            returns, buf = _options(buf[ret.end() :], RETURNS)
+            extended = True
+        _, buf = EndLine.parse(buf, params)
+        return cls(params.tag, ref_name.value, pattern, selection, returns, extended), buf
+
+
+class InitialResponseAuthenticate(AuthenticateCommand):
+    """AUTHENTICATE with SASL-IR's initial response (``=`` for an empty one)."""
+
+    def __init__(self, tag: bytes, mech_name: bytes, initial: bytes | None = None) -> None:
+        super().__init__(tag, mech_name)
+        self.initial = initial
+
+    @classmethod
+    def parse(
+        cls, buf: memoryview, params: Params
+    ) -> tuple[InitialResponseAuthenticate, memoryview]:
+        _, buf = Space.parse(buf, params)
+        atom, buf = Atom.parse(buf, params)
+        try:
+            _, buf = EndLine.parse(buf, params)
+            return cls(params.tag, atom.value.upper()), buf
+        except NotParseable:
+            pass
+        _, buf = Space.parse(buf, params)
+        m = _INITIAL.match(buf)
+        if m is None:
+            raise NotParseable(buf)
+        raw = m.group(0)
+        buf = buf[m.end() :]
+        _, buf = EndLine.parse(buf, params)
+        try:
+            initial = b"" if raw == b"=" else b64decode(raw, validate=True)
+        except binascii.Error as err:
+            raise NotParseable(buf) from err
+        return cls(params.tag, atom.value.upper(), initial), buf
+
+
+EXTENSIONS = (
+    GetQuotaCommand,
+    GetQuotaRootCommand,
+    SetQuotaCommand,
+    NamespaceCommand,
+    EnableCommand,
+    ExtendedListCommand,
+    InitialResponseAuthenticate,
+)
+
+
+def commands() -> Commands:
+    """pymap's commands with ours registered over and beside them."""
+    registry = Commands()
+    for cmd in EXTENSIONS:
+        registry.register(cmd)
+    return registry
+
+
+def quota_response(quota: Quota) -> UntaggedResponse | None:
+    storage = quota.storage()
+    if storage is None:
+        return None
+    return UntaggedResponse(
+        b"QUOTA %b (%b %d %d)" % (bytes(QuotedString(ROOT.encode())), RESOURCE.encode(), *storage)
+    )
+
+
+class State(CondstoreState):
+    """pymap's connection state with the ``do_`` methods of :data:`EXTENSIONS`."""
+
+    @property
+    def enabled(self) -> frozenset[bytes]:
+        return frozenset({CONDSTORE}) if self.condstore else frozenset()
+
+    async def do_getquota(self, cmd: GetQuotaCommand) -> Ret:
+        quota = await self._ours.mailbox_set.quota()
+        found = quota_response(quota) if cmd.root == ROOT.encode() else None
+        if found is None:
+            return ResponseNo(
+                cmd.tag, b"No such quota root.", ResponseCode.of(b"NONEXISTENT")
+            ), None
+        resp = ResponseOk(cmd.tag, b"GETQUOTA completed.")
+        resp.add_untagged(found)
+        return resp, None
+
+    async def do_getquotaroot(self, cmd: GetQuotaRootCommand) -> Ret:
+        folders = self._ours.mailbox_set
+        if not await folders.exists(cmd.mailbox):
+            raise MailboxNotFound(cmd.mailbox)
+        quota = await folders.quota()
+        found = quota_response(quota)
+        roots = b" " + bytes(QuotedString(ROOT.encode())) if found is not None else b""
+        resp = ResponseOk(cmd.tag, b"GETQUOTAROOT completed.")
+        resp.add_untagged(
+            UntaggedResponse(b"QUOTAROOT %b%b" % (bytes(Mailbox(cmd.mailbox)), roots))
+        )
+        if found is not None:
+            resp.add_untagged(found)
+        return resp, None
+
+    async def do_setquota(self, cmd: SetQuotaCommand) -> Ret:
+        text = b"Quotas are set by the administrator (qmesh user quota)."
+        return ResponseNo(cmd.tag, text, ResponseCode.of(b"NOPERM")), None
+
+    async def do_namespace(self, cmd: NamespaceCommand) -> Ret:
+        delimiter = self._ours.mailbox_set.delimiter.encode()
+        resp = ResponseOk(cmd.tag, b"NAMESPACE completed.")
+        resp.add_untagged(
+            UntaggedResponse(b'NAMESPACE (("" %b)) NIL NIL' % bytes(QuotedString(delimiter)))
+        )
+        return resp, None
+
+    async def do_enable(self, cmd: EnableCommand) -> Ret:
+        turned = [n for n in dict.fromkeys(cmd.names) if n in ENABLEABLE and n not in self.enabled]
+        if CONDSTORE in turned:
+            self.condstore = True
+        resp = ResponseOk(cmd.tag, b"ENABLE completed.")
+        resp.add_untagged(UntaggedResponse(b" ".join([b"ENABLED", *turned])))
+        return resp, None
+
+    async def do_list(self, cmd: ListCommand) -> Ret:
+        mailboxes, updates = await self.session.list_mailboxes(
+            cmd.ref_name, cmd.filter, subscribed=cmd.only_subscribed, selected=self._selected
+        )
+        extended = isinstance(cmd, ExtendedListCommand) and cmd.extended
+        special_only = extended and b"SPECIAL-USE" in cast(ExtendedListCommand, cmd).selection
+        children = not extended or b"CHILDREN" in cast(ExtendedListCommand, cmd).returns
+        resp = ResponseOk(cmd.tag, cmd.command + b" completed.")
+        resp_type = LSubResponse if cmd.only_subscribed else ListResponse
+        for name, sep, attrs in mailboxes:
+            if special_only and not set(attrs) & SPECIAL_ATTRIBUTES:
+                continue
+            if not children:
+                attrs = [a for a in attrs if a not in CHILD_ATTRIBUTES]
+            resp.add_untagged(resp_type(name, sep, attrs))
+        return resp, updates
