@@ -26,6 +26,7 @@ import dkim
 import dns.resolver
 import spf
 
+from qmesh.address import client_address
 from qmesh.auth.dkim import DkimResult, verify_dkim
 from qmesh.auth.dmarc import DmarcResult, check_dmarc
 from qmesh.auth.lookup import DnsTemporary, TxtLookup, txt_lookup
@@ -74,6 +75,9 @@ class DoorChecks:
             )
         except TimeoutError:
             checked = _all_temperror(sender, "checks took too long")
+        except Exception:  # a library's bug must not lose the message: recorded as temperror
+            log.exception("smtpd.auth_failed", extra={"remote": ip})
+            checked = _all_temperror(sender, "checks failed")
         metrics.DMARC.labels(checked.dmarc.result).inc()
         log.info(
             "smtpd.auth",
@@ -100,7 +104,9 @@ class DoorChecks:
         lookup = _bounded(resolver_lookup(self._resolver), seconds)
         spf_args = {"per_lookup": self._per_lookup, "total": self._budget}
         mailfrom: SpfResult | None
-        if sender:
+        if client_address(ip) is None:  # not an IP address (a socket without one): no SPF
+            mailfrom = by_helo = None
+        elif sender:
             mailfrom = check_spf(ip, sender, helo, lookup, **spf_args)
             by_helo = check_spf(ip, "", helo, lookup, **spf_args) if helo else None
         else:  # RFC 7208 section 2.4: the null sender is checked as postmaster@HELO

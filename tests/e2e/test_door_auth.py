@@ -10,7 +10,6 @@ from __future__ import annotations
 import smtplib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import dkim
 import pytest
@@ -70,7 +69,8 @@ def send(cluster: Cluster, source: str, sender: str, message: bytes) -> tuple[in
         try:
             return smtp.data(message)
         except smtplib.SMTPDataError as err:
-            return err.smtp_code, err.smtp_error
+            text = err.smtp_error
+            return err.smtp_code, text if isinstance(text, bytes) else text.encode()
 
 
 def delivered(cluster: Cluster, marker: bytes) -> bytes:

@@ -146,3 +146,11 @@ async def test_arc_chain_validates(dns: DnsFixture) -> None:
     assert checked.arc == "pass"
     tampered = (b"".join(sealed) + forwarded).replace(b"your statement", b"pay now")
     assert (await run(dns, tampered, sender="joe@bank.test")).arc == "fail"
+
+
+async def test_a_client_without_an_ip_address_gets_no_spf(dns: DnsFixture) -> None:
+    """RFC 7208 section 4.1: SPF needs the client's IP address; without one, no SPF result
+    and no exception (DMARC still looks at DKIM)."""
+    checked = await run(dns, SIGNED, sender="joe@bank.test", ip="unknown")
+    assert checked.spf is None and checked.spf_helo is None
+    assert [d.result for d in checked.dkim] == ["pass"] and checked.dmarc.result == "pass"
