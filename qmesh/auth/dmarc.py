@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from publicsuffix2 import PublicSuffixList
 
@@ -21,7 +22,12 @@ from qmesh.auth.lookup import DnsTemporary, TxtLookup
 from qmesh.auth.spf import SpfResult
 
 POLICIES = ("none", "quarantine", "reject")
-_psl = PublicSuffixList()
+
+
+@cache
+def _suffixes() -> PublicSuffixList:
+    """The list, read on first use (0.1 s), not when a service starts."""
+    return PublicSuffixList()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +40,9 @@ class DmarcResult:
 
 def organizational_domain(domain: str) -> str:
     name = domain.lower().rstrip(".")
-    sld = _psl.get_sld(name)
-    if not sld or sld == _psl.get_tld(name):  # an unknown suffix: the default rule "*"
+    psl = _suffixes()
+    sld = psl.get_sld(name)
+    if not sld or sld == psl.get_tld(name):  # an unknown suffix: the default rule "*"
         return ".".join(name.split(".")[-2:])
     return str(sld)
 
