@@ -154,3 +154,16 @@ async def test_a_client_without_an_ip_address_gets_no_spf(dns: DnsFixture) -> No
     checked = await run(dns, SIGNED, sender="joe@bank.test", ip="unknown")
     assert checked.spf is None and checked.spf_helo is None
     assert [d.result for d in checked.dkim] == ["pass"] and checked.dmarc.result == "pass"
+
+
+async def test_each_signature_is_judged_on_its_own(dns: DnsFixture) -> None:
+    """RFC 6376 section 6.1: one message parsed once, each signature judged alone; the key of a
+    signature that verified does not lend itself to one whose key is missing."""
+    gone = dkim.sign(MESSAGE, b"gone", b"bank.test", PEM, include_headers=[b"from"])
+    good = SIGNED[: -len(MESSAGE)]
+    for head, expected in (
+        (good + gone, ["pass", "permerror"]),
+        (gone + good, ["permerror", "pass"]),
+    ):
+        checked = await run(dns, head + MESSAGE, sender="joe@bank.test")
+        assert [d.result for d in checked.dkim] == expected
