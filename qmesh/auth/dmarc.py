@@ -36,6 +36,7 @@ class DmarcResult:
     domain: str  # the From domain
     policy: str | None = None  # the policy that applies: none, quarantine, reject
     reason: str = ""
+    pct: int = 100  # the share of failing mail the policy asks to apply to (section 6.3)
 
 
 def organizational_domain(domain: str) -> str:
@@ -114,4 +115,10 @@ def check_dmarc(
     )
     if spf_ok or dkim_ok:
         return DmarcResult("pass", domain, policy, "aligned " + ("DKIM" if dkim_ok else "SPF"))
-    return DmarcResult("fail", domain, policy, "no aligned SPF or DKIM pass")
+    return DmarcResult("fail", domain, policy, "no aligned SPF or DKIM pass", _pct(tags))
+
+
+def _pct(tags: dict[str, str]) -> int:
+    """``pct=`` (section 6.3): 0 to 100, default and anything unreadable 100."""
+    text = tags.get("pct", "100")
+    return min(100, int(text)) if text.isdigit() else 100

@@ -6,8 +6,9 @@
   (the ``me`` control), folded one result a line, plus ``X-Qmesh-Quarantine: dmarc`` when
   ``dmarcreject`` is on and the From domain's ``p=quarantine`` applies.
 - :func:`decide`: ``550 5.7.1`` for a DMARC ``fail`` under ``p=reject`` when ``dmarcreject`` is
-  on; nothing else refuses. A ``temperror`` never refuses, and neither does a failure while a
-  DKIM signature could not be judged (DNS did not answer, the message was too large to check).
+  on (``pct`` below 100: quarantined instead); nothing else refuses. A ``temperror`` never
+  refuses, and neither does a failure while a DKIM signature could not be judged (DNS did not
+  answer, the message was too large to check).
 - :class:`ResultsFilter`: removes, from a header block fed in pieces of any size, every
   incoming ``Authentication-Results:`` that claims our authserv-id (RFC 8601 section 5) and
   every ``X-Qmesh-Quarantine:``, holding at most :data:`DECIDE` bytes of a field.
@@ -61,7 +62,7 @@ def header_lines(
         fold=True,
     )
     lines = field.encode("ascii", "replace") + b"\n"
-    if dmarcreject and _fails(checked) and checked.dmarc.policy == "quarantine":
+    if dmarcreject and _fails(checked) and _policy(checked.dmarc) == "quarantine":
         lines += QUARANTINE
     return lines
 
@@ -71,9 +72,17 @@ def _fails(checked: Checked) -> bool:
     return checked.dmarc.result == "fail" and not any(d.result in UNJUDGED for d in checked.dkim)
 
 
+def _policy(dmarc: DmarcResult) -> str | None:
+    """The policy honoured: with ``pct`` below 100 (a domain still trying its policy out) the
+    next lower one for every message, as RFC 7489 section 6.6.4 says for the mail sampled out."""
+    if dmarc.pct >= 100:
+        return dmarc.policy
+    return {"reject": "quarantine", "quarantine": "none"}.get(dmarc.policy or "", dmarc.policy)
+
+
 def decide(checked: Checked, *, dmarcreject: bool) -> Verdict | None:
     """The refusal, or ``None`` to take the message."""
-    if dmarcreject and _fails(checked) and checked.dmarc.policy == "reject":
+    if dmarcreject and _fails(checked) and _policy(checked.dmarc) == "reject":
         domain = _safe(checked.dmarc.domain)
         return Verdict(
             550,

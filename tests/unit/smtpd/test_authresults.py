@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -88,13 +90,28 @@ def test_long_results_are_folded_below_the_line_limit() -> None:
         (failing("none"), True, None, False),
         (failing("reject", dkim="temperror"), True, None, False),  # DNS trouble never refuses
         (failing("reject", dkim="policy"), True, None, False),  # too large to judge
+        (
+            replace(failing("reject"), dmarc=DmarcResult("fail", "bank.test", "reject", pct=50)),
+            True,
+            None,
+            True,
+        ),
+        (
+            replace(
+                failing("quarantine"), dmarc=DmarcResult("fail", "bank.test", "quarantine", pct=0)
+            ),
+            True,
+            None,
+            False,
+        ),
         (PASS, True, None, False),
     ],
 )
 def test_dmarcreject_decides_only_certain_failures(
     checked: Checked, dmarcreject: bool, code: int | None, quarantine: bool
 ) -> None:
-    """RFC 7489 section 6.7: p=reject refused with 550 5.7.1, p=quarantine marked; off records."""
+    """RFC 7489 section 6.7: p=reject refused with 550 5.7.1, p=quarantine marked; off records;
+    section 6.6.4: with pct below 100 the next lower policy."""
     verdict = decide(checked, dmarcreject=dmarcreject)
     assert (verdict.code if verdict else None) == code
     if verdict is not None:
