@@ -48,12 +48,12 @@ def verify_dkim(message: bytes, lookup: TxtLookup) -> list[DkimResult]:
     if not signatures:
         return [DkimResult("none")]
     return [
-        _one(message, index, value, lookup)
-        for index, value in enumerate(signatures[:MAX_SIGNATURES])
+        _one(d, index, value, lookup) for index, value in enumerate(signatures[:MAX_SIGNATURES])
     ]
 
 
-def _one(message: bytes, index: int, value: bytes, lookup: TxtLookup) -> DkimResult:
+def _one(d: dkim.DKIM, index: int, value: bytes, lookup: TxtLookup) -> DkimResult:
+    """One signature, on the message parsed once by the caller."""
     try:
         tags = parse_tag_value(value)
     except (InvalidTagValueList, ValueError, IndexError) as err:
@@ -76,7 +76,7 @@ def _one(message: bytes, index: int, value: bytes, lookup: TxtLookup) -> DkimRes
             raise dkim.DnsTimeoutError(str(err)) from err
         return found[0].encode() if found else None
 
-    d = dkim.DKIM(message, logger=_quiet)
+    d.pk = None  # the key of an earlier signature must not count for this one
     try:
         ok = d.verify(idx=index, dnsfunc=dnsfunc)
     except dkim.ValidationError as err:

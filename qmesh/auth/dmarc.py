@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from publicsuffix2 import PublicSuffixList
 
@@ -21,7 +22,12 @@ from qmesh.auth.lookup import DnsTemporary, TxtLookup
 from qmesh.auth.spf import SpfResult
 
 POLICIES = ("none", "quarantine", "reject")
-_psl = PublicSuffixList()
+
+
+@cache
+def _suffixes() -> PublicSuffixList:
+    """The list, read on first use (0.1 s), not when a service starts."""
+    return PublicSuffixList()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +36,14 @@ class DmarcResult:
     domain: str  # the From domain
     policy: str | None = None  # the policy that applies: none, quarantine, reject
     reason: str = ""
+    pct: int = 100  # the share of failing mail the policy asks to apply to (section 6.3)
 
 
 def organizational_domain(domain: str) -> str:
     name = domain.lower().rstrip(".")
-    sld = _psl.get_sld(name)
-    if not sld or sld == _psl.get_tld(name):  # an unknown suffix: the default rule "*"
+    psl = _suffixes()
+    sld = psl.get_sld(name)
+    if not sld or sld == psl.get_tld(name):  # an unknown suffix: the default rule "*"
         return ".".join(name.split(".")[-2:])
     return str(sld)
 
@@ -107,4 +115,10 @@ def check_dmarc(
     )
     if spf_ok or dkim_ok:
         return DmarcResult("pass", domain, policy, "aligned " + ("DKIM" if dkim_ok else "SPF"))
-    return DmarcResult("fail", domain, policy, "no aligned SPF or DKIM pass")
+    return DmarcResult("fail", domain, policy, "no aligned SPF or DKIM pass", _pct(tags))
+
+
+def _pct(tags: dict[str, str]) -> int:
+    """``pct=`` (section 6.3): 0 to 100, default and anything unreadable 100."""
+    text = tags.get("pct", "100")
+    return min(100, int(text)) if text.isdigit() else 100

@@ -19,11 +19,19 @@ class DnsTemporary(Exception):
     """DNS did not answer; try again later."""
 
 
-def txt_lookup(resolver: dns.resolver.Resolver) -> TxtLookup:
+def txt_lookup(
+    resolver: dns.resolver.Resolver, lifetime: Callable[[], float] | None = None
+) -> TxtLookup:
+    """Lookups over ``resolver``; ``lifetime`` (when given) says how many seconds the next one
+    may take, so a caller can hold several lookups to one budget (none left: DnsTemporary)."""
+
     def lookup(name: str) -> list[str]:
+        seconds = resolver.lifetime if lifetime is None else lifetime()
+        if seconds <= 0:
+            raise DnsTemporary("time for DNS lookups spent")
         try:
             answer = resolver.resolve(
-                name if name.endswith(".") else name + ".", "TXT", search=False
+                name if name.endswith(".") else name + ".", "TXT", search=False, lifetime=seconds
             )
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []

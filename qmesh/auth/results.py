@@ -1,7 +1,9 @@
 """The Authentication-Results header field (RFC 8601), written with authres.
 
-:func:`authentication_results` writes one field for SPF, each DKIM signature and DMARC under
-this system's authserv-id. :func:`claims_our_id` tells which incoming fields claim that id,
+:func:`authentication_results` writes one field for SPF (MAIL FROM and HELO), each DKIM
+signature, DMARC and ARC (RFC 8617) under this system's authserv-id; with ``fold`` each result
+goes on a line of its own, so a field with ten DKIM reasons stays within RFC 5322's line
+length. :func:`claims_our_id` tells which incoming fields claim that id,
 so the receiving side can remove them before adding its own (RFC 8601 section 5).
 """
 
@@ -26,13 +28,23 @@ def authentication_results(
     helo: str = "",
     dkim: Sequence[DkimResult] = (),
     dmarc: DmarcResult | None = None,
+    spf_helo: SpfResult | None = None,
+    arc: str | None = None,
+    fold: bool = False,
 ) -> str:
-    """The whole field, ``Authentication-Results: ...``, without a line ending."""
+    """The whole field, ``Authentication-Results: ...``, without a line ending (folded lines
+    end in LF and begin with a tab)."""
     results: list[authres.AuthenticationResult] = []
     if spf is not None:
         prop = Prop("smtp", "mailfrom", mail_from) if mail_from else Prop("smtp", "helo", helo)
         results.append(
             authres.AuthenticationResult(method="spf", result=spf.result, properties=[prop])
+        )
+    if spf_helo is not None:
+        results.append(
+            authres.AuthenticationResult(
+                method="spf", result=spf_helo.result, properties=[Prop("smtp", "helo", helo)]
+            )
         )
     for d in dkim:
         props = [Prop("header", "d", d.domain), Prop("header", "s", d.selector)] if d.domain else []
@@ -52,8 +64,14 @@ def authentication_results(
                 properties=[Prop("header", "from", dmarc.domain)] if dmarc.domain else [],
             )
         )
+    if arc is not None:
+        results.append(authres.AuthenticationResult(method="arc", result=arc))
     if not results:
         results.append(authres.NoneAuthenticationResult())
+    if fold:
+        return f"Authentication-Results: {authserv_id};" + ";".join(
+            f"\n\t{result}" for result in results
+        )
     return str(authres.AuthenticationResultsHeader(authserv_id=authserv_id, results=results))
 
 

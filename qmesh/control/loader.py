@@ -222,6 +222,7 @@ def _read(r: _Reader) -> Controls:
         rspamdsubmission=r.flag("rspamdsubmission"),
         rspamdtempfail=r.flag("rspamdtempfail"),
         dnsbl=r.entries("dnsbl"),
+        dmarcreject=r.flag("dmarcreject"),
         sources=MappingProxyType(dict(r.sources)),
     )
 

@@ -227,6 +227,12 @@ SPECS: tuple[ControlSpec, ...] = (
        "`zone` or `zone:text`; a leading `!` makes a listing permanent (`553`), else `451` "
        "with the list's TXT (rblsmtpd). `relayclients` and authenticated clients are exempt; "
        "a DNS failure never refuses.", ext=True),
+    _c("dmarcreject", "line", False, ("smtpd",),
+       "`1` honours a From domain's DMARC policy when a message fails DMARC (RFC 7489): "
+       "`p=reject` gets `550 5.7.1` at the end of DATA, `p=quarantine` adds "
+       "`X-Qmesh-Quarantine: dmarc`. `0` only records the result in `Authentication-Results:` "
+       "(authserv-id: `me`). A DNS failure never refuses. Authenticated clients, "
+       "`relayclients` and 127.0.0.1/::1 are not checked (docs/deliverability.md).", ext=True),
 )
 # fmt: on
 

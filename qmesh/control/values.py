@@ -82,6 +82,7 @@ class Controls:
     rspamdsubmission: bool = False
     rspamdtempfail: bool = False
     dnsbl: tuple[str, ...] = ()
+    dmarcreject: bool = False
 
     def me_or(self, literal: str) -> str:
         """The "``me``, else ``literal``" default of spec 2.2."""

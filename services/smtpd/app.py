@@ -19,7 +19,7 @@ from qmesh.directory.authenticate import DirectoryAuthenticator
 from qmesh.directory.domains import DirectoryDomains
 from qmesh.directory.namespaces import Namespaces
 from qmesh.directory.store import Directory
-from qmesh.dns.resolver import async_resolver
+from qmesh.dns.resolver import async_resolver, sync_resolver
 from qmesh.limits import limits_from
 from qmesh.limits.anvil import Anvil
 from qmesh.limits.logins import Throttle
@@ -27,6 +27,7 @@ from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.runtime.tls import TlsContexts
 from qmesh.store.factory import open_store
+from services.smtpd.authcheck import PER_LOOKUP, DoorChecks
 from services.smtpd.config import smtpd_config
 from services.smtpd.dnsbl import LIFETIME as DNSBL_LIFETIME
 from services.smtpd.dnsbl import DnsBlocklists
@@ -75,6 +76,7 @@ async def build(settings: Settings) -> Service:
     rcptcheck = NatsRecipientCheck(conn)
     scanner = RspamdScanner()
     blocklists = DnsBlocklists(async_resolver(settings.dns_servers, lifetime=DNSBL_LIFETIME))
+    checks = DoorChecks(sync_resolver(settings.dns_servers, lifetime=PER_LOOKUP))
 
     def directory() -> Directory:
         try:
@@ -105,6 +107,7 @@ async def build(settings: Settings) -> Service:
             limiter=anvil,
             scanner=scanner,
             blocklists=blocklists,
+            checks=checks,
         )
 
     server = SmtpServer(
@@ -128,5 +131,5 @@ async def build(settings: Settings) -> Service:
     async def controls_loaded() -> None:
         config()  # loaded at construction; a bad file never replaces good values
 
-    checks = {"controls": controls_loaded, "listeners": server.check}
-    return Service("smtpd", [watcher, conn, anvil, domains, scanner, server], checks)
+    readiness = {"controls": controls_loaded, "listeners": server.check}
+    return Service("smtpd", [watcher, conn, anvil, domains, scanner, checks, server], readiness)

@@ -35,6 +35,7 @@ class SmtpdConfig:
     rspamd_submission: bool = False  # scan authenticated submissions too
     rspamd_tempfail: bool = False  # 451 when the filter cannot be reached
     dnsbl: tuple[Zone, ...] = ()  # DNS blocklists asked at connect (docs/defences.md)
+    dmarcreject: bool = False  # honour p=reject / p=quarantine (docs/deliverability.md)
 
     def relayclient(self, ip: str) -> str | None:
         """RELAYCLIENT for a client address from ``relayclients`` (CTL table), else ``None``."""
@@ -76,6 +77,7 @@ def smtpd_config(c: Controls, interfaces: frozenset[str] = frozenset()) -> Smtpd
         rspamd_submission=c.rspamdsubmission,
         rspamd_tempfail=c.rspamdtempfail,
         dnsbl=parse_zones(c.dnsbl),
+        dmarcreject=c.dmarcreject,
     )
 
 

@@ -43,3 +43,8 @@ DNSBL = Counter(
     "DNS blocklist checks by result (listed, clean; failed per zone lookup)",
     ["result"],
 )
+DMARC = Counter(
+    "qmesh_smtpd_dmarc_total",
+    "Checks at the door by DMARC result (pass, fail, none, temperror, permerror)",
+    ["result"],
+)

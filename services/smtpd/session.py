@@ -12,16 +12,18 @@ import asyncio
 import base64
 import binascii
 import time
-from collections.abc import AsyncIterator, Callable, Container
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Container
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from qmesh.address import client_address
 from qmesh.contract.errors import QueueFailure, Temporary
 from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
 from qmesh.limits.rules import Limits
 from qmesh.store.base import Body
 from services.smtpd import replies
+from services.smtpd.authresults import Checked, ResultsFilter, decide, header_lines
 from services.smtpd.blocklist import Zone
 from services.smtpd.config import SmtpdConfig
 from services.smtpd.content import UNAVAILABLE, Scan
@@ -106,6 +108,19 @@ class Limiter(Protocol):
         ...
 
 
+class DoorCheck(Protocol):
+    """SPF, DKIM, DMARC and ARC (:class:`services.smtpd.authcheck.DoorChecks`)."""
+
+    async def check(
+        self, *, ip: str, helo: str, sender: str, message: AsyncIterable[bytes], size: int
+    ) -> Checked:
+        """The results; DNS trouble is ``temperror`` in them, never an exception."""
+        ...
+
+
+UNCHECKED = frozenset({"127.0.0.1", "::1"})  # this host itself (OpenDMARC's IgnoreHosts)
+
+
 @dataclass(frozen=True, slots=True)
 class Client:
     """What the connection tells about the client (SMTPD-03)."""
@@ -166,6 +181,7 @@ class Session:
         limiter: Limiter | None = None,
         scanner: Scanner | None = None,
         blocklists: Blocklists | None = None,
+        checks: DoorCheck | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config  # SMTPD-04: the controls as they were when the session began
@@ -177,6 +193,7 @@ class Session:
         self._limiter = limiter
         self._scanner = scanner
         self._blocklists = blocklists
+        self._checks = checks
         self._listing: asyncio.Task[Verdict | None] | None = None  # begun at the greeting
         self._charge: asyncio.Task[bool] | None = None  # the rate check, begun at DATA
         self._clock = clock
@@ -416,6 +433,9 @@ class Session:
             return Step(refusal), None
         if charge is not None and not await charge:
             return Step(replies.TOO_MANY_MESSAGES), None
+        results = await self._authenticate(tx, data)
+        if isinstance(results, Verdict):
+            return Step(results), None
         trace = received_line(
             remotehost=self.client.host,
             helo=self.helo,
@@ -430,11 +450,54 @@ class Session:
         origin = Origin(kind="network", client_ip=self.client.ip, auth_user=self.auth_user)
         try:
             queued = await self.queue.enqueue(
-                tx.sender, tx.recipients, data.body(scanned), origin, tx.smtputf8
+                tx.sender, tx.recipients, self._stored(results + scanned, data), origin, tx.smtputf8
             )
         except QueueFailure as err:
             return Step(replies.queue_failure(err.text, err.permanent)), None
         return Step(replies.accepted(queued.at, queued.qp)), queued
+
+    def _checked(self) -> bool:
+        """Whether the checks at the door apply: not to an authenticated client, a
+        ``relayclients`` client or this host itself (docs/deliverability.md)."""
+        if self._checks is None or self.auth_user is not None or self.relayclient is not None:
+            return False
+        address = client_address(self.client.ip)
+        return address is None or str(address) not in UNCHECKED
+
+    async def _authenticate(self, tx: _Transaction, data: DataReader) -> bytes | Verdict:
+        """SPF, DKIM, DMARC, ARC: the refusal (``dmarcreject``), or the header lines to add."""
+        if self._checks is None or not self._checked():
+            return b""
+        checked = await self._checks.check(
+            ip=self.client.ip,
+            helo=self.helo or "",
+            sender=tx.sender,
+            message=data.body(b""),
+            size=data.size,
+        )
+        refusal = decide(checked, dmarcreject=self.config.dmarcreject)
+        if refusal is not None:
+            return refusal
+        return header_lines(
+            checked,
+            self.config.localname,
+            sender=tx.sender,
+            helo=self.helo or "",
+            dmarcreject=self.config.dmarcreject,
+        )
+
+    async def _stored(self, head: bytes, data: DataReader) -> AsyncIterator[bytes]:
+        """``head``, then the message without fields claiming our authserv-id (RFC 8601
+        section 5): whoever the client, a forged result never reaches a mailbox."""
+        yield head
+        strip = ResultsFilter(self.config.localname)
+        async for chunk in data.body(b""):
+            kept = strip.feed(chunk)
+            if kept:
+                yield kept
+        rest = strip.end()
+        if rest:
+            yield rest
 
     async def _scan(self, tx: _Transaction, data: DataReader, trace: bytes) -> bytes | Verdict:
         """The content filter's refusal, or the head to store: ``trace`` and its X-Spam-*."""

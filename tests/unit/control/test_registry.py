@@ -29,6 +29,8 @@ SPEC_CONTROLS = [
     "clientconnections", "netconnections", "clientmessages", "clientrecipients", "authfailures",
     "loginfailures", "authblock", "authdelay", "rspamd", "rspamdsubmission", "rspamdtempfail",
     "dnsbl",
+    # checks at the door (docs/deliverability.md, issue 11)
+    "dmarcreject",
 ]
 # fmt: on
 
