@@ -1,6 +1,7 @@
 """A `.qmail` forward through `qmesh up` leaves with an ARC set that validates (RFC 8617,
-issue 11): SMTP in (smtpd writes Authentication-Results with authserv-id `me`), send, local's
-forward with its Delivered-To line, send, remote sealing with example.test's key, the sink."""
+issue 11): SMTP in (smtpd checks the client, which is not loopback's 127.0.0.1, and writes
+Authentication-Results with authserv-id `me`), send, local's forward with its Delivered-To line,
+send, remote sealing with example.test's key, the sink."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import dns.resolver
 import pytest
 
 from qmesh.dkim.keys import parse_key
-from tests.dnsserver import serving, txt
+from tests.dnsserver import DnsFixture, serving, txt
 from tests.e2e.cluster import Cluster, start_cluster
 from tests.e2e.conftest import Sink, profile_controls
 from tests.e2e.test_mail_flow import wait_for
@@ -23,9 +24,23 @@ from tests.e2e.test_mail_flow import wait_for
 pytestmark = pytest.mark.e2e
 
 
+CLIENT_IP = "127.0.0.5"  # smtpd checks every client but loopback's own address
+
+
 @pytest.fixture
-def cluster(tmp_path: Path, sink: Sink) -> Iterator[Cluster]:
-    c = start_cluster(tmp_path / "site", profile_controls(sink.port))
+def dns_server() -> Iterator[DnsFixture]:
+    records = {("far.test", "TXT"): [txt(f"v=spf1 ip4:{CLIENT_IP} -all")]}
+    with serving(records) as server:
+        yield server
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, sink: Sink, dns_server: DnsFixture) -> Iterator[Cluster]:
+    c = start_cluster(
+        tmp_path / "site",
+        profile_controls(sink.port),
+        extra_env={"QMESH_DNS_SERVERS": dns_server.server},
+    )
     try:
         yield c
     finally:
@@ -43,7 +58,9 @@ def test_a_forwarded_message_carries_an_arc_set_that_validates(
     rule = cluster.cli("rule", "set", "alice@mx.example.test", ".qmail", stdin="&fwd@sink.test\n")
     assert rule.returncode == 0, rule.stderr
     time.sleep(6)  # remote reads domainkeys/ again within a few seconds of a change
-    with smtplib.SMTP("127.0.0.1", cluster.smtp_port, timeout=30) as smtp:
+    with smtplib.SMTP(
+        "127.0.0.1", cluster.smtp_port, timeout=30, source_address=(CLIENT_IP, 0)
+    ) as smtp:
         smtp.ehlo("client.example")
         smtp.mail("joe@far.test")
         assert smtp.rcpt("alice@example.test")[0] == 250
@@ -54,8 +71,8 @@ def test_a_forwarded_message_carries_an_arc_set_that_validates(
     assert code == 250
     wait_for(lambda: len(sink.messages) == 1, what="the forward at the sink")
     got = sink.messages[0].data
-    if b"Authentication-Results: mx.example.test" not in got:
-        pytest.skip("smtpd does not write Authentication-Results yet: nothing to seal")
+    assert b"Authentication-Results: mx.example.test" in got
+    assert b"spf=pass" in got
     assert got.startswith(b"ARC-Seal: i=1; cv=none; a=rsa-sha256; d=example.test; s=arc1;")
     with serving({("arc1._domainkey.example.test", "TXT"): [txt(record)]}) as fixture:
         resolver = dns.resolver.Resolver(configure=False)
