@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from qmesh.auth.dkim import DkimResult
@@ -187,3 +187,20 @@ class ResultsFilter:
         self._held.clear()
         self._mode = "none"
         return held
+
+
+async def without_our_claims(
+    head: bytes, message: AsyncIterable[bytes], authserv_id: str
+) -> AsyncIterator[bytes]:
+    """``head`` (our own lines, kept), then ``message`` in stored form without the fields
+    :func:`our_claim` names (RFC 8601 section 5): whoever the client, over SMTP or QMTP, a
+    forged result claiming our authserv-id never reaches a mailbox."""
+    yield head
+    strip = ResultsFilter(authserv_id)
+    async for chunk in message:
+        kept = strip.feed(chunk)
+        if kept:
+            yield kept
+    rest = strip.end()
+    if rest:
+        yield rest

@@ -2,9 +2,12 @@
 
 :func:`decide` decides a whole package (no sockets): the stored form (QMTP-11), sender and
 recipient checks as for SMTP (QMTP-12, QMTP-13), size and hops (QMTP-14, QMTP-17), the
-defences of SMTP (DNS blocklists, rates, content filter: defences #12), and one enqueue for all
-acceptable recipients (QMTP-15). :func:`read_package` reads a package off a
-connection with the framing rules of QMTP-10; any framing error closes the connection. The
+defences of SMTP (DNS blocklists, rates, content filter: defences #12), the checks at the door
+of SMTP (SPF, DKIM, DMARC, ARC and ``dmarcreject``, issue 11), and one enqueue for all
+acceptable recipients (QMTP-15); an incoming ``Authentication-Results:`` claiming our
+authserv-id, or an ``X-Qmesh-Quarantine:``, is removed as on SMTP, whoever the client.
+:func:`read_package` reads a package off a connection with the framing rules of QMTP-10; any
+framing error closes the connection. The
 message is read in pieces into a :class:`~services.smtpd.spool.Spool`, converted to stored form
 and counted on the way, so a package of any size costs a bounded amount of memory and one over
 ``databytes`` is never kept, whatever its encoding (SMTPD-73, QMTP-14).
@@ -13,7 +16,7 @@ and counted on the way, so a package of any size costs a bounded amount of memor
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Container
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Container
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +26,7 @@ from qmesh.contract.events import Origin
 from qmesh.contract.queue import Queued
 from services.smtpd import data as smtp_data
 from services.smtpd import replies
+from services.smtpd.authresults import without_our_claims
 from services.smtpd.config import SmtpdConfig
 from services.smtpd.data import MAX_HOPS, HopCounter, count_hops
 from services.smtpd.policy import sender_is_bad
@@ -48,11 +52,16 @@ BADMAILFROM = replies.BADMAILFROM.qmtp()
 
 class Defences(Protocol):
     """The checks smtpd's SMTP path makes, for QMTP too (:class:`~services.smtpd.session.
-    Session`): DNS blocklists asked at connect, the cluster-wide rates, the content filter."""
+    Session`): DNS blocklists asked at connect, the cluster-wide rates, the checks at the door
+    (SPF, DKIM, DMARC, ARC), the content filter."""
 
     async def listing(self) -> Verdict | None: ...
 
     async def within_rates(self, recipients: int) -> bool: ...
+
+    async def door(
+        self, sender: str, message: AsyncIterable[bytes], size: int
+    ) -> bytes | Verdict: ...
 
     async def content(
         self,
@@ -299,16 +308,22 @@ async def decide(
             proto="QMTP",
             when=clock(),
         )
+        results: bytes | Verdict = b""
         head: bytes | Verdict = trace
-        if defences is not None:  # the content filter (Rspamd), as at the end of SMTP's DATA
-            size = len(trace) + package.size
-            head = await defences.content(sender, accepted, package.stored(trace), size, trace)
-        if isinstance(head, Verdict):
+        if defences is not None:  # the checks at the door, then the content filter (Rspamd)
+            results = await defences.door(sender, package.stored(b""), package.size)
+            if not isinstance(results, Verdict):
+                size = len(trace) + package.size
+                head = await defences.content(sender, accepted, package.stored(trace), size, trace)
+        if isinstance(results, Verdict):
+            outcome = results
+        elif isinstance(head, Verdict):
             outcome = head
         else:
             origin = Origin(kind="network", client_ip=client_ip)
+            body = without_our_claims(results + head, package.stored(b""), config.localname)
             try:
-                queued = await queue.enqueue(sender, accepted, package.stored(head), origin, False)
+                queued = await queue.enqueue(sender, accepted, body, origin, False)
                 outcome = replies.accepted(queued.at, queued.qp)
             except QueueFailure as err:
                 outcome = replies.queue_failure(err.text, err.permanent)

@@ -23,7 +23,7 @@ from qmesh.contract.queue import Queued
 from qmesh.limits.rules import Limits
 from qmesh.store.base import Body
 from services.smtpd import replies
-from services.smtpd.authresults import Checked, ResultsFilter, decide, header_lines
+from services.smtpd.authresults import Checked, decide, header_lines, without_our_claims
 from services.smtpd.blocklist import Zone
 from services.smtpd.config import SmtpdConfig
 from services.smtpd.content import UNAVAILABLE, Scan
@@ -433,7 +433,7 @@ class Session:
             return Step(refusal), None
         if charge is not None and not await charge:
             return Step(replies.TOO_MANY_MESSAGES), None
-        results = await self._authenticate(tx, data)
+        results = await self.door(tx.sender, data.body(b""), data.size)
         if isinstance(results, Verdict):
             return Step(results), None
         trace = received_line(
@@ -464,16 +464,14 @@ class Session:
         address = client_address(self.client.ip)
         return address is None or str(address) not in UNCHECKED
 
-    async def _authenticate(self, tx: _Transaction, data: DataReader) -> bytes | Verdict:
-        """SPF, DKIM, DMARC, ARC: the refusal (``dmarcreject``), or the header lines to add."""
+    async def door(self, sender: str, message: AsyncIterable[bytes], size: int) -> bytes | Verdict:
+        """SPF, DKIM, DMARC, ARC of one message (stored form, ``size`` bytes), for SMTP and
+        QMTP alike: the refusal (``dmarcreject``), or the header lines to add (none for a
+        client the checks do not apply to)."""
         if self._checks is None or not self._checked():
             return b""
         checked = await self._checks.check(
-            ip=self.client.ip,
-            helo=self.helo or "",
-            sender=tx.sender,
-            message=data.body(b""),
-            size=data.size,
+            ip=self.client.ip, helo=self.helo or "", sender=sender, message=message, size=size
         )
         refusal = decide(checked, dmarcreject=self.config.dmarcreject)
         if refusal is not None:
@@ -481,23 +479,14 @@ class Session:
         return header_lines(
             checked,
             self.config.localname,
-            sender=tx.sender,
+            sender=sender,
             helo=self.helo or "",
             dmarcreject=self.config.dmarcreject,
         )
 
-    async def _stored(self, head: bytes, data: DataReader) -> AsyncIterator[bytes]:
-        """``head``, then the message without fields claiming our authserv-id (RFC 8601
-        section 5): whoever the client, a forged result never reaches a mailbox."""
-        yield head
-        strip = ResultsFilter(self.config.localname)
-        async for chunk in data.body(b""):
-            kept = strip.feed(chunk)
-            if kept:
-                yield kept
-        rest = strip.end()
-        if rest:
-            yield rest
+    def _stored(self, head: bytes, data: DataReader) -> AsyncIterator[bytes]:
+        """``head``, then the message without fields claiming our authserv-id."""
+        return without_our_claims(head, data.body(b""), self.config.localname)
 
     async def _scan(self, tx: _Transaction, data: DataReader, trace: bytes) -> bytes | Verdict:
         """The content filter's refusal, or the head to store: ``trace`` and its X-Spam-*."""

@@ -1,20 +1,23 @@
 """QMTP under the same defences as SMTP (defences #12): a client listed by a DNS blocklist,
 one over its message or recipient rate, and a message Rspamd rejects are refused package by
 package, with the verdict SMTP would give formatted as QMTP's ``Z``/``D``; relayclients are
-exempt as on SMTP."""
+exempt as on SMTP. The checks at the door (SPF, DKIM, DMARC, issue 11) judge QMTP packages
+as they judge SMTP messages, and a forged ``Authentication-Results:`` is removed from both."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import dkim
 import pytest
 
 from qmesh.cli.natsd import NatsServer
-from tests.dnsserver import DnsFixture
+from qmesh.dkim.keys import generate, parse_key
+from tests.dnsserver import DnsFixture, serving, txt
 from tests.integration.test_defences import (
     close_clients,  # noqa: F401  (autouse)
     make_settings,
@@ -118,3 +121,64 @@ async def test_rspamd_judges_qmtp_packages(
             assert (await send(conn, "a clean one"))[0].startswith(b"Kok ")
         [body] = await stack.queued()
         assert b"\nX-Spam-Flag: NO\n" in body and b"with QMTP;" in body
+
+
+BANK_KEY = generate("rsa")
+STATEMENT = (
+    b"From: Joe <joe@bank.test>\nTo: alice@example.test\nSubject: statement\n"
+    b"Date: Sun, 06 Dec 2026 02:00:00 +0000\nMessage-ID: <q@bank.test>\n\nyour statement\n"
+)
+FORGED_RESULT = f"Authentication-Results: {DOMAIN}; dkim=pass header.d=bank.test\n".encode()
+
+
+@pytest.fixture(scope="module")
+def bank_dns() -> Iterator[DnsFixture]:
+    """bank.test publishes SPF for 127.0.31.1, a DKIM key and ``p=reject`` (RFC 7489)."""
+    records = {
+        ("s1._domainkey.bank.test", "TXT"): [txt(parse_key(BANK_KEY).record())],
+        ("bank.test", "TXT"): [txt("v=spf1 ip4:127.0.31.1 -all")],
+        ("_dmarc.bank.test", "TXT"): [txt("v=DMARC1; p=reject")],
+    }
+    with serving(records) as server:
+        yield server
+
+
+async def send_package(port: int, source: str, message: bytes) -> bytes:
+    async with qmtp(port, source) as (reader, writer):
+        writer.write(qmtp_package(b"\n" + message, b"joe@bank.test", ALICE))
+        await writer.drain()
+        return await read_netstring(reader)
+
+
+async def test_qmtp_packages_get_the_checks_at_the_door(
+    private_nats: NatsServer, tmp_path: Path, bank_dns: DnsFixture
+) -> None:
+    """Issue 11 over QMTP: RFC 7208, RFC 6376 and RFC 7489 judged against a real DNS server,
+    the result in our Authentication-Results (RFC 8601), a forged one claiming our
+    authserv-id removed (RFC 8601 section 5); with ``dmarcreject`` a forgery for a
+    ``p=reject`` domain is a permanent D, and a relayclient is not checked."""
+    signed = dkim.sign(STATEMENT, b"s1", b"bank.test", BANK_KEY, include_headers=[b"from"])
+    controls = {"relayclients": "127.0.31.9/32"}
+    settings = dnsbl_settings(private_nats, tmp_path, bank_dns.server, controls)
+    async with replicas(settings, 1) as (stack,):
+        port = stack.port("qmtp")
+        assert (await send_package(port, "127.0.31.1", signed + STATEMENT)).startswith(b"Kok ")
+        assert (await send_package(port, "127.0.31.2", FORGED_RESULT + STATEMENT)).startswith(
+            b"Kok "
+        )
+        genuine, forged = await stack.queued()
+    assert f"\nAuthentication-Results: {DOMAIN};".encode() in genuine
+    for word in (b"spf=pass", b"dkim=pass", b"dmarc=pass"):
+        assert word in genuine
+    assert b"dmarc=fail (p=reject) header.from=bank.test" in forged
+    assert b"dkim=pass" not in forged and forged.count(b"Authentication-Results:") == 1
+
+    (tmp_path / "control" / "dmarcreject").write_text("1\n")
+    async with replicas(settings, 1) as (stack,):
+        port = stack.port("qmtp")
+        refused = await send_package(port, "127.0.31.2", FORGED_RESULT + STATEMENT)
+        assert refused.startswith(b"Dmessage refused: the From domain bank.test")
+        relayed = await send_package(port, "127.0.31.9", FORGED_RESULT + STATEMENT)
+        assert relayed.startswith(b"Kok ")  # a relayclient is not checked, only stripped
+        [kept] = [m for m in await stack.queued() if m not in (genuine, forged)]
+    assert b"Authentication-Results" not in kept and b"with QMTP;" in kept
