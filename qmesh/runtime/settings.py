@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     dns_servers: str = ""
     # CAs remote trusts besides the system's, for MTA-STS policy hosts and MX certificates
     tls_ca_file: Path | None = None
+    # the ports remote connects to on other domains' MX hosts (SMTP) and MTA-STS policy hosts
+    # (HTTPS); only a test world on loopback, which cannot bind 25 and 443, changes them
+    remote_smtp_port: int = Field(default=25, ge=1, le=65535)
+    remote_https_port: int = Field(default=443, ge=1, le=65535)
 
     @field_validator("store")
     @classmethod

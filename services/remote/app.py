@@ -51,6 +51,8 @@ async def build(settings: Settings) -> Service:
         resolver=async_resolver(settings.dns_servers),
         interfaces=interface_addresses(),
         environ=os.environ,
+        smtp_port=settings.remote_smtp_port,
+        https_port=settings.remote_https_port,
     )
 
 

@@ -8,14 +8,11 @@ through QMESH_TLS_CA_FILE, and aiosmtpd sinks with and without STARTTLS.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
 import ssl
-import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +29,7 @@ from tests.dnsserver import DnsFixture, serving, txt
 from tests.integration import test_remote
 from tests.integration.remote_peers import Sink, start_sink
 from tests.integration.test_remote import Harness
+from tests.mtasts import Pki, make_pki, policy, policy_server
 
 pytestmark = pytest.mark.integration
 
@@ -42,71 +40,9 @@ NAMES = ["mta-sts.enforce.test", "mx.enforce.test", "mta-sts.testing.test", "mx.
 NAMES += ["mx.dane.test", "mta-sts.dane.test", "mta-sts.strict.test", "other.strict.test"]
 
 
-@dataclass
-class Pki:
-    ca: Path
-    cert: Path
-    key: Path
-    der: bytes
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cert, self.key)
-        return context
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=qmesh test CA", "-keyout", "ca.key", "-out", "ca.pem",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mx.enforce.test",
-            "-keyout", "leaf.key", "-out", "leaf.csr")  # fmt: skip
-    (d / "ext").write_text(
-        "subjectAltName=" + ",".join(f"DNS:{n}" for n in NAMES) + "\nextendedKeyUsage=serverAuth\n"
-    )
-    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "leaf.pem")  # fmt: skip
-    der = ssl.PEM_cert_to_DER_cert((d / "leaf.pem").read_text())
-    return Pki(d / "ca.pem", d / "leaf.pem", d / "leaf.key", der)
-
-
-@contextlib.asynccontextmanager
-async def policy_server(pki: Pki, policies: dict[str, bytes]) -> AsyncIterator[int]:
-    """HTTPS on a free port: ``Host`` -> the policy at /.well-known/mta-sts.txt."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode().split("\r\n")
-            host = next(v.strip() for k, _, v in (x.partition(":") for x in lines) if k == "Host")
-            ok = lines[0].startswith("GET /.well-known/mta-sts.txt ") and host in policies
-            body = policies.get(host, b"not found")
-            status = "200 OK" if ok else "404 Not Found"
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=pki.server_context())
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        server.close()
-
-
-def policy(mode: str, *mx: str) -> bytes:
-    lines = ["version: STSv1", f"mode: {mode}", *(f"mx: {m}" for m in mx), "max_age: 86400"]
-    return ("\r\n".join(lines) + "\r\n").encode()
+    return make_pki(tmp_path_factory.mktemp("pki"), NAMES)
 
 
 def world(sink_port: int, *, tlsa: str | None = None) -> dict[tuple[str, str], list[str]]:
