@@ -1,4 +1,8 @@
-"""qmesh dns DOMAIN --check against the loopback DNS server: each difference named (issue 11)."""
+"""qmesh dns DOMAIN --check against the loopback DNS server: each difference named (issue 11).
+
+The records are those of RFC 6376 (DKIM, one per selector, RSA and RFC 8463 Ed25519),
+RFC 7208 (SPF), RFC 7489 (DMARC), RFC 8461 (MTA-STS) and RFC 8460 (TLS-RPT).
+"""
 
 from __future__ import annotations
 

@@ -366,3 +366,30 @@ async def test_dane_ta_record_authenticates_the_chain_the_mx_sends(
         assert result.outcome == "deferred"
         assert "matches none of its TLSA records" in result.report
         assert s.messages == []
+
+
+@pytest.mark.parametrize("unsigned", ["dane.test", "tlsa"])
+async def test_tlsa_records_without_dnssec_are_not_used_and_mta_sts_applies(
+    harness: Harness, dns_world: DnsFixture, pki: Pki, unsigned: str
+) -> None:
+    """RFC 7672 section 2.2: TLSA records count only when DNSSEC validated them and the MX
+    answer they hang from (no AD bit: an insecure answer); without DANE, the MTA-STS policy
+    applies (RFC 8461 section 2), and it names no MX of dane.test. A TLSA record that would
+    refuse the MX (a digest of another key) is therefore never the reason."""
+    s = Sink()
+    server, port = await start_sink(s, tls_context=pki.server_context())
+    digest = hashlib.sha256(b"other key").hexdigest()
+    dns_world.records.update(world(port, tlsa=f"3 1 1 {digest}"))
+    if unsigned == "dane.test":  # the MX answer is insecure, the TLSA answer looks signed
+        dns_world.secure.discard("dane.test")
+        dns_world.secure.add(f"_{port}._tcp.mx.dane.test")
+    await purge_cache(harness, "dane.test")
+    before = [tlsrpt("tlsa", r) for r in ("success", "validation-failure", "tlsa-invalid")]
+    async with policy_server(pki, POLICIES) as https:
+        await start_remote(harness, dns_world, pki, port, https)
+        result = await harness.deliver("bob@dane.test")
+    server.close()
+    assert result.outcome == "deferred"
+    assert result.report == report.no_policy_mx("dane.test")
+    assert "TLSA" not in result.report and s.messages == []
+    assert [tlsrpt("tlsa", r) for r in ("success", "validation-failure", "tlsa-invalid")] == before
