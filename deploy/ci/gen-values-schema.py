@@ -262,6 +262,7 @@ def schema() -> dict[str, Any]:
                     },
                 }
             ),
+            "auth": obj({"dmarcReject": B}),  # the control dmarcreject (issue 11)
             "networkPolicy": obj(
                 {
                     "enabled": B,

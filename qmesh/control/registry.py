@@ -229,7 +229,7 @@ SPECS: tuple[ControlSpec, ...] = (
        "a DNS failure never refuses.", ext=True),
     _c("dmarcreject", "line", False, ("smtpd",),
        "`1` honours a From domain's DMARC policy when a message fails DMARC (RFC 7489): "
-       "`p=reject` gets `550 5.7.1` at the end of DATA, `p=quarantine` adds "
+       "`p=reject` gets `550 5.7.1` at the end of DATA (QMTP: `D`), `p=quarantine` adds "
        "`X-Qmesh-Quarantine: dmarc`. `0` only records the result in `Authentication-Results:` "
        "(authserv-id: `me`). A DNS failure never refuses. Authenticated clients, "
        "`relayclients` and 127.0.0.1/::1 are not checked (docs/deliverability.md).", ext=True),

@@ -21,6 +21,7 @@ from tests.deploy.tools import (
     SCENARIOS,
     SERVICES,
     Manifest,
+    RenderError,
     Tools,
     component,
     named,
@@ -528,3 +529,16 @@ def test_webadmin_has_no_s3_key_and_its_own_nats_user(tools: Tools) -> None:
     assert ingress["spec"]["tls"][0]["hosts"] == ["admin.example.test"]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "ci-qmesh-webadmin", "port": {"name": "http"}}
+
+
+def test_auth_dmarc_reject_renders_the_dmarcreject_control(tools: Tools, tmp_path: Path) -> None:
+    """Issue 11: `auth.dmarcReject` is the control `dmarcreject` that smtpd reads (RFC 7489:
+    honour p=reject and p=quarantine); off by default, where failures are only recorded. A
+    value that is not a boolean is refused by the schema."""
+    assert "dmarcreject" not in control_data(tools.template())
+    data = control_data(tools.template(sets={"auth.dmarcReject": "true"}))
+    assert data["dmarcreject"] == "1\n"
+    (tmp_path / "dmarcreject").write_text(data["dmarcreject"])
+    assert load_controls(tmp_path, {}).dmarcreject is True
+    with pytest.raises(RenderError, match="dmarcReject"):
+        tools.template(sets={"auth.dmarcReject": "sometimes"})

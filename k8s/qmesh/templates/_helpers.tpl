@@ -106,6 +106,9 @@ writes as "2e+06": whole numbers are written as integers, anything else as it is
 {{- $_ := set $files "rspamdsubmission" (ternary "1\n" "0\n" .Values.rspamd.submission) -}}
 {{- $_ := set $files "rspamdtempfail" (ternary "1\n" "0\n" .Values.rspamd.tempfail) -}}
 {{- end -}}
+{{- if .Values.auth.dmarcReject -}}
+{{- $_ := set $files "dmarcreject" "1\n" -}}
+{{- end -}}
 {{- if .Values.proxyProtocol.enabled -}}
 {{- $_ := set $files "proxyclients" (printf "%s\n" (join "\n" .Values.proxyProtocol.trustedCIDRs)) -}}
 {{- end -}}
