@@ -222,8 +222,10 @@ async def test_arch_06_an_owner_never_reads_its_record_back(
         assert counted.get(f"{subjects.KV_LEASES} read", 0) == 0, counted
         # create, pass 1, the deferral, pass 2, and the removal that records the delivery
         assert counted[f"{subjects.KV_QUEUE} write"] == 5, counted
-        # four times taken and let go: each take after the first is one compare-and-set
-        assert counted[f"{subjects.KV_LEASES} write"] == 8, counted
+        # the todo's first pass takes no lease; taken and let go for the deferral and the
+        # wake-up, each take after the first one compare-and-set; taken for the delivery and
+        # left in place once the message is finished (throughput #10)
+        assert counted[f"{subjects.KV_LEASES} write"] == 5, counted
 
 
 async def test_arch_06_after_another_owner_the_record_is_read_again(
