@@ -16,7 +16,8 @@ from collections.abc import Callable
 from qmesh.bus.base import Publisher
 from qmesh.contract import subjects
 from qmesh.contract.errors import QueueFailure, Temporary
-from qmesh.contract.events import Origin, Result, Todo
+from qmesh.contract.events import Job, Origin, Result, Todo
+from qmesh.contract.ids import QueueId
 from qmesh.contract.queue import enqueue
 from qmesh.contract.subjects import Channel
 from qmesh.directory.domains import DirectoryDomains
@@ -100,19 +101,16 @@ class SendQueue:
     async def on_todo(self, todo: Todo) -> None:
         """SEND-01: write the state, then (by returning) let the todo be acknowledged.
 
-        A record created here starts its first pass at once (SEND-21) from the copy in memory,
-        without the lease (throughput #10: two durable writes less per message). Its only
-        decision is that pass: all its recipients are NOT DONE and there is nothing to bounce,
-        and a replica that attended the new record meanwhile started the same pass, with jobs
-        of the same msg-ids and a compare-and-set that only one of the two wins. A todo whose
-        record existed already (delivered again) is attended as any message is, under the lease.
+        The record is created with its first passes already started (SEND-21: at once), their
+        jobs published just before (throughput #10: one write where there were two), and
+        without the lease: a record that does not exist yet is attended by nobody else, and its
+        first passes are its only decision (every recipient NOT DONE, nothing to bounce). A
+        todo whose record existed already (delivered again) is attended as any message is,
+        under the lease; the jobs it published again carry the same msg-ids.
         """
-        async with self._owner.locked(todo.id):
+        async with self._owner.locked(todo.id):  # this replica's results wait for the record
             admitted = await self._admit(todo)
-            if admitted:
-                await self._attend(todo.id, trusted=True)
-                return
-        if admitted is not None:
+        if admitted is False:
             await self.attend(todo.id)
 
     async def _admit(self, todo: Todo) -> bool | None:
@@ -129,12 +127,27 @@ class SendQueue:
             log.warning("send.todo_without_body", extra={"msg_id": todo.id})
             return None
         config = self._config()
-        state = preprocess(todo, config.rules, self._domains.names, self._clock())
-        if not await self._states.create(state):
+        now = self._clock()
+        state = preprocess(todo, config.rules, self._domains.names, now)
+        held = held_channels(config.concurrencylocal, config.concurrencyremote)
+        started = state
+        passes: list[tuple[Channel, list[Job]]] = []
+        for channel in due_channels(state, now):
+            if channel not in held:  # SEND-26: a held channel starts nothing
+                started, jobs = start_pass(started, channel, now, config.queuelifetime)
+                passes.append((channel, jobs))
+        for channel, jobs in passes:
+            await self._publish(channel, jobs)
+        if not await self._states.create(started):
             return False
         metrics.MESSAGES.inc()
         log.info("new_msg", extra={"msg_id": todo.id})
         log.info("info_msg", extra=arrival(todo, state))
+        for channel, jobs in passes:
+            self._started(started, channel, jobs)
+        wakeup = next_wakeup(started, now, held, HOLD_RECHECK)
+        if wakeup is not None:
+            self._timer.wake(todo.id, wakeup)
         return True
 
     async def on_result(self, result: Result) -> None:
@@ -220,9 +233,11 @@ class SendQueue:
             after, applied, early = apply_results(state, results, now)
             return after if applied else None
 
-        _, after, removed = await self._states.update_or_remove(
+        before, after, removed = await self._states.update_or_remove(
             qid, record, finished if finish else None
         )
+        if before is None and await self._body_exists(results[0].id):
+            return None, False, list(results)  # its record is being created (on_todo)
         recorded = {id(result) for result in applied} if after is not None else set()
         left = {id(result) for result in early}
         for result in results:
@@ -238,6 +253,13 @@ class SendQueue:
                     },
                 )
         return after, removed, early
+
+    async def _body_exists(self, qid: QueueId) -> bool:
+        try:
+            await self._blobs.stat(body_key(qid))
+        except BlobNotFound:
+            return False
+        return True
 
     def _recorded(self, result: Result, after: MessageState | None) -> None:
         """qmail's ``delivery N: ...`` line and the metrics of one recorded result."""
@@ -311,8 +333,7 @@ class SendQueue:
         planned, jobs = start_pass(state, channel, now, config.queuelifetime)
         if not jobs:
             return state
-        for job in jobs:
-            await self._bus.publish(subjects.job(channel), job.encode(), msg_id=job.msg_id())
+        await self._publish(channel, jobs)
         attempt = state.pass_of(channel).attempt
 
         def begin(current: MessageState) -> MessageState | None:
@@ -321,6 +342,16 @@ class SendQueue:
             return start_pass(current, channel, now, config.queuelifetime)[0]
 
         _, after = await self._states.update(state.id, begin)
+        self._started(state, channel, jobs)
+        return after or planned
+
+    async def _publish(self, channel: Channel, jobs: list[Job]) -> None:
+        """Jobs go out before the record says their pass started; a repeat has the same
+        msg-ids (SEND-21)."""
+        for job in jobs:
+            await self._bus.publish(subjects.job(channel), job.encode(), msg_id=job.msg_id())
+
+    def _started(self, state: MessageState, channel: Channel, jobs: list[Job]) -> None:
         for job in jobs:
             log.info(
                 "starting_delivery",
@@ -332,7 +363,6 @@ class SendQueue:
                     "attempt": job.attempt,
                 },
             )
-        return after or planned
 
     async def _bounce(self, state: MessageState) -> MessageState:
         """BOUNCE-01: one notice for the failures so far, then clear exactly those."""

@@ -23,7 +23,7 @@ bucket's TTL. This replica remembers the lease's revision as it would a delete m
 late event of the message here takes it back with one compare-and-set.
 
 :meth:`Ownership.locked` is the in-process lock alone, without the lease, for the one step that
-needs no lease: the first pass of a record just created (``services.send.consumer``).
+needs no lease: a todo, whose record does not exist yet (``services.send.consumer``).
 """
 
 from __future__ import annotations
