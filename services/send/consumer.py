@@ -203,8 +203,11 @@ class SendQueue:
         leave every recipient done with nothing to bounce remove the record in that same
         compare-and-set instead of writing it (ARCH-05: record first, then the body). When
         another replica owns the message, the results are recorded and that owner, or this
-        replica shortly, attends it.
+        replica shortly, attends it. Results that finish the message as this replica remembers
+        it finish it without the lease (:meth:`_finish_with`).
         """
+        if await self._finish_with(qid, results):
+            return []
         async with self._owner.hold(qid) as owned:
             if owned:
                 after, removed, early = await self._record(qid, results, finish=True)
@@ -218,6 +221,31 @@ class SendQueue:
         if after is not None:
             self._timer.wake(qid, self._clock() + BUSY_RETRY)  # another replica has it
         return early
+
+    async def _finish_with(self, qid: str, results: list[Result]) -> bool:
+        """Remove the record that ``results`` finish, without the lease (throughput #10):
+        True if done, False to settle them as usual.
+
+        Only from the record as this replica remembers it, only when every result applies to
+        it, and only by a compare-and-set on its revision. That record has nothing to bounce,
+        and results apply only to recipients in flight, whose channel starts no pass, so no
+        owner can be deciding anything about it: once all its recipients are done there is
+        nothing left to decide but its removal (CLEAN-02, ARCH-05: record first, then body).
+        """
+        async with self._owner.locked(qid):
+            known = self._states.remembered(qid)
+            if known is None:
+                return False
+            state, revision = known
+            after, applied, early = apply_results(state, results, self._clock())
+            if early or len(applied) != len(results) or not finished(after):
+                return False
+            if not await self._states.remove_at(qid, revision):
+                return False  # changed meanwhile: settle as usual, from a fresh read
+            for result in results:
+                self._recorded(result, after)
+            await self._remove_body(after)
+            return True
 
     async def _record(
         self, qid: str, results: list[Result], *, finish: bool

@@ -141,6 +141,17 @@ class StateStore:
             return before, after, removed
         raise Temporary(f"queue state of {qid} kept changing")
 
+    async def remove_at(self, qid: str, revision: int) -> bool:
+        """Remove the record if it is still at ``revision``; False if it changed meanwhile."""
+        self.forget(qid)
+        try:
+            await kv_delete(self._kv(), state_key(qid), last=revision, purge=True)
+        except KeyWrongLastSequenceError:
+            return False
+        except (NatsError, JsError, OSError, TimeoutError) as err:
+            raise Temporary(f"cannot remove queue state: {err}") from err
+        return True
+
     async def remove(self, qid: str) -> None:
         self.forget(qid)
         try:
