@@ -264,7 +264,11 @@ class SendQueue:
         before, after, removed = await self._states.update_or_remove(
             qid, record, finished if finish else None
         )
-        if before is None and await self._body_exists(results[0].id):
+        if (
+            before is None
+            and await self._states.never_written(qid)
+            and await self._body_exists(results[0].id)
+        ):
             return None, False, list(results)  # its record is being created (on_todo)
         recorded = {id(result) for result in applied} if after is not None else set()
         left = {id(result) for result in early}

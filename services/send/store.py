@@ -67,6 +67,17 @@ class StateStore:
         self._remember(qid, state, entry.revision)
         return state, entry.revision
 
+    async def never_written(self, qid: str) -> bool:
+        """Whether no record of ``qid`` was ever written: its key holds neither a record nor the
+        marker its removal leaves (a todo's record is being created, ``services.send.consumer``)."""
+        try:
+            await self._kv().get(state_key(qid))
+        except KeyNotFoundError as err:
+            return err.op is None
+        except (NatsError, JsError, OSError, TimeoutError) as err:
+            raise Temporary(f"cannot read queue state: {err}") from err
+        return False
+
     async def create(self, state: MessageState) -> bool:
         """Write a new record; ``False`` if one exists already (a redelivered todo)."""
         try:

@@ -496,3 +496,19 @@ async def test_send_30_a_result_before_its_record_exists_is_delivered_again(
         await b.on_result(early)  # delivered again: now recorded, and the message finished
         assert not await body_exists(cluster.blobs, todo.id)
         assert await StateStore(lambda: cluster.kv).load(todo.id) is None
+
+
+async def test_send_30_a_result_after_its_record_was_removed_is_not_delivered_again(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """A removal whose answer was lost leaves no record but the body (ARCH-05: record first):
+    a result that comes again then is taken as a repeat, not as early, or it would come back
+    every few seconds until the orphan sweep."""
+    async with send_replicas(private_nats, tmp_path, 1) as cluster:
+        (send,) = cluster.replicas
+        todo = await cluster.put()
+        await send.on_todo(todo)
+        first = await cluster.last_job()
+        await StateStore(lambda: cluster.kv).remove(todo.id)  # removed; the body not yet
+        await send.on_result(Result.for_job(first, "delivered", "did 0+1+0/\n"))  # acked
+        assert await StateStore(lambda: cluster.kv).load(todo.id) is None
