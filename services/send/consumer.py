@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 HOLD_RECHECK = SWEEP_INTERVAL  # a held channel (SEND-26) is looked at again after this long
 BUSY_RETRY = 2.0  # a message another replica owns is looked at again after this long
+# A result that finds no record while the todo's record is being created waits for it this
+# often and this long before it is left to be delivered again (throughput #10).
+CREATION_TRIES = 10
+CREATION_WAIT = 0.05
 
 
 def arrival(todo: Todo, state: MessageState) -> dict[str, object]:
@@ -261,15 +265,15 @@ class SendQueue:
             after, applied, early = apply_results(state, results, now)
             return after if applied else None
 
-        before, after, removed = await self._states.update_or_remove(
-            qid, record, finished if finish else None
-        )
-        if (
-            before is None
-            and await self._states.never_written(qid)
-            and await self._body_exists(results[0].id)
-        ):
-            return None, False, list(results)  # its record is being created (on_todo)
+        for _ in range(CREATION_TRIES):
+            before, after, removed = await self._states.update_or_remove(
+                qid, record, finished if finish else None
+            )
+            if before is not None or not await self._being_created(results[0].id):
+                break
+            await asyncio.sleep(CREATION_WAIT)
+        else:
+            return None, False, list(results)
         recorded = {id(result) for result in applied} if after is not None else set()
         left = {id(result) for result in early}
         for result in results:
@@ -286,7 +290,16 @@ class SendQueue:
                 )
         return after, removed, early
 
-    async def _body_exists(self, qid: QueueId) -> bool:
+    async def _being_created(self, qid: QueueId) -> bool:
+        """A result found no record: whether the record is being created (``on_todo``
+        publishes the first pass's jobs just before it), so the result is early, not a repeat.
+
+        A finished message's record leaves its removal marker (and then its body goes), so a
+        key without that marker and a body that exists mean a record yet to come, or one that
+        has come since the result looked.
+        """
+        if await self._states.removed(qid):
+            return False
         try:
             await self._blobs.stat(body_key(qid))
         except BlobNotFound:

@@ -67,13 +67,13 @@ class StateStore:
         self._remember(qid, state, entry.revision)
         return state, entry.revision
 
-    async def never_written(self, qid: str) -> bool:
-        """Whether no record of ``qid`` was ever written: its key holds neither a record nor the
-        marker its removal leaves (a todo's record is being created, ``services.send.consumer``)."""
+    async def removed(self, qid: str) -> bool:
+        """Whether the record of ``qid`` was removed: its key holds the marker a removal
+        leaves, where a record never written leaves nothing (``services.send.consumer``)."""
         try:
             await self._kv().get(state_key(qid))
         except KeyNotFoundError as err:
-            return err.op is None
+            return err.op is not None
         except (NatsError, JsError, OSError, TimeoutError) as err:
             raise Temporary(f"cannot read queue state: {err}") from err
         return False
