@@ -207,10 +207,10 @@ class SendQueue:
         leave every recipient done with nothing to bounce remove the record in that same
         compare-and-set instead of writing it (ARCH-05: record first, then the body). When
         another replica owns the message, the results are recorded and that owner, or this
-        replica shortly, attends it. Results that finish the message as this replica remembers
-        it finish it without the lease (:meth:`_finish_with`).
+        replica shortly, attends it. Results that leave nothing to decide about the message as
+        this replica remembers it are settled without the lease (:meth:`_settle_quietly`).
         """
-        if await self._finish_with(qid, results):
+        if await self._settle_quietly(qid, results):
             return []
         async with self._owner.hold(qid) as owned:
             if owned:
@@ -226,15 +226,17 @@ class SendQueue:
             self._timer.wake(qid, self._clock() + BUSY_RETRY)  # another replica has it
         return early
 
-    async def _finish_with(self, qid: str, results: list[Result]) -> bool:
-        """Remove the record that ``results`` finish, without the lease (throughput #10):
-        True if done, False to settle them as usual.
+    async def _settle_quietly(self, qid: str, results: list[Result]) -> bool:
+        """Record ``results`` without the lease when they leave nothing to decide (throughput
+        #10): True if done, False to settle them as usual.
 
         Only from the record as this replica remembers it, only when every result applies to
-        it, and only by a compare-and-set on its revision. That record has nothing to bounce,
-        and results apply only to recipients in flight, whose channel starts no pass, so no
-        owner can be deciding anything about it: once all its recipients are done there is
-        nothing left to decide but its removal (CLEAN-02, ARCH-05: record first, then body).
+        it, and only by a compare-and-set on its revision. Results apply only to recipients in
+        flight, whose channel starts no pass, and a message with a pass in flight is not
+        bounced, so two cases leave no decision to any owner: results after which every pass
+        they belong to is still in flight (recorded, as a replica that does not own the message
+        records them), and results that finish the message, whose record has nothing to bounce
+        and is removed (CLEAN-02, ARCH-05: record first, then body).
         """
         async with self._owner.locked(qid):
             known = self._states.remembered(qid)
@@ -242,13 +244,21 @@ class SendQueue:
                 return False
             state, revision = known
             after, applied, early = apply_results(state, results, self._clock())
-            if early or len(applied) != len(results) or not finished(after):
+            if early or len(applied) != len(results):
                 return False
-            if not await self._states.remove_at(qid, revision):
+            done = finished(after)
+            if not done and not all(after.pass_of(r.channel).inflight for r in results):
+                return False
+            if done:
+                written = await self._states.remove_at(qid, revision)
+            else:
+                written = await self._states.update_at(after, revision)
+            if not written:
                 return False  # changed meanwhile: settle as usual, from a fresh read
             for result in results:
                 self._recorded(result, after)
-            await self._remove_body(after)
+            if done:
+                await self._remove_body(after)
             return True
 
     async def _record(

@@ -152,6 +152,19 @@ class StateStore:
             return before, after, removed
         raise Temporary(f"queue state of {qid} kept changing")
 
+    async def update_at(self, state: MessageState, revision: int) -> bool:
+        """Write the record if it is still at ``revision``; False if it changed meanwhile."""
+        try:
+            written = await self._kv().update(state_key(state.id), state.encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            self.forget(state.id)
+            return False
+        except (NatsError, JsError, OSError, TimeoutError) as err:
+            self.forget(state.id)  # the write may or may not have been stored
+            raise Temporary(f"cannot write queue state: {err}") from err
+        self._remember(state.id, state, written)
+        return True
+
     async def remove_at(self, qid: str, revision: int) -> bool:
         """Remove the record if it is still at ``revision``; False if it changed meanwhile."""
         self.forget(qid)

@@ -414,6 +414,13 @@ class LosingStore(StateStore):
             raise Temporary("cannot write queue state: connection lost")
         return await super().update_or_remove(qid, change, finished)
 
+    async def update_at(self, state: MessageState, revision: int) -> bool:
+        if self.lose:
+            self.lose -= 1
+            self.forget(state.id)
+            raise Temporary("cannot write queue state: connection lost")
+        return await super().update_at(state, revision)
+
     async def remove_at(self, qid: str, revision: int) -> bool:
         if self.lose:
             self.lose -= 1
@@ -512,3 +519,48 @@ async def test_send_30_a_result_after_its_record_was_removed_is_not_delivered_ag
         await StateStore(lambda: cluster.kv).remove(todo.id)  # removed; the body not yet
         await send.on_result(Result.for_job(first, "delivered", "did 0+1+0/\n"))  # acked
         assert await StateStore(lambda: cluster.kv).load(todo.id) is None
+
+
+async def test_arch_06_results_that_leave_nothing_to_decide_take_no_lease(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """Three local recipients whose results come one at a time (throughput #10): the first two
+    leave the pass in flight, the third finishes the message. None of them needs a decision, so
+    none takes the lease, and the record is written once per result, the last its removal."""
+    async with send_replicas(private_nats, tmp_path, 1) as cluster:
+        (send,) = cluster.replicas
+        queued = await enqueue(
+            cluster.blobs,
+            JetStreamPublisher(cluster.js),
+            sender="joe@far.test",
+            recipients=[f"sub{n}@example.test" for n in range(3)],
+            body=BODY,
+            origin=Origin(kind="inject"),
+            clock=cluster.clock,
+        )
+        msg = await cluster.js.get_last_msg(subjects.STREAM_TODO, subjects.TODO)
+        assert msg.data is not None
+        await cluster.settle()
+        cluster.traffic.reset()
+
+        await send.on_todo(Todo.decode(msg.data))
+        for n in range(3):
+            assert await body_exists(cluster.blobs, queued.id)  # not finished before the last
+            await send.on_result(
+                Result(
+                    id=queued.id,
+                    channel="local",
+                    rcpt_index=n,
+                    attempt=1,
+                    outcome="delivered",
+                    report="did 0+1+0/\n",
+                )
+            )
+
+        await cluster.settle()
+        counted = dict(cluster.traffic.counts)
+        assert not await body_exists(cluster.blobs, queued.id)
+        assert await StateStore(lambda: cluster.kv).load(queued.id) is None
+        assert counted.get(f"{subjects.KV_LEASES} write", 0) == 0, counted
+        assert counted[f"{subjects.KV_QUEUE} write"] == 4, counted  # created, 2 results, removed
+        assert counted.get(f"{subjects.KV_QUEUE} read", 0) == 0, counted
