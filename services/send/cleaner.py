@@ -10,7 +10,8 @@ What it reads, and in which order, is what keeps live data safe (CLEAN-06):
    acknowledged between steps 2 and 3 had its record written first (SEND-01), so this
    re-read finds it.
 
-A delivery job in flight always has a record, so step 2 covers it. Several send replicas may
+A delivery job in flight has a record, or its todo is still pending (the first pass's jobs are
+published just before the record is created), so steps 2 and 3 cover it. Several send replicas may
 sweep at once; deleting an absent body is not an error. Any failure ends the sweep without
 deleting anything further; the next sweep tries again.
 """

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from qmesh.bus.base import Publisher
 from qmesh.contract import subjects
 from qmesh.contract.errors import QueueFailure, Temporary
-from qmesh.contract.events import Origin, Result, Todo
+from qmesh.contract.events import Job, Origin, Result, Todo
+from qmesh.contract.ids import QueueId
 from qmesh.contract.queue import enqueue
 from qmesh.contract.subjects import Channel
 from qmesh.directory.domains import DirectoryDomains
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 
 HOLD_RECHECK = SWEEP_INTERVAL  # a held channel (SEND-26) is looked at again after this long
 BUSY_RETRY = 2.0  # a message another replica owns is looked at again after this long
+# A result that finds no record while the todo's record is being created waits for it this
+# often and this long before it is left to be delivered again (throughput #10).
+CREATION_TRIES = 10
+CREATION_WAIT = 0.05
 
 
 def arrival(todo: Todo, state: MessageState) -> dict[str, object]:
@@ -100,17 +105,17 @@ class SendQueue:
     async def on_todo(self, todo: Todo) -> None:
         """SEND-01: write the state, then (by returning) let the todo be acknowledged.
 
-        The lease is taken first, so a record created here is the current one while it is held
-        and the first pass starts from it without reading it back.
+        The record is created with its first passes already started (SEND-21: at once), their
+        jobs published just before (throughput #10: one write where there were two), and
+        without the lease: a record that does not exist yet is attended by nobody else, and its
+        first passes are its only decision (every recipient NOT DONE, nothing to bounce). A
+        todo whose record existed already (delivered again) is attended as any message is,
+        under the lease; the jobs it published again carry the same msg-ids.
         """
-        async with self._owner.hold(todo.id) as owned:
+        async with self._owner.locked(todo.id):  # this replica's results wait for the record
             admitted = await self._admit(todo)
-            if admitted is None:
-                return
-            if owned:
-                await self._attend(todo.id, trusted=admitted)  # SEND-21: first attempt at once
-                return
-        self._timer.wake(todo.id, self._clock() + BUSY_RETRY)  # another replica has it now
+        if admitted is False:
+            await self.attend(todo.id)
 
     async def _admit(self, todo: Todo) -> bool | None:
         """Create the record: True if made now, False if it existed, None if there is no message.
@@ -126,12 +131,27 @@ class SendQueue:
             log.warning("send.todo_without_body", extra={"msg_id": todo.id})
             return None
         config = self._config()
-        state = preprocess(todo, config.rules, self._domains.names, self._clock())
-        if not await self._states.create(state):
+        now = self._clock()
+        state = preprocess(todo, config.rules, self._domains.names, now)
+        held = held_channels(config.concurrencylocal, config.concurrencyremote)
+        started = state
+        passes: list[tuple[Channel, list[Job]]] = []
+        for channel in due_channels(state, now):
+            if channel not in held:  # SEND-26: a held channel starts nothing
+                started, jobs = start_pass(started, channel, now, config.queuelifetime)
+                passes.append((channel, jobs))
+        for channel, jobs in passes:
+            await self._publish(channel, jobs)
+        if not await self._states.create(started):
             return False
         metrics.MESSAGES.inc()
         log.info("new_msg", extra={"msg_id": todo.id})
         log.info("info_msg", extra=arrival(todo, state))
+        for channel, jobs in passes:
+            self._started(started, channel, jobs)
+        wakeup = next_wakeup(started, now, held, HOLD_RECHECK)
+        if wakeup is not None:
+            self._timer.wake(todo.id, wakeup)
         return True
 
     async def on_result(self, result: Result) -> None:
@@ -187,8 +207,11 @@ class SendQueue:
         leave every recipient done with nothing to bounce remove the record in that same
         compare-and-set instead of writing it (ARCH-05: record first, then the body). When
         another replica owns the message, the results are recorded and that owner, or this
-        replica shortly, attends it.
+        replica shortly, attends it. Results that leave nothing to decide about the message as
+        this replica remembers it are settled without the lease (:meth:`_settle_quietly`).
         """
+        if await self._settle_quietly(qid, results):
+            return []
         async with self._owner.hold(qid) as owned:
             if owned:
                 after, removed, early = await self._record(qid, results, finish=True)
@@ -202,6 +225,41 @@ class SendQueue:
         if after is not None:
             self._timer.wake(qid, self._clock() + BUSY_RETRY)  # another replica has it
         return early
+
+    async def _settle_quietly(self, qid: str, results: list[Result]) -> bool:
+        """Record ``results`` without the lease when they leave nothing to decide (throughput
+        #10): True if done, False to settle them as usual.
+
+        Only from the record as this replica remembers it, only when every result applies to
+        it, and only by a compare-and-set on its revision. Results apply only to recipients in
+        flight, whose channel starts no pass, and a message with a pass in flight is not
+        bounced, so two cases leave no decision to any owner: results after which every pass
+        they belong to is still in flight (recorded, as a replica that does not own the message
+        records them), and results that finish the message, whose record has nothing to bounce
+        and is removed (CLEAN-02, ARCH-05: record first, then body).
+        """
+        async with self._owner.locked(qid):
+            known = self._states.remembered(qid)
+            if known is None:
+                return False
+            state, revision = known
+            after, applied, early = apply_results(state, results, self._clock())
+            if early or len(applied) != len(results):
+                return False
+            done = finished(after)
+            if not done and not all(after.pass_of(r.channel).inflight for r in results):
+                return False
+            if done:
+                written = await self._states.remove_at(qid, revision)
+            else:
+                written = await self._states.update_at(after, revision)
+            if not written:
+                return False  # changed meanwhile: settle as usual, from a fresh read
+            for result in results:
+                self._recorded(result, after)
+            if done:
+                await self._remove_body(after)
+            return True
 
     async def _record(
         self, qid: str, results: list[Result], *, finish: bool
@@ -217,9 +275,15 @@ class SendQueue:
             after, applied, early = apply_results(state, results, now)
             return after if applied else None
 
-        _, after, removed = await self._states.update_or_remove(
-            qid, record, finished if finish else None
-        )
+        for _ in range(CREATION_TRIES):
+            before, after, removed = await self._states.update_or_remove(
+                qid, record, finished if finish else None
+            )
+            if before is not None or not await self._being_created(results[0].id):
+                break
+            await asyncio.sleep(CREATION_WAIT)
+        else:
+            return None, False, list(results)
         recorded = {id(result) for result in applied} if after is not None else set()
         left = {id(result) for result in early}
         for result in results:
@@ -235,6 +299,22 @@ class SendQueue:
                     },
                 )
         return after, removed, early
+
+    async def _being_created(self, qid: QueueId) -> bool:
+        """A result found no record: whether the record is being created (``on_todo``
+        publishes the first pass's jobs just before it), so the result is early, not a repeat.
+
+        A finished message's record leaves its removal marker (and then its body goes), so a
+        key without that marker and a body that exists mean a record yet to come, or one that
+        has come since the result looked.
+        """
+        if await self._states.removed(qid):
+            return False
+        try:
+            await self._blobs.stat(body_key(qid))
+        except BlobNotFound:
+            return False
+        return True
 
     def _recorded(self, result: Result, after: MessageState | None) -> None:
         """qmail's ``delivery N: ...`` line and the metrics of one recorded result."""
@@ -269,6 +349,8 @@ class SendQueue:
             if owned:
                 await self._attend(qid, trusted=self._owner.unbroken(qid))
                 return
+        if await self._states.load(qid) is None:
+            return  # finished: its lease is left to go stale (services.send.owner)
         self._timer.wake(qid, self._clock() + BUSY_RETRY)  # another replica has it now
 
     async def _attend(self, qid: str, *, trusted: bool) -> None:
@@ -306,8 +388,7 @@ class SendQueue:
         planned, jobs = start_pass(state, channel, now, config.queuelifetime)
         if not jobs:
             return state
-        for job in jobs:
-            await self._bus.publish(subjects.job(channel), job.encode(), msg_id=job.msg_id())
+        await self._publish(channel, jobs)
         attempt = state.pass_of(channel).attempt
 
         def begin(current: MessageState) -> MessageState | None:
@@ -316,6 +397,16 @@ class SendQueue:
             return start_pass(current, channel, now, config.queuelifetime)[0]
 
         _, after = await self._states.update(state.id, begin)
+        self._started(state, channel, jobs)
+        return after or planned
+
+    async def _publish(self, channel: Channel, jobs: list[Job]) -> None:
+        """Jobs go out before the record says their pass started; a repeat has the same
+        msg-ids (SEND-21)."""
+        for job in jobs:
+            await self._bus.publish(subjects.job(channel), job.encode(), msg_id=job.msg_id())
+
+    def _started(self, state: MessageState, channel: Channel, jobs: list[Job]) -> None:
         for job in jobs:
             log.info(
                 "starting_delivery",
@@ -327,7 +418,6 @@ class SendQueue:
                     "attempt": job.attempt,
                 },
             )
-        return after or planned
 
     async def _bounce(self, state: MessageState) -> MessageState:
         """BOUNCE-01: one notice for the failures so far, then clear exactly those."""

@@ -67,6 +67,17 @@ class StateStore:
         self._remember(qid, state, entry.revision)
         return state, entry.revision
 
+    async def removed(self, qid: str) -> bool:
+        """Whether the record of ``qid`` was removed: its key holds the marker a removal
+        leaves, where a record never written leaves nothing (``services.send.consumer``)."""
+        try:
+            await self._kv().get(state_key(qid))
+        except KeyNotFoundError as err:
+            return err.op is not None
+        except (NatsError, JsError, OSError, TimeoutError) as err:
+            raise Temporary(f"cannot read queue state: {err}") from err
+        return False
+
     async def create(self, state: MessageState) -> bool:
         """Write a new record; ``False`` if one exists already (a redelivered todo)."""
         try:
@@ -140,6 +151,30 @@ class StateStore:
                 self._remember(qid, after, written)
             return before, after, removed
         raise Temporary(f"queue state of {qid} kept changing")
+
+    async def update_at(self, state: MessageState, revision: int) -> bool:
+        """Write the record if it is still at ``revision``; False if it changed meanwhile."""
+        try:
+            written = await self._kv().update(state_key(state.id), state.encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            self.forget(state.id)
+            return False
+        except (NatsError, JsError, OSError, TimeoutError) as err:
+            self.forget(state.id)  # the write may or may not have been stored
+            raise Temporary(f"cannot write queue state: {err}") from err
+        self._remember(state.id, state, written)
+        return True
+
+    async def remove_at(self, qid: str, revision: int) -> bool:
+        """Remove the record if it is still at ``revision``; False if it changed meanwhile."""
+        self.forget(qid)
+        try:
+            await kv_delete(self._kv(), state_key(qid), last=revision, purge=True)
+        except KeyWrongLastSequenceError:
+            return False
+        except (NatsError, JsError, OSError, TimeoutError) as err:
+            raise Temporary(f"cannot remove queue state: {err}") from err
+        return True
 
     async def remove(self, qid: str) -> None:
         self.forget(qid)

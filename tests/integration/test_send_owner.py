@@ -59,3 +59,30 @@ async def test_arch_06_a_dead_replicas_lease_is_taken_over(private_nats: NatsSer
             assert owned  # thirty-one seconds: its owner is gone
     finally:
         await nc.close()
+
+
+async def test_arch_06_a_finished_messages_lease_is_left_and_taken_back_in_one_write(
+    private_nats: NatsServer,
+) -> None:
+    """Throughput #10: the lease of a finished message is not deleted (one durable write less
+    per message). Another replica is still told it is owned until it goes stale; the replica
+    that finished it takes it back with one compare-and-set, unbroken."""
+    nc = await nats.connect(private_nats.url)
+    try:
+        leases = await ensure_kv(nc.jetstream(), subjects.KV_LEASES, 1)
+        finisher = Ownership(lambda: leases, clock=lambda: 1000.0)
+        async with finisher.hold(QID) as owned:
+            assert owned
+            finisher.gone(QID)
+        left = await leases.get(f"send.{QID}")
+        assert left.value is not None and left.value.endswith(b" 1000.000")
+        other = Ownership(lambda: leases, clock=lambda: 1010.0)
+        async with other.hold(QID) as owned:
+            assert not owned
+        async with finisher.hold(QID) as owned:
+            assert owned and finisher.unbroken(QID)
+        later = Ownership(lambda: leases, clock=lambda: 1031.0)
+        async with later.hold(QID) as owned:
+            assert owned  # stale: taken over
+    finally:
+        await nc.close()
