@@ -49,7 +49,9 @@ from qmesh.directory.store import Directory
 from qmesh.dkim.keyring import KeyringError, load_keyring
 from qmesh.dns.records import expected
 from qmesh.limits.logins import Throttle
+from qmesh.lists.admin import ListStores
 from services.admin.forms import BadForm, parse_form
+from services.admin.listpages import Kit, add_list_pages
 from services.admin.login import Administrators
 from services.admin.security import add_headers, set_cookie
 from services.admin.sessions import (
@@ -94,6 +96,7 @@ class Ports:
     namespaces: Callable[[], Namespaces]
     controls: Callable[[], Controls]
     control_dir: Path
+    list_stores: Callable[[], ListStores]
     clock: Callable[[], float] = time.time
 
 
@@ -372,6 +375,11 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
             me_host = ports.controls().me or domain
             text = zone_text(domain, me_host, expected(domain, me_host, keys))
             return page(request, "dns.html", me, domain=domain, text=text)
+
+        add_list_pages(
+            app,
+            Kit(page=page, who=who, form=form, domain_of=domain_of, stores=ports.list_stores),
+        )
 
         # after the more specific /domains/{name}/... routes above
         @app.post("/domains/{name}/{action}", response_model=None)
