@@ -30,7 +30,7 @@ from qmesh.lists.admin import ListStores
 from qmesh.lists.state import ListDirectory
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
-from services.admin.sessions import Sessions
+from qmesh.web.sessions import Sessions
 from services.admin.unsubscribe import one_click
 from services.admin.web import Ports, routes
 

@@ -50,17 +50,17 @@ from qmesh.dkim.keyring import KeyringError, load_keyring
 from qmesh.dns.records import expected
 from qmesh.limits.logins import Throttle
 from qmesh.lists.admin import ListStores
-from services.admin.forms import BadForm, parse_form
-from services.admin.listpages import Kit, add_list_pages
-from services.admin.login import Administrators
-from services.admin.security import add_headers, set_cookie
-from services.admin.sessions import (
+from qmesh.web.forms import BadForm, parse_form
+from qmesh.web.security import add_headers, set_cookie
+from qmesh.web.sessions import (
     SESSION_LIFETIME,
     SessionRecord,
     Sessions,
     new_token,
     tokens_match,
 )
+from services.admin.listpages import Kit, add_list_pages
+from services.admin.login import Administrators
 
 log = logging.getLogger(__name__)
 
