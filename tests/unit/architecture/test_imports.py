@@ -30,6 +30,7 @@ DOMAIN_MODULES = [
     "services/local/dotqmail.py",
     "services/local/delivery.py",
     "services/local/report.py",
+    "services/local/vacation.py",
     "qmesh/limits/rules.py",
     "qmesh/web/forms.py",
     "qmesh/directory/roles.py",
