@@ -113,6 +113,8 @@ COMPONENT = obj(
                 "annotations": STRMAP,
             }
         ),
+        # lists only: the base URL of one-click unsubscribe links (RFC 8058: HTTPS)
+        "unsubscribeUrl": string(pattern="^(https://[^\\s/]+(/\\S*)?)?$"),
         "pdb": obj({"enabled": B, "maxUnavailable": {"type": ["integer", "string"]}}),
         "autoscaling": obj(
             {

@@ -4,6 +4,7 @@
     qmesh user add ADDRESS --password-stdin|--no-password
     qmesh user list [DOMAIN] | passwd ADDRESS --password-stdin|--no-password
     qmesh user del|enable|disable ADDRESS             qmesh user quota ADDRESS SIZE|none
+    qmesh user vacation ADDRESS --subject TEXT [--days N]  (text on stdin) | --off
     qmesh rule set TARGET NAME   (text on stdin)      qmesh rule show TARGET [NAME]
     qmesh rule del TARGET NAME
 
@@ -34,7 +35,7 @@ from qmesh.contract.errors import Temporary
 from qmesh.control.loader import load_controls
 from qmesh.control.parse import ControlError
 from qmesh.directory import admin
-from qmesh.directory.errors import DirectoryError, RecordMissing
+from qmesh.directory.errors import DirectoryError, InvalidName, RecordMissing
 from qmesh.directory.names import domain_name, rule_file_name, rule_name
 from qmesh.directory.namespaces import Namespaces, Target, parse_address, parse_target
 from qmesh.directory.store import Directory, DirectoryUnavailable
@@ -214,6 +215,19 @@ async def _user_quota(ctx: Context, args: argparse.Namespace) -> None:
     ctx.say(f"quota of {target}: {'none' if quota is None else f'{quota} bytes'}")
 
 
+async def _user_vacation(ctx: Context, args: argparse.Namespace) -> None:
+    target = ctx.address(args.address)
+    if args.off:
+        await admin.set_vacation(await ctx.directory(), target, None)
+        ctx.say(f"vacation reply of {target}: off")
+        return
+    if args.subject is None:
+        raise InvalidName("give --subject TEXT (and the reply's text on stdin), or --off")
+    vacation = admin.vacation_reply(args.subject, ctx.stdin.read(), args.days)
+    await admin.set_vacation(await ctx.directory(), target, vacation)
+    ctx.say(f"vacation reply of {target}: on, once in {vacation.days} days per sender")
+
+
 async def _rule_set(ctx: Context, args: argparse.Namespace) -> None:
     target = ctx.target(args.target)
     text = ctx.stdin.read().replace("\r\n", "\n")
@@ -296,6 +310,14 @@ def add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("address")
     p.add_argument("quota", metavar="SIZE|none", help="bytes, or with K, M, G: 50M")
     p.set_defaults(admin=_user_quota)
+    p = usub.add_parser(
+        "vacation", help="set (text on stdin) or turn off an account's vacation reply"
+    )
+    p.add_argument("address")
+    p.add_argument("--subject", help="the reply's subject")
+    p.add_argument("--days", type=int, default=7, help="days before a sender is answered again")
+    p.add_argument("--off", action="store_true", help="turn the vacation reply off")
+    p.set_defaults(admin=_user_vacation)
 
     rule = sub.add_parser("rule", help="delivery rules (.qmail) of accounts and domains")
     rsub = rule.add_subparsers(dest="action", required=True)

@@ -20,7 +20,6 @@ admin commands: 0 done, 1 refused, 111 temporary.
 from __future__ import annotations
 
 import argparse
-import contextlib
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -29,65 +28,40 @@ from qmesh.bus.provision import ensure_kv
 from qmesh.cli.admin import Context
 from qmesh.cli.connect import nats_session
 from qmesh.contract import subjects
-from qmesh.directory.errors import InvalidName, RecordExists, RecordMissing, Refused
-from qmesh.directory.names import domain_name, is_account_name
 from qmesh.directory.store import Directory
 from qmesh.lists import state
-from qmesh.lists.address import address_problem, canonical
-from qmesh.lists.records import LIST_RULE, ListRecord
-
-DEFAULT_RULE = "-default"
-
-
-def parse_list(text: str) -> tuple[str, str]:
-    """``LIST@DOMAIN`` -> (name, stored domain); :class:`InvalidName` otherwise."""
-    name, at, domain = text.rpartition("@")
-    if not at or not is_account_name(name) or name != name.lower() or "-" in name[-1:]:
-        raise InvalidName(f"invalid list address {text[:300]!r}: want name@domain, name lower-case")
-    return name, domain_name(domain)
-
-
-def check_addresses(addresses: list[str]) -> list[str]:
-    for a in addresses:
-        problem = address_problem(a)
-        if problem is not None:
-            raise InvalidName(f"{a[:80]!r}: {problem}")
-    return [canonical(a) for a in addresses]
+from qmesh.lists.admin import (
+    ListOptions,
+    ListStores,
+    add_subscribers,
+    check_addresses,
+    create_list,
+    delete_list,
+    describe,
+    existing,
+    list_record,
+    remove_subscribers,
+)
 
 
 class Handles:
     def __init__(self, nc: NATS) -> None:
         self.js = nc.jetstream()
 
-    async def open(self) -> tuple[Directory, state.ListDirectory, Any]:
+    async def open(self) -> ListStores:
         directory = await Directory.open(self.js)
         dkv = await ensure_kv(self.js, subjects.KV_DIRECTORY)
         kv = await ensure_kv(self.js, subjects.KV_LISTS)
-        return directory, state.ListDirectory(dkv), kv
+        return ListStores(directory, state.ListDirectory(dkv), kv)
 
 
-async def _handles(ctx: Context) -> tuple[Directory, state.ListDirectory, Any]:
+async def _handles(ctx: Context) -> ListStores:
     nc = await ctx.stack.enter_async_context(nats_session(ctx.environ, "admin"))
     return await Handles(nc).open()
 
 
-async def _existing(lists: state.ListDirectory, text: str) -> ListRecord:
-    name, domain = parse_list(text)
-    record = await lists.get(domain, name)
-    if record is None:
-        raise RecordMissing(f"no such list: {name}@{domain}")
-    return record
-
-
 async def _create(ctx: Context, args: argparse.Namespace) -> None:
-    name, domain = parse_list(args.list)
-    owner = check_addresses([args.owner])[0] if args.owner else None
-    moderators = check_addresses(args.moderator or [])
-    if args.moderated and not (moderators or owner):
-        raise Refused("a moderated list needs --moderator (or --owner) to accept posts")
-    record = ListRecord(
-        domain=domain,
-        name=name,
+    options = ListOptions(
         moderated=args.moderated,
         subscribers_only=args.subscribers_only,
         digest=args.digest,
@@ -95,112 +69,55 @@ async def _create(ctx: Context, args: argparse.Namespace) -> None:
         verp=args.verp,
         personal=args.personal,
         prefix=args.prefix or "",
-        owner=owner,
-        moderators=moderators,
+        owner=args.owner,
+        moderators=tuple(args.moderator or ()),
         bounce_period=args.bounce_period,
         digest_every=args.digest_every,
         digest_hours=args.digest_hours,
         digest_format=args.digest_format,
         moderation_hours=args.moderation_hours,
     )
-    directory, lists, _ = await _handles(ctx)
-    found = await directory.get_domain(domain)
-    if found is None:
-        raise RecordMissing(f"no such domain: {domain} (qmesh domain add {domain})")
-    if await directory.get_account(domain, name) is not None:
-        raise RecordExists(f"{name}@{domain} is an account; a list needs a free name")
-    for rule in (name, name + DEFAULT_RULE):
-        if found.rules.get(rule, LIST_RULE) != LIST_RULE:
-            raise RecordExists(f"domain {domain} has its own rule .qmail-{rule}; delete it first")
-    if not await lists.create(record):
-        raise RecordExists(f"list {record.address} exists")
-    await directory.update_domain(
-        domain,
-        lambda r: r.changed(rules={**r.rules, name: LIST_RULE, name + DEFAULT_RULE: LIST_RULE}),
-    )
+    record = list_record(args.list, options)
+    await create_list(await _handles(ctx), record)
     ctx.say(f"list {record.address} created")
 
 
 async def _show(ctx: Context, args: argparse.Namespace) -> None:
-    _, lists, kv = await _handles(ctx)
-    record = await _existing(lists, args.list)
-    subs = await state.subscribers(kv, record.address)
-    flags = [
-        f
-        for f, on in (
-            ("moderated", record.moderated),
-            ("subscribers-only", record.subscribers_only),
-            ("digest", record.digest),
-            ("archive", record.archive),
-            ("verp", record.verp),
-            ("personal", record.personal),
-        )
-        if on
-    ]
-    ctx.say(f"list: {record.address}")
-    ctx.say(f"flags: {' '.join(flags) or 'open'}")
-    ctx.say(f"prefix: {record.prefix}")
-    ctx.say(f"owner: {record.owner or '-'}")
-    ctx.say(f"moderators: {' '.join(record.moderators) or '-'}")
-    ctx.say(f"bounce period: {record.bounce_period}s")
-    if record.digest:
-        ctx.say(
-            f"digest: every {record.digest_every} posts or {record.digest_hours:g} hours"
-            f" ({record.digest_format})"
-        )
-    if record.moderated:
-        ctx.say(f"held posts go back after {record.moderation_hours:g} hours")
-    ctx.say(f"subscribers: {len(subs.sub)}  digest subscribers: {len(subs.digest)}")
+    stores = await _handles(ctx)
+    record = await existing(stores.lists, args.list)
+    for line in describe(record, await state.subscribers(stores.kv, record.address)):
+        ctx.say(line)
 
 
 async def _del(ctx: Context, args: argparse.Namespace) -> None:
-    directory, lists, kv = await _handles(ctx)
-    record = await _existing(lists, args.list)
-    name = record.name
-
-    def without(r: Any) -> Any:
-        rules = {
-            k: v
-            for k, v in r.rules.items()
-            if k not in (name, name + DEFAULT_RULE) or v != LIST_RULE
-        }
-        return r.changed(rules=rules)
-
-    with contextlib.suppress(RecordMissing):
-        await directory.update_domain(record.domain, without)
-    await lists.delete(record.domain, name)
-    await state.forget_list(kv, record.address)
+    stores = await _handles(ctx)
+    record = await existing(stores.lists, args.list)
+    await delete_list(stores, record)
     ctx.say(f"list {record.address} deleted")
 
 
 async def _subscribers(ctx: Context, args: argparse.Namespace) -> None:
-    _, lists, kv = await _handles(ctx)
-    record = await _existing(lists, args.list)
-    subs = await state.subscribers(kv, record.address)
+    stores = await _handles(ctx)
+    record = await existing(stores.lists, args.list)
+    subs = await state.subscribers(stores.kv, record.address)
     for address in subs.digest if args.digest else subs.sub:
         ctx.say(address)
 
 
 async def _add(ctx: Context, args: argparse.Namespace) -> None:
     given = list(args.address) or [line.strip() for line in ctx.stdin if line.strip()]
-    addresses = check_addresses(given)
-    _, lists, kv = await _handles(ctx)
-    record = await _existing(lists, args.list)
-    added = await state.subscribe_many(
-        kv, record.address, addresses, "digest" if args.digest else "sub"
-    )
+    addresses = check_addresses(given)  # before connecting
+    stores = await _handles(ctx)
+    record = await existing(stores.lists, args.list)
+    added = await add_subscribers(stores.kv, record, addresses, args.digest)
     ctx.say(f"{added} added to {record.address}")
 
 
 async def _remove(ctx: Context, args: argparse.Namespace) -> None:
     addresses = check_addresses(list(args.address))
-    _, lists, kv = await _handles(ctx)
-    record = await _existing(lists, args.list)
-    removed = 0
-    for a in addresses:
-        removed += await state.subscribe(
-            kv, record.address, a, "digest" if args.digest else "sub", add=False
-        )
+    stores = await _handles(ctx)
+    record = await existing(stores.lists, args.list)
+    removed = await remove_subscribers(stores.kv, record, addresses, args.digest)
     ctx.say(f"{removed} removed from {record.address}")
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from pydantic import ValidationError
+
 from qmesh.directory.errors import (
     DirectoryError,
     InvalidName,
@@ -23,7 +25,13 @@ from qmesh.directory.errors import (
 from qmesh.directory.names import check_account_name, domain_name, rule_file_name, rule_name
 from qmesh.directory.namespaces import Namespaces, Target
 from qmesh.directory.passwords import OWASP, HashParams, check_password, hash_password
-from qmesh.directory.records import MAX_QUOTA, AccountRecord, DomainRecord
+from qmesh.directory.records import (
+    MAX_QUOTA,
+    MAX_VACATION_DAYS,
+    AccountRecord,
+    DomainRecord,
+    Vacation,
+)
 from qmesh.directory.rules import POSTMASTER, check_rule_text, forward_problem, shadowing_accounts
 from qmesh.directory.store import Directory
 from qmesh.store.base import BlobStore
@@ -167,6 +175,28 @@ async def set_quota(directory: Directory, target: Target, quota: int | None) -> 
 async def set_enabled(directory: Directory, target: Target, enabled: bool) -> AccountRecord:
     return await directory.update_account(
         target.domain, _account(target), lambda r: r.changed(enabled=enabled)
+    )
+
+
+def vacation_reply(subject: str, text: str, days: int = MAX_VACATION_DAYS) -> Vacation:
+    """A checked vacation reply; CR LF becomes LF in the text, and the text ends in one."""
+    body = text.replace("\r\n", "\n").strip("\n") + "\n"
+    if not body.strip():
+        raise InvalidName("invalid vacation text: say something")
+    try:
+        return Vacation(subject=subject.strip(), text=body, days=days)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "reply"
+        raise InvalidName(f"invalid vacation {where}: {first['msg']}") from None
+
+
+async def set_vacation(
+    directory: Directory, target: Target, vacation: Vacation | None
+) -> AccountRecord:
+    """Turn the account's vacation reply on (or with None off)."""
+    return await directory.update_account(
+        target.domain, _account(target), lambda r: r.changed(vacation=vacation)
     )
 
 

@@ -58,6 +58,25 @@ def _verifier(value: str) -> str:
     return value
 
 
+MAX_VACATION_SUBJECT = 200
+MAX_VACATION_TEXT = 8000
+MAX_VACATION_DAYS = 7  # vacation(1)'s default interval; the delivery ledger keeps 8 days
+
+
+def _controls(value: str, allowed: str) -> str:
+    if any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in value):
+        raise ValueError("a line break or control character where none may be")
+    return value
+
+
+def _subject(value: str) -> str:
+    return _controls(value, "")
+
+
+def _reply_text(value: str) -> str:
+    return _controls(value, "\n\t")
+
+
 DomainName = Annotated[str, AfterValidator(_domain)]
 AccountName = Annotated[str, AfterValidator(_account)]
 RuleName = Annotated[str, AfterValidator(_rule_name)]
@@ -118,6 +137,21 @@ class DomainRecord(Record):
         return domain_key(self.name)
 
 
+class Vacation(BaseModel):
+    """An account's vacation reply (qmailadmin's autoresponder, vacation(1)): sent by local to
+    each sender at most once in ``days`` days, never to lists, bounces or other robots."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subject: Annotated[
+        str, Field(min_length=1, max_length=MAX_VACATION_SUBJECT), AfterValidator(_subject)
+    ]
+    text: Annotated[
+        str, Field(min_length=1, max_length=MAX_VACATION_TEXT), AfterValidator(_reply_text)
+    ]
+    days: int = Field(default=MAX_VACATION_DAYS, ge=1, le=MAX_VACATION_DAYS)
+
+
 class AccountRecord(Record):
     """An account of a namespace (LOCAL-52). ``verifier`` is never shown or logged."""
 
@@ -128,6 +162,7 @@ class AccountRecord(Record):
     quota: int | None = Field(default=None, ge=1, le=MAX_QUOTA)
     enabled: bool = True
     rules: Rules = Field(default_factory=dict)
+    vacation: Vacation | None = None
 
     @property
     def key(self) -> str:

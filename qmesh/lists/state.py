@@ -368,6 +368,20 @@ class ListDirectory:
                 records.append(ListRecord.decode(found[0]))
         return records
 
+    async def in_domain(self, domain: str) -> list[ListRecord]:
+        """The list records of one stored domain name (a name with dots may look like a
+        longer domain's key, so each record's own domain decides)."""
+        records = []
+        for key in await _keys(self.kv, f"{LIST_PREFIX}{domain}.>"):
+            found = await _get(self.kv, key)
+            if found is None:
+                continue
+            with contextlib.suppress(ValueError):
+                record = ListRecord.decode(found[0])
+                if record.domain == domain and record.key == key:
+                    records.append(record)
+        return records
+
     async def create(self, record: ListRecord) -> bool:
         return await _write(self.kv, record.key, record.encode(), None)
 

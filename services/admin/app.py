@@ -2,9 +2,9 @@
 
 admin writes the directory and reads the queue, as the ``qmesh`` commands do, with a NATS user
 of its own that may do only that plus its session bucket, the failed-login counts and the
-subscriber lists (one-click unsubscribe). Its pages and ``/healthz``, ``/readyz``, ``/metrics``
-are one app on ``QMESH_HTTP_PORT`` (``qmesh up`` sets it from ``QMESH_ADMIN_PORT``;
-ARCHITECTURE 7).
+lists' state (the list pages and one-click unsubscribe). Its pages and ``/healthz``,
+``/readyz``, ``/metrics`` are one app on ``QMESH_HTTP_PORT`` (``qmesh up`` sets it from
+``QMESH_ADMIN_PORT``; ARCHITECTURE 7).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from qmesh.directory.store import Directory
 from qmesh.limits import limits_from
 from qmesh.limits.anvil import Anvil
 from qmesh.limits.logins import Throttle
+from qmesh.lists.admin import ListStores
+from qmesh.lists.state import ListDirectory
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
-from services.admin.sessions import Sessions
+from qmesh.web.sessions import Sessions
 from services.admin.unsubscribe import one_click
 from services.admin.web import Ports, routes
 
@@ -75,6 +77,13 @@ async def build(settings: Settings) -> Service:
         except NotConnected as err:
             raise unavailable(err) from err
 
+    def list_stores() -> ListStores:
+        try:
+            dkv = conn.kv(subjects.KV_DIRECTORY)
+            return ListStores(Directory(dkv), ListDirectory(dkv), conn.kv(subjects.KV_LISTS))
+        except NotConnected as err:
+            raise unavailable(err) from err
+
     ns = Derived(watcher, namespaces)
     # failed logins counted with every listener's that takes a password (defences #12)
     anvil = Anvil(lambda: conn.kv(subjects.KV_LIMITS), "admin", Derived(watcher, limits_from))
@@ -88,6 +97,7 @@ async def build(settings: Settings) -> Service:
         namespaces=ns,
         controls=lambda: watcher.current,
         control_dir=settings.control,
+        list_stores=list_stores,
     )
     pages, unsubscribe = routes(ports), one_click(lambda: conn.kv(subjects.KV_LISTS))
 

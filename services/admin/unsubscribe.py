@@ -31,7 +31,7 @@ from qmesh.bus.connection import NotConnected
 from qmesh.contract.envelope import printable
 from qmesh.contract.errors import Temporary
 from qmesh.lists import oneclick, state
-from services.admin.forms import BadForm, parse_form
+from qmesh.web.forms import BadForm, parse_form
 
 log = logging.getLogger(__name__)
 

@@ -40,25 +40,27 @@ from qmesh.contract.ids import parse_queue_id
 from qmesh.control import Controls
 from qmesh.directory import admin
 from qmesh.directory.authenticate import DirectoryAuthenticator
-from qmesh.directory.errors import DirectoryError, RecordMissing
+from qmesh.directory.errors import DirectoryError, InvalidName, RecordMissing
 from qmesh.directory.names import check_account_name, domain_name, rule_file_name
 from qmesh.directory.namespaces import Namespaces, Target
-from qmesh.directory.records import AccountRecord, DomainRecord
+from qmesh.directory.records import MAX_VACATION_DAYS, AccountRecord, DomainRecord, Vacation
 from qmesh.directory.roles import Role
 from qmesh.directory.store import Directory
 from qmesh.dkim.keyring import KeyringError, load_keyring
 from qmesh.dns.records import expected
 from qmesh.limits.logins import Throttle
-from services.admin.forms import BadForm, parse_form
-from services.admin.login import Administrators
-from services.admin.security import add_headers, set_cookie
-from services.admin.sessions import (
+from qmesh.lists.admin import ListStores
+from qmesh.web.forms import BadForm, parse_form
+from qmesh.web.security import add_headers, set_cookie
+from qmesh.web.sessions import (
     SESSION_LIFETIME,
     SessionRecord,
     Sessions,
     new_token,
     tokens_match,
 )
+from services.admin.listpages import Kit, add_list_pages
+from services.admin.login import Administrators
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class Ports:
     namespaces: Callable[[], Namespaces]
     controls: Callable[[], Controls]
     control_dir: Path
+    list_stores: Callable[[], ListStores]
     clock: Callable[[], float] = time.time
 
 
@@ -317,11 +320,13 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
             request: Request, name: str, account: str, action: str
         ) -> Response:
             me = await who(request)
-            fields = await form(request, me.session)
+            fields = await form(request, me.session, ("text",) if action == "vacation" else ())
             target = account_of(domain_of(me, name), account)
             directory = ports.directory()
             back = f"/domains/{target.domain}/accounts/{target.account}"
-            if action == "password":
+            if action == "vacation":
+                await admin.set_vacation(directory, target, _vacation(fields))
+            elif action == "password":
                 await admin.set_password(directory, target, fields.get("password") or None)
             elif action == "quota":
                 await admin.set_quota(directory, target, parse_quota(fields.get("quota", "")))
@@ -372,6 +377,11 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
             me_host = ports.controls().me or domain
             text = zone_text(domain, me_host, expected(domain, me_host, keys))
             return page(request, "dns.html", me, domain=domain, text=text)
+
+        add_list_pages(
+            app,
+            Kit(page=page, who=who, form=form, domain_of=domain_of, stores=ports.list_stores),
+        )
 
         # after the more specific /domains/{name}/... routes above
         @app.post("/domains/{name}/{action}", response_model=None)
@@ -441,6 +451,16 @@ async def _queue_call(call: Awaitable[Any]) -> Any:
         raise
     except Exception as err:
         raise Temporary(f"Cannot read the queue ({type(err).__name__}).") from err
+
+
+def _vacation(fields: dict[str, str]) -> Vacation | None:
+    """The vacation form: off, or a subject, a text and the days between replies."""
+    if fields.get("off"):
+        return None
+    days = fields.get("days", "").strip() or str(MAX_VACATION_DAYS)
+    if not days.isdigit() or len(days) > 3:
+        raise InvalidName(f"invalid vacation days: {days[:20]!r}: a number from 1 to 7")
+    return admin.vacation_reply(fields.get("subject", ""), fields.get("text", ""), int(days))
 
 
 def _rules(rules: dict[str, str]) -> list[tuple[str, str]]:

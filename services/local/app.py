@@ -22,6 +22,7 @@ from services.local.config import LocalConfig, local_config
 from services.local.consumer import LocalDelivery
 from services.local.lookup import UNREADABLE, DirectoryReader
 from services.local.rcptcheck import RcptCheckService
+from services.local.replied import Replied
 
 
 async def build(settings: Settings) -> Service:
@@ -55,6 +56,7 @@ async def build(settings: Settings) -> Service:
         config=lambda: config["now"],
         ledger=Ledger(lambda: conn.kv(subjects.KV_DELIVERIES)),  # hardening #10
         handoff=Handoff(queue, conn),  # mailing lists (issue #15)
+        replied=Replied(lambda: conn.kv(subjects.KV_DELIVERIES)),  # vacation replies (issue 14)
     )
     jobs = Consumer(
         conn,

@@ -36,6 +36,7 @@ from qmesh.contract.errors import Permanent, QueueFailure, Temporary
 from qmesh.contract.events import LocalJob, Result
 from qmesh.contract.outcome import Outcome, result_log_level
 from qmesh.contract.queue import enqueue
+from qmesh.directory.records import Vacation
 from qmesh.lists.handoff import Handoff, is_list_rule
 from qmesh.mailbox.announce import announce_change
 from qmesh.store.base import BlobNotFound, BlobStore, StoreUnavailable
@@ -57,8 +58,10 @@ from services.local.dotqmail import Broken, Forward, Maildir, Program
 from services.local.lookup import DirectorySource, find_target
 from services.local.maildir import Mailbox
 from services.local.program import run_program
+from services.local.replied import Replied
 from services.local.report import Counts, program_failure, success, truncate
 from services.local.resolve import Target, find_rule
+from services.local.vacation import compose, header_fields, should_reply
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +111,10 @@ class LocalDelivery:
         ledger: Ledger,
         clock: Callable[[], float] = time.time,
         handoff: Handoff | None = None,
+        replied: Replied | None = None,
     ) -> None:
         self._handoff = handoff  # mailing lists (issue #15)
+        self._replied = replied  # vacation replies (issue 14)
         self._bus = bus
         self._ledger = ledger
         self._queue = queue
@@ -218,7 +223,40 @@ class LocalDelivery:
         first = seen is not None and seen.first
         forwards = await self._run_steps(job, t, p, message, config, transcript, first)
         qp = await self._forward(job, p, forwards, message) if forwards else None
+        if t.vacation is not None and t.account is not None and not t.dash:
+            await self._vacation(job, f"{t.account}@{job.namespace}", t.vacation, p, message)
         return transcript.text(success(transcript.counts, qp))
+
+    async def _vacation(
+        self, job: LocalJob, address: str, vacation: Vacation, p: Plan, message: bytes
+    ) -> None:
+        """The account's vacation reply, once a while per sender, after its own delivery
+        succeeded. A reply that cannot be sent is logged and left out: the message itself
+        has been delivered, and delivering it again for a reply's sake would be worse."""
+        fields = header_fields(message)
+        if self._replied is None or not should_reply(job.sender, address, fields):
+            return
+        try:
+            if not await self._replied.due(address, job.sender, vacation.days * 86400.0):
+                return
+            queued = await enqueue(
+                self._queue,
+                self._bus,
+                sender="",  # RFC 3834 section 3.3: a reply to a reply bounces nowhere
+                recipients=[job.sender],
+                body=compose(address, job.sender, vacation, fields, self._clock()),
+                origin=p.origin,
+            )
+        except (Temporary, QueueFailure) as err:
+            log.warning(
+                "delivery.vacation_failed",
+                extra={"msg_id": job.id, "rcpt_index": job.rcpt_index, "reason": str(err)},
+            )
+            return
+        log.info(
+            "delivery.vacation_sent",
+            extra={"msg_id": job.id, "rcpt_index": job.rcpt_index, "forward_id": queued.id},
+        )
 
     async def _message(self, job: LocalJob) -> bytes:
         try:

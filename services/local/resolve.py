@@ -15,6 +15,7 @@ from typing import Protocol
 from qmesh.contract.envelope import DOUBLE_BOUNCE_SENDER
 from qmesh.contract.errors import Permanent, Temporary
 from qmesh.directory.names import is_account_name, safeext
+from qmesh.directory.records import Vacation
 
 MAX_CANDIDATE = 64  # LOCAL-03
 ALIAS_USER = "alias"  # USER of programs run by domain rules (LOCAL-19)
@@ -42,6 +43,9 @@ class AccountView(RuleBook, Protocol):
     @property
     def quota(self) -> int | None: ...
 
+    @property
+    def vacation(self) -> Vacation | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -61,6 +65,7 @@ class Target:
     dash: str
     ext: str
     quota: int | None = None
+    vacation: Vacation | None = None  # the account's vacation reply, if on
 
     @property
     def user(self) -> str:
@@ -104,7 +109,14 @@ def target(
     """The account that matched, else the domain rules (LOCAL-04, LOCAL-51)."""
     if found is not None and (domain is None or domain.enabled):
         candidate, account = found
-        return Target(account.name, account.rules, candidate.dash, candidate.ext, account.quota)
+        return Target(
+            account.name,
+            account.rules,
+            candidate.dash,
+            candidate.ext,
+            account.quota,
+            account.vacation,
+        )
     if domain is None:
         raise Temporary(NO_DOMAIN)
     rules: Mapping[str, str] = domain.rules if domain.enabled else {}

@@ -29,7 +29,7 @@ from qmesh.mailbox.versioned import NatsVersioned
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.store.factory import open_store
-from services.admin.sessions import Sessions
+from qmesh.web.sessions import Sessions
 from services.webmail.send import Sender
 from services.webmail.web import Ports, routes
 

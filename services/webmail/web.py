@@ -44,9 +44,9 @@ from qmesh.mailbox.folders import INBOX, BadFolderName, check_name
 from qmesh.mailbox.index import Entry, FlagMode, FolderIndex
 from qmesh.mailbox.sync import AccountMailbox, FolderExists, FolderMissing
 from qmesh.store.base import BlobNotFound, StoreUnavailable
-from services.admin.forms import BadForm, parse_form
-from services.admin.security import CSP, add_headers, set_cookie
-from services.admin.sessions import (
+from qmesh.web.forms import BadForm, parse_form
+from qmesh.web.security import CSP, add_headers, set_cookie
+from qmesh.web.sessions import (
     SESSION_LIFETIME,
     SessionRecord,
     Sessions,

@@ -542,3 +542,32 @@ def test_auth_dmarc_reject_renders_the_dmarcreject_control(tools: Tools, tmp_pat
     assert load_controls(tmp_path, {}).dmarcreject is True
     with pytest.raises(RenderError, match="dmarcReject"):
         tools.template(sets={"auth.dmarcReject": "sometimes"})
+
+
+def _lists_env(objects: list[Manifest]) -> dict[str, str | None]:
+    deployment = next(o for o in of_kind(objects, "Deployment") if component(o) == "lists")
+    return {e["name"]: e.get("value") for e in pod_spec(deployment)["containers"][0]["env"]}
+
+
+def test_lists_one_click_links_follow_the_admin_ingress(tools: Tools) -> None:
+    """Issue #15 (RFC 8058): posts carry a one-click unsubscribe link only where admin's pages
+    are reachable: the admin Ingress's host over HTTPS, or lists.unsubscribeUrl; not at all
+    without either (the mailto: address is left), and never over plain HTTP."""
+    assert "QMESH_LISTS_UNSUBSCRIBE_URL" not in _lists_env(tools.template())
+    ingress = {"webadmin.ingress.enabled": "true", "webadmin.ingress.host": "admin.example.test"}
+    env = _lists_env(tools.template(sets=ingress))
+    assert env["QMESH_LISTS_UNSUBSCRIBE_URL"] == "https://admin.example.test"
+    explicit = {**ingress, "lists.unsubscribeUrl": "https://lists.example.test/mail"}
+    env = _lists_env(tools.template(sets=explicit))
+    assert env["QMESH_LISTS_UNSUBSCRIBE_URL"] == "https://lists.example.test/mail"
+    off = {**ingress, "webadmin.enabled": "false"}
+    assert "QMESH_LISTS_UNSUBSCRIBE_URL" not in _lists_env(tools.template(sets=off))
+    # an explicit env entry wins, and is not given twice
+    mine = {**ingress, "lists.env.QMESH_LISTS_UNSUBSCRIBE_URL": "https://other.example.test"}
+    deployment = next(
+        o for o in of_kind(tools.template(sets=mine), "Deployment") if component(o) == "lists"
+    )
+    names = [e["name"] for e in pod_spec(deployment)["containers"][0]["env"]]
+    assert names.count("QMESH_LISTS_UNSUBSCRIBE_URL") == 1
+    with pytest.raises(RenderError, match="unsubscribeUrl"):
+        tools.template(sets={"lists.unsubscribeUrl": "http://admin.example.test"})

@@ -653,3 +653,54 @@ async def test_webmail_user_does_its_work_and_no_more(as_user: Any) -> None:
     for subject in (subjects.JOB_LOCAL, subjects.JOB_REMOTE, subjects.RESULT_LOCAL):
         await user.refused(functools.partial(user.nc.publish, subject, b"{}"), f'"{subject}"')
     await user.refused(lambda: user.nc.subscribe("_INBOX_send.>"), 'subscription to "_INBOX_send')
+
+
+@pytest.mark.integration
+async def test_webadmin_manages_lists_and_no_more(as_user: Any, nats_with_users: str) -> None:
+    """Issues 14 and 15: admin's list pages create, show, subscribe and delete lists through
+    qmesh.lists.admin as webadmin, whose deletion purges the list's state; it may not touch
+    the lists' cookie key, hand a job to the lists service or make a bucket."""
+    from qmesh.directory import admin as directory_admin
+    from qmesh.directory.store import Directory
+    from qmesh.lists import admin as lists_admin
+    from qmesh.lists import state
+    from qmesh.lists.names import list_hash
+
+    user: User = await as_user("webadmin")
+    js = user.js
+    dkv = await open_kv(js, subjects.KV_DIRECTORY)
+    kv = await open_kv(js, subjects.KV_LISTS)
+    stores = lists_admin.ListStores(Directory(dkv), state.ListDirectory(dkv), kv)
+    await directory_admin.add_domain(stores.directory, "lists-perm.test")
+    options = lists_admin.ListOptions(moderated=True, owner="boss@lists-perm.test")
+    record = lists_admin.list_record("news@lists-perm.test", options)
+    await lists_admin.create_list(stores, record)
+    assert await lists_admin.add_subscribers(kv, record, ["a@example.test", "b@example.test"]) == 2
+    assert await lists_admin.remove_subscribers(kv, record, ["a@example.test"]) == 1
+    assert [r.name for r in await lists_admin.domain_lists(stores.lists, record.domain)] == ["news"]
+    # the lists service's state of the list, written as the service would
+    lh = list_hash(record.address)
+    service = await connect(nats_with_users, "admin")
+    try:
+        skv = await service.jetstream(timeout=5).key_value(subjects.KV_LISTS)
+        for key in (f"seq.{lh}", f"bounce.{lh}.0123", f"held.{lh}.abc", "secret"):
+            await skv.put(key, b"1")
+        await lists_admin.delete_list(stores, record)
+        await user.nc.flush()
+        for key in (f"seq.{lh}", f"bounce.{lh}.0123", f"held.{lh}.abc"):
+            with pytest.raises(nats.js.errors.KeyNotFoundError):
+                await skv.get(key)
+        assert (await skv.get("secret")).value == b"1"
+    finally:
+        await service.close()
+    assert await stores.lists.get(record.domain, record.name) is None
+    assert user.errors == []
+    secret = f"$KV.{subjects.KV_LISTS}.secret"
+    await user.refused(lambda: user.nc.publish(secret, b"x"), secret)
+    await user.refused(
+        functools.partial(user.nc.publish, subjects.JOB_LISTS, b"{}"), f'"{subjects.JOB_LISTS}"'
+    )
+    await user.refused(
+        lambda: js.create_key_value(KeyValueConfig(bucket="webadmin_probe")),
+        "STREAM.CREATE.KV_webadmin_probe",
+    )

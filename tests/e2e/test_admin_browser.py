@@ -2,11 +2,12 @@
 Debian's chromedriver (issue 14).
 
 The system administrator logs in, creates a domain and an account, and looks at the account,
-the DNS records and the queue; a screenshot of every page is kept under
-``test-artifacts/admin-browser/`` (``$QMESH_TEST_ARTIFACTS`` to put them elsewhere), one of
-them at a phone's 390 px width. admin runs as its own process (``python -m services.admin``)
-on a real nats-server with the NATS user and permissions of the chart. Chromium reports any
-Content-Security-Policy violation in its console log; there must be none.
+the DNS records, the queue and the domain's mailing lists (creating one, subscribing two); a
+screenshot of every page is kept under ``test-artifacts/admin-browser/``
+(``$QMESH_TEST_ARTIFACTS`` to put them elsewhere), one of them at a phone's 390 px width.
+admin runs as its own process (``python -m services.admin``) on a real nats-server with the
+NATS user and permissions of the chart. Chromium reports any Content-Security-Policy
+violation in its console log; there must be none.
 """
 
 from __future__ import annotations
@@ -193,6 +194,29 @@ def test_admin_creates_a_domain_and_an_account_in_chromium(admin_url: str, brows
     assert "messages in queue: 0" in stat.text
     shot("07-queue")
 
+    # the domain's mailing lists (issue 15): create one with the CLI's options, subscribe two
+    browser.get(f"{admin_url}/domains/shop.example.test")
+    wait.until(ec.element_to_be_clickable((By.ID, "lists-link"))).click()
+    wait.until(ec.presence_of_element_located((By.ID, "list-create")))
+    browser.find_element(By.ID, "new-list").send_keys("news")
+    for flag in ("archive", "digest"):
+        browser.find_element(By.CSS_SELECTOR, f"#list-create input[name={flag}]").click()
+    browser.find_element(By.CSS_SELECTOR, "#list-create input[name=prefix]").send_keys("[news]")
+    browser.find_element(By.CSS_SELECTOR, "#list-create button").click()
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "news@shop.example.test"))
+    browser.find_element(By.ID, "new-subscribers").send_keys(
+        "alice@shop.example.test\nbob@elsewhere.test"
+    )
+    browser.find_element(By.CSS_SELECTOR, "#subscriber-add button").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "subscribers"), "bob@elsewhere.test"))
+    settings = browser.find_element(By.ID, "list-settings").text
+    assert "flags: digest archive" in settings and "subscribers: 2" in settings
+    shot("07b-list")
+    browser.get(f"{admin_url}/domains/shop.example.test/lists")
+    lists = wait.until(ec.presence_of_element_located((By.ID, "lists")))
+    assert "news@shop.example.test" in lists.text
+    shot("07c-lists")
+
     browser.set_window_size(390, 844)  # a phone
     browser.get(f"{admin_url}/domains/shop.example.test")
     wait.until(ec.presence_of_element_located((By.ID, "accounts")))
@@ -208,5 +232,12 @@ def test_admin_creates_a_domain_and_an_account_in_chromium(admin_url: str, brows
         if "Content Security Policy" in e["message"] or "Refused to" in e["message"]
     ]
     assert violations == []
-    for name in ("01-login", "02-domains", "03-domain", "04-account", "08-domain-390px"):
+    for name in (
+        "01-login",
+        "02-domains",
+        "03-domain",
+        "04-account",
+        "07b-list",
+        "08-domain-390px",
+    ):
         assert (shots / f"{name}.png").stat().st_size > 1000

@@ -341,3 +341,36 @@ async def test_hostile_quotas_are_refused(site: Admin) -> None:
             reply = await client.post(path, data={"csrf": token, "quota": quota})
             assert reply.status_code == 400, quota
         assert (await client.post(path, data={"csrf": token, "quota": "none"})).status_code == 303
+
+
+async def test_vacation_reply_is_set_and_refused_as_the_cli_does(site: Admin) -> None:
+    """Issue 14: the account page's vacation form goes through qmesh.directory.admin's
+    vacation_reply and set_vacation, as ``qmesh user vacation`` does."""
+    async with as_system(site) as client:
+        token = await csrf(client)
+        await client.post("/domains", data={"csrf": token, "domain": "away.test"})
+        await client.post(
+            "/domains/away.test/accounts", data={"csrf": token, "account": "bob", "password": ""}
+        )
+        path = "/domains/away.test/accounts/bob/vacation"
+        data = {"csrf": token, "subject": "Away", "text": "Gone.\r\nBack soon.", "days": "5"}
+        reply = await client.post(path, data=data)
+        assert reply.status_code == 303
+        page = await client.get("/domains/away.test/accounts/bob")
+        assert "Vacation reply <small>on</small>" in page.text and "Back soon." in page.text
+        bob = await site.directory.get_account("away.test", "bob")
+        assert bob is not None and bob.vacation is not None
+        assert (bob.vacation.text, bob.vacation.days) == ("Gone.\nBack soon.\n", 5)
+        for data, status, reason in (
+            ({"subject": "Away\r\nBcc: x@evil.test", "text": "t"}, 400, "control character"),
+            ({"subject": "Away", "text": "t", "days": "99"}, 400, "invalid vacation days"),
+            ({"subject": "Away", "text": "t", "days": "x"}, 400, "invalid vacation days"),
+            ({"subject": "", "text": "t"}, 400, "invalid vacation subject"),
+            ({"subject": "Away", "text": "nul\x00"}, 400, "control character"),
+        ):
+            reply = await client.post(path, data={"csrf": token, **data})
+            assert reply.status_code == status and reason in reply.text, (data, reply.text[-400:])
+        assert (await client.post(path, data={"subject": "x", "text": "y"})).status_code == 403
+        assert (await client.post(path, data={"csrf": token, "off": "1"})).status_code == 303
+    bob = await site.directory.get_account("away.test", "bob")
+    assert bob is not None and bob.vacation is None

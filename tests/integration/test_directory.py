@@ -374,3 +374,27 @@ async def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not true within {seconds} s")
+
+
+async def test_cli_vacation_reply(cli: Cli, directory: Directory, domain: str) -> None:
+    """Issue 14: ``qmesh user vacation`` sets and clears the reply the admin page edits; a
+    subject with a line break is refused with the reason, and nothing is stored."""
+    assert (await cli("domain", "add", domain))[0] == 0
+    assert (await cli("user", "add", f"bob@{domain}", "--no-password"))[0] == 0
+    code, out, _ = await cli(
+        "user", "vacation", f"bob@{domain}", "--subject", "Away", "--days", "3", stdin="Gone.\r\n"
+    )
+    assert (code, out) == (0, f"vacation reply of bob@{domain}: on, once in 3 days per sender\n")
+    bob = await directory.get_account(domain, "bob")
+    assert bob is not None and bob.vacation is not None
+    assert (bob.vacation.subject, bob.vacation.text, bob.vacation.days) == ("Away", "Gone.\n", 3)
+    for args, reason in (
+        (("--subject", "Away\nBcc: x@evil.test"), "invalid vacation subject"),
+        (("--subject", "Away", "--days", "30"), "invalid vacation days"),
+        ((), "give --subject"),
+    ):
+        code, _, err = await cli("user", "vacation", f"bob@{domain}", *args, stdin="x\n")
+        assert code == 1 and reason in err, (args, err)
+    assert (await cli("user", "vacation", f"bob@{domain}", "--off"))[0] == 0
+    bob = await directory.get_account(domain, "bob")
+    assert bob is not None and bob.vacation is None

@@ -490,6 +490,41 @@ async def test_rcptcheck(local: Local, domain: str) -> None:
     assert await ask(f"nobody@x{domain}", namespace=f"x{domain}") == "tempfail"
 
 
+async def test_vacation_reply_once_per_sender_never_to_lists(local: Local, domain: str) -> None:
+    """Issue 14 (vacation(1), RFC 3834): the account's reply goes once to a sender, from the
+    null sender, after the message is in the mailbox; not again within the interval, not to
+    a list's post, a bounce or an extension address; the delivery is the same with it."""
+    await add_domain(local, domain)
+    vacation = admin.vacation_reply("Away until Monday", "I am away.", 7)
+    await add_account(local, domain, "alice", vacation=vacation, rules={"ext": "./Maildir/\n"})
+    sender = f"carol@{domain}"  # in this test's domain, so the watch sees the reply
+    message = b"Message-ID: <m1@remote.test>\nSubject: hi\n\nhello\n"
+    _, [result], [reply] = await deliver(local, f"alice@{domain}", sender=sender, message=message)
+    assert (result.outcome, result.report) == ("delivered", "did 1+0+0\n")
+    assert reply.envelope.sender == "" and reply.envelope.recipients == (sender,)
+    assert (reply.origin.kind, reply.origin.account) == ("account", f"alice@{domain}")
+    body = await local.queue.get(body_key(reply.id))
+    assert f"From: <alice@{domain}>\nTo: <{sender}>\nSubject: Away until Monday\n".encode() in body
+    assert b"Auto-Submitted: auto-replied" in body and b"In-Reply-To: <m1@remote.test>" in body
+    assert body.endswith(b"\n\nI am away.\n")
+    assert len(await mailbox(local, domain, "alice")) == 1
+    # the same sender again, a list's post, a bounce, an extension: delivered, no reply
+    for rcpt, who, text in (
+        (f"alice@{domain}", sender, message),
+        (f"alice@{domain}", f"dave@{domain}", b"List-Id: <talk.lists.test>\n\npost\n"),
+        (f"alice@{domain}", f"erin@{domain}", b"Precedence: bulk\n\nnews\n"),
+        (f"alice@{domain}", "", MESSAGE),
+        (f"alice-ext@{domain}", f"frank@{domain}", MESSAGE),
+    ):
+        _, [result], todos = await deliver(local, rcpt, sender=who, message=text)
+        assert result.outcome == "delivered" and todos == [], (rcpt, who)
+    assert len(await mailbox(local, domain, "alice")) == 6
+    # turned off: no reply to a new sender
+    await admin.set_vacation(local.directory, Target(domain, "alice"), None)
+    _, [result], todos = await deliver(local, f"alice@{domain}", sender=f"gina@{domain}")
+    assert result.outcome == "delivered" and todos == []
+
+
 async def test_ready(local: Local) -> None:
     url = f"http://127.0.0.1:{local.running.http_port}/readyz"
 

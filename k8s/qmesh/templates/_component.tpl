@@ -100,6 +100,12 @@ spec:
             - name: {{ $key }}
               value: {{ include "qmesh.scalar" $value | quote }}
             {{- end }}
+            {{- if and (eq $name "lists") (not (hasKey $v.env "QMESH_LISTS_UNSUBSCRIBE_URL")) }}
+            {{- with include "qmesh.unsubscribeUrl" $root }}
+            - name: QMESH_LISTS_UNSUBSCRIBE_URL
+              value: {{ . | quote }}
+            {{- end }}
+            {{- end }}
           volumeMounts:
             - name: control
               mountPath: /etc/qmesh/control

@@ -243,3 +243,16 @@ seccompProfile:
 - name: QMESH_MAIL_BUCKET
   value: {{ $s3.mailBucket | quote }}
 {{- end -}}
+
+{{/*
+Base URL of the lists' RFC 8058 one-click unsubscribe links (issue #15): lists.unsubscribeUrl,
+else the admin Ingress's host over HTTPS when admin's pages are served there, else empty.
+*/}}
+{{- define "qmesh.unsubscribeUrl" -}}
+{{- $admin := .Values.webadmin -}}
+{{- if .Values.lists.unsubscribeUrl -}}
+{{- .Values.lists.unsubscribeUrl -}}
+{{- else if and $admin.enabled $admin.ingress.enabled $admin.ingress.host -}}
+{{- printf "https://%s" $admin.ingress.host -}}
+{{- end -}}
+{{- end -}}

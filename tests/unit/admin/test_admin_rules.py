@@ -7,8 +7,8 @@ import pytest
 
 from qmesh.directory.authenticate import Account
 from qmesh.directory.roles import Role, role_of
-from services.admin.forms import BadForm, parse_form
-from services.admin.security import cookie_secure
+from qmesh.web.forms import BadForm, parse_form
+from qmesh.web.security import cookie_secure
 
 
 @pytest.mark.parametrize(

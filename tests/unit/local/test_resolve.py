@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from qmesh.contract.errors import Permanent, Temporary
+from qmesh.directory.records import Vacation
 from services.local.resolve import (
     NO_DOMAIN,
     NO_MAILBOX,
@@ -37,6 +38,7 @@ class Account:
     rules: Mapping[str, str] = field(default_factory=dict)
     enabled: bool = True
     quota: int | None = None
+    vacation: Vacation | None = None
 
 
 @pytest.mark.parametrize(

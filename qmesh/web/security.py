@@ -1,4 +1,4 @@
-"""What every admin response carries, and how its cookies are set (issue 14).
+"""What every admin and webmail response carries, and how its cookies are set (issue 14).
 
 A strict Content-Security-Policy (scripts, styles and images only from this origin, no inline
 script, no framing), ``X-Frame-Options: DENY`` for older browsers, no caching of pages, no

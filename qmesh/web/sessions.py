@@ -1,9 +1,9 @@
-"""Browser sessions and failed-login counters in the KV bucket ``qmesh_websessions``.
+"""Browser sessions in a KV bucket: admin's ``qmesh_websessions``, webmail's its own.
 
 A session is a random token in the browser's cookie; the bucket holds only the SHA-256 of it
 (key ``session.<hex>``), so whoever reads the bucket cannot act as anyone. Each record carries
-its own expiry besides the bucket's TTL, and the CSRF token of its forms. Every replica of
-admin reads the same bucket, so any may serve a request. Failed logins are counted in
+its own expiry besides the bucket's TTL, and the CSRF token of its forms. Every replica of a
+service reads the same bucket, so any may serve a request. Failed logins are counted in
 ``qmesh_limits`` as every listener's (:mod:`qmesh.limits.logins`, defences #12).
 """
 
@@ -33,7 +33,7 @@ _KV_ERRORS = (NatsError, JsError, OSError, TimeoutError)
 class SessionRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: str = "qmesh.admin.session.v1"
+    kind: str = "qmesh.admin.session.v1"  # the stored name, kept for sessions already held
     login: str  # account@domain
     domain: str | None  # None: the system administrator
     csrf: str
@@ -94,7 +94,7 @@ class Sessions:
         try:
             record = SessionRecord.model_validate_json(entry.value or b"")
         except ValidationError:
-            log.warning("admin.session_invalid")
+            log.warning("web.session_invalid")
             return None
         if record.expires <= self._clock():
             return None
