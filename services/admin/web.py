@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -50,8 +49,9 @@ from qmesh.dkim.keyring import KeyringError, load_keyring
 from qmesh.dns.records import expected
 from qmesh.limits.logins import Throttle
 from qmesh.lists.admin import ListStores
-from qmesh.web.forms import BadForm, parse_form
-from qmesh.web.security import add_headers, set_cookie
+from qmesh.web.forms import parse_form
+from qmesh.web.pages import Denied, add_error_pages, see_other
+from qmesh.web.security import set_cookie
 from qmesh.web.sessions import (
     SESSION_LIFETIME,
     SessionRecord,
@@ -72,15 +72,6 @@ FAILED_LOGIN = "Login failed: wrong name or password, or not an administrator."
 
 LOGINS = Counter("qmesh_admin_logins_total", "Administrator logins", ["result"])
 CHANGES = Counter("qmesh_admin_changes_total", "Directory changes made in the pages", ["what"])
-
-
-class Denied(Exception):
-    """Not logged in, a bad CSRF token, or another domain: the request is refused."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
 
 
 @dataclass
@@ -156,27 +147,13 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
         if not who.role.system:
             raise Denied(403, "only the system administrator may do this")
 
-    def see_other(url: str) -> RedirectResponse:
-        return RedirectResponse(url, status_code=303)
-
     def extend(app: FastAPI) -> None:
-        add_headers(app)
-        app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-        @app.exception_handler(Denied)
-        async def _denied(request: Request, err: Denied) -> Response:
-            if err.status == 401 and request.method == "GET":
-                return see_other("/login")
-            return page(request, "error.html", None, err.status, message=err.text)
-
-        @app.exception_handler(BadForm)
-        async def _bad_form(request: Request, err: BadForm) -> Response:
-            return page(request, "error.html", None, 400, message=str(err))
-
-        @app.exception_handler(Temporary)
-        async def _temporary(request: Request, err: Temporary) -> Response:
-            log.warning("admin.unavailable", extra={"reason": err.text})
-            return page(request, "error.html", None, 503, message=f"{err.text} Try again.")
+        add_error_pages(
+            app,
+            "admin",
+            HERE / "static",
+            lambda request, status, text: page(request, "error.html", None, status, message=text),
+        )
 
         @app.exception_handler(DirectoryError)
         async def _refused(request: Request, err: DirectoryError) -> Response:

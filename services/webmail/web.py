@@ -25,8 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from prometheus_client import Counter
 from starlette.datastructures import UploadFile
@@ -45,7 +44,8 @@ from qmesh.mailbox.index import Entry, FlagMode, FolderIndex
 from qmesh.mailbox.sync import AccountMailbox, FolderExists, FolderMissing
 from qmesh.store.base import BlobNotFound, StoreUnavailable
 from qmesh.web.forms import BadForm, parse_form
-from qmesh.web.security import CSP, add_headers, set_cookie
+from qmesh.web.pages import Denied, add_error_pages, see_other
+from qmesh.web.security import CSP, set_cookie
 from qmesh.web.sessions import (
     SESSION_LIFETIME,
     SessionRecord,
@@ -77,15 +77,6 @@ IMAGES_CSP = CSP.replace("img-src 'self'", "img-src 'self' https: http:")
 
 LOGINS = Counter("qmesh_webmail_logins_total", "webmail logins", ["result"])
 SENT_TOTAL = Counter("qmesh_webmail_sent_total", "Messages sent from webmail", ["result"])
-
-
-class Denied(Exception):
-    """Not logged in, a bad CSRF token, or nothing of that name: the request is refused."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
 
 
 @dataclass
@@ -184,9 +175,6 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
         except BadFolderName as err:
             raise Denied(404, "no such folder") from err
 
-    def see_other(url: str) -> RedirectResponse:
-        return RedirectResponse(url, status_code=303)
-
     def folder_url(folder: str, **query: str | int) -> str:
         return "/mail?" + urlencode({"f": folder, **query})
 
@@ -238,23 +226,12 @@ def routes(ports: Ports) -> Callable[[FastAPI], None]:
         ]
 
     def extend(app: FastAPI) -> None:
-        add_headers(app)
-        app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-        @app.exception_handler(Denied)
-        async def _denied(request: Request, err: Denied) -> Response:
-            if err.status == 401 and request.method == "GET":
-                return see_other("/login")
-            return page(request, "error.html", None, err.status, message=err.text)
-
-        @app.exception_handler(BadForm)
-        async def _bad_form(request: Request, err: BadForm) -> Response:
-            return page(request, "error.html", None, 400, message=str(err))
-
-        @app.exception_handler(Temporary)
-        async def _temporary(request: Request, err: Temporary) -> Response:
-            log.warning("webmail.unavailable", extra={"reason": err.text})
-            return page(request, "error.html", None, 503, message=f"{err.text} Try again.")
+        add_error_pages(
+            app,
+            "webmail",
+            HERE / "static",
+            lambda request, status, text: page(request, "error.html", None, status, message=text),
+        )
 
         @app.exception_handler(StoreUnavailable)
         async def _store(request: Request, err: StoreUnavailable) -> Response:
