@@ -63,6 +63,7 @@ class Lists:
         dmarc: DmarcCheck,
         clock: Callable[[], float] = time.time,
         one_click_base: str | None = None,
+        progress_every: int = PROGRESS_EVERY,
     ) -> None:
         self._bus = bus
         self._queue = queue
@@ -72,6 +73,7 @@ class Lists:
         self._clock = clock
         self._one_click_base = one_click_base  # admin's outside address (RFC 8058)
         self._dmarc = dmarc
+        self._progress_every = progress_every
 
     # -- the consumer's handler -------------------------------------------------------------
 
@@ -369,7 +371,7 @@ class Lists:
                 url = oneclick.url(self._one_click_base, token)
             body = post.compose(record, message, dmarc_rewrite=rewrite, unsubscribe_url=url)
             await self._send(sender, [address], body)
-            if (i + 1) % PROGRESS_EVERY == 0 and i + 1 < len(recipients):
+            if (i + 1) % self._progress_every == 0 and i + 1 < len(recipients):
                 await state.set_progress(done, job_key, i + 1)
 
     async def _digest(self, record: ListRecord, number: int) -> None:

@@ -410,20 +410,19 @@ async def test_a_bouncing_subscriber_is_warned_with_the_bounced_numbers_first(
 
 
 async def test_a_personal_list_gives_each_subscriber_its_own_one_click_link(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World,
 ) -> None:
     """--personal (Mailman's personalize): a copy per subscriber whose RFC 8058 link names
     that subscriber; a fan-out cut short by an outage is taken up again where its last note
     left it, so nobody gets the post more than once here (a note after every copy)."""
     from qmesh.bus.base import PublishFailed
     from qmesh.lists import oneclick
-    from services.lists import consumer
 
     await _change(world, personal=True)
     people = [f"p{i}@far.test" for i in range(5)]
     await state.subscribe_many(world.kv, world.record.address, people)
     world.lists._one_click_base = "https://admin.lists.test/"
-    monkeypatch.setattr(consumer, "PROGRESS_EVERY", 1)
+    world.lists._progress_every = 1
     real, calls = world.lists._bus, [0]
 
     class Flaky:
