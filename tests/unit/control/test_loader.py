@@ -256,14 +256,14 @@ def test_bounceformat_and_flags(control_dir: Path) -> None:
 
 def test_lists_keep_what_is_written(control_dir: Path) -> None:
     write(control_dir, "virtualdomains", "# v\nvirt.example.test:carol\n:catchall\n")
-    write(control_dir, "smtproutes", "sink.test:smtp-sink:2525\n.corp.test:\n")
+    write(control_dir, "smtproutes", "sink.test:smtp-sink:2626\n.corp.test:\n")
     write(control_dir, "relayclients", "127.0.0.0/8\n10.0.0.0/8:+ext\n")
     write(control_dir, "proxyclients", "10.1.0.0/16\n")
     write(control_dir, "badmailfrom", "Spammer@Bad.test\n@evil.test\n")
     write(control_dir, "defaultdelivery", "./Maildir/\n&copy@example.test\n")
     controls = load_controls(control_dir, {})
     assert controls.virtualdomains == (("virt.example.test", "carol"), ("", "catchall"))
-    assert controls.smtproutes == (("sink.test", "smtp-sink:2525"), (".corp.test", ""))
+    assert controls.smtproutes == (("sink.test", "smtp-sink:2626"), (".corp.test", ""))
     net = ipaddress.ip_network
     assert controls.relayclients == ((net("127.0.0.0/8"), ""), (net("10.0.0.0/8"), "+ext"))
     assert controls.proxyclients == (net("10.1.0.0/16"),)

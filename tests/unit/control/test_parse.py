@@ -102,8 +102,8 @@ def test_ctl05_domain_lists_are_lower_cased_for_matching() -> None:
         ("user@x.test:alice\n", (("user@x.test", "alice"),)),
         (".corp.test:\n", ((".corp.test", ""),)),  # empty value: an exception (SEND-13)
         (":smarthost.test\n", (("", "smarthost.test"),)),  # catch-all
-        ("sink.test:smtp-sink:2525\n", (("sink.test", "smtp-sink:2525"),)),  # first colon
-        ("v6.test:[2001:db8::1]:2525\n", (("v6.test", "[2001:db8::1]:2525"),)),  # REMOTE-11
+        ("sink.test:smtp-sink:2626\n", (("sink.test", "smtp-sink:2626"),)),  # first colon
+        ("v6.test:[2001:db8::1]:2626\n", (("v6.test", "[2001:db8::1]:2626"),)),  # REMOTE-11
     ],
 )
 def test_pairs_split_at_the_first_colon(text: str, expected: object) -> None:

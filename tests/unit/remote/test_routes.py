@@ -16,7 +16,7 @@ from services.remote.routes import (
 )
 
 ROUTES = (
-    ("sink.test", "smtp-sink:2525"),
+    ("sink.test", "smtp-sink:2626"),
     (".corp.example", ""),
     ("corp.example", "[192.0.2.7]"),
     ("v6.test", "[2001:db8::1]:2526"),
@@ -38,8 +38,8 @@ def test_remote_10_lookup_keys_host_then_suffixes_longest_first_then_empty() -> 
 @pytest.mark.parametrize(
     ("host", "expected"),
     [
-        ("sink.test", Route("smtp", Relay("smtp-sink", 2525, False))),
-        ("SINK.test", Route("smtp", Relay("smtp-sink", 2525, False))),  # CTL-05
+        ("sink.test", Route("smtp", Relay("smtp-sink", 2626, False))),
+        ("SINK.test", Route("smtp", Relay("smtp-sink", 2626, False))),  # CTL-05
         ("corp.example", Route("smtp", Relay("192.0.2.7", 25, True))),
         ("mail.corp.example", MX),  # ".corp.example:" — explicitly not routed: MX
         ("deep.mail.corp.example", MX),
@@ -69,14 +69,14 @@ def test_remote_10_a_later_line_with_the_same_key_wins_as_in_qmail() -> None:
     ("text", "relay"),
     [
         ("relay.example", Relay("relay.example", 25, False)),
-        ("relay.example:2525", Relay("relay.example", 2525, False)),
+        ("relay.example:2626", Relay("relay.example", 2626, False)),
         ("192.0.2.1", Relay("192.0.2.1", 25, True)),
         ("192.0.2.1:26", Relay("192.0.2.1", 26, True)),
         ("[192.0.2.1]", Relay("192.0.2.1", 25, True)),
-        ("[192.0.2.1]:2525", Relay("192.0.2.1", 2525, True)),
+        ("[192.0.2.1]:2626", Relay("192.0.2.1", 2626, True)),
         ("[2001:db8::1]", Relay("2001:db8::1", 25, True)),
-        ("[2001:DB8:0::1]:2525", Relay("2001:db8::1", 2525, True)),
-        ("[IPv6:::1]:2525", Relay("::1", 2525, True)),
+        ("[2001:DB8:0::1]:2626", Relay("2001:db8::1", 2626, True)),
+        ("[IPv6:::1]:2626", Relay("::1", 2626, True)),
     ],
 )
 def test_remote_10_11_relay_forms(text: str, relay: Relay) -> None:
@@ -86,7 +86,7 @@ def test_remote_10_11_relay_forms(text: str, relay: Relay) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        ":2525",  # no host
+        ":2626",  # no host
         "relay.example:port",
         "relay.example:0",
         "relay.example:65536",
