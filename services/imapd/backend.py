@@ -276,6 +276,11 @@ class Folder:
         return await self.get(uid, cached_msg)
 
     @property
+    def state(self) -> FolderIndex:
+        """The index this session last read (QRESYNC, services/imapd/qresync.py)."""
+        return self._index
+
+    @property
     def highest_modseq(self) -> int:
         return self._index.highest_modseq
 

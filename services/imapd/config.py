@@ -28,6 +28,7 @@ LOGIN_EXTENSIONS = (
     b"QUOTA=RES-STORAGE",
     b"SPECIAL-USE",
     b"CONDSTORE",
+    b"QRESYNC",
 )
 _NO_TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # never handshaken: no STARTTLS
 

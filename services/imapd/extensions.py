@@ -8,7 +8,7 @@ connection state; here are those classes and a :class:`State` with their ``do_``
   resource; SETQUOTA is ``NO [NOPERM]`` (quotas are the directory's, ``qmesh user quota``).
 - NAMESPACE (RFC 2342): one personal namespace, ``(("" "."))``, as Dovecot's Maildir++.
 - ENABLE (RFC 5161): answers ``* ENABLED`` with what it turned on of :data:`ENABLEABLE`
-  (CONDSTORE, :mod:`services.imapd.condstore`).
+  (CONDSTORE, :mod:`services.imapd.condstore`; QRESYNC, :mod:`services.imapd.qresync`).
 - LIST with RFC 5258's selection and return options as far as SPECIAL-USE (RFC 6154 5.1)
   needs them: ``LIST (SPECIAL-USE) "" *`` and ``RETURN (SPECIAL-USE)``; any other option is
   ``BAD``; as in Dovecot, the extended form leaves ``\\HasChildren`` and ``\\HasNoChildren``
@@ -45,10 +45,11 @@ from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
 from qmesh.mailbox.quota import RESOURCE, ROOT, Quota
-from services.imapd.condstore import CONDSTORE, CondstoreState
+from services.imapd.condstore import CONDSTORE
 from services.imapd.mutf7 import strict_decode
+from services.imapd.qresync import QRESYNC, QresyncState
 
-ENABLEABLE = frozenset({CONDSTORE})  # what ENABLE can turn on
+ENABLEABLE = frozenset({CONDSTORE, QRESYNC})  # what ENABLE can turn on
 _OPTIONS = re.compile(rb" ?\(([A-Za-z0-9 \-]*)\)")
 _LIMITS = re.compile(rb" \((?:[A-Za-z0-9\-]{1,32} [0-9]{1,20}(?: |(?=\))))*\)")
 _RETURN = re.compile(rb" RETURN", re.IGNORECASE)
@@ -247,12 +248,13 @@ def quota_response(quota: Quota) -> UntaggedResponse | None:
     )
 
 
-class State(CondstoreState):
+class State(QresyncState):
     """pymap's connection state with the ``do_`` methods of :data:`EXTENSIONS`."""
 
     @property
     def enabled(self) -> frozenset[bytes]:
-        return frozenset({CONDSTORE}) if self.condstore else frozenset()
+        on = {CONDSTORE: self.condstore, QRESYNC: self.qresync}
+        return frozenset(name for name, yes in on.items() if yes)
 
     async def do_getquota(self, cmd: GetQuotaCommand) -> Ret:
         quota = await self._ours.mailbox_set.quota()
@@ -296,6 +298,8 @@ class State(CondstoreState):
         turned = [n for n in dict.fromkeys(cmd.names) if n in ENABLEABLE and n not in self.enabled]
         if CONDSTORE in turned:
             self.condstore = True
+        if QRESYNC in turned:
+            self.qresync = True  # and CONDSTORE with it (RFC 7162 3.2.3)
         resp = ResponseOk(cmd.tag, b"ENABLE completed.")
         resp.add_untagged(UntaggedResponse(b" ".join([b"ENABLED", *turned])))
         return resp, None

@@ -21,8 +21,9 @@ from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
+from qmesh.mailbox.index import FolderIndex
 from services.imapd.backend import Folder, Folders, Message
-from services.imapd.condstore import ModSeqSelected
+from services.imapd.qresync import QresyncSelected
 
 # RFC 6154: the attribute of each special-use folder, as pymap writes LIST attributes
 SPECIAL_USE_ATTRIBUTES = {name: attr[1:].encode() for name, attr in SPECIAL_USE.items()}
@@ -50,9 +51,9 @@ class Session(BaseSession[Message]):
     async def select_mailbox(
         self, name: str, readonly: bool = False
     ) -> tuple[MailboxSnapshot, SelectedMailbox]:
-        """pymap's SELECT with :class:`~services.imapd.condstore.ModSeqSelected`."""
+        """pymap's SELECT with :class:`~services.imapd.qresync.QresyncSelected`."""
         folder = await self._get_mailbox(name)
-        selected = ModSeqSelected(
+        selected = QresyncSelected(
             folder.mailbox_id,
             readonly or folder.readonly,
             PermanentFlags(folder.permanent_flags),
@@ -96,6 +97,12 @@ class Session(BaseSession[Message]):
         folder = await self._folder(selected)
         await folder.refresh(full=False)
         return folder.modseqs()
+
+    async def folder_index(self, selected: SelectedMailbox) -> FolderIndex:
+        """The selected folder's index as it stands now (QRESYNC's expunged UIDs)."""
+        folder = await self._folder(selected)
+        await folder.refresh(full=False)
+        return folder.state
 
     async def fetch_messages(
         self, selected: SelectedMailbox, sequence_set: SequenceSet, set_seen: bool
