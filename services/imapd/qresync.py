@@ -39,8 +39,15 @@ from pymap.parsing.response import (
     ResponseOk,
     UntaggedResponse,
 )
-from pymap.parsing.response.specials import ExpungeResponse, FetchResponse, RecentResponse
+from pymap.parsing.response.code import PermanentFlags
+from pymap.parsing.response.specials import (
+    ExpungeResponse,
+    FetchResponse,
+    FlagsResponse,
+    RecentResponse,
+)
 from pymap.parsing.specials import FetchAttribute, FetchValue, SequenceSet
+from pymap.parsing.specials.flag import Flag, Recent, Wildcard, get_system_flags
 from pymap.parsing.specials.sequenceset import MaxValue
 from pymap.selected import SelectedMailbox
 
@@ -158,25 +165,30 @@ _UID = FetchAttribute(b"UID")
 
 class QresyncSelected(ModSeqSelected):
     """The selected folder as a QRESYNC client sees it: VANISHED for expunges, UID and MODSEQ
-    in every unsolicited FETCH. ``no_recent`` leaves out ``* n RECENT`` (IMAP4rev2)."""
+    in every unsolicited FETCH. ``no_recent`` leaves out ``* n RECENT`` (IMAP4rev2). A keyword
+    the client has not been told of yet brings ``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` again
+    (RFC 3501 7.2.6), as Dovecot sends them."""
 
-    __slots__ = ["no_recent", "qresync"]
+    __slots__ = ["keywords", "no_recent", "qresync"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.qresync = False
         self.no_recent = False
+        self.keywords: frozenset[Flag] | None = None  # what FLAGS last named
 
     def fork(self, command: Command) -> tuple[SelectedMailbox, Iterable[UntaggedResponse]]:
         copy, untagged = super().fork(command)
         if isinstance(copy, QresyncSelected):
             copy.qresync, copy.no_recent = self.qresync, self.no_recent
+            copy.keywords = self.keywords
         if not self.qresync:
             return copy, untagged
         return copy, [self._with_uid(r) for r in untagged]
 
     def _compare(self, before: Any, after: Any, with_uid: bool) -> Iterable[UntaggedResponse]:
         out = list(super()._compare(before, after, with_uid))
+        out = self._new_keywords(before, after) + out
         if self.no_recent:
             out = [r for r in out if not isinstance(r, RecentResponse)]
         if not self.qresync:
@@ -186,6 +198,21 @@ class QresyncSelected(ModSeqSelected):
         if gone and not self._hide_expunged:
             ranges = vanished.merge((u, u) for u in gone)
             out.insert(0, VanishedResponse(ranges, earlier=False))
+        return out
+
+    def _new_keywords(self, before: Any, after: Any) -> list[UntaggedResponse]:
+        if self.keywords is None:
+            return []
+        seen = {f for _, flags in after.flags - before.flags for f in flags}
+        new = {f for f in seen if not f.value.startswith(b"\\")} - self.keywords
+        if not new:
+            return []
+        self.keywords = self.keywords | new
+        flags = get_system_flags() - {Recent}
+        out: list[UntaggedResponse] = [FlagsResponse(flags | self.keywords)]
+        if not self.readonly:
+            code = PermanentFlags([*flags, *self.keywords, Wildcard])
+            out.append(UntaggedResponse(b"OK %b Flags permitted." % bytes(code)))
         return out
 
     def _with_uid(self, resp: UntaggedResponse) -> UntaggedResponse:

@@ -22,6 +22,7 @@ from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
 from qmesh.mailbox.index import FolderIndex
+from services.imapd import keywords
 from services.imapd.backend import Folder, Folders, Message
 from services.imapd.qresync import QresyncSelected
 
@@ -61,6 +62,8 @@ class Session(BaseSession[Message]):
             selected_set=folder.selected_set,
             lookup=name,
         )
+        if isinstance(folder, Folder):
+            selected.keywords = keywords.in_folder(folder.state)
         if not selected.readonly:
             await folder.claim_recent(selected)
         snapshot = await folder.snapshot()
@@ -98,6 +101,12 @@ class Session(BaseSession[Message]):
         await folder.refresh(full=False)
         return folder.modseqs()
 
+    async def folder_size(self, name: str) -> tuple[int, int]:
+        """STATUS SIZE and DELETED of a folder STATUS has just looked at (RFC 8438, 9051)."""
+        folder = await self._folders.get_mailbox(name)
+        entries = folder.state.entries.values()
+        return sum(e.size for e in entries), sum(1 for e in entries if "\\Deleted" in e.flags)
+
     async def folder_index(self, selected: SelectedMailbox) -> FolderIndex:
         """The selected folder's index as it stands now (QRESYNC's expunged UIDs)."""
         folder = await self._folder(selected)
@@ -128,7 +137,10 @@ class Session(BaseSession[Message]):
         if selected.readonly:
             raise MailboxReadOnly()
         folder = await self._folder(selected)
+        keywords.check_system(flag_set)
         permanent = selected.permanent_flags & flag_set
+        if mode != FlagOp.DELETE:
+            keywords.check_room(folder.state, permanent)
         found = selected.messages.get_all(sequence_set)
         uids = [m.uid for _, m in found]
         await folder.set_flags(uids, permanent, mode, unchanged_since=unchanged_since)
@@ -165,6 +177,15 @@ class Session(BaseSession[Message]):
     ) -> tuple[AppendUid, SelectedMailbox | None]:
         size = sum(len(bytes(m.literal).replace(b"\r\n", b"\n")) for m in messages)
         await self._folders.check_room(size)  # stored with LF line ends, as local writes
+        flags = frozenset(f for m in messages for f in m.flag_set)
+        keywords.check_system(flags)
+        if keywords.keywords_of(flags):
+            try:
+                dest = await self._folders.get_mailbox(name)
+            except KeyError:
+                dest = None  # pymap answers NO [TRYCREATE]
+            if isinstance(dest, Folder):
+                keywords.check_room(dest.state, flags)
         return await super().append_messages(name, messages, selected)
 
     async def copy_messages(

@@ -452,3 +452,58 @@ async def test_qresync_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: 
     assert not unexplained, "\n".join(
         f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
     )
+
+
+# Keywords (RFC 9051 2.3.2): stored, fetched, searched, announced in FLAGS and PERMANENTFLAGS.
+KEYWORDS_SCRIPT: list[bytes] = [
+    b"SELECT INBOX",
+    b"STORE 1 +FLAGS ($Forwarded $Junk)",
+    b"STORE 2 +FLAGS (MyLabel $NotJunk)",
+    b"FETCH 1:* (FLAGS)",
+    b"SELECT INBOX",
+    b"SEARCH KEYWORD $Junk",
+    b"SEARCH UNKEYWORD $Junk",
+    b"STORE 1 -FLAGS ($Junk)",
+    b"SEARCH KEYWORD $Junk",
+    b"STORE 3 +FLAGS (\\Bogus)",
+    b"APPEND Drafts ($NotJunk \\Seen) {14+}\r\nSubject: k\r\n\r\n",
+    b"SELECT Drafts",
+    b"FETCH 1 (FLAGS)",
+    b"STORE 1 +FLAGS (Other)",
+]
+_KEYWORDS_WANTED = re.compile(rb"^\* (FLAGS|OK \[PERMANENTFLAGS|[0-9]+ FETCH|SEARCH)\b")
+DELIBERATE_KEYWORDS: dict[str, str] = {}
+
+
+def unordered(answers: dict[str, object]) -> dict[str, object]:
+    """FLAGS, PERMANENTFLAGS and FETCH in any order: pymap answers SELECT with PERMANENTFLAGS
+    first and puts a STORE's own FETCH before the FLAGS update; nothing depends on that order
+    (RFC 3501 7: untagged data may come in any order but EXPUNGE's)."""
+    out: dict[str, object] = {}
+    for key, value in answers.items():
+        if isinstance(value, tuple):
+            status, untagged = value
+            value = (status, sorted(untagged))
+        out[key] = value
+    return out
+
+
+async def test_keywords_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """$Forwarded, $Junk, $NotJunk and a user keyword kept and shown as Dovecot does (#13)."""
+    await stack.add_account("alice")
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    script, wanted = KEYWORDS_SCRIPT, _KEYWORDS_WANTED
+    theirs = unordered(await asyncio.to_thread(raw_transcript, dovecot, "alice", script, wanted))
+    ours = unordered(
+        await asyncio.to_thread(
+            raw_transcript, stack.port(), f"alice@{stack.domain}", script, wanted
+        )
+    )
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    stale = [k for k in DELIBERATE_KEYWORDS if k not in differences]
+    assert not stale, f"no longer different from Dovecot, remove: {stale}"
+    unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE_KEYWORDS}
+    assert not unexplained, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
+    )
