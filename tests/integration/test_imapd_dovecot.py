@@ -507,3 +507,52 @@ async def test_keywords_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa:
     assert not unexplained, "\n".join(
         f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
     )
+
+
+# What IMAP4rev2 took from extensions Dovecot 2.3 has (it has no IMAP4rev2 itself): ESEARCH's
+# SEARCH RETURN, STATUS SIZE, LIST's SUBSCRIBED options, UNSELECT.
+REV2_SCRIPT: list[bytes] = [
+    b"SELECT INBOX",
+    b"STORE 2 +FLAGS (\\Deleted)",
+    b"SEARCH RETURN (MIN MAX COUNT) ALL",
+    b"UID SEARCH RETURN () ALL",
+    b"SEARCH RETURN (COUNT) SUBJECT nothing-like-this",
+    b"SEARCH RETURN (ALL) 1,3",
+    b"SEARCH RETURN (SAVE) ALL",
+    b"STATUS INBOX (MESSAGES SIZE)",
+    b'LIST (SUBSCRIBED) "" "*"',
+    b'LIST "" "*" RETURN (SUBSCRIBED)',
+    b"UNSELECT",
+    b"FETCH 1 (FLAGS)",
+    b"SELECT INBOX",
+    b"SEARCH DELETED",
+]
+_REV2_WANTED = re.compile(rb"^\* (ESEARCH|SEARCH|STATUS|LIST|[0-9]+ EXPUNGE)\b")
+DELIBERATE_REV2: dict[str, str] = {
+    "SEARCH RETURN (SAVE) ALL": "SEARCHRES (RFC 5182) is not done: BAD where Dovecot saves",
+    "STATUS INBOX (MESSAGES SIZE)": (
+        "Dovecot adds [CLIENTBUG] to a STATUS of the selected folder (RFC 9051 6.3.11 "
+        "discourages it); the same data"
+    ),
+    'LIST (SUBSCRIBED) "" "*"': "INBOX is subscribed from the account's first login",
+    'LIST "" "*" RETURN (SUBSCRIBED)': "INBOX is subscribed from the account's first login",
+}
+
+
+async def test_rev2_pieces_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """ESEARCH, STATUS SIZE, LIST (SUBSCRIBED) and UNSELECT next to Dovecot (#13, RFC 9051)."""
+    await stack.add_account("alice")
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    script, wanted = REV2_SCRIPT, _REV2_WANTED
+    theirs = await asyncio.to_thread(raw_transcript, dovecot, "alice", script, wanted)
+    ours = await asyncio.to_thread(
+        raw_transcript, stack.port(), f"alice@{stack.domain}", script, wanted
+    )
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    stale = [k for k in DELIBERATE_REV2 if k not in differences]
+    assert not stale, f"no longer different from Dovecot, remove: {stale}"
+    unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE_REV2}
+    assert not unexplained, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
+    )
