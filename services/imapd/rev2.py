@@ -4,8 +4,8 @@ Advertised as ``IMAP4rev2`` next to ``IMAP4rev1``; a client turns it on with
 ``ENABLE IMAP4rev2`` (RFC 9051 6.3.1). Then:
 
 - ``SEARCH`` answers ``* ESEARCH (TAG "t") [UID] ALL set`` instead of ``* SEARCH`` (6.4.4),
-  and ``* n RECENT`` is never sent (``\\Recent`` is gone from rev2; SELECT's FLAGS already
-  leaves it out).
+  ``* n RECENT`` is never sent and the session claims no ``\\Recent`` messages, so no FETCH
+  shows the flag (``\\Recent`` is gone from rev2; SELECT's FLAGS already leaves it out).
 - Whatever the version: ``SEARCH RETURN (MIN MAX COUNT ALL)`` (ESEARCH, RFC 4731; ``SAVE`` of
   RFC 5182 is ``BAD``, not done), ``STATUS`` ``SIZE`` (RFC 8438) and ``DELETED`` (9051 6.3.11),
   ``UNSELECT`` (RFC 3691) and LIST's ``RETURN (SUBSCRIBED)`` with ``\\Subscribed``
@@ -82,6 +82,7 @@ class Rev2State(QresyncState):
     @rev2.setter
     def rev2(self, on: bool) -> None:
         self._rev2 = on
+        self._ours.no_recent = on  # no \Recent for this session to claim or show
         if isinstance(self._selected, QresyncSelected):
             self._selected.no_recent = on
 

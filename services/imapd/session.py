@@ -31,6 +31,8 @@ SPECIAL_USE_ATTRIBUTES = {name: attr[1:].encode() for name, attr in SPECIAL_USE.
 
 
 class Session(BaseSession[Message]):
+    no_recent = False  # IMAP4rev2 enabled: \Recent is not claimed (services/imapd/rev2.py)
+
     def __init__(self, owner: str, config: IMAPConfig, folders: Folders) -> None:
         super().__init__(owner)
         self._config = config
@@ -64,7 +66,7 @@ class Session(BaseSession[Message]):
         )
         if isinstance(folder, Folder):
             selected.keywords = keywords.in_folder(folder.state)
-        if not selected.readonly:
+        if not selected.readonly and not self.no_recent:
             await folder.claim_recent(selected)
         snapshot = await folder.snapshot()
         return snapshot, await folder.update_selected(selected)

@@ -45,6 +45,7 @@ async def test_rev2_client_sees_rev2_answers(stack: Stack) -> None:
         got = await command(raw, b"s", b"SELECT INBOX")
         assert got[0] == b"* OK [CLOSED] Previous mailbox closed.\r\n"
         assert not any(line.endswith(b" RECENT\r\n") for line in got), got
+        assert b"Recent" not in b"".join(await command(raw, b"fl", b"FETCH 1:* (FLAGS)"))
         assert (await command(raw, b"q1", b"SEARCH ALL"))[0] == (
             b'* ESEARCH (TAG "q1") ALL 1:3\r\n'
         )
