@@ -32,6 +32,7 @@ LOGIN_EXTENSIONS = (
     b"ESEARCH",
     b"UNSELECT",
     b"STATUS=SIZE",
+    b"LIST-STATUS",
 )
 _NO_TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # never handshaken: no STARTTLS
 

@@ -12,7 +12,7 @@ connection state; here are those classes and a :class:`State` with their ``do_``
   IMAP4rev2, :mod:`services.imapd.rev2`).
 - LIST with RFC 5258's selection and return options as far as SPECIAL-USE (RFC 6154 5.1)
   and IMAP4rev2 need them: ``LIST (SPECIAL-USE) "" *``, ``LIST (SUBSCRIBED) "" *``,
-  ``RETURN (SPECIAL-USE SUBSCRIBED CHILDREN)``; any other option is ``BAD``; as in
+  ``RETURN (SPECIAL-USE SUBSCRIBED CHILDREN STATUS (...))``; any other option is ``BAD``; as in
   Dovecot, the extended form leaves ``\\HasChildren`` and ``\\HasNoChildren`` out unless
   ``RETURN (CHILDREN)`` asks for them (RFC 5258 4), and the special-use attributes unless
   ``SPECIAL-USE`` is among the options; they come with every other LIST and LSUB
@@ -30,7 +30,7 @@ from typing import cast
 from pymap.exceptions import MailboxNotFound
 from pymap.parsing import EndLine, Params, Space
 from pymap.parsing.command import CommandAuth, CommandNoArgs
-from pymap.parsing.command.auth import ListCommand
+from pymap.parsing.command.auth import ListCommand, StatusCommand
 from pymap.parsing.command.nonauth import AuthenticateCommand
 from pymap.parsing.commands import Commands
 from pymap.parsing.exceptions import NotParseable
@@ -42,8 +42,8 @@ from pymap.parsing.response import (
     ResponseOk,
     UntaggedResponse,
 )
-from pymap.parsing.response.specials import ListResponse, LSubResponse
-from pymap.parsing.specials import AString, Mailbox
+from pymap.parsing.response.specials import ListResponse, LSubResponse, StatusResponse
+from pymap.parsing.specials import AString, Mailbox, StatusAttribute
 from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
@@ -52,7 +52,7 @@ from services.imapd.condstore import CONDSTORE
 from services.imapd.mutf7 import strict_decode
 from services.imapd.qresync import QRESYNC
 from services.imapd.rev2 import COMMANDS as REV2_COMMANDS
-from services.imapd.rev2 import IMAP4REV2, Rev2State
+from services.imapd.rev2 import IMAP4REV2, Rev2State, take_status
 
 ENABLEABLE = frozenset({CONDSTORE, QRESYNC, IMAP4REV2})  # what ENABLE can turn on
 _OPTIONS = re.compile(rb" ?\(([A-Za-z0-9 \-]*)\)")
@@ -163,11 +163,13 @@ class ExtendedListCommand(ListCommand):
         selection: frozenset[bytes] = frozenset(),
         returns: frozenset[bytes] = frozenset(),
         extended: bool = False,
+        status: tuple[bytes, ...] = (),
     ) -> None:
         super().__init__(tag, ref_name, filter_)
         self.selection = selection
         self.returns = returns
         self.extended = extended
+        self.status = status  # LIST-STATUS attributes
 
     @classmethod
     def parse(cls, buf: memoryview, params: Params) -> tuple[ExtendedListCommand, memoryview]:
@@ -186,12 +188,15 @@ class ExtendedListCommand(ListCommand):
             raw, buf = String.parse(buf, params)
             pattern = strict_decode(raw.value)
         returns: frozenset[bytes] = frozenset()
+        status: tuple[bytes, ...] = ()
         ret = _RETURN.match(buf)
         if ret is not None:
-            returns, buf = _options(buf[ret.end() :], RETURNS)
+            status, buf = take_status(buf[ret.end() :])
+            returns, buf = _options(buf, RETURNS)
             extended = True
         _, buf = EndLine.parse(buf, params)
-        return cls(params.tag, ref_name.value, pattern, selection, returns, extended), buf
+        found = cls(params.tag, ref_name.value, pattern, selection, returns, extended, status)
+        return found, buf
 
 
 class InitialResponseAuthenticate(AuthenticateCommand):
@@ -340,4 +345,12 @@ class State(Rev2State):
             if name in subscribed:
                 attrs = [*attrs, b"Subscribed"]
             resp.add_untagged(resp_type(name, sep, attrs))
+            if extended and cast(ExtendedListCommand, cmd).status and b"Noselect" not in attrs:
+                resp.add_untagged(*await self._list_status(cmd.tag, name, cmd))
         return resp, updates
+
+    async def _list_status(self, tag: bytes, name: str, cmd: ListCommand) -> list[UntaggedResponse]:
+        """LIST-STATUS: the STATUS answer of one listed folder (RFC 5819)."""
+        attrs = [StatusAttribute(a) for a in cast(ExtendedListCommand, cmd).status]
+        resp, _ = await self.do_status(StatusCommand(tag, Mailbox(name), attrs))
+        return [r for r in resp._untagged if isinstance(r, StatusResponse)]

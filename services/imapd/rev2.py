@@ -8,14 +8,15 @@ Advertised as ``IMAP4rev2`` next to ``IMAP4rev1``; a client turns it on with
   shows the flag (``\\Recent`` is gone from rev2; SELECT's FLAGS already leaves it out).
 - Whatever the version: ``SEARCH RETURN (MIN MAX COUNT ALL)`` (ESEARCH, RFC 4731; ``SAVE`` of
   RFC 5182 is ``BAD``, not done), ``STATUS`` ``SIZE`` (RFC 8438) and ``DELETED`` (9051 6.3.11),
-  ``UNSELECT`` (RFC 3691) and LIST's ``RETURN (SUBSCRIBED)`` with ``\\Subscribed``
-  (:mod:`services.imapd.extensions`).
+  ``UNSELECT`` (RFC 3691), LIST's ``RETURN (SUBSCRIBED)`` with ``\\Subscribed`` and
+  ``RETURN (STATUS (...))`` (LIST-STATUS, RFC 5819) (:mod:`services.imapd.extensions`).
 
 What RFC 9051 asks and this does not do is listed in the service's README (BUGS).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import cast
 
@@ -23,6 +24,7 @@ from pymap.parsing import Params
 from pymap.parsing.command import CommandNoArgs, CommandSelect
 from pymap.parsing.command.auth import SelectCommand, StatusCommand
 from pymap.parsing.command.select import SearchCommand, UidSearchCommand
+from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.primitives import Number
 from pymap.parsing.response import (
     ResponseBad,
@@ -38,6 +40,7 @@ from services.imapd.condstore import _status_data, _uses_modseq, modseq_of
 from services.imapd.qresync import QresyncSelected, QresyncState, Ret, format_ranges
 
 IMAP4REV2 = b"IMAP4rev2"
+_LIST_STATUS = re.compile(rb"STATUS \(([A-Za-z0-9 \-]{0,200})\)", re.IGNORECASE)
 RETURNS = frozenset({b"MIN", b"MAX", b"COUNT", b"ALL"})
 EXTRA_STATUS = (b"SIZE", b"DELETED")
 
@@ -46,6 +49,19 @@ class UnselectCommand(CommandNoArgs, CommandSelect):
     """``UNSELECT``: leave the folder without expunging (RFC 3691, part of RFC 9051)."""
 
     command = b"UNSELECT"
+
+
+def take_status(buf: memoryview) -> tuple[tuple[bytes, ...], memoryview]:
+    """LIST-STATUS (RFC 5819): the attributes of ``STATUS (...)`` among LIST's return options,
+    and the options without it; ``NotParseable`` for an unknown or missing attribute."""
+    m = _LIST_STATUS.search(bytes(buf[:400]))
+    if m is None:
+        return (), buf
+    names = tuple(dict.fromkeys(a.upper() for a in m.group(1).split()))
+    if not names or not set(names) <= StatusAttribute.valid_statuses:
+        raise NotParseable(buf)
+    rest = bytes(buf[: m.start()]) + bytes(buf[m.end() :])
+    return names, memoryview(rest)
 
 
 def ranges_of(numbers: Iterable[int]) -> bytes:

@@ -80,6 +80,11 @@ HOSTILE = [
     b"UNSELECT now",
     b'LIST (SUBSCRIBED BOGUS) "" "*"',
     b'LIST "" "*" RETURN (SUBSCRIBED',
+    b'LIST "" "*" RETURN (STATUS ())',
+    b'LIST "" "*" RETURN (STATUS (MESSAGES) STATUS (UNSEEN))',
+    b'LIST "" "*" RETURN (STATUS (MESSAGES)',
+    b'LIST "" "*" RETURN (STATUS (' + b"MESSAGES " * 60 + b"))",
+    b'LIST "" "*" RETURN (STATUS (MESSAGES (UNSEEN)))',
 ]
 
 
