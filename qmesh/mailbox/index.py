@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from qmesh.mailbox import vanished
 from qmesh.mailbox.flags import from_info
 
 FORMAT = 1
@@ -54,6 +55,9 @@ class FolderIndex:
     highest_modseq: int = 1
     first_recent: int = 1  # UIDs from here on are \Recent for the next session to claim them
     messages: Mapping[str, Entry] | None = None  # unique -> entry, in UID order
+    # QRESYNC (qmesh.mailbox.vanished): expunged UID runs and the MODSEQ they reach back to
+    gone: tuple[vanished.Run, ...] = ()
+    gone_floor: int = 0
 
     @property
     def entries(self) -> Mapping[str, Entry]:
@@ -104,7 +108,8 @@ def reconcile(index: FolderIndex, listing: Iterable[Listed]) -> FolderIndex:
         changed = True
     if not changed:
         return index
-    return replace(index, next_uid=next_uid, highest_modseq=modseq, messages=kept)
+    new = replace(index, next_uid=next_uid, highest_modseq=modseq, messages=kept)
+    return _noted(new, (e.uid for u, e in old.items() if u not in kept))
 
 
 def add(index: FolderIndex, item: Listed, flags: frozenset[str]) -> tuple[FolderIndex, int]:
@@ -160,7 +165,16 @@ def remove(index: FolderIndex, uniques: Iterable[str]) -> FolderIndex:
     if not gone:
         return index
     messages = {u: e for u, e in index.entries.items() if u not in gone}
-    return replace(index, highest_modseq=index.highest_modseq + 1, messages=messages)
+    new = replace(index, highest_modseq=index.highest_modseq + 1, messages=messages)
+    return _noted(new, (index.entries[u].uid for u in gone))
+
+
+def _noted(index: FolderIndex, uids: Iterable[int]) -> FolderIndex:
+    """``index`` remembering ``uids`` as expunged at its current MODSEQ (QRESYNC)."""
+    runs, floor = vanished.note(index.gone, index.gone_floor, uids, index.highest_modseq)
+    if runs is index.gone:
+        return index
+    return replace(index, gone=runs, gone_floor=floor)
 
 
 def claim_recent(index: FolderIndex) -> tuple[FolderIndex, range]:
@@ -183,6 +197,8 @@ def encode(index: FolderIndex) -> bytes:
             [u, e.uid, e.modseq, sorted(e.flags), e.size, e.when, e.key]
             for u, e in index.entries.items()
         ],
+        "gone": [list(r) for r in index.gone],
+        "gfl": index.gone_floor,
     }
     return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
 
@@ -201,12 +217,17 @@ def decode(raw: bytes) -> FolderIndex:
             str(u): Entry(int(uid), int(ms), frozenset(map(str, fl)), int(sz), int(wh), str(k))  # type: ignore[call-overload]
             for u, uid, ms, fl, sz, wh, k in rows
         }
+        highest = int(doc["hms"])
+        # A value written without the record (older code) knows nothing before its MODSEQ.
+        gone = vanished.to_runs(doc.get("gone"))
         return FolderIndex(
             uidvalidity=int(doc["uv"]),
             next_uid=int(doc["next"]),
-            highest_modseq=int(doc["hms"]),
+            highest_modseq=highest,
             first_recent=int(doc["recent"]),
             messages=messages,
+            gone=gone or (),
+            gone_floor=int(doc["gfl"]) if gone is not None and "gfl" in doc else highest,
         )
     except (ValueError, KeyError, TypeError, zlib.error) as err:
         raise BadIndex(str(err)) from err

@@ -32,7 +32,7 @@ from pymap.parsing.response.fetch import (
     TextBodyStructure,
 )
 from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
-from pymap.parsing.specials.flag import Deleted, Flag, Recent, get_system_flags
+from pymap.parsing.specials.flag import Deleted, Flag, Recent
 from pymap.selected import SelectedMailbox, SelectedSet
 
 from qmesh.contract.errors import Temporary
@@ -43,6 +43,7 @@ from qmesh.mailbox.names import account_key
 from qmesh.mailbox.quota import Quota, exceeds
 from qmesh.mailbox.sync import AccountMailbox, FolderExists, FolderMissing
 from qmesh.store.base import BlobNotFound, StoreUnavailable
+from services.imapd import keywords
 
 RESYNC_SECONDS = 30.0  # a selected folder is listed again at least this often (pop3d's DELE)
 IDLE_RESYNC = 60.0  # and while IDLE, even if no announcement came
@@ -174,7 +175,7 @@ class Folder:
 
     @property
     def permanent_flags(self) -> frozenset[Flag]:
-        return get_system_flags() - {Recent}
+        return keywords.permanent_flags(self._index)  # system flags, keywords and \*
 
     @property
     def session_flags(self) -> frozenset[Flag]:
@@ -276,6 +277,11 @@ class Folder:
         return await self.get(uid, cached_msg)
 
     @property
+    def state(self) -> FolderIndex:
+        """The index this session last read (QRESYNC, services/imapd/qresync.py)."""
+        return self._index
+
+    @property
     def highest_modseq(self) -> int:
         return self._index.highest_modseq
 
@@ -327,7 +333,7 @@ class Folder:
         entries = list(self._index.entries.values())
         unseen = [seq for seq, e in enumerate(entries, 1) if "\\Seen" not in e.flags]
         recent = sum(1 for e in entries if e.uid >= self._index.first_recent)
-        return MailboxSnapshot(
+        return keywords.Snapshot(
             self.mailbox_id,
             self.readonly,
             self.uid_validity,

@@ -18,7 +18,8 @@ names; :class:`CondstoreState` answers the modifiers:
 
 Any of these turns CONDSTORE on for the session, as ENABLE CONDSTORE does; from then on the
 FETCH responses about other sessions' changes carry MODSEQ as well (:class:`ModSeqSelected`).
-Not done: the ``priv``/``shared`` entry names of SEARCH MODSEQ (read and ignored), QRESYNC.
+Not done: the ``priv``/``shared`` entry names of SEARCH MODSEQ (read and ignored). QRESYNC builds
+on this in :mod:`services.imapd.qresync`.
 """
 
 from __future__ import annotations

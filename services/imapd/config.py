@@ -28,6 +28,11 @@ LOGIN_EXTENSIONS = (
     b"QUOTA=RES-STORAGE",
     b"SPECIAL-USE",
     b"CONDSTORE",
+    b"QRESYNC",
+    b"ESEARCH",
+    b"UNSELECT",
+    b"STATUS=SIZE",
+    b"LIST-STATUS",
 )
 _NO_TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # never handshaken: no STARTTLS
 
@@ -70,7 +75,7 @@ class ImapConfig(IMAPConfig):
 
     @property
     def initial_capability(self) -> Sequence[bytes]:
-        return [*super().initial_capability, b"SASL-IR"]
+        return [b"IMAP4rev2", *super().initial_capability, b"SASL-IR"]  # beside IMAP4rev1
 
     @property
     def login_capability(self) -> Sequence[bytes]:

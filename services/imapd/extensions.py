@@ -8,12 +8,15 @@ connection state; here are those classes and a :class:`State` with their ``do_``
   resource; SETQUOTA is ``NO [NOPERM]`` (quotas are the directory's, ``qmesh user quota``).
 - NAMESPACE (RFC 2342): one personal namespace, ``(("" "."))``, as Dovecot's Maildir++.
 - ENABLE (RFC 5161): answers ``* ENABLED`` with what it turned on of :data:`ENABLEABLE`
-  (CONDSTORE, :mod:`services.imapd.condstore`).
+  (CONDSTORE, :mod:`services.imapd.condstore`; QRESYNC, :mod:`services.imapd.qresync`;
+  IMAP4rev2, :mod:`services.imapd.rev2`).
 - LIST with RFC 5258's selection and return options as far as SPECIAL-USE (RFC 6154 5.1)
-  needs them: ``LIST (SPECIAL-USE) "" *`` and ``RETURN (SPECIAL-USE)``; any other option is
-  ``BAD``; as in Dovecot, the extended form leaves ``\\HasChildren`` and ``\\HasNoChildren``
-  out unless ``RETURN (CHILDREN)`` asks for them (RFC 5258 4). The special-use attributes
-  come with every LIST and LSUB (:mod:`services.imapd.session`).
+  and IMAP4rev2 need them: ``LIST (SPECIAL-USE) "" *``, ``LIST (SUBSCRIBED) "" *``,
+  ``RETURN (SPECIAL-USE SUBSCRIBED CHILDREN STATUS (...))``; any other option is ``BAD``; as in
+  Dovecot, the extended form leaves ``\\HasChildren`` and ``\\HasNoChildren`` out unless
+  ``RETURN (CHILDREN)`` asks for them (RFC 5258 4), and the special-use attributes unless
+  ``SPECIAL-USE`` is among the options; they come with every other LIST and LSUB
+  (:mod:`services.imapd.session`).
 - SASL-IR (RFC 4959): ``AUTHENTICATE PLAIN <base64>``, the response in the command line.
 """
 
@@ -27,7 +30,7 @@ from typing import cast
 from pymap.exceptions import MailboxNotFound
 from pymap.parsing import EndLine, Params, Space
 from pymap.parsing.command import CommandAuth, CommandNoArgs
-from pymap.parsing.command.auth import ListCommand
+from pymap.parsing.command.auth import ListCommand, StatusCommand
 from pymap.parsing.command.nonauth import AuthenticateCommand
 from pymap.parsing.commands import Commands
 from pymap.parsing.exceptions import NotParseable
@@ -39,16 +42,19 @@ from pymap.parsing.response import (
     ResponseOk,
     UntaggedResponse,
 )
-from pymap.parsing.response.specials import ListResponse, LSubResponse
-from pymap.parsing.specials import AString, Mailbox
+from pymap.parsing.response.specials import ListResponse, LSubResponse, StatusResponse
+from pymap.parsing.specials import AString, Mailbox, StatusAttribute
 from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
 from qmesh.mailbox.quota import RESOURCE, ROOT, Quota
-from services.imapd.condstore import CONDSTORE, CondstoreState
+from services.imapd.condstore import CONDSTORE
 from services.imapd.mutf7 import strict_decode
+from services.imapd.qresync import QRESYNC
+from services.imapd.rev2 import COMMANDS as REV2_COMMANDS
+from services.imapd.rev2 import IMAP4REV2, Rev2State, take_status
 
-ENABLEABLE = frozenset({CONDSTORE})  # what ENABLE can turn on
+ENABLEABLE = frozenset({CONDSTORE, QRESYNC, IMAP4REV2})  # what ENABLE can turn on
 _OPTIONS = re.compile(rb" ?\(([A-Za-z0-9 \-]*)\)")
 _LIMITS = re.compile(rb" \((?:[A-Za-z0-9\-]{1,32} [0-9]{1,20}(?: |(?=\))))*\)")
 _RETURN = re.compile(rb" RETURN", re.IGNORECASE)
@@ -56,10 +62,11 @@ _PATTERN = re.compile(rb"[\x21\x23-\x27\x2A-\x5B\x5D-\x7A\x7C\x7E]+")
 _INITIAL = re.compile(rb"[A-Za-z0-9+/]+={0,2}|=")
 SPECIAL_ATTRIBUTES = frozenset(a[1:].encode() for a in SPECIAL_USE.values())
 CHILD_ATTRIBUTES = frozenset({b"HasChildren", b"HasNoChildren"})
-SELECTION = frozenset({b"SPECIAL-USE"})
-RETURNS = frozenset({b"SPECIAL-USE", b"CHILDREN"})
+SELECTION = frozenset({b"SPECIAL-USE", b"SUBSCRIBED"})
+RETURNS = frozenset({b"SPECIAL-USE", b"CHILDREN", b"SUBSCRIBED"})
 
 Ret = tuple[CommandResponse, SelectedMailbox | None]
+_ENABLE_NAMES = {IMAP4REV2.upper(): IMAP4REV2}  # ENABLE reads names in upper case
 
 
 def _options(buf: memoryview, allowed: frozenset[bytes]) -> tuple[frozenset[bytes], memoryview]:
@@ -156,11 +163,13 @@ class ExtendedListCommand(ListCommand):
         selection: frozenset[bytes] = frozenset(),
         returns: frozenset[bytes] = frozenset(),
         extended: bool = False,
+        status: tuple[bytes, ...] = (),
     ) -> None:
         super().__init__(tag, ref_name, filter_)
         self.selection = selection
         self.returns = returns
         self.extended = extended
+        self.status = status  # LIST-STATUS attributes
 
     @classmethod
     def parse(cls, buf: memoryview, params: Params) -> tuple[ExtendedListCommand, memoryview]:
@@ -179,12 +188,15 @@ class ExtendedListCommand(ListCommand):
             raw, buf = String.parse(buf, params)
             pattern = strict_decode(raw.value)
         returns: frozenset[bytes] = frozenset()
+        status: tuple[bytes, ...] = ()
         ret = _RETURN.match(buf)
         if ret is not None:
-            returns, buf = _options(buf[ret.end() :], RETURNS)
+            status, buf = take_status(buf[ret.end() :])
+            returns, buf = _options(buf, RETURNS)
             extended = True
         _, buf = EndLine.parse(buf, params)
-        return cls(params.tag, ref_name.value, pattern, selection, returns, extended), buf
+        found = cls(params.tag, ref_name.value, pattern, selection, returns, extended, status)
+        return found, buf
 
 
 class InitialResponseAuthenticate(AuthenticateCommand):
@@ -227,6 +239,7 @@ EXTENSIONS = (
     EnableCommand,
     ExtendedListCommand,
     InitialResponseAuthenticate,
+    *REV2_COMMANDS,
 )
 
 
@@ -247,12 +260,13 @@ def quota_response(quota: Quota) -> UntaggedResponse | None:
     )
 
 
-class State(CondstoreState):
+class State(Rev2State):
     """pymap's connection state with the ``do_`` methods of :data:`EXTENSIONS`."""
 
     @property
     def enabled(self) -> frozenset[bytes]:
-        return frozenset({CONDSTORE}) if self.condstore else frozenset()
+        on = {CONDSTORE: self.condstore, QRESYNC: self.qresync, IMAP4REV2: self.rev2}
+        return frozenset(name for name, yes in on.items() if yes)
 
     async def do_getquota(self, cmd: GetQuotaCommand) -> Ret:
         quota = await self._ours.mailbox_set.quota()
@@ -293,20 +307,32 @@ class State(CondstoreState):
         return resp, None
 
     async def do_enable(self, cmd: EnableCommand) -> Ret:
-        turned = [n for n in dict.fromkeys(cmd.names) if n in ENABLEABLE and n not in self.enabled]
+        wanted = (_ENABLE_NAMES.get(n, n) for n in cmd.names)
+        turned = [n for n in dict.fromkeys(wanted) if n in ENABLEABLE and n not in self.enabled]
         if CONDSTORE in turned:
             self.condstore = True
+        if QRESYNC in turned:
+            self.qresync = True  # and CONDSTORE with it (RFC 7162 3.2.3)
+        if IMAP4REV2 in turned:
+            self.rev2 = True  # services/imapd/rev2.py
         resp = ResponseOk(cmd.tag, b"ENABLE completed.")
         resp.add_untagged(UntaggedResponse(b" ".join([b"ENABLED", *turned])))
         return resp, None
 
     async def do_list(self, cmd: ListCommand) -> Ret:
-        mailboxes, updates = await self.session.list_mailboxes(
-            cmd.ref_name, cmd.filter, subscribed=cmd.only_subscribed, selected=self._selected
-        )
         extended = isinstance(cmd, ExtendedListCommand) and cmd.extended
-        special_only = extended and b"SPECIAL-USE" in cast(ExtendedListCommand, cmd).selection
-        children = not extended or b"CHILDREN" in cast(ExtendedListCommand, cmd).returns
+        selection = cast(ExtendedListCommand, cmd).selection if extended else frozenset()
+        returns = cast(ExtendedListCommand, cmd).returns if extended else frozenset()
+        only_subscribed = cmd.only_subscribed or b"SUBSCRIBED" in selection
+        mailboxes, updates = await self.session.list_mailboxes(
+            cmd.ref_name, cmd.filter, subscribed=only_subscribed, selected=self._selected
+        )
+        special_only = b"SPECIAL-USE" in selection
+        special = not extended or b"SPECIAL-USE" in selection | returns
+        children = not extended or b"CHILDREN" in returns
+        subscribed: frozenset[str] = frozenset()
+        if b"SUBSCRIBED" in selection | returns:  # RFC 5258 3.1, 3.4: \Subscribed
+            subscribed = frozenset((await self._ours.mailbox_set.box.record()).subscribed())
         resp = ResponseOk(cmd.tag, cmd.command + b" completed.")
         resp_type = LSubResponse if cmd.only_subscribed else ListResponse
         for name, sep, attrs in mailboxes:
@@ -314,5 +340,17 @@ class State(CondstoreState):
                 continue
             if not children:
                 attrs = [a for a in attrs if a not in CHILD_ATTRIBUTES]
+            if not special:  # as Dovecot: the extended form names them only when asked
+                attrs = [a for a in attrs if a not in SPECIAL_ATTRIBUTES]
+            if name in subscribed:
+                attrs = [*attrs, b"Subscribed"]
             resp.add_untagged(resp_type(name, sep, attrs))
+            if extended and cast(ExtendedListCommand, cmd).status and b"Noselect" not in attrs:
+                resp.add_untagged(*await self._list_status(cmd.tag, name, cmd))
         return resp, updates
+
+    async def _list_status(self, tag: bytes, name: str, cmd: ListCommand) -> list[UntaggedResponse]:
+        """LIST-STATUS: the STATUS answer of one listed folder (RFC 5819)."""
+        attrs = [StatusAttribute(a) for a in cast(ExtendedListCommand, cmd).status]
+        resp, _ = await self.do_status(StatusCommand(tag, Mailbox(name), attrs))
+        return [r for r in resp._untagged if isinstance(r, StatusResponse)]

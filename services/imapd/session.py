@@ -21,14 +21,18 @@ from pymap.parsing.specials.flag import Flag, Seen
 from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
+from qmesh.mailbox.index import FolderIndex
+from services.imapd import keywords
 from services.imapd.backend import Folder, Folders, Message
-from services.imapd.condstore import ModSeqSelected
+from services.imapd.qresync import QresyncSelected
 
 # RFC 6154: the attribute of each special-use folder, as pymap writes LIST attributes
 SPECIAL_USE_ATTRIBUTES = {name: attr[1:].encode() for name, attr in SPECIAL_USE.items()}
 
 
 class Session(BaseSession[Message]):
+    no_recent = False  # IMAP4rev2 enabled: \Recent is not claimed (services/imapd/rev2.py)
+
     def __init__(self, owner: str, config: IMAPConfig, folders: Folders) -> None:
         super().__init__(owner)
         self._config = config
@@ -50,9 +54,9 @@ class Session(BaseSession[Message]):
     async def select_mailbox(
         self, name: str, readonly: bool = False
     ) -> tuple[MailboxSnapshot, SelectedMailbox]:
-        """pymap's SELECT with :class:`~services.imapd.condstore.ModSeqSelected`."""
+        """pymap's SELECT with :class:`~services.imapd.qresync.QresyncSelected`."""
         folder = await self._get_mailbox(name)
-        selected = ModSeqSelected(
+        selected = QresyncSelected(
             folder.mailbox_id,
             readonly or folder.readonly,
             PermanentFlags(folder.permanent_flags),
@@ -60,7 +64,9 @@ class Session(BaseSession[Message]):
             selected_set=folder.selected_set,
             lookup=name,
         )
-        if not selected.readonly:
+        if isinstance(folder, Folder):
+            selected.keywords = keywords.in_folder(folder.state)
+        if not selected.readonly and not self.no_recent:
             await folder.claim_recent(selected)
         snapshot = await folder.snapshot()
         return snapshot, await folder.update_selected(selected)
@@ -97,6 +103,18 @@ class Session(BaseSession[Message]):
         await folder.refresh(full=False)
         return folder.modseqs()
 
+    async def folder_size(self, name: str) -> tuple[int, int]:
+        """STATUS SIZE and DELETED of a folder STATUS has just looked at (RFC 8438, 9051)."""
+        folder = await self._folders.get_mailbox(name)
+        entries = folder.state.entries.values()
+        return sum(e.size for e in entries), sum(1 for e in entries if "\\Deleted" in e.flags)
+
+    async def folder_index(self, selected: SelectedMailbox) -> FolderIndex:
+        """The selected folder's index as it stands now (QRESYNC's expunged UIDs)."""
+        folder = await self._folder(selected)
+        await folder.refresh(full=False)
+        return folder.state
+
     async def fetch_messages(
         self, selected: SelectedMailbox, sequence_set: SequenceSet, set_seen: bool
     ) -> tuple[Iterable[tuple[int, Message]], SelectedMailbox]:
@@ -121,7 +139,10 @@ class Session(BaseSession[Message]):
         if selected.readonly:
             raise MailboxReadOnly()
         folder = await self._folder(selected)
+        keywords.check_system(flag_set)
         permanent = selected.permanent_flags & flag_set
+        if mode != FlagOp.DELETE:
+            keywords.check_room(folder.state, permanent)
         found = selected.messages.get_all(sequence_set)
         uids = [m.uid for _, m in found]
         await folder.set_flags(uids, permanent, mode, unchanged_since=unchanged_since)
@@ -158,6 +179,15 @@ class Session(BaseSession[Message]):
     ) -> tuple[AppendUid, SelectedMailbox | None]:
         size = sum(len(bytes(m.literal).replace(b"\r\n", b"\n")) for m in messages)
         await self._folders.check_room(size)  # stored with LF line ends, as local writes
+        flags = frozenset(f for m in messages for f in m.flag_set)
+        keywords.check_system(flags)
+        if keywords.keywords_of(flags):
+            try:
+                dest = await self._folders.get_mailbox(name)
+            except KeyError:
+                dest = None  # pymap answers NO [TRYCREATE]
+            if isinstance(dest, Folder):
+                keywords.check_room(dest.state, flags)
         return await super().append_messages(name, messages, selected)
 
     async def copy_messages(

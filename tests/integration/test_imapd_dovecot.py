@@ -313,11 +313,13 @@ def raw_transcript(
 ) -> dict[str, object]:
     """The answers to ``script``; ``{H}`` in a command is the server's own HIGHESTMODSEQ from
     the last SELECT, whose value (and every MODSEQ's) differs between servers and is compared
-    only as ``N``."""
+    only as ``N``; ``{H1}`` is the first HIGHESTMODSEQ the server named and ``{V}`` the first
+    UIDVALIDITY (QRESYNC)."""
     import socket
 
     answers: dict[str, object] = {}
     highest = 0
+    first: dict[bytes, bytes] = {}
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         f = sock.makefile("rb")
         f.readline()
@@ -336,6 +338,9 @@ def raw_transcript(
         for n, line in enumerate(script, 1):
             tag = b"x%d" % n
             sent = line.replace(b"{H}", b"%d" % highest).replace(b"{H+1}", b"%d" % (highest + 1))
+            sent = sent.replace(b"{H1}", first.get(b"H", b"0")).replace(
+                b"{V}", first.get(b"V", b"0")
+            )
             sock.sendall(tag + b" " + sent + b"\r\n")
             untagged: list[bytes] = []
             while True:
@@ -346,6 +351,10 @@ def raw_transcript(
                 found = re.search(rb"\[HIGHESTMODSEQ ([0-9]+)\]", got)
                 if found:
                     highest = int(found.group(1))
+                    first.setdefault(b"H", found.group(1))
+                validity = re.search(rb"\[UIDVALIDITY ([0-9]+)\]", got)
+                if validity:
+                    first.setdefault(b"V", validity.group(1))
                 if wanted.match(got):
                     line_n = _NUMBERS.sub(rb"\1N", got.rstrip(b"\r\n"))
                     untagged.append(modseq_first(same_order(line_n)))
@@ -390,4 +399,163 @@ async def test_condstore_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa
     differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
     assert not differences, "\n".join(
         f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in differences.items()
+    )
+
+
+# QRESYNC (RFC 7162 3.2): VANISHED for expunges, SELECT's resynchronisation, UID FETCH's
+# VANISHED modifier, and the BAD answers to its misuse.
+QRESYNC_SCRIPT: list[bytes] = [
+    b"SELECT INBOX (QRESYNC (1 1))",  # before ENABLE QRESYNC: BAD
+    b"ENABLE QRESYNC",
+    b"SELECT INBOX",
+    b"STORE 2 +FLAGS (\\Deleted)",
+    b"EXPUNGE",
+    b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {H1} VANISHED)",
+    b"UID FETCH 2:3 (FLAGS) (CHANGEDSINCE {H1} VANISHED)",
+    b"FETCH 1:* (FLAGS) (CHANGEDSINCE {H1} VANISHED)",  # not UID FETCH: BAD
+    b"UID FETCH 1:* (FLAGS) (VANISHED)",  # no CHANGEDSINCE: BAD
+    b"STORE 1 +FLAGS (\\Seen)",
+    b"SELECT Trash",
+    b"SELECT INBOX (QRESYNC ({V} {H1} 1:5))",
+    b"SELECT INBOX (QRESYNC ({V} {H1}))",
+    b"SELECT INBOX (QRESYNC ({V} {H1} 3:5))",
+    b"SELECT INBOX (QRESYNC ({V} {H1} 1:5 (1:2 1,3)))",
+    b"SELECT INBOX (QRESYNC (1 {H1} 1:5))",  # another UIDVALIDITY: a plain SELECT
+    b"SELECT INBOX (QRESYNC ({V} {H1} 5:x))",  # malformed: BAD
+    b"SELECT INBOX (QRESYNC ({V}))",
+]
+_QRESYNC_WANTED = re.compile(
+    rb"^\* (OK \[(HIGHESTMODSEQ|CLOSED)|[0-9]+ FETCH|VANISHED|ENABLED|[0-9]+ EXPUNGE)\b"
+)
+DELIBERATE_QRESYNC: dict[str, str] = {
+    "SELECT INBOX (QRESYNC ({V} {H1} 5:x))": (
+        "a SELECT answered BAD leaves the selected folder selected (a BAD command changes no "
+        "state); Dovecot closes it first and says [CLOSED]"
+    ),
+}
+
+
+async def test_qresync_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """QRESYNC next to Dovecot: the same VANISHED sets and changed messages (#13, RFC 7162)."""
+    await stack.add_account("alice")
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    script, wanted = QRESYNC_SCRIPT, _QRESYNC_WANTED
+    theirs = await asyncio.to_thread(raw_transcript, dovecot, "alice", script, wanted)
+    ours = await asyncio.to_thread(
+        raw_transcript, stack.port(), f"alice@{stack.domain}", script, wanted
+    )
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    stale = [k for k in DELIBERATE_QRESYNC if k not in differences]
+    assert not stale, f"no longer different from Dovecot, remove: {stale}"
+    unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE_QRESYNC}
+    assert not unexplained, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
+    )
+
+
+# Keywords (RFC 9051 2.3.2): stored, fetched, searched, announced in FLAGS and PERMANENTFLAGS.
+KEYWORDS_SCRIPT: list[bytes] = [
+    b"SELECT INBOX",
+    b"STORE 1 +FLAGS ($Forwarded $Junk)",
+    b"STORE 2 +FLAGS (MyLabel $NotJunk)",
+    b"FETCH 1:* (FLAGS)",
+    b"SELECT INBOX",
+    b"SEARCH KEYWORD $Junk",
+    b"SEARCH UNKEYWORD $Junk",
+    b"STORE 1 -FLAGS ($Junk)",
+    b"SEARCH KEYWORD $Junk",
+    b"STORE 3 +FLAGS (\\Bogus)",
+    b"APPEND Drafts ($NotJunk \\Seen) {14+}\r\nSubject: k\r\n\r\n",
+    b"SELECT Drafts",
+    b"FETCH 1 (FLAGS)",
+    b"STORE 1 +FLAGS (Other)",
+]
+_KEYWORDS_WANTED = re.compile(rb"^\* (FLAGS|OK \[PERMANENTFLAGS|[0-9]+ FETCH|SEARCH)\b")
+DELIBERATE_KEYWORDS: dict[str, str] = {}
+
+
+def unordered(answers: dict[str, object]) -> dict[str, object]:
+    """FLAGS, PERMANENTFLAGS and FETCH in any order: pymap answers SELECT with PERMANENTFLAGS
+    first and puts a STORE's own FETCH before the FLAGS update; nothing depends on that order
+    (RFC 3501 7: untagged data may come in any order but EXPUNGE's)."""
+    out: dict[str, object] = {}
+    for key, value in answers.items():
+        if isinstance(value, tuple):
+            status, untagged = value
+            value = (status, sorted(untagged))
+        out[key] = value
+    return out
+
+
+async def test_keywords_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """$Forwarded, $Junk, $NotJunk and a user keyword kept and shown as Dovecot does (#13)."""
+    await stack.add_account("alice")
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    script, wanted = KEYWORDS_SCRIPT, _KEYWORDS_WANTED
+    theirs = unordered(await asyncio.to_thread(raw_transcript, dovecot, "alice", script, wanted))
+    ours = unordered(
+        await asyncio.to_thread(
+            raw_transcript, stack.port(), f"alice@{stack.domain}", script, wanted
+        )
+    )
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    stale = [k for k in DELIBERATE_KEYWORDS if k not in differences]
+    assert not stale, f"no longer different from Dovecot, remove: {stale}"
+    unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE_KEYWORDS}
+    assert not unexplained, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
+    )
+
+
+# What IMAP4rev2 took from extensions Dovecot 2.3 has (it has no IMAP4rev2 itself): ESEARCH's
+# SEARCH RETURN, STATUS SIZE, LIST's SUBSCRIBED options, UNSELECT.
+REV2_SCRIPT: list[bytes] = [
+    b"SELECT INBOX",
+    b"STORE 2 +FLAGS (\\Deleted)",
+    b"SEARCH RETURN (MIN MAX COUNT) ALL",
+    b"UID SEARCH RETURN () ALL",
+    b"SEARCH RETURN (COUNT) SUBJECT nothing-like-this",
+    b"SEARCH RETURN (ALL) 1,3",
+    b"SEARCH RETURN (SAVE) ALL",
+    b"STATUS INBOX (MESSAGES SIZE)",
+    b'LIST (SUBSCRIBED) "" "*"',
+    b'LIST "" "*" RETURN (SUBSCRIBED)',
+    b'LIST "" "*" RETURN (STATUS (MESSAGES UIDNEXT UNSEEN))',
+    b'LIST "" "S*" RETURN (SPECIAL-USE STATUS (MESSAGES))',
+    b'LIST "" "*" RETURN (STATUS (MESSAGES BOGUS))',
+    b"UNSELECT",
+    b"FETCH 1 (FLAGS)",
+    b"SELECT INBOX",
+    b"SEARCH DELETED",
+]
+_REV2_WANTED = re.compile(rb"^\* (ESEARCH|SEARCH|STATUS|LIST|[0-9]+ EXPUNGE)\b")
+DELIBERATE_REV2: dict[str, str] = {
+    "SEARCH RETURN (SAVE) ALL": "SEARCHRES (RFC 5182) is not done: BAD where Dovecot saves",
+    "STATUS INBOX (MESSAGES SIZE)": (
+        "Dovecot adds [CLIENTBUG] to a STATUS of the selected folder (RFC 9051 6.3.11 "
+        "discourages it); the same data"
+    ),
+    'LIST (SUBSCRIBED) "" "*"': "INBOX is subscribed from the account's first login",
+    'LIST "" "*" RETURN (SUBSCRIBED)': "INBOX is subscribed from the account's first login",
+}
+
+
+async def test_rev2_pieces_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """ESEARCH, STATUS SIZE, LIST (SUBSCRIBED) and UNSELECT next to Dovecot (#13, RFC 9051)."""
+    await stack.add_account("alice")
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    script, wanted = REV2_SCRIPT, _REV2_WANTED
+    theirs = await asyncio.to_thread(raw_transcript, dovecot, "alice", script, wanted)
+    ours = await asyncio.to_thread(
+        raw_transcript, stack.port(), f"alice@{stack.domain}", script, wanted
+    )
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    stale = [k for k in DELIBERATE_REV2 if k not in differences]
+    assert not stale, f"no longer different from Dovecot, remove: {stale}"
+    unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE_REV2}
+    assert not unexplained, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
     )
