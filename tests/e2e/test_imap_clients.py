@@ -55,7 +55,9 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
+    """``qmesh up`` on the store ``request.param`` names (``file`` or ``s3``, SeaweedFS)."""
+    s3 = request.getfixturevalue("s3_server") if request.param == "s3" else None
     cert, key = self_signed(tmp_path / "tls", HOST)
     controls = {
         "me": "mx.example.test",
@@ -64,7 +66,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
         "tlscert": str(cert),
         "tlskey": str(key),
     }
-    cluster = start_cluster(tmp_path / "site", controls)
+    cluster = start_cluster(tmp_path / "site", controls, s3=s3)
     try:
         add = cluster.cli("user", "add", USER, "--password-stdin", stdin=PASSWORD + "\n")
         assert add.returncode == 0, add.stderr
@@ -339,13 +341,17 @@ maxconnections = 1
 
 CLIENTS = {"mbsync": mbsync, "offlineimap": offlineimap}
 # offlineimap checks the certificate only on implicit TLS: its STARTTLS passes no CA to imaplib2
-CASES = [("mbsync", "starttls"), ("mbsync", "implicit"), ("offlineimap", "implicit")]
+CASES = [
+    ("mbsync", "starttls", "s3"),
+    ("mbsync", "implicit", "file"),
+    ("offlineimap", "implicit", "s3"),
+]
 PROJECT_NOTES = (
     b"From: alice@mx.example.test\nSubject: p1\nDate: Tue, 2 Dec 2025 09:00:00 +0000\n\nplan\n"
 )
 
 
-@pytest.mark.parametrize(("client", "tls"), CASES)
+@pytest.mark.parametrize(("client", "tls", "site"), CASES, indirect=["site"])
 def test_client_syncs_both_ways_and_loses_nothing(
     client: str, tls: str, site: Site, tmp_path: Path
 ) -> None:
