@@ -118,13 +118,18 @@ def server_folder(client: imaplib.IMAP4, name: str) -> dict[int, tuple[str, froz
     return found
 
 
+LISTED = re.compile(rb'\([^)]*\) (?:"."|NIL) "?(.*?)"?')
+
+
 def server_folders(site: Site) -> dict[str, dict[int, tuple[str, frozenset[str]]]]:
     with imap(site) as client:
         names = []
         for line in ok(client.list()):
-            assert isinstance(line, bytes)
-            names.append(line.rsplit(b" ", 1)[1].strip(b'"').decode())
-        return {name: server_folder(client, name) for name in sorted(names)}
+            assert isinstance(line, bytes), line
+            match = LISTED.fullmatch(line)
+            assert match is not None, line
+            names.append(match.group(1).decode())
+        return {name: server_folder(client, f'"{name}"') for name in sorted(names)}
 
 
 def as_folder(uids: dict[int, tuple[str, frozenset[str]]]) -> Folder:
@@ -279,16 +284,20 @@ Sync All
     )
 
     def sync() -> str:
-        done = subprocess.run(
-            [program, "-c", str(config), "-V", "qmesh"],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+        done = run_mbsync(program, config)
         output = done.stdout + done.stderr
         # mbsync warns (and exits 0) when it cannot tell which UID an upload got
         assert done.returncode == 0 and "Warning" not in output, output
         return output
 
     return Client(sync, "/")  # SubFolders Verbatim
+
+
+def run_mbsync(program: str, config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [program, "-c", str(config), "-V", "qmesh"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
 
 
 def offlineimap(site: Site, work: Path, root: Path, tls: str) -> Client:
@@ -445,6 +454,30 @@ def test_client_syncs_both_ways_and_loses_nothing(
     # imapd saw nothing it had to warn about
     troubles = [line for line in site.cluster.log_lines("imapd") if line.get("level") != "info"]
     assert troubles == []
+
+
+@pytest.mark.parametrize("site", ["file"], indirect=True)
+def test_mbsync_goes_past_a_folder_name_that_is_not_modified_utf7(
+    site: Site, tmp_path: Path
+) -> None:
+    """isync 1.4 sends a local folder's UTF-8 name as it is. imapd refuses it with NO, as
+    Dovecot does, and mbsync reports that one folder and syncs every other (on BAD it gave up
+    the whole run: nothing after ``Bücher`` reached the server)."""
+    root = tmp_path / "Mail"
+    root.mkdir()
+    mbsync(site, tmp_path, root, "implicit").sync()  # INBOX and the special folders
+    new_local_message(make_local_folder(root, "Bücher"), b"Subject: b1\n\nread\n")
+    new_local_message(make_local_folder(root, "Zettel"), b"Subject: z1\n\nnote\n")
+    new_local_message(root / "INBOX", b"Subject: i1\n\nhello\n", "F")
+
+    done = run_mbsync(client_program("mbsync"), tmp_path / "mbsyncrc")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "returned an error: NO [NOPERM] Mailbox name is not valid mUTF-7" in output, output
+    server = server_folders(site)
+    assert as_folder(server["Zettel"]) == Counter({("z1", frozenset()): 1})
+    assert as_folder(server["INBOX"]) == Counter({("i1", frozenset({"\\Flagged"})): 1})
+    assert not any("cher" in name for name in server)
 
 
 def assert_quiet(sync: Callable[[], str], site: Site, root: Path) -> None:
