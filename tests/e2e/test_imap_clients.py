@@ -2,11 +2,18 @@
 ``offlineimap`` keep a local Maildir and the account in step, both ways, with nothing lost or
 duplicated.
 
-One scenario per client: the first sync pulls INBOX and another folder; flags set locally
-(seen, flagged), a message moved between local folders, a local deletion and a new local folder
-reach the server; a delivery through smtpd and local, an APPEND, a flag and an expunge made on
-the server reach the Maildir; and a sync with nothing changed changes nothing on either side (no
-duplicates, no re-downloads). The server is checked with ``imaplib``, never through the client.
+One scenario per client: the first sync pulls INBOX, another folder and a folder below a
+folder; flags set and cleared locally (seen, flagged, answered), a message moved between local
+folders, a local deletion and a new local folder with 8-bit text reach the server; a delivery
+through smtpd and local, an APPEND, flags set and cleared, an expunge and a MOVE made on the
+server reach the Maildir; and a sync with nothing changed changes nothing on either side (no
+duplicates, no re-downloads). mbsync runs over STARTTLS and over implicit TLS, offlineimap over
+implicit TLS (its STARTTLS checks no certificate), each trusting only the site's certificate;
+the store is SeaweedFS or files. The server is checked with ``imaplib``, never through the
+client, and imapd must have logged nothing above info.
+
+A local folder whose name is not modified UTF-7 (isync 1.4 sends UTF-8 as it is) is refused
+with NO as Dovecot refuses it, and mbsync syncs every other folder.
 """
 
 from __future__ import annotations
@@ -355,9 +362,12 @@ CASES = [
     ("mbsync", "implicit", "file"),
     ("offlineimap", "implicit", "s3"),
 ]
+# 8-bit text as mail readers save it: uploaded and kept byte for byte
 PROJECT_NOTES = (
-    b"From: alice@mx.example.test\nSubject: p1\nDate: Tue, 2 Dec 2025 09:00:00 +0000\n\nplan\n"
-)
+    "From: Jörg <alice@mx.example.test>\nSubject: p1\nDate: Tue, 2 Dec 2025 09:00:00 +0000\n"
+    "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+    "Plan für Köln\n"
+).encode()
 
 
 @pytest.mark.parametrize(("client", "tls", "site"), CASES, indirect=["site"])
