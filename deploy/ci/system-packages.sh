@@ -2,7 +2,8 @@
 # The Debian programs the tests drive as real clients: mpop (POP3 over STLS and POP3S), swaks
 # (SMTP, STARTTLS, AUTH; with Net::SSLeay for TLS), openssl (test certificates), opendkim (an
 # independent DKIM verifier), rspamd (the content filter smtpd asks at the end of DATA) and
-# chromium with chromium-driver (the admin pages in a real browser, issue 14). Installed with
+# chromium with chromium-driver (the admin pages in a real browser, issue 14), isync (mbsync) and
+# offlineimap3 (IMAP clients that sync a Maildir both ways, issue 13). Installed with
 # apt-get where missing and we are root; otherwise the tests that need them say what is missing.
 set -euo pipefail
 PACKAGES=(mpop swaks openssl rspamd)
@@ -17,6 +18,9 @@ command -v opendkim >/dev/null || [ -x /usr/sbin/opendkim ] || missing+=(opendki
 # chromium and chromium-driver: the admin pages walked through in a real headless browser
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# imapd's real clients (#13): isync's program is `mbsync`, offlineimap3's is `offlineimap`
+command -v mbsync >/dev/null || missing+=(isync)
+command -v offlineimap >/dev/null || missing+=(offlineimap3)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
   echo "note: ${missing[*]} missing and not installable here; tests that need them will say so"

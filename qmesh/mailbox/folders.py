@@ -59,6 +59,10 @@ def modutf7_decode(data: bytes) -> str:
     return "".join(out)
 
 
+# imapd's decoding of a mailbox argument that is not modified UTF-7 (services/imapd/mutf7.py)
+NOT_MUTF7 = "\x00mUTF-7?"
+
+
 class BadFolderName(ValueError):
     """A name no folder may have: empty parts, a path character, a wildcard or a control."""
 
@@ -75,6 +79,8 @@ def check_name(name: str) -> str:
         return name
     if not name or len(name) > MAX_NAME:
         raise BadFolderName("folder names are 1 to 200 characters")
+    if name.startswith(NOT_MUTF7):
+        raise BadFolderName("Mailbox name is not valid mUTF-7")
     if _FORBIDDEN.search(name):
         raise BadFolderName("folder names hold no control, '/', '\\', '%' or '*'")
     if any(part == "" for part in name.split(DELIMITER)):

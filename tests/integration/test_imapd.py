@@ -578,3 +578,36 @@ async def test_other_folders_leave_the_selected_one_alone(stack: Stack) -> None:
         assert await raw.until(b"n") == [b"n OK NOOP completed.\r\n"]
     finally:
         raw.close()
+
+
+async def test_a_name_not_in_modified_utf7_is_no_as_in_dovecot(stack: Stack) -> None:
+    """Raw UTF-8 (isync 1.4 sends a local folder ``Bücher`` so) or a broken ``&`` run in a
+    mailbox argument: a tagged NO with Dovecot's words, never BAD (mbsync abandons its whole
+    run on BAD), and the session goes on."""
+    await stack.add_account("uwe")
+    raw = await Raw.connect(stack.port())
+    try:
+        await raw.send(f'l LOGIN "uwe@{stack.domain}" "{PASSWORD}"\r\n'.encode())
+        assert (await raw.until(b"l"))[-1].startswith(b"l OK")
+        commands = [
+            b'CREATE "B\xc3\xbccher"',
+            b"CREATE &Jjo",
+            b'SELECT "B\xc3\xbccher"',
+            b'STATUS "B\xc3\xbccher" (MESSAGES)',
+            b'RENAME INBOX "B\xc3\xbccher"',
+            b'SUBSCRIBE "B\xc3\xbccher"',
+            b'APPEND "B\xc3\xbccher" {1+}\r\nx',
+        ]
+        for n, command in enumerate(commands):
+            await raw.send(b"c%d %b\r\n" % (n, command))
+            answer = (await raw.until(b"c%d" % n))[-1]
+            assert answer.startswith(b"c%d NO" % n), (command, answer)
+            if command.startswith(b"CREATE"):
+                assert b"Mailbox name is not valid mUTF-7" in answer, answer
+        await raw.send(b'd LIST "" *\r\n')
+        listed = await raw.until(b"d")
+        assert listed[-1].startswith(b"d OK") and not any(b"\x00" in x for x in listed)
+        await raw.send(b"e CREATE Entw&APw-rfe\r\n")  # valid modified UTF-7 still works
+        assert (await raw.until(b"e"))[-1].startswith(b"e OK")
+    finally:
+        raw.close()
