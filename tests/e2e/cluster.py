@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -102,7 +103,7 @@ class Cluster:
             for service in SERVICES:
                 try:
                     status, body = self.http_get(service, "/readyz")
-                except OSError as err:
+                except (OSError, http.client.HTTPException) as err:  # not up, or not ours yet
                     failing[service] = str(err)
                     continue
                 if status != 200:
