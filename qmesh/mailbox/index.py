@@ -184,7 +184,9 @@ def encode(index: FolderIndex) -> bytes:
             for u, e in index.entries.items()
         ],
     }
-    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
+    # level 1: every change of a large folder is encoded again; 6 saves little more and
+    # costs three times as long
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
 
 
 class BadIndex(ValueError):

@@ -14,8 +14,10 @@ import logging
 import os
 import re
 import time
+import zlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from qmesh.contract.errors import Temporary
 from qmesh.mailbox import account as records
@@ -36,6 +38,44 @@ T = TypeVar("T")
 ATTEMPTS = 20
 _SECONDS = re.compile(r"^([0-9]{1,12})\.")
 BUSY = "The mailbox is busy; try again. (#4.3.0)"
+
+
+class IndexCache:
+    """Decoded folder indexes of one process, by KV key, revision and checksum (#13).
+
+    Every reader still reads the stored value, so replicas agree exactly as before; what this
+    saves is decoding a 10,000-message index again for every command of every session. The
+    sessions of a replica that look at the same revision share one :class:`FolderIndex`
+    (immutable), so a session holds no copy of its own. Bounded by the number of entries.
+    """
+
+    def __init__(self, max_messages: int = 500_000) -> None:
+        self._max = max_messages
+        self._held = 0
+        self._items: OrderedDict[str, tuple[int, int, FolderIndex]] = OrderedDict()
+
+    def decoded(self, key: str, raw: bytes, revision: int) -> FolderIndex:
+        check = zlib.crc32(raw)
+        found = self._items.get(key)
+        if found is not None and found[0] == revision and found[1] == check:
+            self._items.move_to_end(key)
+            return found[2]
+        index = idx.decode(raw)
+        self.put(key, revision, check, index)
+        return index
+
+    def put(self, key: str, revision: int, check: int, index: FolderIndex) -> None:
+        self.drop(key)
+        self._items[key] = (revision, check, index)
+        self._held += len(index.entries)
+        while self._held > self._max and len(self._items) > 1:
+            _, (_, _, old) = self._items.popitem(last=False)
+            self._held -= len(old.entries)
+
+    def drop(self, key: str) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._held -= len(old[2].entries)
 
 
 class FolderMissing(KeyError):
@@ -69,6 +109,7 @@ class AccountMailbox:
         *,
         announce: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
+        indexes: IndexCache | None = None,
     ) -> None:
         self._blobs = blobs
         self._state = state
@@ -76,6 +117,7 @@ class AccountMailbox:
         self.account = account
         self._announce = announce
         self._clock = clock
+        self._indexes = indexes if indexes is not None else IndexCache()
 
     # --- compare-and-set -----------------------------------------------------------------
 
@@ -88,19 +130,31 @@ class AccountMailbox:
     ) -> T:
         for _ in range(ATTEMPTS):
             found = await self._state.read(key)
-            old = decode(found[0]) if found else None
+            old = self._decode(key, found, decode)
             new = fn(old)
             if new is old or new == old:
                 return new
+            raw = encode(new)
             try:
                 if found is None:
-                    await self._state.create(key, encode(new))
+                    revision = await self._state.create(key, raw)
                 else:
-                    await self._state.replace(key, encode(new), found[1])
-                return new
+                    revision = await self._state.replace(key, raw, found[1])
             except Conflict:
                 continue
+            if isinstance(new, FolderIndex):
+                self._indexes.put(key, revision, zlib.crc32(raw), new)
+            return new
         raise Temporary(BUSY)
+
+    def _decode(
+        self, key: str, found: tuple[bytes, int] | None, decode: Callable[[bytes], T]
+    ) -> T | None:
+        if found is None:
+            return None
+        if decode is idx.decode:  # the same T: one decode per revision in this process
+            return cast(T, self._indexes.decoded(key, found[0], found[1]))
+        return decode(found[0])
 
     async def _announced(self) -> None:
         if self._announce is not None:
@@ -199,9 +253,10 @@ class AccountMailbox:
 
     async def index(self, folder: str) -> FolderIndex:
         """The folder's index as stored (made, by a first look, if it has none yet)."""
-        found = await self._state.read(self._index_key(folder))
+        key = self._index_key(folder)
+        found = await self._state.read(key)
         if found is not None:
-            return idx.decode(found[0])
+            return self._indexes.decoded(key, found[0], found[1])
         return await self.sync(folder)
 
     async def _listing(self, folder: str) -> list[Listed]:

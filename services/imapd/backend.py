@@ -2,15 +2,19 @@
 
 pymap parses commands, keeps the selected-mailbox view of a session (sequence numbers,
 untagged EXISTS/EXPUNGE/FETCH) and evaluates FETCH and SEARCH; this module answers its
-questions from the folder index in KV and the message objects in the mail bucket. No state is
-kept here beyond one session's copy of the index it last read.
+questions from the folder index in KV and the message objects in the mail bucket. What is
+derived from one revision of an index (the message objects pymap keeps, UID lookups) is built
+once per replica and shared by every session that looks at that revision (:class:`Views`), so
+a session holds only pymap's own per-message view (UID, sequence number, flags).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -22,7 +26,7 @@ from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
 from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseLoadedMessage, BaseMessage
-from pymap.mime import MessageContent
+from pymap.mime import MessageContent, MessageHeader
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode, ResponseNo
 from pymap.parsing.response.fetch import (
@@ -46,6 +50,7 @@ from qmesh.store.base import BlobNotFound, StoreUnavailable
 
 RESYNC_SECONDS = 30.0  # a selected folder is listed again at least this often (pop3d's DELE)
 IDLE_RESYNC = 60.0  # and while IDLE, even if no announcement came
+WARM_AT_ONCE = 32  # header reads a SEARCH keeps in flight
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 MODES: dict[FlagOp, FlagMode] = {
     FlagOp.ADD: "add",
@@ -73,8 +78,18 @@ def temporary(err: Exception) -> TemporaryFailure:
     return TemporaryFailure(text)
 
 
+_FLAG_SETS: dict[frozenset[str], frozenset[Flag]] = {}
+
+
 def to_flags(flags: Iterable[str]) -> frozenset[Flag]:
-    return frozenset(Flag(f) for f in flags)
+    """pymap's flags of ``flags``; the few distinct sets a folder has are made once."""
+    key = frozenset(flags)
+    found = _FLAG_SETS.get(key)
+    if found is None:
+        found = frozenset(Flag(f) for f in key)
+        if len(_FLAG_SETS) < 4096:
+            _FLAG_SETS[key] = found
+    return found
 
 
 def from_flags(flags: Iterable[Flag]) -> frozenset[str]:
@@ -106,10 +121,78 @@ class LoadedMessage(BaseLoadedMessage):
         return structure
 
 
+_SPACE = frozenset(b" \t\n\r\x0b\f")
+
+
+def header_block(message: bytes) -> bytes:
+    """The header of ``message`` up to and with the line that ends it, as pymap splits it
+    (the first line of only white space); empty if there is no such line."""
+    start = 0
+    while start < len(message):
+        end = message.find(b"\n", start)
+        stop = len(message) if end < 0 else end + 1
+        if all(c in _SPACE for c in message[start:stop]):
+            return message[:stop]
+        start = stop
+    return message if message.endswith(b"\n") else b""  # pymap's last, empty line ends it
+
+
+class HeaderOnly(LoadedMessage):
+    """A message loaded for what needs only its header (SEARCH HEADER/FROM/SUBJECT/SENT*,
+    FETCH ENVELOPE and BODY[HEADER...]): the header block alone, parsed only as far as asked."""
+
+    def __init__(self, message: BaseMessage, requirement: FetchRequirement, block: bytes) -> None:
+        super().__init__(message, requirement, None)
+        self._block = block
+        self._header: MessageHeader | None = None
+
+    @property
+    def content(self) -> MessageContent:
+        if self._content is None:
+            self._content = MessageContent.parse(self._block)
+        return self._content
+
+    def get_header(self, name: bytes) -> Sequence[str]:
+        if self._header is None:
+            lines = MessageContent._find_lines(self._block)
+            head, _ = MessageContent._split_lines(self._block, lines)
+            self._header = MessageHeader._parse(self._block, memoryview(self._block), head)
+        try:
+            return self._header.parsed[name]
+        except KeyError:
+            return []
+
+
+class HeaderCache:
+    """Header blocks of messages this replica has read, by object key (an object's content
+    never changes under its key), bounded by octets: a second SEARCH on a header reads
+    nothing from the store, as Dovecot's ``dovecot.index.cache`` saves it re-reading files."""
+
+    def __init__(self, max_octets: int = 64 * 1024 * 1024) -> None:
+        self._max = max_octets
+        self._held = 0
+        self._blocks: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        block = self._blocks.get(key)
+        if block is not None:
+            self._blocks.move_to_end(key)
+        return block
+
+    def put(self, key: str, block: bytes) -> None:
+        if key in self._blocks or len(block) > self._max:
+            return
+        self._blocks[key] = block
+        self._held += len(block)
+        while self._held > self._max:
+            _, old = self._blocks.popitem(last=False)
+            self._held -= len(old)
+
+
 class Message(BaseMessage):
     """One message of a folder: metadata from the index, content read only when asked for."""
 
-    __slots__ = ["_load", "modseq"]
+    __slots__ = ["_head", "_load", "modseq", "size"]
 
     def __init__(
         self,
@@ -117,8 +200,10 @@ class Message(BaseMessage):
         load: Callable[[], Awaitable[bytes]] | None,
         *,
         expunged: bool = False,
+        head: Callable[[], Awaitable[bytes]] | None = None,
     ) -> None:
         self.modseq = entry.modseq  # CONDSTORE (services/imapd/condstore.py)
+        self.size = entry.size
         super().__init__(
             entry.uid,
             datetime.fromtimestamp(entry.when, UTC),
@@ -127,9 +212,19 @@ class Message(BaseMessage):
             expunged=expunged,
         )
         self._load = load
+        self._head = head
 
     async def load_content(self, requirement: FetchRequirement) -> LoadedMessage:
         content = None
+        if (
+            self._head is not None
+            and requirement.has_none(FetchRequirement.BODY)
+            and requirement.has_all(FetchRequirement.HEADER)
+        ):
+            try:
+                return HeaderOnly(self, requirement, await self._head())
+            except (Temporary, StoreUnavailable) as err:
+                raise temporary(err) from err
         if self._load is not None and not requirement.has_none(FetchRequirement.CONTENT):
             try:
                 content = MessageContent.parse(with_crlf(await self._load()))
@@ -138,6 +233,96 @@ class Message(BaseMessage):
             except (Temporary, StoreUnavailable) as err:
                 raise temporary(err) from err
         return LoadedMessage(self, requirement, content)
+
+
+class View:
+    """One index revision as pymap needs it: message objects and lookups, built once."""
+
+    __slots__ = ("by_uid", "index", "messages", "modseqs", "recent", "unseen")
+
+    def __init__(
+        self,
+        box: AccountMailbox,
+        name: str,
+        index: FolderIndex,
+        headers: HeaderCache,
+        previous: View | None = None,
+    ) -> None:
+        self.index = index
+        self.messages: list[Message] = []
+        self.by_uid: dict[int, Message] = {}
+        self.modseqs: dict[int, int] = {}
+        self.unseen: list[int] = []  # sequence numbers
+        self.recent = 0
+        read = box.read
+        prefix = box.prefix(name)
+        before = previous.index.entries if previous is not None else {}
+        for seq, (unique, entry) in enumerate(index.entries.items(), 1):
+            old = before.get(unique)
+            if previous is not None and old is not None and (old is entry or old == entry):
+                msg = previous.by_uid[entry.uid]  # unchanged: the same object again
+            else:
+                load = _loader(read, name, entry)
+                msg = Message(entry, load, head=_header(load, headers, prefix + entry.key))
+            self.messages.append(msg)
+            self.by_uid[entry.uid] = msg
+            self.modseqs[entry.uid] = entry.modseq
+            if "\\Seen" not in entry.flags:
+                self.unseen.append(seq)
+            if entry.uid >= index.first_recent:
+                self.recent += 1
+
+    def changed_since(self, modseq: int) -> list[Message]:
+        """The messages added or changed after ``modseq`` (RFC 7162's MODSEQ of each)."""
+        return [m for m in self.messages if m.modseq > modseq]
+
+
+def _loader(
+    read: Callable[[str, Entry], Awaitable[bytes]], name: str, entry: Entry
+) -> Callable[[], Awaitable[bytes]]:
+    return lambda: read(name, entry)
+
+
+def _header(
+    load: Callable[[], Awaitable[bytes]], headers: HeaderCache, key: str
+) -> Callable[[], Awaitable[bytes]]:
+    async def head() -> bytes:
+        block = headers.get(key)
+        if block is None:
+            try:
+                block = header_block(with_crlf(await load()))
+            except BlobNotFound:
+                return b""  # expunged meanwhile: an empty message, as load_content has it
+            headers.put(key, block)
+        return block
+
+    return head
+
+
+class Views:
+    """The :class:`View` of each index revision sessions of this replica look at, bounded by
+    the messages they hold (an index no session uses any more is dropped first)."""
+
+    def __init__(self, max_messages: int = 200_000) -> None:
+        self._max = max_messages
+        self._held = 0
+        self._views: OrderedDict[int, View] = OrderedDict()
+        self.headers = HeaderCache()
+
+    def of(
+        self, box: AccountMailbox, name: str, index: FolderIndex, previous: View | None = None
+    ) -> View:
+        key = id(index)  # the view holds its index, so the id is not reused meanwhile
+        view = self._views.get(key)
+        if view is not None and view.index is index:
+            self._views.move_to_end(key)
+            return view
+        view = self._views[key] = View(box, name, index, self.headers, previous)
+        self._held += len(view.messages)
+        while self._held > self._max and len(self._views) > 1:
+            _, old = self._views.popitem(last=False)
+            self._held -= len(old.messages)
+        return view
 
 
 class Folder:
@@ -152,7 +337,7 @@ class Folder:
         self._changed = changed
         self._synced = time.monotonic()
         self._sets = sets
-        self._by_uid = index.by_uid()
+        self._view = sets.views.of(box, name, index)
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -188,7 +373,7 @@ class Folder:
 
     def _use(self, index: FolderIndex) -> None:
         self._index = index
-        self._by_uid = index.by_uid()
+        self._view = self._sets.views.of(self.box, self.name, index, self._view)
 
     async def refresh(self, *, full: bool) -> None:
         try:
@@ -203,11 +388,8 @@ class Folder:
         except (Temporary, StoreUnavailable) as err:
             raise temporary(err) from err
 
-    def _message(self, unique: str, entry: Entry) -> Message:
-        return Message(entry, lambda: self.box.read(self.name, entry))
-
     def messages(self) -> list[Message]:
-        return [self._message(u, e) for u, e in self._index.entries.items()]
+        return self._view.messages
 
     async def update_selected(
         self, selected: SelectedMailbox, *, wait_on: Event | None = None
@@ -220,9 +402,17 @@ class Folder:
             await self.refresh(full=True)
         else:
             await self.refresh(full=False)
-        if selected.mod_sequence != (self._index.uidvalidity, self._index.highest_modseq):
-            selected.mod_sequence = (self._index.uidvalidity, self._index.highest_modseq)
-            selected.set_messages(self.messages())
+        current = (self._index.uidvalidity, self._index.highest_modseq)
+        before = selected.mod_sequence
+        if before != current:
+            selected.mod_sequence = current
+            if isinstance(before, tuple) and before[0] == current[0]:
+                # every change to an entry gives it a MODSEQ above the index's highest, so
+                # pymap is told only what changed (and what went) since the session last looked
+                gone = selected.messages._uids - self._view.by_uid.keys()
+                selected.add_updates(self._view.changed_since(before[1]), gone)
+            else:
+                selected.set_messages(self.messages())
         return selected
 
     # -- changes -------------------------------------------------------------------------------
@@ -237,11 +427,7 @@ class Folder:
         except (Temporary, StoreUnavailable) as err:
             raise temporary(err) from err
         await self.refresh(full=False)
-        return self._by_uid_message(uid)
-
-    def _by_uid_message(self, uid: int) -> Message:
-        unique, entry = self._by_uid[uid]
-        return self._message(unique, entry)
+        return self._view.by_uid[uid]
 
     async def copy_many(self, uids: Sequence[int], destination: Folder) -> list[tuple[int, int]]:
         try:
@@ -263,11 +449,11 @@ class Folder:
         return dest_uid
 
     async def get(self, uid: int, cached_msg: CachedMessage) -> Message:
-        found = self._by_uid.get(uid)
+        found = self._view.by_uid.get(uid)
         if found is None:
             entry = Entry(uid, 0, from_flags(cached_msg.permanent_flags), 0, 0, "")
             return Message(entry, None, expunged=True)
-        return self._message(*found)
+        return found
 
     async def update(
         self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag], mode: FlagOp
@@ -280,7 +466,7 @@ class Folder:
         return self._index.highest_modseq
 
     def modseqs(self) -> dict[int, int]:
-        return {e.uid: e.modseq for e in self._index.entries.values()}
+        return dict(self._view.modseqs)
 
     async def set_flags(
         self,
@@ -321,24 +507,39 @@ class Folder:
     def stored_size(self, uids: Iterable[int]) -> int:
         """What copies of ``uids`` would add to the usage, at most (RFC822.SIZE counts CRLF
         line ends where the store keeps LF)."""
-        return sum(self._by_uid[u][1].size for u in uids if u in self._by_uid)
+        by_uid = self._view.by_uid
+        return sum(by_uid[u].size for u in uids if u in by_uid)
 
     async def snapshot(self) -> MailboxSnapshot:
-        entries = list(self._index.entries.values())
-        unseen = [seq for seq, e in enumerate(entries, 1) if "\\Seen" not in e.flags]
-        recent = sum(1 for e in entries if e.uid >= self._index.first_recent)
+        view = self._view
+        unseen, recent = view.unseen, view.recent
         return MailboxSnapshot(
             self.mailbox_id,
             self.readonly,
             self.uid_validity,
             self.permanent_flags,
             self.session_flags,
-            len(entries),
+            len(view.messages),
             recent,
             len(unseen),
             unseen[0] if unseen else None,
             self._index.next_uid,
         )
+
+    async def warm_headers(self, selected: SelectedMailbox, seq_set: SequenceSet) -> None:
+        """Read the headers a SEARCH will look at, :data:`WARM_AT_ONCE` objects at a time (the
+        search itself then finds them in the replica's :class:`HeaderCache`)."""
+        wanted = [
+            m._head
+            for _, c in selected.messages.get_all(seq_set)
+            if (m := self._view.by_uid.get(c.uid))
+        ]
+        heads = [h for h in wanted if h is not None]
+        for start in range(0, len(heads), WARM_AT_ONCE):
+            try:
+                await asyncio.gather(*(h() for h in heads[start : start + WARM_AT_ONCE]))
+            except (Temporary, StoreUnavailable) as err:
+                raise temporary(err) from err
 
     async def find(
         self, seq_set: SequenceSet, selected: SelectedMailbox
@@ -361,6 +562,7 @@ class SelectedSets:
 
     def __init__(self) -> None:
         self._sets: dict[tuple[str, str, str], SelectedSet] = {}
+        self.views = Views()  # and the replica's shared views of index revisions
 
     def get(self, domain: str, account: str, folder: str) -> SelectedSet:
         return self._sets.setdefault((domain, account, folder), SelectedSet())

@@ -16,8 +16,9 @@ from pymap.flags import FlagOp, PermanentFlags, SessionFlags
 from pymap.mailbox import MailboxSnapshot
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response.code import AppendUid, CopyUid
-from pymap.parsing.specials import SequenceSet
+from pymap.parsing.specials import FetchRequirement, SearchKey, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
+from pymap.search import SearchCriteriaSet, SearchParams
 from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
@@ -96,6 +97,18 @@ class Session(BaseSession[Message]):
         folder = await self._folder(selected)
         await folder.refresh(full=False)
         return folder.modseqs()
+
+    async def search_mailbox(
+        self, selected: SelectedMailbox, keys: frozenset[SearchKey]
+    ) -> tuple[Iterable[tuple[int, Message]], SelectedMailbox]:
+        """pymap's SEARCH, with the headers a header-only search needs read concurrently
+        first (pymap reads one message at a time)."""
+        need = FetchRequirement.reduce(key.requirement for key in keys)
+        if need.has_all(FetchRequirement.HEADER) and need.has_none(FetchRequirement.BODY):
+            folder = await self._folder(selected)
+            criteria = SearchCriteriaSet(keys, SearchParams(selected))
+            await folder.warm_headers(selected, criteria.sequence_set)
+        return await super().search_mailbox(selected, keys)
 
     async def fetch_messages(
         self, selected: SelectedMailbox, sequence_set: SequenceSet, set_seen: bool
