@@ -17,6 +17,8 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from email.headerregistry import UnstructuredHeader
+from email.policy import SMTP
 
 from pymap.concurrent import Event
 from pymap.context import subsystem
@@ -27,6 +29,7 @@ from pymap.listtree import ListTree
 from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseLoadedMessage, BaseMessage
 from pymap.mime import MessageContent, MessageHeader
+from pymap.mime.parsed import ParsedHeaders
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode, ResponseNo
 from pymap.parsing.response.fetch import (
@@ -122,11 +125,12 @@ class LoadedMessage(BaseLoadedMessage):
 
 
 _SPACE = frozenset(b" \t\n\r\x0b\f")
+_PLAIN = re.compile(r"(?!.*=\?)[\t\x20-\x7e]*")  # printable ASCII without encoded words
 
 
 def header_block(message: bytes) -> bytes:
     """The header of ``message`` up to and with the line that ends it, as pymap splits it
-    (the first line of only white space); empty if there is no such line."""
+    (the first line of only white space); the whole message if there is no such line."""
     start = 0
     while start < len(message):
         end = message.find(b"\n", start)
@@ -134,7 +138,7 @@ def header_block(message: bytes) -> bytes:
         if all(c in _SPACE for c in message[start:stop]):
             return message[:stop]
         start = stop
-    return message if message.endswith(b"\n") else b""  # pymap's last, empty line ends it
+    return message  # none: pymap's parse of the header is its parse of the whole
 
 
 class HeaderOnly(LoadedMessage):
@@ -144,7 +148,7 @@ class HeaderOnly(LoadedMessage):
     def __init__(self, message: BaseMessage, requirement: FetchRequirement, block: bytes) -> None:
         super().__init__(message, requirement, None)
         self._block = block
-        self._header: MessageHeader | None = None
+        self._folds: Sequence[Sequence[tuple[int, int, int]]] | None = None
 
     @property
     def content(self) -> MessageContent:
@@ -153,14 +157,28 @@ class HeaderOnly(LoadedMessage):
         return self._content
 
     def get_header(self, name: bytes) -> Sequence[str]:
-        if self._header is None:
-            lines = MessageContent._find_lines(self._block)
-            head, _ = MessageContent._split_lines(self._block, lines)
-            self._header = MessageHeader._parse(self._block, memoryview(self._block), head)
-        try:
-            return self._header.parsed[name]
-        except KeyError:
-            return []
+        """pymap's values of header ``name``, parsing only that header's fields: a value of an
+        unstructured header in plain printable ASCII is itself (what the registry would give
+        back); anything else goes through pymap's header registry."""
+        if self._folds is None:
+            block = self._block
+            head, _ = MessageContent._split_lines(block, MessageContent._find_lines(block))
+            self._folds = MessageHeader._find_folds(block, head)
+        wanted = name.lower()
+        out: list[str] = []
+        for group in self._folds:
+            start, end, _ = group[0]
+            colon = self._block.find(b":", start, end)
+            if colon < 0 or self._block[start:colon].strip().lower() != wanted:
+                continue
+            lines = [self._block[a:b].decode("ascii", "surrogateescape") for a, b, _ in group]
+            field, value = SMTP.header_source_parse(lines)
+            kind = ParsedHeaders._registry[field]
+            if issubclass(kind, UnstructuredHeader) and _PLAIN.fullmatch(value):
+                out.append(value)
+            else:
+                out.append(ParsedHeaders._registry(field, value))
+        return out
 
 
 class HeaderCache:
@@ -200,7 +218,7 @@ class Message(BaseMessage):
         load: Callable[[], Awaitable[bytes]] | None,
         *,
         expunged: bool = False,
-        head: Callable[[], Awaitable[bytes]] | None = None,
+        head: HeaderSource | None = None,
     ) -> None:
         self.modseq = entry.modseq  # CONDSTORE (services/imapd/condstore.py)
         self.size = entry.size
@@ -263,7 +281,7 @@ class View:
                 msg = previous.by_uid[entry.uid]  # unchanged: the same object again
             else:
                 load = _loader(read, name, entry)
-                msg = Message(entry, load, head=_header(load, headers, prefix + entry.key))
+                msg = Message(entry, load, head=HeaderSource(load, headers, prefix + entry.key))
             self.messages.append(msg)
             self.by_uid[entry.uid] = msg
             self.modseqs[entry.uid] = entry.modseq
@@ -283,20 +301,28 @@ def _loader(
     return lambda: read(name, entry)
 
 
-def _header(
-    load: Callable[[], Awaitable[bytes]], headers: HeaderCache, key: str
-) -> Callable[[], Awaitable[bytes]]:
-    async def head() -> bytes:
-        block = headers.get(key)
+class HeaderSource:
+    """Where a message's header block comes from: the replica's cache, else the object."""
+
+    __slots__ = ("cache", "key", "load")
+
+    def __init__(self, load: Callable[[], Awaitable[bytes]], cache: HeaderCache, key: str) -> None:
+        self.load = load
+        self.cache = cache
+        self.key = key
+
+    def cached(self) -> bool:
+        return self.cache.get(self.key) is not None
+
+    async def __call__(self) -> bytes:
+        block = self.cache.get(self.key)
         if block is None:
             try:
-                block = header_block(with_crlf(await load()))
+                block = header_block(with_crlf(await self.load()))
             except BlobNotFound:
                 return b""  # expunged meanwhile: an empty message, as load_content has it
-            headers.put(key, block)
+            self.cache.put(self.key, block)
         return block
-
-    return head
 
 
 class Views:

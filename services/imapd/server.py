@@ -30,7 +30,13 @@ from pymap.parsing import Params
 from pymap.parsing.command import Command
 from pymap.parsing.command.nonauth import StartTLSCommand
 from pymap.parsing.commands import Commands, InvalidCommand
-from pymap.parsing.response import Response, ResponseBad, ResponseBye, ResponseOk
+from pymap.parsing.response import (
+    CommandResponse,
+    Response,
+    ResponseBad,
+    ResponseBye,
+    ResponseOk,
+)
 from pymap.parsing.state import ExpectContinuation, ParsingInterrupt
 from pysasl.creds.server import ServerCredentials
 from pysasl.exception import AuthenticationError
@@ -248,7 +254,19 @@ class Connection(IMAPConnection):
         formats every response twice) and with the pieces coalesced."""
         out = Coalesced(self.writer)
         try:
-            await resp.async_write(out)
+            if isinstance(resp, CommandResponse):
+                # CommandResponse.async_write, with a FETCH that needs no content written
+                # directly: no content to load around it (pymap's writing hook), no
+                # per-item formatting (pymap 0.36.7 keeps the untagged list in _untagged)
+                for untagged in resp._untagged:
+                    line = speedups.fetch_line(untagged)
+                    if line is None:
+                        await untagged.async_write(out)
+                    else:
+                        out.write(line)
+                Response.write(resp, out)
+            else:
+                await resp.async_write(out)
             out.flush()
             await self.writer.drain()
         except ConnectionError:
