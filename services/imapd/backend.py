@@ -148,7 +148,7 @@ class HeaderOnly(LoadedMessage):
     def __init__(self, message: BaseMessage, requirement: FetchRequirement, block: bytes) -> None:
         super().__init__(message, requirement, None)
         self._block = block
-        self._folds: Sequence[Sequence[tuple[int, int, int]]] | None = None
+        self._folds: Folds | None = None
 
     @property
     def content(self) -> MessageContent:
@@ -157,28 +157,39 @@ class HeaderOnly(LoadedMessage):
         return self._content
 
     def get_header(self, name: bytes) -> Sequence[str]:
-        """pymap's values of header ``name``, parsing only that header's fields: a value of an
-        unstructured header in plain printable ASCII is itself (what the registry would give
-        back); anything else goes through pymap's header registry."""
         if self._folds is None:
-            block = self._block
-            head, _ = MessageContent._split_lines(block, MessageContent._find_lines(block))
-            self._folds = MessageHeader._find_folds(block, head)
-        wanted = name.lower()
-        out: list[str] = []
-        for group in self._folds:
-            start, end, _ = group[0]
-            colon = self._block.find(b":", start, end)
-            if colon < 0 or self._block[start:colon].strip().lower() != wanted:
-                continue
-            lines = [self._block[a:b].decode("ascii", "surrogateescape") for a, b, _ in group]
-            field, value = SMTP.header_source_parse(lines)
-            kind = ParsedHeaders._registry[field]
-            if issubclass(kind, UnstructuredHeader) and _PLAIN.fullmatch(value):
-                out.append(value)
-            else:
-                out.append(ParsedHeaders._registry(field, value))
-        return out
+            self._folds = folds_of(self._block)
+        return header_values(self._block, self._folds, name)
+
+
+Folds = Sequence[Sequence[tuple[int, int, int]]]
+
+
+def folds_of(block: bytes) -> Folds:
+    """The header fields of ``block``, each its lines, as pymap finds them."""
+    head, _ = MessageContent._split_lines(block, MessageContent._find_lines(block))
+    return MessageHeader._find_folds(block, head)
+
+
+def header_values(block: bytes, folds: Folds, name: bytes) -> list[str]:
+    """pymap's values of header ``name``, parsing only that header's fields: a value of an
+    unstructured header in plain printable ASCII is itself (what the registry would give
+    back); anything else goes through pymap's header registry."""
+    wanted = name.lower()
+    out: list[str] = []
+    for group in folds:
+        start, end, _ = group[0]
+        colon = block.find(b":", start, end)
+        if colon < 0 or block[start:colon].strip().lower() != wanted:
+            continue
+        lines = [block[a:b].decode("ascii", "surrogateescape") for a, b, _ in group]
+        field, value = SMTP.header_source_parse(lines)
+        kind = ParsedHeaders._registry[field]
+        if issubclass(kind, UnstructuredHeader) and _PLAIN.fullmatch(value):
+            out.append(value)
+        else:
+            out.append(ParsedHeaders._registry(field, value))
+    return out
 
 
 class HeaderCache:
@@ -186,10 +197,21 @@ class HeaderCache:
     never changes under its key), bounded by octets: a second SEARCH on a header reads
     nothing from the store, as Dovecot's ``dovecot.index.cache`` saves it re-reading files."""
 
-    def __init__(self, max_octets: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_octets: int = 64 * 1024 * 1024, max_values: int = 200_000) -> None:
         self._max = max_octets
         self._held = 0
         self._blocks: OrderedDict[str, bytes] = OrderedDict()
+        # and the values of the header names searched for: (key, name) -> values
+        self._max_values = max_values
+        self._values: OrderedDict[tuple[str, bytes], tuple[str, ...]] = OrderedDict()
+
+    def values(self, key: str, name: bytes) -> tuple[str, ...] | None:
+        return self._values.get((key, name))
+
+    def put_values(self, key: str, name: bytes, values: Sequence[str]) -> None:
+        self._values[(key, name)] = tuple(values)
+        if len(self._values) > self._max_values:
+            self._values.popitem(last=False)
 
     def get(self, key: str) -> bytes | None:
         block = self._blocks.get(key)
@@ -313,6 +335,17 @@ class HeaderSource:
 
     def cached(self) -> bool:
         return self.cache.get(self.key) is not None
+
+    async def values(self, name: bytes) -> Sequence[str]:
+        """What :meth:`HeaderOnly.get_header` gives for ``name``, kept once computed."""
+        found = self.cache.values(self.key, name)
+        if found is not None:
+            return found
+        block = await self()
+        values = header_values(block, folds_of(block), name)
+        if self.cached():  # not for an object expunged meanwhile
+            self.cache.put_values(self.key, name, values)
+        return values
 
     async def __call__(self) -> bytes:
         block = self.cache.get(self.key)
@@ -566,6 +599,30 @@ class Folder:
                 await asyncio.gather(*(h() for h in heads[start : start + WARM_AT_ONCE]))
             except (Temporary, StoreUnavailable) as err:
                 raise temporary(err) from err
+
+    async def search_headers(
+        self, selected: SelectedMailbox, seq_set: SequenceSet, tests: Sequence[tuple[bytes, str]]
+    ) -> list[tuple[int, Message]]:
+        """pymap's SEARCH for keys that are all ``HEADER name value`` (its
+        ``HeaderSearchCriteria``: the value in any of the fields, ASCII case-insensitively),
+        over header values the replica keeps once computed."""
+        patterns = [(name, re.compile(re.escape(value), re.I | re.A)) for name, value in tests]
+        by_uid = self._view.by_uid
+        found: list[tuple[int, Message]] = []
+        for seq, cached in selected.messages.get_all(seq_set):
+            msg = by_uid.get(cached.uid)
+            if msg is None or msg._head is None:
+                continue  # expunged: pymap's empty message matches no header
+            try:
+                for name, pattern in patterns:
+                    values = await msg._head.values(name)
+                    if not any(pattern.search(v) for v in values):
+                        break
+                else:
+                    found.append((seq, msg))
+            except (Temporary, StoreUnavailable) as err:
+                raise temporary(err) from err
+        return found
 
     async def find(
         self, seq_set: SequenceSet, selected: SelectedMailbox

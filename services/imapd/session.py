@@ -18,7 +18,7 @@ from pymap.parsing.message import AppendMessage
 from pymap.parsing.response.code import AppendUid, CopyUid
 from pymap.parsing.specials import FetchRequirement, SearchKey, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
-from pymap.search import SearchCriteriaSet, SearchParams
+from pymap.search import HeaderSearchCriteria, SearchCriteriaSet, SearchParams
 from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
@@ -106,8 +106,17 @@ class Session(BaseSession[Message]):
         need = FetchRequirement.reduce(key.requirement for key in keys)
         if need.has_all(FetchRequirement.HEADER) and need.has_none(FetchRequirement.BODY):
             folder = await self._folder(selected)
-            criteria = SearchCriteriaSet(keys, SearchParams(selected))
+            params = SearchParams(selected, disabled=self.config.disable_search_keys)
+            criteria = SearchCriteriaSet(keys, params)
             await folder.warm_headers(selected, criteria.sequence_set)
+            tests = [
+                (c.name, c.value)
+                for c in criteria.all_criteria
+                if type(c) is HeaderSearchCriteria and isinstance(c, HeaderSearchCriteria)
+            ]
+            if tests and len(tests) == len(criteria.all_criteria):
+                found = await folder.search_headers(selected, criteria.sequence_set, tests)
+                return found, await folder.update_selected(selected)
         return await super().search_mailbox(selected, keys)
 
     async def fetch_messages(
