@@ -588,12 +588,9 @@ class Folder:
     async def warm_headers(self, selected: SelectedMailbox, seq_set: SequenceSet) -> None:
         """Read the headers a SEARCH will look at, :data:`WARM_AT_ONCE` objects at a time (the
         search itself then finds them in the replica's :class:`HeaderCache`)."""
-        wanted = [
-            m._head
-            for _, c in selected.messages.get_all(seq_set)
-            if (m := self._view.by_uid.get(c.uid))
-        ]
-        heads = [h for h in wanted if h is not None]
+        by_uid = self._view.by_uid
+        found = (by_uid.get(c.uid) for _, c in selected.messages.get_all(seq_set))
+        heads = [m._head for m in found if m is not None and m._head and not m._head.cached()]
         for start in range(0, len(heads), WARM_AT_ONCE):
             try:
                 await asyncio.gather(*(h() for h in heads[start : start + WARM_AT_ONCE]))
