@@ -397,6 +397,7 @@ class Folder:
         self._synced = time.monotonic()
         self._sets = sets
         self._view = sets.views.of(box, name, index)
+        self._claimed: range | None = None  # the \Recent UIDs the opening look claimed
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -553,10 +554,12 @@ class Folder:
         await self.refresh(full=False)
 
     async def claim_recent(self, selected: SelectedMailbox) -> None:
-        try:
-            claimed = await self.box.claim_recent(self.name)
-        except (Temporary, StoreUnavailable) as err:
-            raise temporary(err) from err
+        claimed, self._claimed = self._claimed, None
+        if claimed is None:  # not claimed already by the look that opened the folder
+            try:
+                claimed = await self.box.claim_recent(self.name)
+            except (Temporary, StoreUnavailable) as err:
+                raise temporary(err) from err
         for uid in claimed:
             selected.session_flags.add_recent(uid)
 
@@ -707,19 +710,27 @@ class Folders:
     async def list_mailboxes(self) -> ListTree:
         return ListTree(self.delimiter).update(INBOX, *await self._names())
 
-    async def get_mailbox(self, name: str) -> Folder:
+    async def get_mailbox(self, name: str, *, claim: bool = False) -> Folder:
+        """The folder, listed at the session's first look; with ``claim`` (a read-write
+        SELECT) that look also claims the \\Recent UIDs, for :meth:`Folder.claim_recent`."""
         try:
             name = check_name(name)
         except BadFolderName as err:
             raise KeyError(name) from err
         folder = self._open.get(name)
         if folder is not None:  # a later command of the session: the index, listed if told
+            folder._claimed = None
             await folder.refresh(full=False)
             return folder
         try:
             if not (await self.box.record()).exists(name):
                 raise KeyError(name)
-            index = await self.box.sync(name)  # the session's first look lists the folder
+            # the session's first look lists the folder
+            claimed = None
+            if claim:
+                index, claimed = await self.box.sync_and_claim(name)
+            else:
+                index = await self.box.sync(name)
         except FolderMissing as err:
             raise KeyError(name) from err
         except (Temporary, StoreUnavailable) as err:
@@ -727,6 +738,7 @@ class Folders:
         changed = subsystem.get().new_event()
         self._register(changed)
         folder = self._open[name] = Folder(self.box, name, index, changed, self._sets)
+        folder._claimed = claimed
         return folder
 
     async def add_mailbox(self, name: str) -> ObjectId:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from pymap.backend.session import BaseSession
 from pymap.config import IMAPConfig
-from pymap.exceptions import MailboxReadOnly
+from pymap.exceptions import MailboxNotFound, MailboxReadOnly
 from pymap.flags import FlagOp, PermanentFlags, SessionFlags
 from pymap.mailbox import MailboxSnapshot
 from pymap.parsing.message import AppendMessage
@@ -52,7 +52,10 @@ class Session(BaseSession[Message]):
         self, name: str, readonly: bool = False
     ) -> tuple[MailboxSnapshot, SelectedMailbox]:
         """pymap's SELECT with :class:`~services.imapd.condstore.ModSeqSelected`."""
-        folder = await self._get_mailbox(name)
+        try:
+            folder = await self._folders.get_mailbox(name, claim=not readonly)
+        except KeyError as err:
+            raise MailboxNotFound(name) from err
         selected = ModSeqSelected(
             folder.mailbox_id,
             readonly or folder.readonly,
