@@ -20,7 +20,9 @@ from tests.integration.test_imapd import (  # noqa: F401 - fixtures
 
 
 def recent(imap: imaplib.IMAP4) -> int:
-    return int(imap.untagged_responses.pop("RECENT", [b"-1"])[-1])
+    last = imap.untagged_responses.pop("RECENT", [b"-1"])[-1]
+    assert isinstance(last, bytes)
+    return int(last)
 
 
 async def test_the_first_select_claims_recent_and_examine_does_not(stack: Stack) -> None:
@@ -74,7 +76,8 @@ async def test_another_sessions_changes_reach_a_selected_session(stack: Stack) -
         a.untagged_responses.clear()
         ok(a.noop())
         assert a.untagged_responses.get("EXPUNGE") == [b"4"]
-        fetched = b" ".join(a.untagged_responses.get("FETCH", []))
+        untagged = a.untagged_responses.get("FETCH", [])
+        fetched = b" ".join(x for x in untagged if isinstance(x, bytes))
         assert b"\\Flagged" in fetched and b"2 (" in fetched
         assert [int(u) for u in ok(a.uid("SEARCH", "ALL"))[0].split()] == [1, 2, 3, 5]
         assert ok(a.uid("SEARCH", "FLAGGED")) == [b"2"]
