@@ -54,6 +54,7 @@ from qmesh.store.base import BlobNotFound, StoreUnavailable
 RESYNC_SECONDS = 30.0  # a selected folder is listed again at least this often (pop3d's DELE)
 IDLE_RESYNC = 60.0  # and while IDLE, even if no announcement came
 WARM_AT_ONCE = 32  # header reads a SEARCH keeps in flight
+MAX_HEADER_KEPT = 256 * 1024  # octets of one header block the replica keeps
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 MODES: dict[FlagOp, FlagMode] = {
     FlagOp.ADD: "add",
@@ -220,8 +221,8 @@ class HeaderCache:
         return block
 
     def put(self, key: str, block: bytes) -> None:
-        if key in self._blocks or len(block) > self._max:
-            return
+        if key in self._blocks or len(block) > min(self._max, MAX_HEADER_KEPT):
+            return  # a "header" that large is a message without one: read it again if asked
         self._blocks[key] = block
         self._held += len(block)
         while self._held > self._max:

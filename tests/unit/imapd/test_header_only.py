@@ -103,6 +103,9 @@ def test_the_header_cache_is_bounded_by_octets() -> None:
     assert held == ["k7", "k8", "k9"]
     cache.put("huge", b"x" * 101)
     assert cache.get("huge") is None
+    roomy = HeaderCache()
+    roomy.put("no-header", b"x" * (256 * 1024 + 1))  # a message with no blank line
+    assert roomy.get("no-header") is None
 
 
 async def test_a_header_only_load_reads_the_object_once() -> None:
