@@ -1,18 +1,20 @@
 """imapd next to Dovecot on one large mailbox (#13): SELECT, UID FETCH 1:* (FLAGS), a SEARCH on
 a header, and how long an IDLE client waits to hear of a delivery.
 
-    .venv/bin/python -m bench.imap_compare [--messages 10000] [--rounds 3]
+    .venv/bin/python -m bench.imap_compare [--messages 10000] [--rounds 3] [--sessions 6]
 
 Both servers run on this machine over the same messages: imapd on a real nats-server and the
 directory store, Dovecot (Debian's dovecot-imapd, deploy/ci/system-packages.sh) over a
 Maildir. Figures are wall-clock seconds of the client (Python's imaplib), medians of the
-rounds; run on a quiet machine. Needs root for Dovecot (its mail user).
+rounds; run on a quiet machine. Needs root for Dovecot (its mail user). ``--sessions N`` also
+reports what each of N further imapd sessions of the folder adds to the process (tracemalloc).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import imaplib
 import os
 import shutil
@@ -21,6 +23,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,6 +85,28 @@ def measure(port: int, user: str, deliver: Callable[[int], None], n: int) -> dic
     return out
 
 
+def per_session(port: int, user: str, traced: Callable[[], int], sessions: int) -> float:
+    """Octets the imapd process holds for each further session that has selected the folder
+    and fetched its flags (what is shared by the replica is allocated by the first one)."""
+    first = imaplib.IMAP4("127.0.0.1", port)
+    first.login(user, PASSWORD)
+    first.select("INBOX")
+    first.uid("FETCH", "1:*", "(FLAGS)")
+    before = traced()
+    opened = []
+    for _ in range(sessions):
+        imap = imaplib.IMAP4("127.0.0.1", port)
+        imap.login(user, PASSWORD)
+        imap.select("INBOX")
+        imap.uid("FETCH", "1:*", "(FLAGS)")
+        imap.noop()
+        opened.append(imap)
+    grown = traced() - before
+    for imap in [first, *opened]:
+        imap.logout()
+    return grown / sessions
+
+
 def dovecot(base: Path, n: int) -> tuple[subprocess.Popen[bytes], int]:
     maildir = base / "mail/bench/Maildir"
     for sub in ("new", "cur", "tmp"):
@@ -115,7 +140,9 @@ def dovecot(base: Path, n: int) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-async def qmesh(base: Path, n: int, rounds: int) -> list[dict[str, float]]:
+async def qmesh(
+    base: Path, n: int, rounds: int, sessions: int = 0
+) -> tuple[list[dict[str, float]], float | None]:
     server = start_nats_server(base / "nats")
     nc = await nats.connect(server.url)
     control = base / "control"
@@ -165,21 +192,37 @@ async def qmesh(base: Path, n: int, rounds: int) -> list[dict[str, float]]:
     results = []
     for r in range(rounds):
         results.append(await asyncio.to_thread(measure, port, f"bench@{DOMAIN}", deliver, n + r))
+    memory = None
+    if sessions:
+
+        def traced() -> int:
+            async def now() -> int:
+                gc.collect()
+                return tracemalloc.get_traced_memory()[0]
+
+            return asyncio.run_coroutine_threadsafe(now(), loop).result()
+
+        tracemalloc.start()
+        memory = await asyncio.to_thread(per_session, port, f"bench@{DOMAIN}", traced, sessions)
+        tracemalloc.stop()
     await running.stop()
     await nc.close()
     server.stop()
-    return results
+    return results, memory
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--sessions", type=int, default=0, help="also measure imapd's memory per session"
+    )
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="qmesh-imap-bench-"))
     os.chmod(base, 0o755)
     try:
-        ours = asyncio.run(qmesh(base / "qmesh", args.messages, args.rounds))
+        ours, memory = asyncio.run(qmesh(base / "qmesh", args.messages, args.rounds, args.sessions))
         proc, port = dovecot(base / "dovecot", args.messages)
         maildir = base / "dovecot/mail/bench/Maildir/new"
 
@@ -202,6 +245,13 @@ def main() -> None:
         b = statistics.median(r[key] for r in theirs)
         print(f"| {key} | {a:.3f} | {b:.3f} | {a / b:.1f}x |")  # noqa: T201
     print(f"first SELECT (imapd assigns UIDs): {ours[0]['SELECT']:.3f} s")  # noqa: T201
+    first = "SEARCH HEADER Subject"
+    print(  # noqa: T201
+        f"first {first} (headers read from the store): imapd {ours[0][first]:.3f} s,"
+        f" Dovecot {theirs[0][first]:.3f} s"
+    )
+    if memory is not None:
+        print(f"imapd memory per further session: {memory / 1e6:.2f} MB")  # noqa: T201
 
 
 if __name__ == "__main__":

@@ -200,7 +200,9 @@ def encode(index: FolderIndex) -> bytes:
         "gone": [list(r) for r in index.gone],
         "gfl": index.gone_floor,
     }
-    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
+    # level 1: every change of a large folder is encoded again; 6 saves little more and
+    # costs three times as long
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
 
 
 class BadIndex(ValueError):

@@ -14,8 +14,10 @@ import logging
 import os
 import re
 import time
+import zlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from qmesh.contract.errors import Temporary
 from qmesh.mailbox import account as records
@@ -38,6 +40,44 @@ _SECONDS = re.compile(r"^([0-9]{1,12})\.")
 BUSY = "The mailbox is busy; try again. (#4.3.0)"
 
 
+class IndexCache:
+    """Decoded folder indexes of one process, by KV key, revision and checksum (#13).
+
+    Every reader still reads the stored value, so replicas agree exactly as before; what this
+    saves is decoding a 10,000-message index again for every command of every session. The
+    sessions of a replica that look at the same revision share one :class:`FolderIndex`
+    (immutable), so a session holds no copy of its own. Bounded by the number of entries.
+    """
+
+    def __init__(self, max_messages: int = 500_000) -> None:
+        self._max = max_messages
+        self._held = 0
+        self._items: OrderedDict[str, tuple[int, int, FolderIndex]] = OrderedDict()
+
+    def decoded(self, key: str, raw: bytes, revision: int) -> FolderIndex:
+        check = zlib.crc32(raw)
+        found = self._items.get(key)
+        if found is not None and found[0] == revision and found[1] == check:
+            self._items.move_to_end(key)
+            return found[2]
+        index = idx.decode(raw)
+        self.put(key, revision, check, index)
+        return index
+
+    def put(self, key: str, revision: int, check: int, index: FolderIndex) -> None:
+        self.drop(key)
+        self._items[key] = (revision, check, index)
+        self._held += len(index.entries)
+        while self._held > self._max and len(self._items) > 1:
+            _, (_, _, old) = self._items.popitem(last=False)
+            self._held -= len(old.entries)
+
+    def drop(self, key: str) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._held -= len(old[2].entries)
+
+
 class FolderMissing(KeyError):
     """No folder of that name in the account."""
 
@@ -46,8 +86,23 @@ class FolderExists(ValueError):
     """A folder of that name is there already."""
 
 
+_LISTED: dict[tuple[str, float], Listed | None] = {}
+LISTED_KEPT = 200_000  # parsed names kept by the process (a pure function of name and time)
+
+
 def listed(rel: str, size: int | None, modified: float) -> Listed | None:
-    """The :class:`Listed` of an object key relative to its folder, or ``None``."""
+    """The :class:`Listed` of an object key relative to its folder, or ``None`` (a listing of
+    10,000 objects names the same objects again: each name is parsed once)."""
+    key = (rel, modified)
+    if key in _LISTED:
+        return _LISTED[key]
+    if len(_LISTED) >= LISTED_KEPT:
+        _LISTED.clear()
+    item = _LISTED[key] = _listed(rel, modified)
+    return item
+
+
+def _listed(rel: str, modified: float) -> Listed | None:
     entry = parse_entry(rel)
     if entry is None:
         return None
@@ -69,6 +124,7 @@ class AccountMailbox:
         *,
         announce: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
+        indexes: IndexCache | None = None,
     ) -> None:
         self._blobs = blobs
         self._state = state
@@ -76,6 +132,7 @@ class AccountMailbox:
         self.account = account
         self._announce = announce
         self._clock = clock
+        self._indexes = indexes if indexes is not None else IndexCache()
 
     # --- compare-and-set -----------------------------------------------------------------
 
@@ -88,19 +145,31 @@ class AccountMailbox:
     ) -> T:
         for _ in range(ATTEMPTS):
             found = await self._state.read(key)
-            old = decode(found[0]) if found else None
+            old = self._decode(key, found, decode)
             new = fn(old)
             if new is old or new == old:
                 return new
+            raw = encode(new)
             try:
                 if found is None:
-                    await self._state.create(key, encode(new))
+                    revision = await self._state.create(key, raw)
                 else:
-                    await self._state.replace(key, encode(new), found[1])
-                return new
+                    revision = await self._state.replace(key, raw, found[1])
             except Conflict:
                 continue
+            if isinstance(new, FolderIndex):
+                self._indexes.put(key, revision, zlib.crc32(raw), new)
+            return new
         raise Temporary(BUSY)
+
+    def _decode(
+        self, key: str, found: tuple[bytes, int] | None, decode: Callable[[bytes], T]
+    ) -> T | None:
+        if found is None:
+            return None
+        if decode is idx.decode:  # the same T: one decode per revision in this process
+            return cast(T, self._indexes.decoded(key, found[0], found[1]))
+        return decode(found[0])
 
     async def _announced(self) -> None:
         if self._announce is not None:
@@ -199,9 +268,10 @@ class AccountMailbox:
 
     async def index(self, folder: str) -> FolderIndex:
         """The folder's index as stored (made, by a first look, if it has none yet)."""
-        found = await self._state.read(self._index_key(folder))
+        key = self._index_key(folder)
+        found = await self._state.read(key)
         if found is not None:
-            return idx.decode(found[0])
+            return self._indexes.decoded(key, found[0], found[1])
         return await self.sync(folder)
 
     async def _listing(self, folder: str) -> list[Listed]:
@@ -223,15 +293,30 @@ class AccountMailbox:
 
     async def sync(self, folder: str) -> FolderIndex:
         """Look at the folder's objects and bring its index up to date (new UIDs, expunges)."""
+        index, _ = await self._sync(folder, claim=False)
+        return index
+
+    async def sync_and_claim(self, folder: str) -> tuple[FolderIndex, range]:
+        """:meth:`sync` and :meth:`claim_recent` in one compare-and-set (a SELECT's first
+        look): one encode and one write of a large index instead of two."""
+        return await self._sync(folder, claim=True)
+
+    async def _sync(self, folder: str, *, claim: bool) -> tuple[FolderIndex, range]:
         if not (await self.record()).exists(folder):
             raise FolderMissing(folder)
         listing = await self._listing(folder)
         uidvalidity = int(self._clock())
+        claimed = range(0)
 
         def step(old: FolderIndex | None) -> FolderIndex:
-            return idx.reconcile(old or idx.new_index(uidvalidity), listing)
+            nonlocal claimed
+            new = idx.reconcile(old or idx.new_index(uidvalidity), listing)
+            if claim:
+                new, claimed = idx.claim_recent(new)
+            return new
 
-        return await self._change(self._index_key(folder), idx.decode, idx.encode, step)
+        index = await self._change(self._index_key(folder), idx.decode, idx.encode, step)
+        return index, claimed
 
     async def claim_recent(self, folder: str) -> range:
         claimed = range(0)

@@ -23,7 +23,7 @@ from qmesh.limits import limits_from
 from qmesh.limits.anvil import Anvil
 from qmesh.limits.logins import Throttle
 from qmesh.mailbox.announce import announce_change
-from qmesh.mailbox.sync import AccountMailbox
+from qmesh.mailbox.sync import AccountMailbox, IndexCache
 from qmesh.mailbox.versioned import NatsVersioned, Versioned
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
@@ -99,6 +99,7 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
     state = LazyVersioned(conn)
     announcements = Announcements(lambda: conn.nc, conn.ready)
     sets = SelectedSets()
+    indexes = IndexCache()  # decoded once per revision for every session of the replica
     recorder = PrometheusRecorder()
     tls = TlsContexts(lambda: watcher.current)
     cpu = Subsystem.for_asyncio()
@@ -111,7 +112,9 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
             record = await directory().get_account(account.domain, account.name)
             return record.quota if record is not None else None
 
-        box = AccountMailbox(blobs, state, account.domain, account.name, announce=announce)
+        box = AccountMailbox(
+            blobs, state, account.domain, account.name, announce=announce, indexes=indexes
+        )
         return Folders(
             box,
             lambda event: announcements.register(account.domain, account.name, event),

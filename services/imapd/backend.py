@@ -2,17 +2,23 @@
 
 pymap parses commands, keeps the selected-mailbox view of a session (sequence numbers,
 untagged EXISTS/EXPUNGE/FETCH) and evaluates FETCH and SEARCH; this module answers its
-questions from the folder index in KV and the message objects in the mail bucket. No state is
-kept here beyond one session's copy of the index it last read.
+questions from the folder index in KV and the message objects in the mail bucket. What is
+derived from one revision of an index (the message objects pymap keeps, UID lookups) is built
+once per replica and shared by every session that looks at that revision (:class:`Views`), so
+a session holds only pymap's own per-message view (UID, sequence number, flags).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from email.headerregistry import UnstructuredHeader
+from email.policy import SMTP
 
 from pymap.concurrent import Event
 from pymap.context import subsystem
@@ -22,7 +28,8 @@ from pymap.interfaces.message import CachedMessage
 from pymap.listtree import ListTree
 from pymap.mailbox import MailboxSnapshot
 from pymap.message import BaseLoadedMessage, BaseMessage
-from pymap.mime import MessageContent
+from pymap.mime import MessageContent, MessageHeader
+from pymap.mime.parsed import ParsedHeaders
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response import ResponseCode, ResponseNo
 from pymap.parsing.response.fetch import (
@@ -47,6 +54,8 @@ from services.imapd import keywords
 
 RESYNC_SECONDS = 30.0  # a selected folder is listed again at least this often (pop3d's DELE)
 IDLE_RESYNC = 60.0  # and while IDLE, even if no announcement came
+WARM_AT_ONCE = 32  # header reads a SEARCH keeps in flight
+MAX_HEADER_KEPT = 256 * 1024  # octets of one header block the replica keeps
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 MODES: dict[FlagOp, FlagMode] = {
     FlagOp.ADD: "add",
@@ -74,8 +83,18 @@ def temporary(err: Exception) -> TemporaryFailure:
     return TemporaryFailure(text)
 
 
+_FLAG_SETS: dict[frozenset[str], frozenset[Flag]] = {}
+
+
 def to_flags(flags: Iterable[str]) -> frozenset[Flag]:
-    return frozenset(Flag(f) for f in flags)
+    """pymap's flags of ``flags``; the few distinct sets a folder has are made once."""
+    key = frozenset(flags)
+    found = _FLAG_SETS.get(key)
+    if found is None:
+        found = frozenset(Flag(f) for f in key)
+        if len(_FLAG_SETS) < 4096:
+            _FLAG_SETS[key] = found
+    return found
 
 
 def from_flags(flags: Iterable[Flag]) -> frozenset[str]:
@@ -107,10 +126,115 @@ class LoadedMessage(BaseLoadedMessage):
         return structure
 
 
+_SPACE = frozenset(b" \t\n\r\x0b\f")
+_PLAIN = re.compile(r"(?!.*=\?)[\t\x20-\x7e]*")  # printable ASCII without encoded words
+
+
+def header_block(message: bytes) -> bytes:
+    """The header of ``message`` up to and with the line that ends it, as pymap splits it
+    (the first line of only white space); the whole message if there is no such line."""
+    start = 0
+    while start < len(message):
+        end = message.find(b"\n", start)
+        stop = len(message) if end < 0 else end + 1
+        if all(c in _SPACE for c in message[start:stop]):
+            return message[:stop]
+        start = stop
+    return message  # none: pymap's parse of the header is its parse of the whole
+
+
+class HeaderOnly(LoadedMessage):
+    """A message loaded for what needs only its header (SEARCH HEADER/FROM/SUBJECT/SENT*,
+    FETCH ENVELOPE and BODY[HEADER...]): the header block alone, parsed only as far as asked."""
+
+    def __init__(self, message: BaseMessage, requirement: FetchRequirement, block: bytes) -> None:
+        super().__init__(message, requirement, None)
+        self._block = block
+        self._folds: Folds | None = None
+
+    @property
+    def content(self) -> MessageContent:
+        if self._content is None:
+            self._content = MessageContent.parse(self._block)
+        return self._content
+
+    def get_header(self, name: bytes) -> Sequence[str]:
+        if self._folds is None:
+            self._folds = folds_of(self._block)
+        return header_values(self._block, self._folds, name)
+
+
+Folds = Sequence[Sequence[tuple[int, int, int]]]
+
+
+def folds_of(block: bytes) -> Folds:
+    """The header fields of ``block``, each its lines, as pymap finds them."""
+    head, _ = MessageContent._split_lines(block, MessageContent._find_lines(block))
+    return MessageHeader._find_folds(block, head)
+
+
+def header_values(block: bytes, folds: Folds, name: bytes) -> list[str]:
+    """pymap's values of header ``name``, parsing only that header's fields: a value of an
+    unstructured header in plain printable ASCII is itself (what the registry would give
+    back); anything else goes through pymap's header registry."""
+    wanted = name.lower()
+    out: list[str] = []
+    for group in folds:
+        start, end, _ = group[0]
+        colon = block.find(b":", start, end)
+        if colon < 0 or block[start:colon].strip().lower() != wanted:
+            continue
+        lines = [block[a:b].decode("ascii", "surrogateescape") for a, b, _ in group]
+        field, value = SMTP.header_source_parse(lines)
+        kind = ParsedHeaders._registry[field]
+        if issubclass(kind, UnstructuredHeader) and _PLAIN.fullmatch(value):
+            out.append(value)
+        else:
+            out.append(ParsedHeaders._registry(field, value))
+    return out
+
+
+class HeaderCache:
+    """Header blocks of messages this replica has read, by object key (an object's content
+    never changes under its key), bounded by octets: a second SEARCH on a header reads
+    nothing from the store, as Dovecot's ``dovecot.index.cache`` saves it re-reading files."""
+
+    def __init__(self, max_octets: int = 64 * 1024 * 1024, max_values: int = 200_000) -> None:
+        self._max = max_octets
+        self._held = 0
+        self._blocks: OrderedDict[str, bytes] = OrderedDict()
+        # and the values of the header names searched for: (key, name) -> values
+        self._max_values = max_values
+        self._values: OrderedDict[tuple[str, bytes], tuple[str, ...]] = OrderedDict()
+
+    def values(self, key: str, name: bytes) -> tuple[str, ...] | None:
+        return self._values.get((key, name))
+
+    def put_values(self, key: str, name: bytes, values: Sequence[str]) -> None:
+        self._values[(key, name)] = tuple(values)
+        if len(self._values) > self._max_values:
+            self._values.popitem(last=False)
+
+    def get(self, key: str) -> bytes | None:
+        block = self._blocks.get(key)
+        if block is not None:
+            self._blocks.move_to_end(key)
+        return block
+
+    def put(self, key: str, block: bytes) -> None:
+        if key in self._blocks or len(block) > min(self._max, MAX_HEADER_KEPT):
+            return  # a "header" that large is a message without one: read it again if asked
+        self._blocks[key] = block
+        self._held += len(block)
+        while self._held > self._max:
+            _, old = self._blocks.popitem(last=False)
+            self._held -= len(old)
+
+
 class Message(BaseMessage):
     """One message of a folder: metadata from the index, content read only when asked for."""
 
-    __slots__ = ["_load", "modseq"]
+    __slots__ = ["_head", "_load", "modseq", "size"]
 
     def __init__(
         self,
@@ -118,8 +242,10 @@ class Message(BaseMessage):
         load: Callable[[], Awaitable[bytes]] | None,
         *,
         expunged: bool = False,
+        head: HeaderSource | None = None,
     ) -> None:
         self.modseq = entry.modseq  # CONDSTORE (services/imapd/condstore.py)
+        self.size = entry.size
         super().__init__(
             entry.uid,
             datetime.fromtimestamp(entry.when, UTC),
@@ -128,9 +254,19 @@ class Message(BaseMessage):
             expunged=expunged,
         )
         self._load = load
+        self._head = head
 
     async def load_content(self, requirement: FetchRequirement) -> LoadedMessage:
         content = None
+        if (
+            self._head is not None
+            and requirement.has_none(FetchRequirement.BODY)
+            and requirement.has_all(FetchRequirement.HEADER)
+        ):
+            try:
+                return HeaderOnly(self, requirement, await self._head())
+            except (Temporary, StoreUnavailable) as err:
+                raise temporary(err) from err
         if self._load is not None and not requirement.has_none(FetchRequirement.CONTENT):
             try:
                 content = MessageContent.parse(with_crlf(await self._load()))
@@ -139,6 +275,115 @@ class Message(BaseMessage):
             except (Temporary, StoreUnavailable) as err:
                 raise temporary(err) from err
         return LoadedMessage(self, requirement, content)
+
+
+class View:
+    """One index revision as pymap needs it: message objects and lookups, built once."""
+
+    __slots__ = ("by_uid", "index", "messages", "modseqs", "recent", "unseen")
+
+    def __init__(
+        self,
+        box: AccountMailbox,
+        name: str,
+        index: FolderIndex,
+        headers: HeaderCache,
+        previous: View | None = None,
+    ) -> None:
+        self.index = index
+        self.messages: list[Message] = []
+        self.by_uid: dict[int, Message] = {}
+        self.modseqs: dict[int, int] = {}
+        self.unseen: list[int] = []  # sequence numbers
+        self.recent = 0
+        read = box.read
+        prefix = box.prefix(name)
+        before = previous.index.entries if previous is not None else {}
+        for seq, (unique, entry) in enumerate(index.entries.items(), 1):
+            old = before.get(unique)
+            if previous is not None and old is not None and (old is entry or old == entry):
+                msg = previous.by_uid[entry.uid]  # unchanged: the same object again
+            else:
+                load = _loader(read, name, entry)
+                msg = Message(entry, load, head=HeaderSource(load, headers, prefix + entry.key))
+            self.messages.append(msg)
+            self.by_uid[entry.uid] = msg
+            self.modseqs[entry.uid] = entry.modseq
+            if "\\Seen" not in entry.flags:
+                self.unseen.append(seq)
+            if entry.uid >= index.first_recent:
+                self.recent += 1
+
+    def changed_since(self, modseq: int) -> list[Message]:
+        """The messages added or changed after ``modseq`` (RFC 7162's MODSEQ of each)."""
+        return [m for m in self.messages if m.modseq > modseq]
+
+
+def _loader(
+    read: Callable[[str, Entry], Awaitable[bytes]], name: str, entry: Entry
+) -> Callable[[], Awaitable[bytes]]:
+    return lambda: read(name, entry)
+
+
+class HeaderSource:
+    """Where a message's header block comes from: the replica's cache, else the object."""
+
+    __slots__ = ("cache", "key", "load")
+
+    def __init__(self, load: Callable[[], Awaitable[bytes]], cache: HeaderCache, key: str) -> None:
+        self.load = load
+        self.cache = cache
+        self.key = key
+
+    def cached(self) -> bool:
+        return self.cache.get(self.key) is not None
+
+    async def values(self, name: bytes) -> Sequence[str]:
+        """What :meth:`HeaderOnly.get_header` gives for ``name``, kept once computed."""
+        found = self.cache.values(self.key, name)
+        if found is not None:
+            return found
+        block = await self()
+        values = header_values(block, folds_of(block), name)
+        if self.cached():  # not for an object expunged meanwhile
+            self.cache.put_values(self.key, name, values)
+        return values
+
+    async def __call__(self) -> bytes:
+        block = self.cache.get(self.key)
+        if block is None:
+            try:
+                block = header_block(with_crlf(await self.load()))
+            except BlobNotFound:
+                return b""  # expunged meanwhile: an empty message, as load_content has it
+            self.cache.put(self.key, block)
+        return block
+
+
+class Views:
+    """The :class:`View` of each index revision sessions of this replica look at, bounded by
+    the messages they hold (an index no session uses any more is dropped first)."""
+
+    def __init__(self, max_messages: int = 200_000) -> None:
+        self._max = max_messages
+        self._held = 0
+        self._views: OrderedDict[int, View] = OrderedDict()
+        self.headers = HeaderCache()
+
+    def of(
+        self, box: AccountMailbox, name: str, index: FolderIndex, previous: View | None = None
+    ) -> View:
+        key = id(index)  # the view holds its index, so the id is not reused meanwhile
+        view = self._views.get(key)
+        if view is not None and view.index is index:
+            self._views.move_to_end(key)
+            return view
+        view = self._views[key] = View(box, name, index, self.headers, previous)
+        self._held += len(view.messages)
+        while self._held > self._max and len(self._views) > 1:
+            _, old = self._views.popitem(last=False)
+            self._held -= len(old.messages)
+        return view
 
 
 class Folder:
@@ -153,7 +398,8 @@ class Folder:
         self._changed = changed
         self._synced = time.monotonic()
         self._sets = sets
-        self._by_uid = index.by_uid()
+        self._view = sets.views.of(box, name, index)
+        self._claimed: range | None = None  # the \Recent UIDs the opening look claimed
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -189,7 +435,7 @@ class Folder:
 
     def _use(self, index: FolderIndex) -> None:
         self._index = index
-        self._by_uid = index.by_uid()
+        self._view = self._sets.views.of(self.box, self.name, index, self._view)
 
     async def refresh(self, *, full: bool) -> None:
         try:
@@ -204,11 +450,8 @@ class Folder:
         except (Temporary, StoreUnavailable) as err:
             raise temporary(err) from err
 
-    def _message(self, unique: str, entry: Entry) -> Message:
-        return Message(entry, lambda: self.box.read(self.name, entry))
-
     def messages(self) -> list[Message]:
-        return [self._message(u, e) for u, e in self._index.entries.items()]
+        return self._view.messages
 
     async def update_selected(
         self, selected: SelectedMailbox, *, wait_on: Event | None = None
@@ -221,9 +464,17 @@ class Folder:
             await self.refresh(full=True)
         else:
             await self.refresh(full=False)
-        if selected.mod_sequence != (self._index.uidvalidity, self._index.highest_modseq):
-            selected.mod_sequence = (self._index.uidvalidity, self._index.highest_modseq)
-            selected.set_messages(self.messages())
+        current = (self._index.uidvalidity, self._index.highest_modseq)
+        before = selected.mod_sequence
+        if before != current:
+            selected.mod_sequence = current
+            if isinstance(before, tuple) and before[0] == current[0]:
+                # every change to an entry gives it a MODSEQ above the index's highest, so
+                # pymap is told only what changed (and what went) since the session last looked
+                gone = selected.messages._uids - self._view.by_uid.keys()
+                selected.add_updates(self._view.changed_since(before[1]), gone)
+            else:
+                selected.set_messages(self.messages())
         return selected
 
     # -- changes -------------------------------------------------------------------------------
@@ -238,11 +489,7 @@ class Folder:
         except (Temporary, StoreUnavailable) as err:
             raise temporary(err) from err
         await self.refresh(full=False)
-        return self._by_uid_message(uid)
-
-    def _by_uid_message(self, uid: int) -> Message:
-        unique, entry = self._by_uid[uid]
-        return self._message(unique, entry)
+        return self._view.by_uid[uid]
 
     async def copy_many(self, uids: Sequence[int], destination: Folder) -> list[tuple[int, int]]:
         try:
@@ -264,11 +511,11 @@ class Folder:
         return dest_uid
 
     async def get(self, uid: int, cached_msg: CachedMessage) -> Message:
-        found = self._by_uid.get(uid)
+        found = self._view.by_uid.get(uid)
         if found is None:
             entry = Entry(uid, 0, from_flags(cached_msg.permanent_flags), 0, 0, "")
             return Message(entry, None, expunged=True)
-        return self._message(*found)
+        return found
 
     async def update(
         self, uid: int, cached_msg: CachedMessage, flag_set: frozenset[Flag], mode: FlagOp
@@ -286,7 +533,7 @@ class Folder:
         return self._index.highest_modseq
 
     def modseqs(self) -> dict[int, int]:
-        return {e.uid: e.modseq for e in self._index.entries.values()}
+        return dict(self._view.modseqs)
 
     async def set_flags(
         self,
@@ -314,10 +561,12 @@ class Folder:
         await self.refresh(full=False)
 
     async def claim_recent(self, selected: SelectedMailbox) -> None:
-        try:
-            claimed = await self.box.claim_recent(self.name)
-        except (Temporary, StoreUnavailable) as err:
-            raise temporary(err) from err
+        claimed, self._claimed = self._claimed, None
+        if claimed is None:  # not claimed already by the look that opened the folder
+            try:
+                claimed = await self.box.claim_recent(self.name)
+            except (Temporary, StoreUnavailable) as err:
+                raise temporary(err) from err
         for uid in claimed:
             selected.session_flags.add_recent(uid)
 
@@ -327,24 +576,60 @@ class Folder:
     def stored_size(self, uids: Iterable[int]) -> int:
         """What copies of ``uids`` would add to the usage, at most (RFC822.SIZE counts CRLF
         line ends where the store keeps LF)."""
-        return sum(self._by_uid[u][1].size for u in uids if u in self._by_uid)
+        by_uid = self._view.by_uid
+        return sum(by_uid[u].size for u in uids if u in by_uid)
 
     async def snapshot(self) -> MailboxSnapshot:
-        entries = list(self._index.entries.values())
-        unseen = [seq for seq, e in enumerate(entries, 1) if "\\Seen" not in e.flags]
-        recent = sum(1 for e in entries if e.uid >= self._index.first_recent)
+        view = self._view
+        unseen, recent = view.unseen, view.recent
         return keywords.Snapshot(
             self.mailbox_id,
             self.readonly,
             self.uid_validity,
             self.permanent_flags,
             self.session_flags,
-            len(entries),
+            len(view.messages),
             recent,
             len(unseen),
             unseen[0] if unseen else None,
             self._index.next_uid,
         )
+
+    async def warm_headers(self, selected: SelectedMailbox, seq_set: SequenceSet) -> None:
+        """Read the headers a SEARCH will look at, :data:`WARM_AT_ONCE` objects at a time (the
+        search itself then finds them in the replica's :class:`HeaderCache`)."""
+        by_uid = self._view.by_uid
+        found = (by_uid.get(c.uid) for _, c in selected.messages.get_all(seq_set))
+        heads = [m._head for m in found if m is not None and m._head and not m._head.cached()]
+        for start in range(0, len(heads), WARM_AT_ONCE):
+            try:
+                await asyncio.gather(*(h() for h in heads[start : start + WARM_AT_ONCE]))
+            except (Temporary, StoreUnavailable) as err:
+                raise temporary(err) from err
+
+    async def search_headers(
+        self, selected: SelectedMailbox, seq_set: SequenceSet, tests: Sequence[tuple[bytes, str]]
+    ) -> list[tuple[int, Message]]:
+        """pymap's SEARCH for keys that are all ``HEADER name value`` (its
+        ``HeaderSearchCriteria``: the value in any of the fields, ASCII case-insensitively),
+        over header values the replica keeps once computed."""
+        patterns = [(name, re.compile(re.escape(value), re.I | re.A)) for name, value in tests]
+        by_uid = self._view.by_uid
+        found: list[tuple[int, Message]] = []
+        for seq, cached in selected.messages.get_all(seq_set):
+            msg = by_uid.get(cached.uid)
+            if msg is None or msg._head is None:
+                continue  # expunged: pymap's empty message matches no header
+            try:
+                for name, pattern in patterns:
+                    values = await msg._head.values(name)
+                    if not any(pattern.search(v) for v in values):
+                        break
+                else:
+                    found.append((seq, msg))
+            except (Temporary, StoreUnavailable) as err:
+                raise temporary(err) from err
+        return found
 
     async def find(
         self, seq_set: SequenceSet, selected: SelectedMailbox
@@ -367,6 +652,7 @@ class SelectedSets:
 
     def __init__(self) -> None:
         self._sets: dict[tuple[str, str, str], SelectedSet] = {}
+        self.views = Views()  # and the replica's shared views of index revisions
 
     def get(self, domain: str, account: str, folder: str) -> SelectedSet:
         return self._sets.setdefault((domain, account, folder), SelectedSet())
@@ -431,19 +717,27 @@ class Folders:
     async def list_mailboxes(self) -> ListTree:
         return ListTree(self.delimiter).update(INBOX, *await self._names())
 
-    async def get_mailbox(self, name: str) -> Folder:
+    async def get_mailbox(self, name: str, *, claim: bool = False) -> Folder:
+        """The folder, listed at the session's first look; with ``claim`` (a read-write
+        SELECT) that look also claims the \\Recent UIDs, for :meth:`Folder.claim_recent`."""
         try:
             name = check_name(name)
         except BadFolderName as err:
             raise KeyError(name) from err
         folder = self._open.get(name)
         if folder is not None:  # a later command of the session: the index, listed if told
+            folder._claimed = None
             await folder.refresh(full=False)
             return folder
         try:
             if not (await self.box.record()).exists(name):
                 raise KeyError(name)
-            index = await self.box.sync(name)  # the session's first look lists the folder
+            # the session's first look lists the folder
+            claimed = None
+            if claim:
+                index, claimed = await self.box.sync_and_claim(name)
+            else:
+                index = await self.box.sync(name)
         except FolderMissing as err:
             raise KeyError(name) from err
         except (Temporary, StoreUnavailable) as err:
@@ -451,6 +745,7 @@ class Folders:
         changed = subsystem.get().new_event()
         self._register(changed)
         folder = self._open[name] = Folder(self.box, name, index, changed, self._sets)
+        folder._claimed = claimed
         return folder
 
     async def add_mailbox(self, name: str) -> ObjectId:

@@ -11,13 +11,14 @@ from collections.abc import Iterable, Sequence
 
 from pymap.backend.session import BaseSession
 from pymap.config import IMAPConfig
-from pymap.exceptions import MailboxReadOnly
+from pymap.exceptions import MailboxNotFound, MailboxReadOnly
 from pymap.flags import FlagOp, PermanentFlags, SessionFlags
 from pymap.mailbox import MailboxSnapshot
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.response.code import AppendUid, CopyUid
-from pymap.parsing.specials import SequenceSet
+from pymap.parsing.specials import FetchRequirement, SearchKey, SequenceSet
 from pymap.parsing.specials.flag import Flag, Seen
+from pymap.search import HeaderSearchCriteria, SearchCriteriaSet, SearchParams
 from pymap.selected import SelectedMailbox
 
 from qmesh.mailbox.folders import SPECIAL_USE
@@ -55,7 +56,11 @@ class Session(BaseSession[Message]):
         self, name: str, readonly: bool = False
     ) -> tuple[MailboxSnapshot, SelectedMailbox]:
         """pymap's SELECT with :class:`~services.imapd.qresync.QresyncSelected`."""
-        folder = await self._get_mailbox(name)
+        try:
+            claim = not readonly and not self.no_recent
+            folder = await self._folders.get_mailbox(name, claim=claim)
+        except KeyError as err:
+            raise MailboxNotFound(name) from err
         selected = QresyncSelected(
             folder.mailbox_id,
             readonly or folder.readonly,
@@ -114,6 +119,27 @@ class Session(BaseSession[Message]):
         folder = await self._folder(selected)
         await folder.refresh(full=False)
         return folder.state
+
+    async def search_mailbox(
+        self, selected: SelectedMailbox, keys: frozenset[SearchKey]
+    ) -> tuple[Iterable[tuple[int, Message]], SelectedMailbox]:
+        """pymap's SEARCH, with the headers a header-only search needs read concurrently
+        first (pymap reads one message at a time)."""
+        need = FetchRequirement.reduce(key.requirement for key in keys)
+        if need.has_all(FetchRequirement.HEADER) and need.has_none(FetchRequirement.BODY):
+            folder = await self._folder(selected)
+            params = SearchParams(selected, disabled=self.config.disable_search_keys)
+            criteria = SearchCriteriaSet(keys, params)
+            await folder.warm_headers(selected, criteria.sequence_set)
+            tests = [
+                (c.name, c.value)
+                for c in criteria.all_criteria
+                if type(c) is HeaderSearchCriteria and isinstance(c, HeaderSearchCriteria)
+            ]
+            if tests and len(tests) == len(criteria.all_criteria):
+                found = await folder.search_headers(selected, criteria.sequence_set, tests)
+                return found, await folder.update_selected(selected)
+        return await super().search_mailbox(selected, keys)
 
     async def fetch_messages(
         self, selected: SelectedMailbox, sequence_set: SequenceSet, set_seen: bool
