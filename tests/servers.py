@@ -94,6 +94,9 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> S3Server:
         f"-master.port.grpc={master_grpc}",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
+        # every bucket is a collection with volumes of its own, and the default limit (free
+        # disk over the volume size) ran out after a few dozen buckets: a fixed, larger one
+        "-volume.max=5000",
         f"-filer.port={filer}",
         f"-filer.port.grpc={filer_grpc}",
         f"-s3.port={s3}",
