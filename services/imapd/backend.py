@@ -310,15 +310,18 @@ class Message(BaseMessage):
         head = self._head
         if head is None:
             return None
+        text = streaming.whole(attrs)
+        total = head.cache.sizes.get(head.key)
         try:
-            block = await head()
+            block = b""  # RFC822.SIZE alone needs neither header nor text
+            if text or any(a.value == b"ENVELOPE" for a in attrs):
+                block = await head()
             if any(a.value.startswith(b"BINARY") for a in attrs):
                 cte = HeaderOnly(self, FetchRequirement.HEADER, block)
                 if not streaming.identity_encoding(cte.get_header(b"content-transfer-encoding")):
                     return None  # BINARY[] decodes the top level: pymap's parse
-            stored = await head.stored_size()
-            total = head.cache.sizes.get(head.key)
-            if total is None and streaming.wants_total(stored, self.size, attrs):
+            stored = await head.stored_size() if text else 0
+            if text and total is None and streaming.wants_total(stored, self.size, attrs):
                 total = await streaming.crlf_size(head.ranged)
                 head.cache.sizes.put(head.key, total)
         except BlobNotFound:

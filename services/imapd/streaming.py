@@ -23,9 +23,12 @@ import re
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from pymap.bytes import Writeable, WriteStream
 from pymap.fetch import DynamicLoadedFetchValue, MessageAttributes
+from pymap.parsing import Params
+from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.specials import FetchAttribute
 from pymap.parsing.specials.fetchattr import FetchPartial
 
@@ -144,7 +147,9 @@ class Facts:
         self.read = read
         self.stored = stored  # octets in the store: IMAP counts at least as many
         self.total = total  # octets IMAP counts, if known
-        self.listed = listed  # RFC822.SIZE: the size the index holds
+        # RFC822.SIZE: the count if known, else the size the index holds (",W=": what POP3
+        # LIST says, the same unless the stored text has CR LF of its own)
+        self.listed = listed if total is None else total
 
     def text(self, partial: FetchPartial | None) -> StoredText:
         if partial is None:
@@ -188,9 +193,16 @@ def streamable(attrs: Sequence[FetchAttribute]) -> bool:
             if section is not None and (section.parts or section.specifier is not None):
                 return False
             found = True
+        elif attr.value == b"RFC822.SIZE":
+            found = True
         elif attr.value not in NO_CONTENT and attr.value not in (b"ENVELOPE",):
             return False
     return found
+
+
+def whole(attrs: Sequence[FetchAttribute]) -> bool:
+    """Whether a FETCH asks for a message's text (not only its size)."""
+    return any(attr.value in WHOLE for attr in attrs)
 
 
 def identity_encoding(values: Sequence[str]) -> bool:
@@ -206,9 +218,11 @@ _original_partial = DynamicLoadedFetchValue._get_partial.__func__  # type: ignor
 async def _load_hook(self: MessageAttributes) -> AsyncIterator[None]:
     streamed = getattr(self.message, "streamed", None)
     loaded = None
-    size = getattr(self.message, "size", 0)
-    if streamed is not None and size >= STREAM_AT and streamable(self.attributes):
-        loaded = await streamed(self.attributes)
+    attrs = self.attributes
+    # RFC822.SIZE alone is the index's, whatever the size; a text is streamed only when large
+    large = not whole(attrs) or getattr(self.message, "size", 0) >= STREAM_AT
+    if streamed is not None and large and streamable(attrs):
+        loaded = await streamed(attrs)
     if loaded is None:
         async with _original_load_hook(self):
             yield
@@ -255,7 +269,39 @@ def _write(self: DynamicLoadedFetchValue, writer: WriteStream) -> None:
         writer.write(bytes(value))
 
 
+_original_for_response = FetchAttribute.for_response
+
+
+def _for_response(self: FetchAttribute) -> FetchAttribute:
+    """pymap names ``BINARY.PEEK[]`` so in its answer; RFC 3516 4.2 and Dovecot say
+    ``BINARY[]``, as ``BODY.PEEK[]`` is answered ``BODY[]``."""
+    found: FetchAttribute = _original_for_response.fget(self)  # type: ignore[attr-defined]
+    if found.value == b"BINARY.PEEK":
+        found = FetchAttribute(b"BINARY", found.section, found.partial)
+        self._for_response = found
+    return found
+
+
+MAX_NUMBER64 = 2**63 - 1  # RFC 9051 9: a partial's origin and count are number64
+_parse_before: Callable[..., tuple[Any, memoryview]]
+
+
+def _parse(cls: type[FetchAttribute], buf: memoryview, params: Params) -> tuple[Any, memoryview]:
+    """pymap's parse of a FETCH item, with a partial beyond number64 a BAD (as Dovecot)."""
+    attr, rest = _parse_before(cls, buf, params)
+    partial = attr.partial
+    if partial is not None and max(partial.start, partial.length or 0) > MAX_NUMBER64:
+        raise NotParseable(buf)
+    return attr, rest
+
+
 def install() -> None:
+    global _parse_before
+    if MessageAttributes.load_hook is _load_hook:
+        return  # once
+    _parse_before = FetchAttribute.parse.__func__  # type: ignore[attr-defined]  # with MODSEQ
+    FetchAttribute.parse = classmethod(_parse)  # type: ignore[method-assign, assignment]
+    FetchAttribute.for_response = property(_for_response)  # type: ignore[method-assign, assignment]
     DynamicLoadedFetchValue.write = _write  # type: ignore[method-assign, assignment]
     MessageAttributes.load_hook = _load_hook  # type: ignore[method-assign]
     DynamicLoadedFetchValue._get_partial = classmethod(_get_partial)  # type: ignore[method-assign, assignment]

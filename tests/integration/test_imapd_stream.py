@@ -102,6 +102,11 @@ async def test_a_partial_fetch_of_a_30_mb_message_reads_only_its_range(stack: St
     try:
         tracemalloc.start()
         try:
+            reply, _ = await client.command("FETCH 1 (RFC822.SIZE)")
+            assert b" OK " in reply  # from the index: no body read (peak below)
+            _, peak_size = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+
             reply, lits = await client.command("FETCH 1 (RFC822.SIZE BODY.PEEK[]<0.1024>)")
             assert reply.endswith(b"OK FETCH completed.\r\n") or b" OK " in reply
             assert lits[0][0].startswith(b"* 1 FETCH (RFC822.SIZE %d BODY[]<0> {1024}" % size)
@@ -133,9 +138,13 @@ async def test_a_partial_fetch_of_a_30_mb_message_reads_only_its_range(stack: St
             assert b" OK " in reply and lits[0][1] == 0
             reply, _ = await client.command("FETCH 1 (BODY.PEEK[]<0.0>)")
             assert reply.startswith(b"t%d BAD" % client.n)
+            for beyond in ("<0.99999999999999999999>", "<99999999999999999999.1>"):
+                reply, _ = await client.command(f"FETCH 1 (BODY.PEEK[]{beyond})")
+                assert reply.startswith(b"t%d BAD" % client.n)  # beyond RFC 9051's number64
             _, peak_edges = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
+        assert peak_size < MB, peak_size
         assert peak_partial < 2 * MB, peak_partial
         assert peak_ranges < 3 * MB, peak_ranges
         assert peak_whole < 3 * MB, peak_whole
