@@ -110,6 +110,8 @@ class StoredText(Writeable):
         """Exactly ``length`` octets: a message expunged or unreadable meanwhile is padded
         with spaces, so the literal still ends where announced."""
         left = self._length
+        if left <= 0:
+            return  # nothing to send: nothing to read
         try:
             if self._direct:
                 source: AsyncIterator[bytes] = self._read(self._start, left)
@@ -147,8 +149,9 @@ class Facts:
         self.read = read
         self.stored = stored  # octets in the store: IMAP counts at least as many
         self.total = total  # octets IMAP counts, if known
-        # RFC822.SIZE: the count if known, else the size the index holds (",W=": what POP3
-        # LIST says, the same unless the stored text has CR LF of its own)
+        self.bound = listed  # the index's size (",W="): IMAP counts at most as many
+        # RFC822.SIZE: the count if known, else the index's (what POP3 LIST says, the same
+        # unless the stored text has CR LF of its own)
         self.listed = listed if total is None else total
 
     def text(self, partial: FetchPartial | None) -> StoredText:
@@ -159,6 +162,8 @@ class Facts:
             want = partial.length if partial.length is not None else self._total()
             if start + want <= self.stored:
                 length = want  # within what the store holds: no count needed
+            elif self.total is None and start >= self.bound:
+                length = 0  # past the end however it is counted (RFC 3501 6.4.5: "")
             else:
                 length = max(0, min(want, self._total() - start))
         direct = self.total is not None and self.total == self.stored

@@ -110,3 +110,19 @@ async def test_ranged_header_reads_find_what_a_whole_read_finds(message: bytes) 
 
     head = HeaderSource(load, HeaderCache(), "k")
     assert await head() == header_block(with_crlf(message))
+
+
+async def test_an_origin_past_the_end_is_empty_without_counting_the_message() -> None:
+    from pymap.parsing.specials.fetchattr import FetchPartial
+
+    from services.imapd.streaming import Facts, wants_total
+
+    asked, read = ranged_over(b"line\n" * 1000, 64)
+    attrs = [fetch_attr(b"BODY.PEEK[]<4294967295.1>")]
+    assert not wants_total(5000, 6000, attrs)  # stored 5000 octets, 6000 by the index
+    facts = Facts(read, 5000, None, 6000)
+    text = facts.text(FetchPartial(4294967295, 1))
+    assert len(text) == 0 and await collect(text.chunks()) == b""
+    within = facts.text(FetchPartial(10, 20))  # inside the stored size: no count either
+    assert await collect(within.chunks()) == (b"line\r\n" * 1000)[10:30]
+    assert asked == [(0, 30)]
