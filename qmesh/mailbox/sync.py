@@ -16,7 +16,7 @@ import re
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar, cast
 
 from qmesh.contract.errors import Temporary
@@ -332,6 +332,17 @@ class AccountMailbox:
     async def read(self, folder: str, entry: Entry) -> bytes:
         """The stored message (LF line ends); ``BlobNotFound`` if it was expunged meanwhile."""
         return await self._blobs.get(self.prefix(folder) + entry.key)
+
+    def read_range(
+        self, folder: str, entry: Entry, offset: int, length: int | None
+    ) -> AsyncIterator[bytes]:
+        """Stored octets ``offset`` to ``offset + length`` (to the end if ``None``), in chunks,
+        reading no more of the object (IMAP's partial FETCH)."""
+        return self._blobs.stream_range(self.prefix(folder) + entry.key, offset, length)
+
+    async def stored_size(self, folder: str, entry: Entry) -> int:
+        """The object's size in the store, read from its metadata, not its body."""
+        return (await self._blobs.stat(self.prefix(folder) + entry.key)).size
 
     def _new_unique(self, size: int, wsize: int) -> str:
         now = self._clock()

@@ -37,6 +37,11 @@ class StoreUnavailable(Temporary):
     """The store could not be reached or failed; try again later."""
 
 
+def check_range(offset: int, length: int | None) -> None:
+    if offset < 0 or (length is not None and length < 0):
+        raise ValueError(f"bad range: offset {offset}, length {length}")
+
+
 class BlobStore(Protocol):
     """One bucket of objects addressed by ``/``-separated keys."""
 
@@ -61,6 +66,18 @@ class BlobStore(Protocol):
 
     def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         """The object in chunks (for bodies that should not be held whole)."""
+        ...
+
+    async def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """Octets ``offset`` to ``offset + length`` of the object, fewer where it ends sooner
+        (none from past its end); reads no more of it than that. :class:`BlobNotFound` if
+        absent, ``ValueError`` for a negative offset or length."""
+        ...
+
+    def stream_range(
+        self, key: str, offset: int, length: int | None = None, chunk_size: int = 65536
+    ) -> AsyncIterator[bytes]:
+        """What :meth:`get_range` gives (to the end if ``length`` is ``None``), in chunks."""
         ...
 
     async def stat(self, key: str) -> BlobInfo:

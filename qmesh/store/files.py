@@ -44,7 +44,14 @@ from stat import S_ISDIR, S_ISREG
 from typing import BinaryIO, TypeVar
 
 from qmesh.store import header
-from qmesh.store.base import BlobExists, BlobInfo, BlobNotFound, Body, StoreUnavailable
+from qmesh.store.base import (
+    BlobExists,
+    BlobInfo,
+    BlobNotFound,
+    Body,
+    StoreUnavailable,
+    check_range,
+)
 from qmesh.store.keys import BadKey, check_key
 from qmesh.store.upload import WRITE_BATCH, batches, check_metadata
 
@@ -126,6 +133,36 @@ class FileStore:
             while chunk:
                 yield chunk
                 chunk = await self._run(f.read, chunk_size)
+        finally:
+            f.close()
+
+    async def get_range(self, key: str, offset: int, length: int) -> bytes:
+        check_key(key)
+        check_range(offset, length)
+        return await self._run(self._read_range, key, offset, length)
+
+    def stream_range(
+        self, key: str, offset: int, length: int | None = None, chunk_size: int = 65536
+    ) -> AsyncIterator[bytes]:
+        check_key(key)
+        check_range(offset, length)
+        return self._stream_range(key, offset, length, chunk_size)
+
+    async def _stream_range(
+        self, key: str, offset: int, length: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        f = await self._run(self._open_at, key, offset)
+        try:
+            left = length
+            while left is None or left > 0:
+                chunk = await self._run(
+                    f.read, chunk_size if left is None else min(left, chunk_size)
+                )
+                if not chunk:
+                    break
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
         finally:
             f.close()
 
@@ -297,6 +334,21 @@ class FileStore:
         with self._open(key) as f:
             header.read_header(f)
             return f.read()
+
+    def _open_at(self, key: str, offset: int) -> BinaryIO:
+        """The object's file positioned ``offset`` octets into its body (a seek, no read)."""
+        f = self._open(key)
+        try:
+            _, start = header.read_header(f)
+            f.seek(start + offset)
+            return f
+        except BaseException:
+            f.close()
+            raise
+
+    def _read_range(self, key: str, offset: int, length: int) -> bytes:
+        with self._open_at(key, offset) as f:
+            return f.read(length)
 
     def _open_body(self, key: str, chunk_size: int) -> tuple[BinaryIO, bytes]:
         """The object's file positioned at its body, and the body's first chunk."""

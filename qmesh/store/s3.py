@@ -28,7 +28,14 @@ from minio import Minio
 from minio.commonconfig import CopySource
 from minio.error import MinioException, S3Error
 
-from qmesh.store.base import BlobExists, BlobInfo, BlobNotFound, Body, StoreUnavailable
+from qmesh.store.base import (
+    BlobExists,
+    BlobInfo,
+    BlobNotFound,
+    Body,
+    StoreUnavailable,
+    check_range,
+)
 from qmesh.store.keys import check_key
 from qmesh.store.upload import check_metadata, write_body
 
@@ -159,6 +166,44 @@ class S3Store:
 
     async def _stream(self, key: str, chunk_size: int) -> AsyncIterator[bytes]:
         response = await self._call(self._client.get_object, self.bucket, key, key=key)
+        try:
+            while chunk := await self._call(response.read, chunk_size, key=key):
+                yield chunk
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def get_range(self, key: str, offset: int, length: int) -> bytes:
+        return b"".join([c async for c in self.stream_range(key, offset, length, max(length, 1))])
+
+    def stream_range(
+        self, key: str, offset: int, length: int | None = None, chunk_size: int = 65536
+    ) -> AsyncIterator[bytes]:
+        check_key(key)
+        check_range(offset, length)
+        return self._stream_range(key, offset, length, chunk_size)
+
+    async def _stream_range(
+        self, key: str, offset: int, length: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        """One GET with an HTTP Range (RFC 9110 14.2); a range past the end is no octets."""
+        if length == 0:
+            await self.stat(key)  # nothing to read, but an absent key is still absent
+            return
+        try:
+            response = await self._call(
+                self._client.get_object,
+                self.bucket,
+                key,
+                offset=offset,
+                length=length or 0,
+                key=key,
+            )
+        except StoreUnavailable as err:
+            if _code(err.__cause__) == "InvalidRange":
+                await self.stat(key)  # past the end of an object that exists: nothing
+                return
+            raise
         try:
             while chunk := await self._call(response.read, chunk_size, key=key):
                 yield chunk

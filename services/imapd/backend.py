@@ -15,11 +15,12 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from email.headerregistry import UnstructuredHeader
 from email.policy import SMTP
 
+from pymap.bytes import Writeable
 from pymap.concurrent import Event
 from pymap.context import subsystem
 from pymap.exceptions import MailboxNotFound, NotAllowedError, ResponseError, TemporaryFailure
@@ -38,7 +39,7 @@ from pymap.parsing.response.fetch import (
     MessageBodyStructure,
     TextBodyStructure,
 )
-from pymap.parsing.specials import FetchRequirement, ObjectId, SequenceSet
+from pymap.parsing.specials import FetchAttribute, FetchRequirement, ObjectId, SequenceSet
 from pymap.parsing.specials.flag import Deleted, Flag, Recent
 from pymap.selected import SelectedMailbox, SelectedSet
 
@@ -50,12 +51,13 @@ from qmesh.mailbox.names import account_key
 from qmesh.mailbox.quota import Quota, exceeds
 from qmesh.mailbox.sync import AccountMailbox, FolderExists, FolderMissing
 from qmesh.store.base import BlobNotFound, StoreUnavailable
-from services.imapd import keywords
+from services.imapd import keywords, streaming
 
 RESYNC_SECONDS = 30.0  # a selected folder is listed again at least this often (pop3d's DELE)
 IDLE_RESYNC = 60.0  # and while IDLE, even if no announcement came
 WARM_AT_ONCE = 32  # header reads a SEARCH keeps in flight
 MAX_HEADER_KEPT = 256 * 1024  # octets of one header block the replica keeps
+HEAD_READS = (16 * 1024, MAX_HEADER_KEPT)  # ranged reads that look for the end of a header
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 MODES: dict[FlagOp, FlagMode] = {
     FlagOp.ADD: "add",
@@ -143,6 +145,11 @@ def header_block(message: bytes) -> bytes:
     return message  # none: pymap's parse of the header is its parse of the whole
 
 
+def _last_line_blank(lines: bytes) -> bool:
+    start = lines.rfind(b"\n", 0, len(lines) - 1) + 1
+    return all(c in _SPACE for c in lines[start:])
+
+
 class HeaderOnly(LoadedMessage):
     """A message loaded for what needs only its header (SEARCH HEADER/FROM/SUBJECT/SENT*,
     FETCH ENVELOPE and BODY[HEADER...]): the header block alone, parsed only as far as asked."""
@@ -162,6 +169,26 @@ class HeaderOnly(LoadedMessage):
         if self._folds is None:
             self._folds = folds_of(self._block)
         return header_values(self._block, self._folds, name)
+
+
+class Streamed(HeaderOnly):
+    """A large message loaded for a FETCH of only its whole text (or part of it) and
+    RFC822.SIZE: its header block, and the text read from the store as it is written
+    (services/imapd/streaming.py)."""
+
+    streams = True
+
+    def __init__(self, message: Message, block: bytes, facts: streaming.Facts) -> None:
+        super().__init__(message, FetchRequirement.HEADER, block)
+        self._facts = facts
+
+    def get_size(self, section: Sequence[int] | None = None) -> int:
+        return self._facts.listed if not section else super().get_size(section)
+
+    def get_body(self, section: Sequence[int] | None = None, binary: bool = False) -> Writeable:
+        if section:
+            return super().get_body(section, binary)
+        return streaming.Whole(self._facts)
 
 
 Folds = Sequence[Sequence[tuple[int, int, int]]]
@@ -206,6 +233,7 @@ class HeaderCache:
         # and the values of the header names searched for: (key, name) -> values
         self._max_values = max_values
         self._values: OrderedDict[tuple[str, bytes], tuple[str, ...]] = OrderedDict()
+        self.sizes = streaming.Sizes()  # and what IMAP counts of large objects read whole
 
     def values(self, key: str, name: bytes) -> tuple[str, ...] | None:
         return self._values.get((key, name))
@@ -276,6 +304,32 @@ class Message(BaseMessage):
                 raise temporary(err) from err
         return LoadedMessage(self, requirement, content)
 
+    async def streamed(self, attrs: Sequence[FetchAttribute]) -> Streamed | None:
+        """The message loaded for a FETCH that :func:`streaming.streamable` allows, its text
+        left in the store; ``None`` where pymap's whole parse is needed after all."""
+        head = self._head
+        if head is None:
+            return None
+        text = streaming.whole(attrs)
+        total = head.cache.sizes.get(head.key)
+        try:
+            block = b""  # RFC822.SIZE alone needs neither header nor text
+            if text or any(a.value == b"ENVELOPE" for a in attrs):
+                block = await head()
+            if any(a.value.startswith(b"BINARY") for a in attrs):
+                cte = HeaderOnly(self, FetchRequirement.HEADER, block)
+                if not streaming.identity_encoding(cte.get_header(b"content-transfer-encoding")):
+                    return None  # BINARY[] decodes the top level: pymap's parse
+            stored = await head.stored_size() if text else 0
+            if text and total is None and streaming.wants_total(stored, self.size, attrs):
+                total = await streaming.crlf_size(head.ranged)
+                head.cache.sizes.put(head.key, total)
+        except BlobNotFound:
+            return None  # expunged meanwhile: pymap's empty message
+        except (Temporary, StoreUnavailable) as err:
+            raise temporary(err) from err
+        return Streamed(self, block, streaming.Facts(head.ranged, stored, total, self.size))
+
 
 class View:
     """One index revision as pymap needs it: message objects and lookups, built once."""
@@ -305,7 +359,8 @@ class View:
                 msg = previous.by_uid[entry.uid]  # unchanged: the same object again
             else:
                 load = _loader(read, name, entry)
-                msg = Message(entry, load, head=HeaderSource(load, headers, prefix + entry.key))
+                head = HeaderSource(load, headers, prefix + entry.key, (box, name, entry))
+                msg = Message(entry, load, head=head)
             self.messages.append(msg)
             self.by_uid[entry.uid] = msg
             self.modseqs[entry.uid] = entry.modseq
@@ -328,12 +383,48 @@ def _loader(
 class HeaderSource:
     """Where a message's header block comes from: the replica's cache, else the object."""
 
-    __slots__ = ("cache", "key", "load")
+    __slots__ = ("cache", "key", "load", "stored")
 
-    def __init__(self, load: Callable[[], Awaitable[bytes]], cache: HeaderCache, key: str) -> None:
+    def __init__(
+        self,
+        load: Callable[[], Awaitable[bytes]],
+        cache: HeaderCache,
+        key: str,
+        stored: tuple[AccountMailbox, str, Entry] | None = None,
+    ) -> None:
         self.load = load
         self.cache = cache
         self.key = key
+        self.stored = stored  # where the object is, for ranged reads (None: read it whole)
+
+    def ranged(self, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        if self.stored is None:
+            return self._whole(offset, length)
+        box, folder, entry = self.stored
+        return box.read_range(folder, entry, offset, length)
+
+    async def _whole(self, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        data = await self.load()
+        yield data[offset : None if length is None else offset + length]
+
+    async def stored_size(self) -> int:
+        if self.stored is None:
+            return len(await self.load())
+        box, folder, entry = self.stored
+        return await box.stored_size(folder, entry)
+
+    async def _read_head(self) -> bytes:
+        """The header block, read in ranges: the whole object only when no header end is
+        found in the first :data:`MAX_HEADER_KEPT` octets (pymap's header is then all of it)."""
+        for size in HEAD_READS:
+            part = b"".join([c async for c in self.ranged(0, size)])
+            if len(part) < size:
+                return header_block(with_crlf(part))  # the whole object
+            cut = with_crlf(part[: part.rfind(b"\n") + 1])  # whole lines: a cut one is no end
+            block = header_block(cut)
+            if cut and (len(block) < len(cut) or _last_line_blank(cut)):
+                return block
+        return header_block(with_crlf(await self.load()))
 
     def cached(self) -> bool:
         return self.cache.get(self.key) is not None
@@ -353,7 +444,7 @@ class HeaderSource:
         block = self.cache.get(self.key)
         if block is None:
             try:
-                block = header_block(with_crlf(await self.load()))
+                block = await self._read_head()
             except BlobNotFound:
                 return b""  # expunged meanwhile: an empty message, as load_content has it
             self.cache.put(self.key, block)

@@ -18,7 +18,7 @@ import re
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, Literal, cast
 
@@ -44,11 +44,12 @@ from pysasl.mechanism import ChallengeResponse, ServerChallenge
 
 from qmesh.control.parse import Network
 from qmesh.runtime.listeners import HANDSHAKE_TIMEOUT, Accepted, Listeners, discard_buffered
-from services.imapd import extensions, metrics, mutf7, speedups
+from services.imapd import extensions, metrics, mutf7, speedups, streaming
 from services.imapd.config import MAX_APPEND, ImapConfig
 
 log = logging.getLogger(__name__)
 mutf7.install()
+streaming.install()
 speedups.install()
 
 Listener = Literal["imap", "imaps"]
@@ -127,16 +128,38 @@ class Coalesced:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
         self._buf = bytearray()
+        # a message text read from the store as it is sent (services/imapd/streaming.py),
+        # with what was written after it, until :meth:`pump`
+        self._later: list[bytes | AsyncIterable[bytes]] = []
 
     def write(self, data: bytes) -> None:
         self._buf += data
-        if len(self._buf) >= SEND_CHUNK:
+        if len(self._buf) >= SEND_CHUNK and not self._later:
             self.flush()
+
+    def defer(self, source: AsyncIterable[bytes]) -> None:
+        self._later += [bytes(self._buf), source]
+        self._buf.clear()
 
     def flush(self) -> None:
         if self._buf:
             self._writer.write(bytes(self._buf))
             self._buf.clear()
+
+    async def pump(self) -> None:
+        """Send what was deferred, each chunk as the socket takes it."""
+        if not self._later:
+            return
+        later, self._later = self._later, []
+        later.append(bytes(self._buf))
+        self._buf.clear()
+        for part in later:
+            if isinstance(part, bytes):
+                self._writer.write(part)
+                continue
+            async for chunk in part:
+                self._writer.write(chunk)
+                await self._writer.drain()
 
 
 class Connection(IMAPConnection):
@@ -262,11 +285,13 @@ class Connection(IMAPConnection):
                     line = speedups.fetch_line(untagged)
                     if line is None:
                         await untagged.async_write(out)
+                        await out.pump()
                     else:
                         out.write(line)
                 Response.write(resp, out)
             else:
                 await resp.async_write(out)
+                await out.pump()
             out.flush()
             await self.writer.drain()
         except ConnectionError:

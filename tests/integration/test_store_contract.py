@@ -105,6 +105,33 @@ async def test_arch_26_bodies_of_several_mib_stream_in_and_out(store: BlobStore)
     assert (await store.stat("copy/big")).size == len(body)
 
 
+async def test_a_ranged_read_gives_exactly_the_octets_asked_for(store: BlobStore) -> None:
+    """IMAP's partial FETCH (RFC 3501 6.4.5) reads a range, never the whole object."""
+    body = bytes(range(256)) * (3 * MIB // 256)
+    await store.put("d/a/INBOX/new/big", chunks(body), metadata={"size": str(len(body))})
+    assert await store.get_range("d/a/INBOX/new/big", 0, 1024) == body[:1024]
+    assert await store.get_range("d/a/INBOX/new/big", MIB + 7, 100) == body[MIB + 7 : MIB + 107]
+    tail = await store.get_range("d/a/INBOX/new/big", len(body) - 10, 1000)
+    assert tail == body[-10:]  # fewer where the object ends sooner
+    assert await store.get_range("d/a/INBOX/new/big", len(body), 10) == b""
+    assert await store.get_range("d/a/INBOX/new/big", 4294967295, 1) == b""
+    assert await store.get_range("d/a/INBOX/new/big", 5, 0) == b""
+    parts = [p async for p in store.stream_range("d/a/INBOX/new/big", 100, 2 * MIB, 65536)]
+    assert b"".join(parts) == body[100 : 100 + 2 * MIB] and max(map(len, parts)) <= 65536
+    rest = [p async for p in store.stream_range("d/a/INBOX/new/big", 2 * MIB)]
+    assert b"".join(rest) == body[2 * MIB :]
+    for offset, length in ((-1, 1), (0, -1)):
+        with pytest.raises(ValueError):
+            await store.get_range("d/a/INBOX/new/big", offset, length)
+    for absent_length in (0, 10):
+        with pytest.raises(BlobNotFound):
+            await store.get_range("absent", 0, absent_length)
+        with pytest.raises(BlobNotFound):
+            [p async for p in store.stream_range("absent", 0, absent_length)]
+    with pytest.raises(BlobNotFound):
+        await store.get_range("absent", 4294967295, 1)
+
+
 async def test_arch_10_create_only_holds_for_bodies_too_large_for_one_put(
     small_put_store: BlobStore,
 ) -> None:
