@@ -133,8 +133,13 @@ def test_arch21_scopes(permissions: Permissions) -> None:
     assert [u for u in SERVICES if pub(u, queue_state)] == ["send"]
     # pop3d publishes nothing but KV leases, limit counters, folder indexes and their
     # announcements (a DELE is an IMAP expunge, #13) and JetStream API calls
-    pop3d_writes = ("$JS.", "$KV.qmesh_leases.", "$KV.qmesh_limits.", "$KV.qmesh_mailbox.")
-    pop3d_writes += ("qmesh.mailbox.",)
+    pop3d_writes = (
+        "$JS.",
+        "$KV.qmesh_leases.",
+        "$KV.qmesh_limits.",
+        "$KV.qmesh_mailbox.",
+        "qmesh.mailbox.",
+    )
     assert all(s.startswith(pop3d_writes) for s in permissions["pop3d"]["publish"])
     # remote reads no directory (ARCH-21: must not read mailboxes or the directory)
     assert not pub("remote", f"$JS.API.DIRECT.GET.KV_{subjects.KV_DIRECTORY}.x")
