@@ -171,6 +171,10 @@ class AccountMailbox:
             return cast(T, self._indexes.decoded(key, found[0], found[1]))
         return decode(found[0])
 
+    async def announce(self) -> None:
+        """Tell every reader the account changed (a writer that moved objects by itself)."""
+        await self._announced()
+
     async def _announced(self) -> None:
         if self._announce is not None:
             try:

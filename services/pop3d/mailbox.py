@@ -133,9 +133,16 @@ class StoreMaildrop:
             else:
                 gone.append(message.unique)
         await self._expunged(gone)
+        moved = False
         for index, message in enumerate(self._messages):
             if index not in deleted:
-                await self._settle(message)
+                moved = await self._settle(message) or moved
+        if moved and self._mailbox is not None:
+            # keys changed under the index: selected IMAP sessions list the folder again
+            try:
+                await self._mailbox(self._account).announce()
+            except Temporary as err:
+                log.warning("pop3d.index_not_updated", extra={"reason": err.text})
         return failed
 
     async def _expunged(self, gone: list[str]) -> None:
@@ -147,8 +154,11 @@ class StoreMaildrop:
         except (Temporary, BadIndex) as err:  # the objects are gone: the next listing repairs it
             log.warning("pop3d.index_not_updated", extra={"reason": str(err)})
 
-    async def _settle(self, message: StoredMessage) -> None:
-        """Move a kept message from new/ to cur/; finish an interrupted move."""
+    async def _settle(self, message: StoredMessage) -> bool:
+        """Move a kept message from new/ to cur/; finish an interrupted move. Whether an
+        object went."""
+        if not message.in_new and not message.leftovers:
+            return False
         try:
             if message.in_new:
                 cur = mailbox_key(
@@ -162,6 +172,7 @@ class StoreMaildrop:
             pass
         except Temporary as err:  # the message stays in new/ and is seen again next time
             log.warning("pop3d.move_failed", extra={"reason": err.text})
+        return True
 
     async def release(self) -> None:
         if not self._released:

@@ -447,6 +447,46 @@ async def test_idle_sees_the_expunge_of_a_pop3_quit(stack: Stack) -> None:
         await pop3.stop()
 
 
+async def test_a_selected_session_reads_a_message_pop3d_moved_to_cur(stack: Stack) -> None:
+    """POP3-21 moves a kept message from new/ to cur/ and pop3d announces it (#13): a session
+    that had the folder selected lists it again at its next command and reads the message at
+    its new key instead of finding nothing at the old one."""
+    from services.pop3d.app import build as build_pop3d
+    from services.pop3d.server import Pop3Server
+
+    settings = stack.settings
+    (settings.control / "pop3plaintext").write_text("1\n")
+    pop3 = await start(await build_pop3d(settings), settings)
+    conn = next(c for c in pop3.service.components if isinstance(c, NatsConnection))
+    await asyncio.wait_for(conn.ready.wait(), 20)
+    pop_port = next(c for c in pop3.service.components if isinstance(c, Pop3Server)).ports["pop3"]
+    await stack.add_account("jane")
+    await stack.deliver("jane", MESSAGE.replace(b"first", b"kept"), 0)
+    user = f"jane@{stack.domain}"
+    imap = await run(lambda: login(stack.port(), user))
+
+    def pop_keep_all() -> None:
+        pop = poplib.POP3("127.0.0.1", pop_port, timeout=20)
+        pop.user(user)
+        pop.pass_(PASSWORD)
+        pop.quit()
+
+    def subject() -> bytes:
+        data = ok(imap.uid("FETCH", "1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
+        return bytes(data[0][1])
+
+    try:
+        await run(lambda: ok(imap.select("INBOX")))
+        assert b"Subject: kept" in await run(subject)
+        await run(pop_keep_all)
+        await asyncio.sleep(0.3)  # the announcement's way through NATS
+        assert b"Subject: kept" in await run(subject)
+        assert [k.split("/")[1] for k in await stack.keys("jane")] == ["cur"]
+        await run(imap.logout)
+    finally:
+        await pop3.stop()
+
+
 # --- replicas and IDLE ------------------------------------------------------------------------
 
 
