@@ -12,7 +12,8 @@ A deletion is an IMAP expunge (#13): once a message's objects are gone, the mail
 deleted messages from the inbox index in one compare-and-set and announces the account on
 ``qmesh.mailbox.<account-key>``, so IDLE sessions on every imapd replica see ``EXPUNGE`` at
 once. If that write fails the objects are gone all the same and the next listing repairs the
-index. The UIDL stays the Maildir unique name (POP3-14), not the IMAP UID.
+index. The moves to ``cur/`` are announced too (a selected IMAP session lists again and learns
+the new keys). The UIDL stays the Maildir unique name (POP3-14), not the IMAP UID.
 """
 
 from __future__ import annotations
