@@ -1,8 +1,9 @@
 """KV keys and the announcement subject of an account (#13, ARCHITECTURE 4).
 
 Addresses never appear in subjects or keys, so an account is named by a digest of its
-directory names: ``qmesh.mailbox.<account-key>`` is the subject ``local`` and imapd publish
-on when a folder changes, and ``<account-key>.…`` are its keys in ``qmesh_mailbox``.
+directory names: ``qmesh.mailbox.<account-key>`` is the subject ``local``, imapd, pop3d and
+webmail publish on when a folder changes, and ``<account-key>.…`` are its keys in
+``qmesh_mailbox``.
 """
 
 from __future__ import annotations

@@ -171,6 +171,10 @@ class AccountMailbox:
             return cast(T, self._indexes.decoded(key, found[0], found[1]))
         return decode(found[0])
 
+    async def announce(self) -> None:
+        """Tell every reader the account changed (a writer that moved objects by itself)."""
+        await self._announced()
+
     async def _announced(self) -> None:
         if self._announce is not None:
             try:
@@ -440,15 +444,29 @@ class AccountMailbox:
             await self._blobs.delete(prefix + entry.key)
             gone.append(unique)
             done.append(uid)
-        if gone:
-            await self._change(
-                self._index_key(folder),
-                idx.decode,
-                idx.encode,
-                lambda old: idx.remove(old or idx.new_index(int(self._clock())), gone),
-            )
-            await self._announced()
+        await self.forget(folder, gone)
         return done
+
+    async def forget(self, folder: str, uniques: Iterable[str]) -> None:
+        """An expunge's second half, once the objects are deleted: the entries leave the index
+        in one compare-and-set (their UIDs recorded as vanished at a new MODSEQ), then the
+        account is announced. IMAP's EXPUNGE and pop3d's QUIT (POP3-21) both end here.
+
+        A folder without an index is left without one: its first listing finds the objects
+        gone. If the write fails the objects are gone all the same, and the next listing
+        (:meth:`sync`) drops the entries.
+        """
+        gone = list(uniques)
+        key = self._index_key(folder)
+        if not gone or await self._state.read(key) is None:
+            return
+        await self._change(
+            key,
+            idx.decode,
+            idx.encode,
+            lambda old: idx.remove(old or idx.new_index(int(self._clock())), gone),
+        )
+        await self._announced()
 
     async def usage(self) -> int:
         """Octets the account's objects hold (what ``local`` compares with the quota)."""

@@ -14,12 +14,15 @@ from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.control import ControlError, Controls, ControlWatcher
 from qmesh.control.derived import Derived, ignore_change
-from qmesh.directory.authenticate import DirectoryAuthenticator
+from qmesh.directory.authenticate import Account, DirectoryAuthenticator
 from qmesh.directory.namespaces import Namespaces
 from qmesh.directory.store import Directory
 from qmesh.limits import limits_from
 from qmesh.limits.anvil import Anvil
 from qmesh.limits.logins import Throttle
+from qmesh.mailbox.announce import announce_change
+from qmesh.mailbox.sync import AccountMailbox
+from qmesh.mailbox.versioned import NatsVersioned
 from qmesh.runtime.service import Service
 from qmesh.runtime.settings import Settings
 from qmesh.runtime.tls import TlsContexts
@@ -51,7 +54,12 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
     conn = NatsConnection(
         settings,
         "pop3d",
-        kv_buckets=(subjects.KV_DIRECTORY, subjects.KV_LEASES, subjects.KV_LIMITS),
+        kv_buckets=(
+            subjects.KV_DIRECTORY,
+            subjects.KV_LEASES,
+            subjects.KV_LIMITS,
+            subjects.KV_MAILBOX,  # a DELE is an IMAP expunge (#13)
+        ),
         background=True,
     )
 
@@ -64,10 +72,21 @@ async def build(settings: Settings, *, idle_timeout: float = IDLE_TIMEOUT) -> Se
     authenticator = DirectoryAuthenticator(directory, Derived(watcher, namespaces))
     anvil = Anvil(lambda: conn.kv(subjects.KV_LIMITS), "pop3d", Derived(watcher, limits_from))
     throttle = Throttle(anvil, "pop3d")
-    maildrops = StoreMaildrops(
-        open_store(settings, settings.mail_bucket),
-        KvLeases(lambda: conn.kv(subjects.KV_LEASES)),
-    )
+    mail = open_store(settings, settings.mail_bucket)
+
+    def mailbox(account: Account) -> AccountMailbox:
+        """The account in the mailbox model, for the expunge at QUIT (#13)."""
+        try:
+            state = NatsVersioned(conn.kv(subjects.KV_MAILBOX))
+        except NotConnected as err:
+            raise Temporary("Unable to write the mailbox index. (#4.3.0)") from err
+
+        async def announce() -> None:
+            await announce_change(conn, account.domain, account.name)
+
+        return AccountMailbox(mail, state, account.domain, account.name, announce=announce)
+
+    maildrops = StoreMaildrops(mail, KvLeases(lambda: conn.kv(subjects.KV_LEASES)), mailbox=mailbox)
     recorder = PrometheusRecorder()
     tls = TlsContexts(lambda: watcher.current)
     if not watcher.current.pop3plaintext and watcher.current.tlscert is None:

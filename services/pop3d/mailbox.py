@@ -6,6 +6,14 @@ so no body is read unless a name lacks it. Messages are numbered by the listing'
 time, ties by unique name (POP3-10). Nothing changes until QUIT (POP3-21, POP3-22): then marked
 messages are deleted and the others move from ``new/<u>`` to ``cur/<u>:2,`` (copy, then
 delete, so an interruption leaves a duplicate that the next snapshot folds into one).
+
+A deletion is an IMAP expunge (#13): once a message's objects are gone, the mailbox model's
+:meth:`~qmesh.mailbox.sync.AccountMailbox.forget` (the end of imapd's EXPUNGE) drops the
+deleted messages from the inbox index in one compare-and-set and announces the account on
+``qmesh.mailbox.<account-key>``, so IDLE sessions on every imapd replica see ``EXPUNGE`` at
+once. If that write fails the objects are gone all the same and the next listing repairs the
+index. The moves to ``cur/`` are announced too (a selected IMAP session lists again and learns
+the new keys). The UIDL stays the Maildir unique name (POP3-14), not the IMAP UID.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from typing import Protocol
 
 from qmesh.contract.errors import Temporary
 from qmesh.directory.authenticate import Account
+from qmesh.mailbox.index import BadIndex
+from qmesh.mailbox.sync import AccountMailbox
 from qmesh.store.base import BlobInfo, BlobNotFound, BlobStore
 from qmesh.store.keys import mailbox_key, mailbox_prefix
 from qmesh.store.maildir import parse_entry, pop3_size
@@ -77,12 +87,21 @@ def fold(entries: Sequence[tuple[BlobInfo, str, str, int]]) -> list[StoredMessag
     return sorted(chosen.values(), key=lambda m: (m.modified, m.unique))
 
 
+Mailboxes = Callable[[Account], AccountMailbox]
+
+
 class StoreMaildrop:
     """:class:`services.pop3d.ports.Maildrop` over a :class:`BlobStore`."""
 
     def __init__(
-        self, store: BlobStore, account: Account, lease: Lease, messages: list[StoredMessage]
+        self,
+        store: BlobStore,
+        account: Account,
+        lease: Lease,
+        messages: list[StoredMessage],
+        mailbox: Mailboxes | None = None,
     ) -> None:
+        self._mailbox = mailbox
         self._store = store
         self._account = account
         self._lease = lease
@@ -103,6 +122,7 @@ class StoreMaildrop:
     async def update(self, deleted: frozenset[int]) -> int:
         await self._lease.confirm()
         failed = 0
+        gone: list[str] = []
         for index in sorted(deleted):
             message = self._messages[index]
             try:
@@ -111,13 +131,35 @@ class StoreMaildrop:
             except Temporary as err:
                 failed += 1
                 log.warning("pop3d.delete_failed", extra={"reason": err.text})
+            else:
+                gone.append(message.unique)
+        await self._expunged(gone)
+        moved = False
         for index, message in enumerate(self._messages):
             if index not in deleted:
-                await self._settle(message)
+                moved = await self._settle(message) or moved
+        if moved and self._mailbox is not None:
+            # keys changed under the index: selected IMAP sessions list the folder again
+            try:
+                await self._mailbox(self._account).announce()
+            except Temporary as err:
+                log.warning("pop3d.index_not_updated", extra={"reason": err.text})
         return failed
 
-    async def _settle(self, message: StoredMessage) -> None:
-        """Move a kept message from new/ to cur/; finish an interrupted move."""
+    async def _expunged(self, gone: list[str]) -> None:
+        """Tell the mailbox model the deleted messages are gone (an IMAP expunge, #13)."""
+        if not gone or self._mailbox is None:
+            return
+        try:
+            await self._mailbox(self._account).forget(FOLDER, gone)
+        except (Temporary, BadIndex) as err:  # the objects are gone: the next listing repairs it
+            log.warning("pop3d.index_not_updated", extra={"reason": str(err)})
+
+    async def _settle(self, message: StoredMessage) -> bool:
+        """Move a kept message from new/ to cur/; finish an interrupted move. Whether an
+        object went."""
+        if not message.in_new and not message.leftovers:
+            return False
         try:
             if message.in_new:
                 cur = mailbox_key(
@@ -131,6 +173,7 @@ class StoreMaildrop:
             pass
         except Temporary as err:  # the message stays in new/ and is seen again next time
             log.warning("pop3d.move_failed", extra={"reason": err.text})
+        return True
 
     async def release(self) -> None:
         if not self._released:
@@ -146,10 +189,12 @@ class StoreMaildrops:
         store: BlobStore,
         leases: Leases,
         *,
+        mailbox: Mailboxes | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._leases = leases
+        self._mailbox = mailbox
         self._clock = clock
 
     async def open(self, account: Account) -> StoreMaildrop:
@@ -160,7 +205,7 @@ class StoreMaildrops:
         except BaseException:
             await lease.release()
             raise
-        return StoreMaildrop(self._store, account, lease, messages)
+        return StoreMaildrop(self._store, account, lease, messages, self._mailbox)
 
 
 async def snapshot(store: BlobStore, account: Account) -> list[StoredMessage]:

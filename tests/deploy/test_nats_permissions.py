@@ -131,8 +131,15 @@ def test_arch21_scopes(permissions: Permissions) -> None:
     assert not any(pub(u, subjects.RESULT_REMOTE) for u in ("smtpd", "send", "local", "pop3d"))
     queue_state = f"$KV.{subjects.KV_QUEUE}.info.1"
     assert [u for u in SERVICES if pub(u, queue_state)] == ["send"]
-    # pop3d publishes nothing but KV leases, limit counters and JetStream API calls
-    pop3d_writes = ("$JS.", "$KV.qmesh_leases.", "$KV.qmesh_limits.")
+    # pop3d publishes nothing but KV leases, limit counters, folder indexes and their
+    # announcements (a DELE is an IMAP expunge, #13) and JetStream API calls
+    pop3d_writes = (
+        "$JS.",
+        "$KV.qmesh_leases.",
+        "$KV.qmesh_limits.",
+        "$KV.qmesh_mailbox.",
+        "qmesh.mailbox.",
+    )
     assert all(s.startswith(pop3d_writes) for s in permissions["pop3d"]["publish"])
     # remote reads no directory (ARCH-21: must not read mailboxes or the directory)
     assert not pub("remote", f"$JS.API.DIRECT.GET.KV_{subjects.KV_DIRECTORY}.x")
@@ -306,7 +313,7 @@ SERVICE_USE: dict[str, dict[str, Any]] = {
     },
     "pop3d": {
         "streams": [],
-        "kv": [subjects.KV_LEASES, subjects.KV_DIRECTORY],
+        "kv": [subjects.KV_LEASES, subjects.KV_DIRECTORY, subjects.KV_MAILBOX],
         "consumers": [],
         "publish": [],
     },
@@ -331,7 +338,7 @@ WRITABLE = {  # bucket -> the key prefix the service owns
         subjects.KV_DELIVERIES: "ledger",
         subjects.KV_MTASTS: "example.test",  # the MTA-STS policy cache (issue 11)
     },
-    "pop3d": {subjects.KV_LEASES: "pop3"},
+    "pop3d": {subjects.KV_LEASES: "pop3", subjects.KV_MAILBOX: "probe"},  # expunge (#13)
     "lists": {subjects.KV_LISTS: "subs", subjects.KV_DELIVERIES: "lists"},
     "imapd": {subjects.KV_MAILBOX: "probe", subjects.KV_LIMITS: "fail"},  # failed logins (#12)
 }
@@ -481,7 +488,12 @@ async def test_arch21_refusals_are_enforced(as_user: Any) -> None:
 
     pop3d: User = await as_user("pop3d")
     lease = f"$KV.{subjects.KV_LEASES}.send.1732510000123.0123456789abcdef"
+    # pop3d's QUIT announces its expunge to imapd (#13): that one subject and no other event
+    await pop3d.nc.publish(subjects.mailbox("0" * 24), b"")
+    await pop3d.nc.flush()
+    assert pop3d.errors == []
     await pop3d.refused(lambda: pop3d.nc.publish(lease, b"x"), lease)
+    await pop3d.refused(lambda: pop3d.nc.publish("qmesh.mailbox", b""), '"qmesh.mailbox"')
     send: User = await as_user("send")
     maildrop = f"$KV.{subjects.KV_LEASES}.pop3.example.test/alice"
     await send.refused(lambda: send.nc.publish(maildrop, b"x"), maildrop)

@@ -377,6 +377,116 @@ async def test_flags_and_expunge_seen_by_pop3d(stack: Stack) -> None:
         await pop3.stop()
 
 
+async def test_idle_sees_the_expunge_of_a_pop3_quit(stack: Stack) -> None:
+    """POP3-21 and #13: a DELE is an IMAP expunge. pop3d's QUIT drops the message from the
+    index and announces the account, so an IDLE session hears EXPUNGE within a second, with
+    no listing of its own; the UIDLs pop3d gives stay the unique names (POP3-14)."""
+    from services.pop3d.app import build as build_pop3d
+    from services.pop3d.server import Pop3Server
+
+    settings = stack.settings
+    (settings.control / "pop3plaintext").write_text("1\n")
+    pop3 = await start(await build_pop3d(settings), settings)
+    conn = next(c for c in pop3.service.components if isinstance(c, NatsConnection))
+    await asyncio.wait_for(conn.ready.wait(), 20)
+    await stack.add_account("hugo")
+    names = [
+        await stack.deliver("hugo", MESSAGE.replace(b"first", b"h%d" % i), i) for i in range(3)
+    ]
+    pop_port = next(c for c in pop3.service.components if isinstance(c, Pop3Server)).ports["pop3"]
+    user = f"hugo@{stack.domain}"
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port())
+
+    async def line() -> bytes:
+        return await asyncio.wait_for(reader.readline(), 10)
+
+    async def command(text: str) -> list[bytes]:
+        tag = text.split()[0].encode()
+        writer.write(text.encode() + b"\r\n")
+        got: list[bytes] = []
+        while not (got and got[-1].startswith(tag + b" ")):
+            got.append(await line())
+        return got
+
+    def pop_delete_second() -> list[bytes]:
+        pop = poplib.POP3("127.0.0.1", pop_port, timeout=20)
+        pop.user(user)
+        pop.pass_(PASSWORD)
+        listed = pop.uidl()[1]
+        pop.dele(2)
+        pop.quit()
+        return listed
+
+    try:
+        await line()
+        assert (await command(f'a1 LOGIN "{user}" "{PASSWORD}"'))[-1].startswith(b"a1 OK")
+        assert b"* 3 EXISTS\r\n" in await command("a2 SELECT INBOX")
+        writer.write(b"a3 IDLE\r\n")
+        assert (await line()).startswith(b"+ ")
+        loop = asyncio.get_running_loop()
+        listed = await run(pop_delete_second)
+        quit_at = loop.time()
+        assert listed == [b"%d %s" % (n + 1, u.encode()) for n, u in enumerate(names)]
+        got = await line()
+        waited = loop.time() - quit_at
+        assert got == b"* 2 EXPUNGE\r\n", got
+        assert waited < 1.0, waited
+        writer.write(b"DONE\r\n")
+        rest: list[bytes] = []
+        while not (rest and rest[-1].startswith(b"a3 ")):
+            rest.append(await line())
+        assert rest[-1].startswith(b"a3 OK")
+        fetched = await command("a4 UID FETCH 1:* (FLAGS)")
+        assert [x.split(b" ")[1] for x in fetched[:-1]] == [b"1", b"2"]
+        assert b"UID 3" in fetched[1] and b"UID 2" not in b"".join(fetched)
+        assert sorted(await stack.keys("hugo")) == sorted(
+            f"INBOX/cur/{u}:2," for u in (names[0], names[2])
+        )
+    finally:
+        writer.close()
+        await pop3.stop()
+
+
+async def test_a_selected_session_reads_a_message_pop3d_moved_to_cur(stack: Stack) -> None:
+    """POP3-21 moves a kept message from new/ to cur/ and pop3d announces it (#13): a session
+    that had the folder selected lists it again at its next command and reads the message at
+    its new key instead of finding nothing at the old one."""
+    from services.pop3d.app import build as build_pop3d
+    from services.pop3d.server import Pop3Server
+
+    settings = stack.settings
+    (settings.control / "pop3plaintext").write_text("1\n")
+    pop3 = await start(await build_pop3d(settings), settings)
+    conn = next(c for c in pop3.service.components if isinstance(c, NatsConnection))
+    await asyncio.wait_for(conn.ready.wait(), 20)
+    pop_port = next(c for c in pop3.service.components if isinstance(c, Pop3Server)).ports["pop3"]
+    await stack.add_account("jane")
+    await stack.deliver("jane", MESSAGE.replace(b"first", b"kept"), 0)
+    user = f"jane@{stack.domain}"
+    imap = await run(lambda: login(stack.port(), user))
+
+    def pop_keep_all() -> None:
+        pop = poplib.POP3("127.0.0.1", pop_port, timeout=20)
+        pop.user(user)
+        pop.pass_(PASSWORD)
+        pop.quit()
+
+    def subject() -> bytes:
+        data = ok(imap.uid("FETCH", "1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
+        return bytes(data[0][1])
+
+    try:
+        await run(lambda: ok(imap.select("INBOX")))
+        assert b"Subject: kept" in await run(subject)
+        await run(pop_keep_all)
+        await asyncio.sleep(0.3)  # the announcement's way through NATS
+        assert b"Subject: kept" in await run(subject)
+        assert [k.split("/")[1] for k in await stack.keys("jane")] == ["cur"]
+        await run(imap.logout)
+    finally:
+        await pop3.stop()
+
+
 # --- replicas and IDLE ------------------------------------------------------------------------
 
 
