@@ -91,6 +91,19 @@ def modseq_of(msg: object) -> int:
     return int(getattr(msg, "modseq", 0))
 
 
+def found(messages: Iterable[tuple[int, Any]], *, uid: bool) -> tuple[list[int], int, bool]:
+    """A SEARCH's numbers (UIDs or sequence numbers), their highest MODSEQ, and whether one of
+    them was expunged meanwhile (``EXPUNGEISSUED``)."""
+    ids: list[int] = []
+    highest = 0
+    expunged = False
+    for msg_seq, msg in messages:
+        expunged = expunged or msg.expunged
+        ids.append(msg.uid if uid else msg_seq)
+        highest = max(highest, modseq_of(msg))
+    return ids, highest, expunged
+
+
 class ModSeqValue(DynamicFetchValue):
     def get_value(self) -> List:
         return List([Number(modseq_of(self.message))])
@@ -320,13 +333,9 @@ class CondstoreState(ConnectionState):
             self.selected.hide_expunged = True
         messages, updates = await self.session.search_mailbox(self.selected, cmd.keys)
         resp = ResponseOk(cmd.tag, cmd.command + b" completed.")
-        ids: list[int] = []
-        highest = 0
-        for msg_seq, msg in messages:
-            if msg.expunged:
-                resp.code = ResponseCode.of(b"EXPUNGEISSUED")
-            ids.append(msg.uid if cmd.uid else msg_seq)
-            highest = max(highest, modseq_of(msg))
+        ids, highest, expunged = found(messages, uid=cmd.uid)
+        if expunged:
+            resp.code = ResponseCode.of(b"EXPUNGEISSUED")
         resp.add_untagged(ModSeqSearchResponse(ids, highest if ids else None))
         return resp, updates
 

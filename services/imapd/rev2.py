@@ -36,7 +36,7 @@ from pymap.parsing.response.specials import RecentResponse, StatusResponse
 from pymap.parsing.specials import StatusAttribute
 
 from qmesh.mailbox import vanished
-from services.imapd.condstore import _status_data, _uses_modseq, modseq_of
+from services.imapd.condstore import _status_data, _uses_modseq, found
 from services.imapd.qresync import QresyncSelected, QresyncState, Ret, format_ranges
 
 IMAP4REV2 = b"IMAP4rev2"
@@ -145,13 +145,9 @@ class Rev2State(QresyncState):
             self.selected.hide_expunged = True
         messages, updates = await self.session.search_mailbox(self.selected, cmd.keys)
         resp = ResponseOk(cmd.tag, cmd.command + b" completed.")
-        ids: list[int] = []
-        highest = 0
-        for msg_seq, msg in messages:
-            if msg.expunged:
-                resp.code = ResponseCode.of(b"EXPUNGEISSUED")
-            ids.append(msg.uid if cmd.uid else msg_seq)
-            highest = max(highest, modseq_of(msg))
+        ids, highest, expunged = found(messages, uid=cmd.uid)
+        if expunged:
+            resp.code = ResponseCode.of(b"EXPUNGEISSUED")
         resp.add_untagged(esearch(cmd.tag, cmd.uid, ids, returns, highest if with_modseq else None))
         return resp, updates
 
