@@ -12,6 +12,7 @@ from qmesh.contract.errors import Temporary
 from qmesh.contract.events import LocalJob
 from qmesh.control.values import Controls
 from qmesh.control.watch import ControlWatcher
+from qmesh.directory.cache import DirectoryCache
 from qmesh.directory.store import Directory
 from qmesh.lists.handoff import Handoff
 from qmesh.runtime.service import Service
@@ -42,11 +43,17 @@ async def build(settings: Settings) -> Service:
     queue = open_store(settings, settings.queue_bucket)
     mail = open_store(settings, settings.mail_bucket)
 
-    def directory() -> DirectoryReader:
+    def store() -> Directory:
         try:
             return Directory(conn.kv(subjects.KV_DIRECTORY))
         except NotConnected as err:
             raise Temporary(UNREADABLE) from err
+
+    records = DirectoryCache(conn)  # the records deliveries read, watched (throughput #10)
+    cached = records.reader(store)
+
+    def directory() -> DirectoryReader:
+        return cached
 
     delivery = LocalDelivery(
         bus=conn,
@@ -70,7 +77,7 @@ async def build(settings: Settings) -> Service:
     rcptcheck = RcptCheckService(conn, directory)
     return Service(
         "local",
-        [watcher, conn, rcptcheck, jobs],
+        [watcher, conn, records, rcptcheck, jobs],
         {
             "nats": conn.check,
             "queue-store": queue.ping,

@@ -15,10 +15,11 @@ the same names (ARCH-11), so a rule of mailbox lines only claims nothing, and a 
 already moved to ``cur/`` is looked for only when an earlier attempt exists. Once the rule has
 run, its record and its result are retried until NATS takes them.
 
-Per delivery into a mailbox, local makes one ledger read, the directory reads, one read of the
-body, one store write per mailbox line, then the ledger's final record, the result and the ack:
-three JetStream writes, each fsynced by NATS (throughput #10). The record is written before the
-result, so a repeated job is answered from it.
+Per delivery into a mailbox, local makes one ledger read, one read of the body, one store write
+per mailbox line, then the ledger's final record, the result and the ack: three JetStream
+writes, each fsynced by NATS (throughput #10). The directory's records come from a watched copy
+(:mod:`qmesh.directory.cache`), read from the bucket only when the copy lacks them. The record
+is written before the result, so a repeated job is answered from it.
 """
 
 from __future__ import annotations

@@ -43,10 +43,6 @@ STOP_GRACE = 25.0
 SessionFactory = Callable[[Client], Session]
 
 
-def _now() -> float:
-    return asyncio.get_running_loop().time()
-
-
 class Closed(Exception):
     """The client went away, or sent a bare line end in DATA."""
 
@@ -55,29 +51,73 @@ class TimedOut(Exception):
     """The client was silent for longer than ``timeoutsmtpd``."""
 
 
+HELD = frozenset({b"MAIL", b"RCPT", b"RSET"})  # replies that may wait for the next (SMTPD-12)
+
+
 class Connection:
-    """Buffered reading on one client stream: lines with a bound, and raw chunks for DATA."""
+    """Buffered reading on one client stream: lines with a bound, and raw chunks for DATA.
+
+    Replies are written in order. A reply to MAIL, RCPT or RSET waits while the next command
+    is already in hand, and goes out with the next reply the client must wait for: a
+    pipelining client (RFC 2920) gets a group's replies in one write (SMTPD-12).
+
+    One timer per connection bounds its reads: each read sets when it must end, and the timer,
+    when it fires, either finds the read in progress overdue (the read then fails with
+    :class:`TimedOut`) or moves on to the current read's end. A read costs no timer of its own.
+    """
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, lifetime: float
     ) -> None:
         self.reader, self.writer = reader, writer
         self.buffer = bytearray()
-        self.deadline = _now() + lifetime  # the whole session (SMTPD-70, QMTP-01)
+        self._loop = asyncio.get_running_loop()
+        self.deadline = self._loop.time() + lifetime  # the whole session (SMTPD-70, QMTP-01)
+        self._held = b""  # replies not yet written
+        self._due = math.inf  # when the read in progress times out; inf: none in progress
+        self._timer: asyncio.TimerHandle | None = None
+
+    def now(self) -> float:
+        return self._loop.time()
 
     async def fill(self, idle: float, until: float = math.inf) -> None:
-        """One read, waiting at most ``idle``, and never past ``until`` or the session's end."""
-        wait = min(idle, until - _now(), self.deadline - _now())
-        if wait <= 0:
+        """One read, waiting at most ``idle``, and never past ``until`` or the session's end.
+
+        Held replies are written first: the server needs more input (SMTPD-12).
+        """
+        if self._held:
+            await self.write(b"")
+        now = self._loop.time()
+        due = min(now + idle, until, self.deadline)
+        if due <= now:
             raise TimedOut
+        self._due = due
+        if self._timer is None or self._timer.when() > due:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(due, self._expire)
         try:
-            async with asyncio.timeout(wait):  # a timer, not a task per read as wait_for makes
-                chunk = await self.reader.read(CHUNK)
-        except TimeoutError as err:
-            raise TimedOut from err
+            chunk = await self.reader.read(CHUNK)
+        finally:
+            self._due = math.inf
         if not chunk:
             raise Closed("eof")
         self.buffer += chunk
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._due == math.inf:
+            return  # no read in progress: the next one arms the timer again
+        if self._loop.time() < self._due:
+            self._timer = self._loop.call_at(self._due, self._expire)
+            return
+        self.reader.set_exception(TimedOut())  # the waiting read raises it
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.writer.close()
 
     async def line(self, limit: int, idle: float) -> tuple[bytes, bool]:
         """One line with its LF, and whether it was longer than ``limit`` (then cut).
@@ -85,7 +125,7 @@ class Connection:
         The whole line must arrive within ``idle`` seconds, not each of its bytes: a client
         trickling a byte at a time cannot hold the session (SMTPD-70).
         """
-        until = _now() + idle
+        until = self._loop.time() + idle
         overlong = False
         while True:
             end = self.buffer.find(b"\n")
@@ -119,7 +159,20 @@ class Connection:
         self.buffer.clear()
         discard_buffered(self.reader)
 
+    def reply(self, verb: bytes, data: bytes) -> bool:
+        """Hold the reply to ``verb`` if it may wait (SMTPD-12); False: write it now."""
+        if verb in HELD and b"\n" in self.buffer:
+            self._held += data
+            return True
+        return False
+
+    def take_held(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
+
     async def write(self, data: bytes) -> None:
+        if self._held:
+            data = self.take_held() + data
         if data:
             self.writer.write(data)
             await drained(self.writer)
@@ -231,7 +284,7 @@ class SmtpServer(Listeners):
             if admission is not None and self._anvil is not None:
                 self._anvil.release(admission)
             if conn is not None:
-                conn.writer.close()
+                conn.close()
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(5):
                         await conn.writer.wait_closed()
@@ -337,7 +390,8 @@ class SmtpServer(Listeners):
             busy(True)
             step = await session.line(line, overlong=overlong)
             verdict = step.verdict
-            if verdict is not None and line[:4].upper() == b"RCPT":
+            verb = line[:4].upper()
+            if verdict is not None and verb == b"RCPT":
                 metrics.RECIPIENTS.labels(str(verdict.code)).inc()  # rejections by reason
                 if verdict is replies.TOO_MANY_RECIPIENTS:
                     metrics.LIMITED.labels("clientrecipients").inc()
@@ -347,7 +401,7 @@ class SmtpServer(Listeners):
                     )
             if step.start_tls and context is not None:
                 conn.discard()  # before the reply: after it come the handshake bytes
-                conn.writer.write(step.wire())
+                conn.writer.write(conn.take_held() + step.wire())
                 await conn.writer.start_tls(context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
                 metrics.TLS.labels(session.client.listener).inc()
                 session.tls_started()
@@ -355,7 +409,7 @@ class SmtpServer(Listeners):
                 await conn.write(step.wire())
                 step = await self._data(session, conn, timeout, session.config.data_timeout)
                 await conn.write(step.wire())
-            else:
+            elif not conn.reply(verb, step.wire()):
                 await conn.write(step.wire())
             busy(False)
             if step.close:
@@ -363,7 +417,7 @@ class SmtpServer(Listeners):
 
     async def _data(self, session: Session, conn: Connection, idle: float, limit: float) -> Step:
         """DATA within ``limit`` seconds in all and ``idle`` per read (SMTPD-70)."""
-        until = _now() + limit
+        until = conn.now() + limit
         reader = session.data_reader()
         try:
             while True:

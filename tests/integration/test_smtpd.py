@@ -200,6 +200,37 @@ async def test_smtpd_12_pipelined_group_answered_in_order(stack: Stack) -> None:
     assert body.endswith(b"\nSubject: piped\n\nbody\n")
 
 
+async def test_smtpd_12_a_pipelined_group_is_answered_in_one_write(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SMTPD-12 (throughput #10): the replies to MAIL and RCPT wait for DATA's, and leave
+    together, as Postfix's smtpd answers a group; a command sent alone is answered at once."""
+    written: list[bytes] = []
+    write = asyncio.StreamWriter.write
+
+    def counting(self: asyncio.StreamWriter, data: bytes | bytearray | memoryview) -> None:
+        written.append(bytes(data))
+        write(self, data)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "write", counting)
+    c = await Client.connect(stack.port())
+    assert (await c.cmd("EHLO client.test")).endswith("250 SMTPUTF8")
+    assert await c.cmd("RSET") == "250 2.0.0 flushed"  # alone: answered before the next one comes
+    await c.send(
+        b"MAIL FROM:<joe@far.test>\r\nRCPT TO:<alice@example.test>\r\n"
+        b"RCPT TO:<x@elsewhere.test>\r\nDATA\r\n"
+    )
+    assert await c.reply() == "250 2.1.0 ok"
+    assert await c.reply() == "250 2.1.5 ok"
+    assert (await c.reply()).startswith("553 5.7.1 sorry, that domain isn't")
+    assert await c.reply() == "354 go ahead"
+    [group] = [w for w in written if w.startswith(b"250 2.1.0 ok")]
+    assert group.endswith(b"354 go ahead\r\n") and group.count(b"\r\n") == 4
+    await c.send(b"Subject: piped\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+    assert (await c.reply()).startswith("250 2.0.0 ok ")
+    assert await c.reply() == f"221 2.0.0 {DOMAIN}"
+
+
 async def test_smtpd_54_57_58_stored_form_and_trace(stack: Stack) -> None:
     """SMTPD-03: the client's address from the connection; SMTPD-52: 8-bit bytes kept."""
     c = await Client.connect(stack.port())

@@ -23,7 +23,7 @@ import pytest
 
 from qmesh.store import header
 from qmesh.store.base import BlobNotFound, StoreUnavailable
-from qmesh.store.files import STALE_STAGING_SECONDS, FileStore
+from qmesh.store.files import INLINE_READ, STALE_STAGING_SECONDS, FileStore
 from qmesh.store.keys import BadKey
 from tests.integration.stores import write_previous_layout
 
@@ -104,6 +104,26 @@ async def test_a_put_of_a_message_is_one_call_into_the_worker_pool(tmp_path: Pat
     await store.put("mess/1", chunks(b"m" * 2048, 512), metadata={"qp": "1"}, create_only=True)
     await store.put("d/a/INBOX/new/1", b"m" * 2048, metadata={"size": "2048"})
     assert len(store.calls) == 2
+
+
+async def test_a_small_body_and_a_stat_are_read_without_the_worker_pool(tmp_path: Path) -> None:
+    """Throughput #10: a message's body and its stat are read on the loop; a body larger than
+    INLINE_READ goes to a worker thread, and each reads back exactly what was put."""
+    store = CountingStore(tmp_path / "store", "qmesh-queue")
+    store.calls = []
+    small, large = b"s" * 2048, b"L" * (INLINE_READ + 1)
+    await store.put("mess/small", small, metadata={"qp": "1"})
+    await store.put("mess/large", large, metadata={"qp": "2"})
+    store.calls.clear()
+    assert await store.get("mess/small") == small
+    assert (await store.stat("mess/small")).size == 2048
+    assert store.calls == []
+    assert await store.get("mess/large") == large
+    assert len(store.calls) == 1
+    with pytest.raises(BlobNotFound):
+        await store.get("mess/absent")
+    with pytest.raises(BlobNotFound):
+        await store.stat("mess/absent")
 
 
 # -- a writer killed half way ------------------------------------------------------------------
