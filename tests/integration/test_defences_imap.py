@@ -11,69 +11,30 @@ import contextlib
 import ssl
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import nats
 import pytest
 
-from qmesh.bus.connection import NatsConnection
 from qmesh.cli.natsd import NatsServer
-from qmesh.directory.passwords import hash_password
-from qmesh.directory.records import AccountRecord
-from qmesh.directory.store import Directory
-from qmesh.runtime.service import start
-from qmesh.runtime.settings import Settings
 from services.imapd.app import build
 from services.imapd.server import ImapServer
-from tests.servers import self_signed
+from tests.integration.login_sites import PASSWORD, client_tls, login_site
 
 pytestmark = pytest.mark.integration
 
 DOMAIN = "imap.example.test"
 ALICE = f"alice@{DOMAIN}"
-PASSWORD = "correct horse battery"
 FAILED = b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
 BLOCKED = b"a1 NO [UNAVAILABLE] Too many failed logins; try again later.\r\n"
 
 
-@contextlib.asynccontextmanager
-async def imapd(
+def imapd(
     nats_url: str, tmp_path: Path, controls: dict[str, str]
-) -> AsyncIterator[ImapServer]:
-    control = tmp_path / "control"
-    control.mkdir()
-    cert, key = self_signed(tmp_path / "tls", DOMAIN)
-    base = {"me": DOMAIN, "locals": DOMAIN, "pop3plaintext": "1", "tlscert": str(cert),
-            "tlskey": str(key)}  # fmt: skip
-    for name, text in {**base, **controls}.items():
-        (control / name).write_text(text + "\n")
-    settings = Settings(
-        nats_url=nats_url, control=control, store=f"file://{tmp_path / 'store'}",
-        listen_host="127.0.0.1", http_host="127.0.0.1", http_port=0, imap_port=0, imaps_port=0,
-    )  # fmt: skip
-    running = await start(await build(settings), settings)
-    try:
-        conn = next(c for c in running.service.components if isinstance(c, NatsConnection))
-        await asyncio.wait_for(conn.ready.wait(), 20)
-        nc = await nats.connect(nats_url)
-        try:
-            directory = await Directory.open(nc.jetstream())
-            verifier = await asyncio.to_thread(hash_password, PASSWORD)
-            await directory.create_account(
-                AccountRecord(domain=DOMAIN, name="alice", verifier=verifier)
-            )
-        finally:
-            await nc.close()
-        yield next(c for c in running.service.components if isinstance(c, ImapServer))
-    finally:
-        await running.stop()
-
-
-def client_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    return context
+) -> contextlib.AbstractAsyncContextManager[ImapServer]:
+    return login_site(
+        build, ImapServer, {"imap_port": 0, "imaps_port": 0}, nats_url, tmp_path, DOMAIN, controls
+    )
 
 
 async def login(
