@@ -70,6 +70,15 @@ async def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> None:
     raise AssertionError(f"not true within {seconds} s")
 
 
+async def settled(cache: DirectoryCache) -> None:
+    """Until the watch has heard every change made so far (none new for 0.3 s, at most 5 s)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    seen = -1
+    while cache.changes != seen and asyncio.get_running_loop().time() < deadline:
+        seen = cache.changes
+        await asyncio.sleep(0.3)
+
+
 async def test_records_read_once_then_from_memory(
     watched: tuple[DirectoryCache, Counting], directory: Directory, domain: str
 ) -> None:
@@ -77,7 +86,7 @@ async def test_records_read_once_then_from_memory(
     reader = cache.reader(source)
     await admin.add_domain(directory, domain)
     await directory.create_account(AccountRecord(domain=domain, name="bob", quota=5000))
-
+    await settled(cache)  # the watch has heard both writes: a read from now on is kept
     for _ in range(5):
         found = await reader.get_domain(domain)
         assert found is not None and found.name == domain
