@@ -70,15 +70,15 @@ def start_nats_server(
     config: Path | None = None,
     timeout: float = 20.0,
     sync_always: bool = True,
-    monitor: bool = False,
+    monitor: int | None = None,
 ) -> NatsServer:
     """Start nats-server with JetStream on ``host:port`` (``-1``: any free port).
 
     ``config`` is a configuration file (users and permissions); without it anyone may connect.
     ``sync_always`` makes JetStream fsync each write before acknowledging it; only a test of
     the warning for a server without it turns it off. ``monitor`` starts the monitoring
-    endpoint on ``host`` at a free port (:attr:`NatsServer.monitor`). The previous run's log
-    is kept as ``nats-server.log.1``.
+    endpoint on ``host`` at that port (``-1``: any free port; :attr:`NatsServer.monitor`).
+    The previous run's log is kept as ``nats-server.log.1``.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "nats-server.log"
@@ -88,7 +88,7 @@ def start_nats_server(
     args = [
         nats_server_binary(),
         *(["-c", str(config)] if config is not None else []),
-        *(["-m", "-1"] if monitor else []),
+        *(["-m", str(monitor)] if monitor is not None else []),
         "-a",
         host,
         "-p",

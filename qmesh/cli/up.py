@@ -113,6 +113,29 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def configured_ports(environ: Mapping[str, str]) -> set[int]:
+    """The ports ``qmesh up``'s services are set to listen on, from ``environ`` or defaults."""
+    ports = {int(environ.get(name, default)) for name, default in LISTENER_PORTS.items()}
+    ports |= {
+        int(environ.get(f"QMESH_{name.upper()}_HTTP_PORT", default))
+        for name, default in HEALTH_PORTS.items()
+    }
+    return ports
+
+
+def monitor_port(taken: set[int]) -> int:
+    """A free loopback port for NATS's monitoring endpoint, none of the ports in ``taken``.
+
+    NATS starts before the services; a port the kernel hands out at random could be one a
+    service binds a moment later, which would then find it taken."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in taken:
+            return port
+
+
 @dataclass
 class Child:
     name: str
@@ -238,11 +261,12 @@ def prepare(environ: Mapping[str, str]) -> Site:
 class EmbeddedNats:
     """qmesh up's nats-server, restarted on the same port with the same data when it dies."""
 
-    def __init__(self, data: Path, port: int) -> None:
+    def __init__(self, data: Path, port: int, reserved: set[int]) -> None:
         self.directory = data / "nats"
         self._config = write_server_config(data, self.directory / "qmesh-up.conf")
+        self._reserved = reserved  # ports the monitoring endpoint must leave to the services
         self.server = start_nats_server(
-            self.directory, port=port, config=self._config, monitor=True
+            self.directory, port=port, config=self._config, monitor=monitor_port(reserved)
         )
         self.url = self.server.url
         self.port = int(self.url.rsplit(":", 1)[1])  # restarts keep the URL every child has
@@ -272,7 +296,7 @@ class EmbeddedNats:
                     self.directory,
                     port=self.port,
                     config=self._config,
-                    monitor=True,
+                    monitor=monitor_port(self._reserved),
                 )
             except (RuntimeError, TimeoutError, OSError) as err:
                 _say(f"qmesh: nats-server did not start again: {err}")
@@ -305,7 +329,7 @@ def start_nats(environ: Mapping[str, str], site: Site) -> EmbeddedNats:
     if not _port_free("127.0.0.1", nats_port):
         _say(f"qmesh: port {nats_port} is taken; NATS takes a free port instead")
         nats_port = -1
-    nats = EmbeddedNats(site.data, nats_port)
+    nats = EmbeddedNats(site.data, nats_port, configured_ports(environ))
     (site.data / URL_FILE).write_text(nats.url + "\n")
     return nats
 

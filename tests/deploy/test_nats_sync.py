@@ -15,7 +15,7 @@ def test_throughput_10_the_compose_nats_config_syncs_every_write(tmp_path: Path)
         tmp_path / "nats",
         config=ROOT / "deploy/nats/qmesh.conf",
         sync_always=False,  # only what the file itself says
-        monitor=True,
+        monitor=-1,
     )
     try:
         assert server.monitor is not None

@@ -33,7 +33,7 @@ def test_qmesh_ups_way_fsyncs_every_write_and_keeps_its_users(
 ) -> None:
     data = tmp_path / "data"
     users = write_server_config(data, data / "nats" / "qmesh-up.conf")
-    server = start_nats_server(data / "nats", config=users, monitor=True)
+    server = start_nats_server(data / "nats", config=users, monitor=-1)
     servers.append(server)
     assert server.monitor is not None
     varz = read_varz(server.monitor)
@@ -63,7 +63,7 @@ def test_qmesh_ups_way_fsyncs_every_write_and_keeps_its_users(
 def test_a_server_without_sync_always_is_warned_about(
     tmp_path: Path, servers: list[NatsServer]
 ) -> None:
-    server = start_nats_server(tmp_path / "nats", sync_always=False, monitor=True)
+    server = start_nats_server(tmp_path / "nats", sync_always=False, monitor=-1)
     servers.append(server)
     assert server.monitor is not None
     problem = durability_problem(read_varz(server.monitor))
