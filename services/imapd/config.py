@@ -3,8 +3,9 @@
 What is advertised is what works: IMAP4rev1, LITERAL+, ID, SASL-IR, STARTTLS (plain port, TLS
 configured), ``AUTH=PLAIN`` or LOGINDISABLED, and after login IDLE, UIDPLUS, MOVE, BINARY,
 CHILDREN and APPENDLIMIT (pymap's command layer over our backend) and NAMESPACE, ENABLE,
-QUOTA, SPECIAL-USE (:mod:`services.imapd.extensions`) and CONDSTORE
-(:mod:`services.imapd.condstore`).
+QUOTA, SPECIAL-USE, LIST-EXTENDED (:mod:`services.imapd.extensions`), CONDSTORE
+(:mod:`services.imapd.condstore`), QRESYNC, ESEARCH, SEARCHRES, UNSELECT, STATUS=SIZE and
+LIST-STATUS (:mod:`services.imapd.rev2`).
 Plaintext login is allowed only on TLS, from loopback (pymap's rule, the same as pop3d's
 ``pop3plaintext`` default for a local client), or everywhere when ``pop3plaintext`` is 1.
 """
@@ -33,6 +34,8 @@ LOGIN_EXTENSIONS = (
     b"UNSELECT",
     b"STATUS=SIZE",
     b"LIST-STATUS",
+    b"LIST-EXTENDED",
+    b"SEARCHRES",
 )
 _NO_TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # never handshaken: no STARTTLS
 

@@ -10,13 +10,10 @@ connection state; here are those classes and a :class:`State` with their ``do_``
 - ENABLE (RFC 5161): answers ``* ENABLED`` with what it turned on of :data:`ENABLEABLE`
   (CONDSTORE, :mod:`services.imapd.condstore`; QRESYNC, :mod:`services.imapd.qresync`;
   IMAP4rev2, :mod:`services.imapd.rev2`).
-- LIST with RFC 5258's selection and return options as far as SPECIAL-USE (RFC 6154 5.1)
-  and IMAP4rev2 need them: ``LIST (SPECIAL-USE) "" *``, ``LIST (SUBSCRIBED) "" *``,
-  ``RETURN (SPECIAL-USE SUBSCRIBED CHILDREN STATUS (...))``; any other option is ``BAD``; as in
-  Dovecot, the extended form leaves ``\\HasChildren`` and ``\\HasNoChildren`` out unless
-  ``RETURN (CHILDREN)`` asks for them (RFC 5258 4), and the special-use attributes unless
-  ``SPECIAL-USE`` is among the options; they come with every other LIST and LSUB
-  (:mod:`services.imapd.session`).
+- LIST-EXTENDED (RFC 5258): the options, pattern lists and answers of
+  :mod:`services.imapd.listing`; a plain LIST or LSUB has ``\\HasChildren``,
+  ``\\HasNoChildren`` and the special-use attributes (:mod:`services.imapd.session`).
+- DELETE of a level that is no folder but has folders below: ``NO [HASCHILDREN]``.
 - SASL-IR (RFC 4959): ``AUTHENTICATE PLAIN <base64>``, the response in the command line.
 """
 
@@ -25,16 +22,16 @@ from __future__ import annotations
 import binascii
 import re
 from base64 import b64decode
-from typing import cast
 
 from pymap.exceptions import MailboxNotFound
 from pymap.parsing import EndLine, Params, Space
 from pymap.parsing.command import CommandAuth, CommandNoArgs
-from pymap.parsing.command.auth import ListCommand, StatusCommand
+from pymap.parsing.command.auth import DeleteCommand, ListCommand, StatusCommand
 from pymap.parsing.command.nonauth import AuthenticateCommand
 from pymap.parsing.commands import Commands
 from pymap.parsing.exceptions import NotParseable
-from pymap.parsing.primitives import Atom, QuotedString, String
+from pymap.parsing.modutf7 import modutf7_encode
+from pymap.parsing.primitives import Atom, QuotedString
 from pymap.parsing.response import (
     CommandResponse,
     ResponseCode,
@@ -46,37 +43,20 @@ from pymap.parsing.response.specials import ListResponse, LSubResponse, StatusRe
 from pymap.parsing.specials import AString, Mailbox, StatusAttribute
 from pymap.selected import SelectedMailbox
 
-from qmesh.mailbox.folders import SPECIAL_USE
 from qmesh.mailbox.quota import RESOURCE, ROOT, Quota
+from services.imapd import listing
 from services.imapd.condstore import CONDSTORE
-from services.imapd.mutf7 import strict_decode
+from services.imapd.listing import ExtendedListCommand, ExtendedListResponse, Node
 from services.imapd.qresync import QRESYNC
 from services.imapd.rev2 import COMMANDS as REV2_COMMANDS
-from services.imapd.rev2 import IMAP4REV2, Rev2State, take_status
+from services.imapd.rev2 import IMAP4REV2, Rev2State
 
 ENABLEABLE = frozenset({CONDSTORE, QRESYNC, IMAP4REV2})  # what ENABLE can turn on
-_OPTIONS = re.compile(rb" ?\(([A-Za-z0-9 \-]*)\)")
 _LIMITS = re.compile(rb" \((?:[A-Za-z0-9\-]{1,32} [0-9]{1,20}(?: |(?=\))))*\)")
-_RETURN = re.compile(rb" RETURN", re.IGNORECASE)
-_PATTERN = re.compile(rb"[\x21\x23-\x27\x2A-\x5B\x5D-\x7A\x7C\x7E]+")
 _INITIAL = re.compile(rb"[A-Za-z0-9+/]+={0,2}|=")
-SPECIAL_ATTRIBUTES = frozenset(a[1:].encode() for a in SPECIAL_USE.values())
-CHILD_ATTRIBUTES = frozenset({b"HasChildren", b"HasNoChildren"})
-SELECTION = frozenset({b"SPECIAL-USE", b"SUBSCRIBED"})
-RETURNS = frozenset({b"SPECIAL-USE", b"CHILDREN", b"SUBSCRIBED"})
 
 Ret = tuple[CommandResponse, SelectedMailbox | None]
 _ENABLE_NAMES = {IMAP4REV2.upper(): IMAP4REV2}  # ENABLE reads names in upper case
-
-
-def _options(buf: memoryview, allowed: frozenset[bytes]) -> tuple[frozenset[bytes], memoryview]:
-    m = _OPTIONS.match(buf)
-    if m is None:
-        raise NotParseable(buf)
-    found = frozenset(o.upper() for o in m.group(1).split())
-    if not found <= allowed:
-        raise NotParseable(buf)
-    return found, buf[m.end() :]
 
 
 class GetQuotaCommand(CommandAuth):
@@ -150,53 +130,6 @@ class EnableCommand(CommandAuth):
         if not names:
             raise NotParseable(buf)
         return cls(params.tag, names), buf
-
-
-class ExtendedListCommand(ListCommand):
-    """LIST with RFC 5258's option lists, as far as SPECIAL-USE needs them."""
-
-    def __init__(
-        self,
-        tag: bytes,
-        ref_name: str,
-        filter_: str,
-        selection: frozenset[bytes] = frozenset(),
-        returns: frozenset[bytes] = frozenset(),
-        extended: bool = False,
-        status: tuple[bytes, ...] = (),
-    ) -> None:
-        super().__init__(tag, ref_name, filter_)
-        self.selection = selection
-        self.returns = returns
-        self.extended = extended
-        self.status = status  # LIST-STATUS attributes
-
-    @classmethod
-    def parse(cls, buf: memoryview, params: Params) -> tuple[ExtendedListCommand, memoryview]:
-        selection: frozenset[bytes] = frozenset()
-        extended = bytes(buf[:2]) == b" ("
-        if extended:
-            selection, buf = _options(buf, SELECTION)
-        _, buf = Space.parse(buf, params)
-        ref_name, buf = Mailbox.parse(buf, params)
-        _, buf = Space.parse(buf, params)
-        match = _PATTERN.match(buf)
-        if match:
-            pattern = strict_decode(match.group(0))
-            buf = buf[match.end() :]
-        else:
-            raw, buf = String.parse(buf, params)
-            pattern = strict_decode(raw.value)
-        returns: frozenset[bytes] = frozenset()
-        status: tuple[bytes, ...] = ()
-        ret = _RETURN.match(buf)
-        if ret is not None:
-            status, buf = take_status(buf[ret.end() :])
-            returns, buf = _options(buf, RETURNS)
-            extended = True
-        _, buf = EndLine.parse(buf, params)
-        found = cls(params.tag, ref_name.value, pattern, selection, returns, extended, status)
-        return found, buf
 
 
 class InitialResponseAuthenticate(AuthenticateCommand):
@@ -320,37 +253,62 @@ class State(Rev2State):
         return resp, None
 
     async def do_list(self, cmd: ListCommand) -> Ret:
-        extended = isinstance(cmd, ExtendedListCommand) and cmd.extended
-        selection = cast(ExtendedListCommand, cmd).selection if extended else frozenset()
-        returns = cast(ExtendedListCommand, cmd).returns if extended else frozenset()
-        only_subscribed = cmd.only_subscribed or b"SUBSCRIBED" in selection
+        if isinstance(cmd, ExtendedListCommand) and cmd.extended:
+            return await self._extended_list(cmd)
         mailboxes, updates = await self.session.list_mailboxes(
-            cmd.ref_name, cmd.filter, subscribed=only_subscribed, selected=self._selected
+            cmd.ref_name, cmd.filter, subscribed=cmd.only_subscribed, selected=self._selected
         )
-        special_only = b"SPECIAL-USE" in selection
-        special = not extended or b"SPECIAL-USE" in selection | returns
-        children = not extended or b"CHILDREN" in returns
-        subscribed: frozenset[str] = frozenset()
-        if b"SUBSCRIBED" in selection | returns:  # RFC 5258 3.1, 3.4: \Subscribed
-            subscribed = frozenset((await self._ours.mailbox_set.box.record()).subscribed())
         resp = ResponseOk(cmd.tag, cmd.command + b" completed.")
-        resp_type = LSubResponse if cmd.only_subscribed else ListResponse
         for name, sep, attrs in mailboxes:
-            if special_only and not set(attrs) & SPECIAL_ATTRIBUTES:
-                continue
-            if not children:
-                attrs = [a for a in attrs if a not in CHILD_ATTRIBUTES]
-            if not special:  # as Dovecot: the extended form names them only when asked
-                attrs = [a for a in attrs if a not in SPECIAL_ATTRIBUTES]
-            if name in subscribed:
-                attrs = [*attrs, b"Subscribed"]
-            resp.add_untagged(resp_type(name, sep, attrs))
-            if extended and cast(ExtendedListCommand, cmd).status and b"Noselect" not in attrs:
-                resp.add_untagged(*await self._list_status(cmd.tag, name, cmd))
+            if cmd.only_subscribed:
+                resp.add_untagged(LSubResponse(name, sep, attrs))
+            else:
+                resp.add_untagged(ExtendedListResponse(name, sep, attrs, self._oldname(name)))
         return resp, updates
 
-    async def _list_status(self, tag: bytes, name: str, cmd: ListCommand) -> list[UntaggedResponse]:
+    def _oldname(self, name: str) -> list[bytes]:
+        """``OLDNAME`` for a UTF-8 name outside ASCII: its modified UTF-7 form (RFC 9051)."""
+        if not self.rev2 or name.isascii():
+            return []
+        return [b"OLDNAME (%b)" % bytes(QuotedString(modutf7_encode(name)))]
+
+    async def _extended_list(self, cmd: ExtendedListCommand) -> Ret:
+        folders = self._ours.mailbox_set
+        delimiter = folders.delimiter
+        resp = ResponseOk(cmd.tag, cmd.command + b" completed.")
+        if "" in cmd.patterns:  # the delimiter and root (RFC 3501 6.3.8)
+            resp.add_untagged(ListResponse("", delimiter, [b"Noselect"]))
+        tree = [
+            Node(e.name, e.exists, e.has_children) for e in (await folders.list_mailboxes()).list()
+        ]
+        subscribed = frozenset((await folders.box.record()).subscribed())
+        matches = listing.matcher(cmd.ref_name, [p for p in cmd.patterns if p], delimiter)
+        for found in listing.select(tree, subscribed, matches, cmd.selection, cmd.returns):
+            items = [b'CHILDINFO ("SUBSCRIBED")'] if found.childinfo else []
+            items += self._oldname(found.name)
+            resp.add_untagged(ExtendedListResponse(found.name, delimiter, found.attributes, items))
+            if cmd.status and found.selectable:
+                resp.add_untagged(*await self._list_status(cmd.tag, found.name, cmd.status))
+        _, updates = await self.session.list_mailboxes("", "", selected=self._selected)
+        return resp, updates
+
+    async def _list_status(
+        self, tag: bytes, name: str, status: tuple[bytes, ...]
+    ) -> list[UntaggedResponse]:
         """LIST-STATUS: the STATUS answer of one listed folder (RFC 5819)."""
-        attrs = [StatusAttribute(a) for a in cast(ExtendedListCommand, cmd).status]
+        attrs = [StatusAttribute(a) for a in status]
         resp, _ = await self.do_status(StatusCommand(tag, Mailbox(name), attrs))
         return [r for r in resp._untagged if isinstance(r, StatusResponse)]
+
+    async def do_delete(self, cmd: DeleteCommand) -> Ret:
+        """A level that is no folder but has folders below: ``NO [HASCHILDREN]`` (RFC 9051
+        7.1), where Dovecot says ``[NONEXISTENT]``; a folder with folders below is deleted
+        and they stay, as in Dovecot's Maildir++."""
+        try:
+            return await super().do_delete(cmd)
+        except MailboxNotFound:
+            entry = (await self._ours.mailbox_set.list_mailboxes()).get(cmd.mailbox)
+            if entry is None or entry.exists or not entry.has_children:
+                raise
+        text = b"Mailbox has children; delete them first."
+        return ResponseNo(cmd.tag, text, ResponseCode.of(b"HASCHILDREN")), None

@@ -6,8 +6,11 @@ Advertised as ``IMAP4rev2`` next to ``IMAP4rev1``; a client turns it on with
 - ``SEARCH`` answers ``* ESEARCH (TAG "t") [UID] ALL set`` instead of ``* SEARCH`` (6.4.4),
   ``* n RECENT`` is never sent and the session claims no ``\\Recent`` messages, so no FETCH
   shows the flag (``\\Recent`` is gone from rev2; SELECT's FLAGS already leaves it out).
-- Whatever the version: ``SEARCH RETURN (MIN MAX COUNT ALL)`` (ESEARCH, RFC 4731; ``SAVE`` of
-  RFC 5182 is ``BAD``, not done), ``STATUS`` ``SIZE`` (RFC 8438) and ``DELETED`` (9051 6.3.11),
+- Mailbox names are UTF-8 in both directions, not modified UTF-7 (6.3.1;
+  :mod:`services.imapd.mutf7`).
+- Whatever the version: ``SEARCH RETURN (MIN MAX COUNT ALL SAVE)`` (ESEARCH, RFC 4731, and
+  SEARCHRES, RFC 5182: ``$``, :mod:`services.imapd.searchres`), ``STATUS`` ``SIZE`` (RFC 8438)
+  and ``DELETED`` (9051 6.3.11),
   ``UNSELECT`` (RFC 3691), LIST's ``RETURN (SUBSCRIBED)`` with ``\\Subscribed`` and
   ``RETURN (STATUS (...))`` (LIST-STATUS, RFC 5819) (:mod:`services.imapd.extensions`).
 
@@ -16,17 +19,17 @@ What RFC 9051 asks and this does not do is listed in the service's README (BUGS)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import cast
 
+from pymap.exceptions import ResponseError
 from pymap.parsing import Params
-from pymap.parsing.command import CommandNoArgs, CommandSelect
+from pymap.parsing.command import Command, CommandNoArgs, CommandSelect
 from pymap.parsing.command.auth import SelectCommand, StatusCommand
 from pymap.parsing.command.select import SearchCommand, UidSearchCommand
-from pymap.parsing.exceptions import NotParseable
 from pymap.parsing.primitives import Number
 from pymap.parsing.response import (
+    CommandResponse,
     ResponseBad,
     ResponseCode,
     ResponseOk,
@@ -36,12 +39,12 @@ from pymap.parsing.response.specials import RecentResponse, StatusResponse
 from pymap.parsing.specials import StatusAttribute
 
 from qmesh.mailbox import vanished
+from services.imapd import mutf7, searchres
 from services.imapd.condstore import _status_data, _uses_modseq, found
 from services.imapd.qresync import QresyncSelected, QresyncState, Ret, format_ranges
 
 IMAP4REV2 = b"IMAP4rev2"
-_LIST_STATUS = re.compile(rb"STATUS \(([A-Za-z0-9 \-]{0,200})\)", re.IGNORECASE)
-RETURNS = frozenset({b"MIN", b"MAX", b"COUNT", b"ALL"})
+RETURNS = frozenset({b"MIN", b"MAX", b"COUNT", b"ALL", searchres.SAVE})
 EXTRA_STATUS = (b"SIZE", b"DELETED")
 
 
@@ -49,19 +52,6 @@ class UnselectCommand(CommandNoArgs, CommandSelect):
     """``UNSELECT``: leave the folder without expunging (RFC 3691, part of RFC 9051)."""
 
     command = b"UNSELECT"
-
-
-def take_status(buf: memoryview) -> tuple[tuple[bytes, ...], memoryview]:
-    """LIST-STATUS (RFC 5819): the attributes of ``STATUS (...)`` among LIST's return options,
-    and the options without it; ``NotParseable`` for an unknown or missing attribute."""
-    m = _LIST_STATUS.search(bytes(buf[:400]))
-    if m is None:
-        return (), buf
-    names = tuple(dict.fromkeys(a.upper() for a in m.group(1).split()))
-    if not names or not set(names) <= StatusAttribute.valid_statuses:
-        raise NotParseable(buf)
-    rest = bytes(buf[: m.start()]) + bytes(buf[m.end() :])
-    return names, memoryview(rest)
 
 
 def ranges_of(numbers: Iterable[int]) -> bytes:
@@ -90,6 +80,7 @@ def esearch(
 
 class Rev2State(QresyncState):
     _rev2 = False
+    _saved: frozenset[int] = frozenset()  # UIDs of SEARCH RETURN (SAVE), ``$``
 
     @property
     def rev2(self) -> bool:
@@ -98,6 +89,7 @@ class Rev2State(QresyncState):
     @rev2.setter
     def rev2(self, on: bool) -> None:
         self._rev2 = on
+        mutf7.UTF8_NAMES.set(on)  # this connection's task parses and writes names in UTF-8
         self._ours.no_recent = on  # no \Recent for this session to claim or show
         if isinstance(self._selected, QresyncSelected):
             self._selected.no_recent = on
@@ -105,6 +97,8 @@ class Rev2State(QresyncState):
     async def do_select(self, cmd: SelectCommand) -> Ret:
         closed = self.rev2 and not self.qresync and self._selected is not None
         resp, updates = await super().do_select(cmd)
+        if isinstance(resp, ResponseOk):
+            self._saved = frozenset()  # RFC 5182 2.1: a new folder, nothing saved
         if not self.rev2:
             return resp, updates
         if isinstance(updates, QresyncSelected):
@@ -113,6 +107,10 @@ class Rev2State(QresyncState):
         if closed:  # RFC 9051 7.1: [CLOSED] when another folder was selected
             resp._untagged.insert(0, UntaggedResponse(b"OK [CLOSED] Previous mailbox closed."))
         return resp, updates
+
+    async def do_command(self, cmd: Command) -> CommandResponse:
+        searchres.bind(cmd, self._saved)  # ``$`` is what was saved when the command runs
+        return await super().do_command(cmd)
 
     async def do_unselect(self, cmd: UnselectCommand) -> Ret:
         self._selected = None
@@ -137,18 +135,29 @@ class Rev2State(QresyncState):
             return await super().do_search(cmd)
         if not asked <= RETURNS:
             return ResponseBad(cmd.tag, b"Unsupported SEARCH RETURN option."), None
-        returns = asked or frozenset({b"ALL"})
+        save = searchres.SAVE in asked
+        returns = asked - {searchres.SAVE} if asked else frozenset({b"ALL"})
         with_modseq = any(_uses_modseq(k) for k in cmd.keys)
         if with_modseq:
             self.condstore = True
         if not cmd.uid:
             self.selected.hide_expunged = True
-        messages, updates = await self.session.search_mailbox(self.selected, cmd.keys)
+        try:
+            messages, updates = await self.session.search_mailbox(self.selected, cmd.keys)
+        except ResponseError:
+            if save:  # RFC 5182 2.1: a SEARCH ... SAVE answered NO saves nothing
+                self._saved = frozenset()
+            raise
+        messages = list(messages)
         resp = ResponseOk(cmd.tag, cmd.command + b" completed.")
         ids, highest, expunged = found(messages, uid=cmd.uid)
         if expunged:
             resp.code = ResponseCode.of(b"EXPUNGEISSUED")
-        resp.add_untagged(esearch(cmd.tag, cmd.uid, ids, returns, highest if with_modseq else None))
+        if save:
+            self._saved = searchres.to_save([m.uid for _, m in messages], returns)
+        if returns:  # SAVE alone answers nothing but OK (RFC 5182 2.1)
+            modseq = highest if with_modseq else None
+            resp.add_untagged(esearch(cmd.tag, cmd.uid, ids, returns, modseq))
         return resp, updates
 
 

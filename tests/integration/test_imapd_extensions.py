@@ -123,7 +123,11 @@ async def test_special_use_attributes_in_list(stack: Stack) -> None:
         assert returned[:-1] == [b'* LIST (\\HasNoChildren \\Sent) "." Sent\r\n']
         lsub = await command(raw, b"l4", b'LSUB "" "Sent"')
         assert lsub[0] == b'* LSUB (\\HasNoChildren \\Sent) "." Sent\r\n'
-        for bad in (b'LIST (REMOTE) "" "*"', b'LIST "" "*" RETURN (STATUS', b'LIST ( "" "*"'):
+        for bad in (
+            b'LIST (RECURSIVEMATCH) "" "*"',
+            b'LIST "" "*" RETURN (STATUS',
+            b'LIST ( "" "*"',
+        ):
             assert (await command(raw, b"b", bad))[-1].startswith(b"b BAD"), bad
     finally:
         raw.close()

@@ -71,7 +71,7 @@ async def test_rev2_client_sees_rev2_answers(stack: Stack) -> None:
 
 
 HOSTILE = [
-    b"SEARCH RETURN (SAVE) ALL",
+    b"SEARCH RETURN (SAVE) $,1",  # SAVE is done (SEARCHRES); $ stands alone
     b"SEARCH RETURN (BOGUS) ALL",
     b"SEARCH RETURN (MIN ALL",
     b"SEARCH RETURN MIN ALL",
