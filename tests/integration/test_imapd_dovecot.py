@@ -533,7 +533,6 @@ REV2_SCRIPT: list[bytes] = [
 ]
 _REV2_WANTED = re.compile(rb"^\* (ESEARCH|SEARCH|STATUS|LIST|[0-9]+ EXPUNGE)\b")
 DELIBERATE_REV2: dict[str, str] = {
-    "SEARCH RETURN (SAVE) ALL": "SEARCHRES (RFC 5182) is not done: BAD where Dovecot saves",
     "STATUS INBOX (MESSAGES SIZE)": (
         "Dovecot adds [CLIENTBUG] to a STATUS of the selected folder (RFC 9051 6.3.11 "
         "discourages it); the same data"
@@ -661,3 +660,124 @@ async def test_partial_fetches_as_dovecot(stack: Stack, dovecot: int) -> None:  
     # the literal8 aside, the same octets under the same name
     binary = "FETCH * (BINARY.PEEK[]<100.100>)"
     assert repr(ours[binary]).replace("~<", "<") == repr(theirs[binary])
+
+
+# SEARCHRES (RFC 5182, part of RFC 9051): SEARCH RETURN (SAVE) and ``$`` in later commands,
+# what a failed SEARCH leaves saved, and the BAD answers to ``$`` used as part of a set.
+SEARCHRES_SCRIPT: list[bytes] = [
+    b"SELECT INBOX",
+    b"FETCH $ (UID)",
+    b"SEARCH RETURN (SAVE) 2:3",
+    b"FETCH $ (UID)",
+    b"UID FETCH $ (UID)",
+    b"STORE $ +FLAGS (\\Flagged)",
+    b"SEARCH $",
+    b"SEARCH RETURN (SAVE MIN) 1:3",
+    b"FETCH $ (UID)",
+    b"SEARCH RETURN (SAVE MIN MAX) ALL",
+    b"FETCH $ (UID)",
+    b"SEARCH RETURN (SAVE MIN COUNT) ALL",
+    b"FETCH $ (UID)",
+    b"SEARCH RETURN (SAVE) OR $ 1",
+    b"SEARCH RETURN (SAVE) NOT ALL",
+    b"FETCH $ (UID)",
+    b"SEARCH RETURN (SAVE ALL) 1",
+    b"COPY $ Trash",
+    b"UID SEARCH RETURN (SAVE) UID 2",
+    b"SEARCH $,1",
+    b"FETCH $:3 (UID)",
+    b"SEARCH RETURN (SAVE) BOGUS",
+    b"FETCH $ (UID)",
+    b"STORE $ +FLAGS.SILENT (\\Deleted)",
+    b"UID EXPUNGE $",
+    b"FETCH $ (UID)",
+    b"SELECT Trash",
+    b"FETCH $ (UID)",
+    b"UNSELECT",
+    b"FETCH $ (UID)",
+]
+_SEARCHRES_WANTED = re.compile(rb"^\* (ESEARCH|SEARCH|[0-9]+ FETCH|[0-9]+ EXPUNGE)\b")
+
+# LIST-EXTENDED (RFC 5258, part of RFC 9051): selection and return options, pattern lists,
+# RECURSIVEMATCH's CHILDINFO, and modified UTF-7 names for a rev1 client. Both servers are
+# brought to the same subscriptions first (imapd subscribes a folder when it is created).
+LIST_EXTENDED_SCRIPT: list[bytes] = [
+    b"CREATE p",
+    b"CREATE p.q",
+    b"CREATE r",
+    b"UNSUBSCRIBE p",
+    b"UNSUBSCRIBE r",
+    b"UNSUBSCRIBE p.q",
+    b"SUBSCRIBE p.q",
+    b'LIST (SUBSCRIBED RECURSIVEMATCH) "" ("p" "r" "Sent")',
+    b'LIST (SUBSCRIBED RECURSIVEMATCH) "" "p*"',
+    b'LIST (SUBSCRIBED) "" ("p%" "r") RETURN (CHILDREN)',
+    b'LIST (REMOTE) "" ("p" "r" "Trash") RETURN (CHILDREN SUBSCRIBED)',
+    b'LIST "" ("INBOX" "Sent" "p.%")',
+    b'LIST () "" ("INBOX" "Drafts") RETURN (SPECIAL-USE)',
+    b'LIST (SPECIAL-USE) "" ("*")',
+    b'LIST "" "*" RETURN (CHILDREN)',
+    b'LIST "" "p*" RETURN (STATUS (MESSAGES))',
+    b'LIST (RECURSIVEMATCH) "" "%"',
+    b'LIST (BOGUS) "" "%"',
+    b'LIST "" "%" RETURN (BOGUS)',
+    b'LIST (SUBSCRIBED "" "%"',
+    b'LIST "" ()',
+    b'CREATE "B&APw-cher"',
+    b'CREATE "B\xc3\xbccher"',
+    b'CREATE "&Jjo"',
+    b'LIST "" "B*"',
+    b"DELETE p",
+    b'LIST "" "p*" RETURN (CHILDREN)',
+    b"DELETE p",
+]
+_LIST_EXTENDED_WANTED = re.compile(rb"^\* (LIST|STATUS)\b")
+DELIBERATE_LIST_EXTENDED: dict[str, str] = {
+    'LIST "" ()': "an empty pattern list is BAD (RFC 5258 'patterns' has one or more); "
+    "Dovecot answers OK",
+    'LIST "" "p*" RETURN (CHILDREN)': (
+        "a deleted folder's children stay and it is a level above them (\\NonExistent); "
+        "Dovecot still lists it as a folder"
+    ),
+    'CREATE "Bücher"': "NO [NOPERM] for a name no folder may have; Dovecot's NO has no code",
+    'CREATE "&Jjo"': "NO [NOPERM] for a name no folder may have; Dovecot's NO has no code",
+    "DELETE p": (
+        "a second DELETE of a level that is no folder but has folders below is NO "
+        "[HASCHILDREN] (RFC 9051 7.1); Dovecot still has the folder and deletes it again"
+    ),
+}
+
+
+async def test_searchres_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """SEARCH RETURN (SAVE) and ``$`` next to Dovecot: the same messages saved, used, kept
+    and forgotten, and the same BADs (#13, RFC 5182)."""
+    await stack.add_account("alice")
+    for i, content in enumerate(MESSAGES):
+        await stack.deliver("alice", content, i)
+    script, wanted = SEARCHRES_SCRIPT, _SEARCHRES_WANTED
+    theirs = await asyncio.to_thread(raw_transcript, dovecot, "alice", script, wanted)
+    ours = await asyncio.to_thread(
+        raw_transcript, stack.port(), f"alice@{stack.domain}", script, wanted
+    )
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    assert not differences, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in differences.items()
+    )
+
+
+async def test_list_extended_as_dovecot(stack: Stack, dovecot: int) -> None:  # noqa: F811
+    """LIST-EXTENDED next to Dovecot: the same names, attributes and CHILDINFO for the same
+    options and pattern lists (#13, RFC 5258)."""
+    await stack.add_account("alice")
+    script, wanted = LIST_EXTENDED_SCRIPT, _LIST_EXTENDED_WANTED
+    theirs = await asyncio.to_thread(raw_transcript, dovecot, "alice", script, wanted)
+    ours = await asyncio.to_thread(
+        raw_transcript, stack.port(), f"alice@{stack.domain}", script, wanted
+    )
+    differences = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    stale = [k for k in DELIBERATE_LIST_EXTENDED if k not in differences]
+    assert not stale, f"no longer different from Dovecot, remove: {stale}"
+    unexplained = {k: v for k, v in differences.items() if k not in DELIBERATE_LIST_EXTENDED}
+    assert not unexplained, "\n".join(
+        f"{k}:\n  imapd   {o!r}\n  dovecot {t!r}" for k, (o, t) in unexplained.items()
+    )
