@@ -10,6 +10,7 @@ An object is one file. Its metadata, if it has any, is a small header ahead of t
 same file (:mod:`qmesh.store.header`); an object without metadata is its body alone. Every
 reader skips the header: ``get`` and ``stream`` return the body, ``stat`` and ``list`` report
 the body's size, and ``stat`` and ``list`` read the header only, never the body (POP3-11).
+``list_keys`` opens no file at all: the names in the directories are the keys.
 
 A put writes header and body to a staging file and fsyncs it, then makes it visible in one
 step: ``os.link`` for a create-only put (atomic, and refused if the key exists: ARCH-10) or
@@ -182,6 +183,10 @@ class FileStore:
     async def list(self, prefix: str) -> list[BlobInfo]:
         check_key(prefix, prefix=True)
         return await self._run(self._list, prefix)
+
+    async def list_keys(self, prefix: str) -> builtins.list[str]:
+        check_key(prefix, prefix=True)
+        return await self._run(self._list_keys, prefix)
 
     async def copy(self, src: str, dst: str) -> None:
         check_key(src)
@@ -403,6 +408,22 @@ class FileStore:
         return BlobInfo(key, size, modified, meta)
 
     def _list(self, prefix: str) -> builtins.list[BlobInfo]:
+        found: builtins.list[BlobInfo] = []
+        for key, path in self._files(prefix):
+            try:
+                with open(path, "rb") as f:
+                    skip = header.header_length(f.read(header.PREFIX))
+                    st = os.fstat(f.fileno())
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            found.append(BlobInfo(key, st.st_size - skip, st.st_mtime))
+        return found
+
+    def _list_keys(self, prefix: str) -> builtins.list[str]:
+        return [key for key, _ in self._files(prefix)]
+
+    def _files(self, prefix: str) -> builtins.list[tuple[str, str]]:
+        """(key, path) of every object file under ``prefix``, sorted by key; opens none."""
         try:
             if not S_ISDIR(os.stat(self._data).st_mode):
                 raise NotADirectoryError(f"{self._data} is not a directory")
@@ -410,13 +431,13 @@ class FileStore:
             return []  # nothing was ever stored
         base = prefix.rpartition("/")[0]
         top = self._path(base) if base else self._data
-        found: builtins.list[BlobInfo] = []
+        found: builtins.list[tuple[str, str]] = []
         self._walk(top, base, prefix, found)
-        found.sort(key=lambda info: info.key)
+        found.sort()
         return found
 
     def _walk(
-        self, directory: Path, stem: str, prefix: str, found: builtins.list[BlobInfo]
+        self, directory: Path, stem: str, prefix: str, found: builtins.list[tuple[str, str]]
     ) -> None:
         try:
             entries = list(os.scandir(directory))
@@ -430,10 +451,7 @@ class FileStore:
                         self._walk(Path(entry.path), key, prefix, found)
                 elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
                     check_key(key)
-                    with open(entry.path, "rb") as f:
-                        skip = header.header_length(f.read(header.PREFIX))
-                        st = os.fstat(f.fileno())
-                    found.append(BlobInfo(key, st.st_size - skip, st.st_mtime))
+                    found.append((key, entry.path))
             except (FileNotFoundError, BadKey):
                 continue  # deleted meanwhile, or a stray file no key can name
 
