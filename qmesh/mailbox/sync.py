@@ -368,6 +368,11 @@ class AccountMailbox:
         reading no more of the object (IMAP's partial FETCH)."""
         return self._blobs.stream_range(self.prefix(folder) + entry.key, offset, length)
 
+    async def read_part(self, folder: str, entry: Entry, offset: int, length: int) -> bytes:
+        """Stored octets ``offset`` to ``offset + length`` (fewer where the object ends), in
+        one read: a header block's first look."""
+        return await self._blobs.get_range(self.prefix(folder) + entry.key, offset, length)
+
     async def stored_size(self, folder: str, entry: Entry) -> int:
         """The object's size in the store, read from its metadata, not its body."""
         return (await self._blobs.stat(self.prefix(folder) + entry.key)).size

@@ -20,9 +20,10 @@ A staging file left behind by a killed writer is never an object; the first put 
 instance removes those untouched for :data:`STALE_STAGING_SECONDS`. A put of at most
 :data:`~qmesh.store.upload.WRITE_BATCH` bytes is one call into a worker thread, as is every
 other operation that writes, deletes or lists; a larger body takes one more call per batch.
-``stat`` and the ``get`` of an object up to :data:`INLINE_READ` bytes read on the event loop
-itself (throughput #10): a small file from the page cache takes microseconds, less than a hop
-to a worker thread and back, and a read stalls the loop only when the disk must seek.
+``stat``, the ``get`` of an object up to :data:`INLINE_READ` bytes and a ``get_range`` of
+at most that many read on the event loop itself (throughput #10): a small file from the page
+cache takes microseconds, less than a hop to a worker thread and back, and a read stalls the
+loop only when the disk must seek.
 
 A file without a header may come from an earlier release, which kept metadata in a sidecar
 ``.meta-<bucket>/<key>@<inode>``: ``stat`` and ``copy`` read it from there, and replacing or
@@ -97,6 +98,7 @@ class FileStore:
         self._meta = self.root / f".meta-{bucket}"
         self._staging = self.root / f".staging-{bucket}"
         self._swept = False
+        self._resolved: str | None = None
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r}, {self.bucket!r})"
@@ -149,6 +151,8 @@ class FileStore:
     async def get_range(self, key: str, offset: int, length: int) -> bytes:
         check_key(key)
         check_range(offset, length)
+        if length <= INLINE_READ:  # a short read, from the page cache as a rule: as get does
+            return self._inline(self._read_range, key, offset, length)
         return await self._run(self._read_range, key, offset, length)
 
     def stream_range(
@@ -216,11 +220,23 @@ class FileStore:
 
     def _path(self, key: str) -> Path:
         """The file of ``key``; refuses a path that resolves outside the bucket."""
-        path = self._data.joinpath(*key.split("/"))
-        inside = os.path.realpath(self._data) + os.sep
-        if not os.path.realpath(path).startswith(inside):
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        """:meth:`_path` as a string (a read resolves every key it opens: no Path made)."""
+        path = os.path.join(self._data, *key.split("/"))
+        if not os.path.realpath(path).startswith(self._inside()):
             raise BadKey(f"key {key!r} leads outside the bucket")
         return path
+
+    def _inside(self) -> str:
+        """The bucket directory, resolved once it exists (half of what resolving a key cost)."""
+        if self._resolved is not None:
+            return self._resolved
+        inside = os.path.realpath(self._data) + os.sep
+        if os.path.isdir(self._data):
+            self._resolved = inside
+        return inside
 
     def _put_whole(self, key: str, body: bytes, meta: dict[str, str], create_only: bool) -> int:
         staged = self._stage(body, meta)
@@ -346,7 +362,7 @@ class FileStore:
 
     def _open(self, key: str) -> BinaryIO:
         try:
-            return self._path(key).open("rb")
+            return open(self._file(key), "rb")  # the caller closes it
         except _MISSING as err:
             raise self._absent(key) from err
 

@@ -213,12 +213,26 @@ def header_values(block: bytes, folds: Folds, name: bytes) -> list[str]:
             continue
         lines = [block[a:b].decode("ascii", "surrogateescape") for a, b, _ in group]
         field, value = SMTP.header_source_parse(lines)
-        kind = ParsedHeaders._registry[field]
-        if issubclass(kind, UnstructuredHeader) and _PLAIN.fullmatch(value):
+        if _unstructured(field) and _PLAIN.fullmatch(value):
             out.append(value)
         else:
             out.append(ParsedHeaders._registry(field, value))
     return out
+
+
+_UNSTRUCTURED: dict[str, bool] = {}
+
+
+def _unstructured(field: str) -> bool:
+    """Whether pymap's header registry parses ``field`` as unstructured (asked once per name:
+    the registry makes a new class each time it is asked)."""
+    name = field.lower()
+    found = _UNSTRUCTURED.get(name)
+    if found is None:
+        found = issubclass(ParsedHeaders._registry[name], UnstructuredHeader)
+        if len(_UNSTRUCTURED) < 1024:
+            _UNSTRUCTURED[name] = found
+    return found
 
 
 class HeaderCache:
@@ -407,6 +421,13 @@ class HeaderSource:
         data = await self.load()
         yield data[offset : None if length is None else offset + length]
 
+    async def part(self, offset: int, length: int) -> bytes:
+        """What :meth:`ranged` gives, in one read."""
+        if self.stored is None:
+            return (await self.load())[offset : offset + length]
+        box, folder, entry = self.stored
+        return await box.read_part(folder, entry, offset, length)
+
     async def stored_size(self) -> int:
         if self.stored is None:
             return len(await self.load())
@@ -417,7 +438,7 @@ class HeaderSource:
         """The header block, read in ranges: the whole object only when no header end is
         found in the first :data:`MAX_HEADER_KEPT` octets (pymap's header is then all of it)."""
         for size in HEAD_READS:
-            part = b"".join([c async for c in self.ranged(0, size)])
+            part = await self.part(0, size)
             if len(part) < size:
                 return header_block(with_crlf(part))  # the whole object
             cut = with_crlf(part[: part.rfind(b"\n") + 1])  # whole lines: a cut one is no end
