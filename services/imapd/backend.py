@@ -359,10 +359,22 @@ class View:
         previous: View | None = None,
     ) -> None:
         self.index = index
-        self.messages: list[Message] = []
-        self.by_uid: dict[int, Message] = {}
-        self.modseqs: dict[int, int] = {}
-        self.unseen: list[int] = []  # sequence numbers
+        self.messages: list[Message]
+        self.by_uid: dict[int, Message]
+        self.modseqs: dict[int, int]
+        self.unseen: list[int]  # sequence numbers
+        if previous is not None and previous.index.entries is index.entries:
+            # the same entries (a claim of \Recent changes only where they start): shared
+            self.messages = previous.messages
+            self.by_uid = previous.by_uid
+            self.modseqs = previous.modseqs
+            self.unseen = previous.unseen
+            self.recent = sum(1 for e in index.entries.values() if e.uid >= index.first_recent)
+            return
+        self.messages = []
+        self.by_uid = {}
+        self.modseqs = {}
+        self.unseen = []
         self.recent = 0
         read = box.read
         prefix = box.prefix(name)
@@ -480,21 +492,31 @@ class Views:
         self._max = max_messages
         self._held = 0
         self._views: OrderedDict[int, View] = OrderedDict()
+        self._latest: dict[str, View] = {}  # the last view made of each folder, by its prefix
         self.headers = HeaderCache()
 
     def of(
         self, box: AccountMailbox, name: str, index: FolderIndex, previous: View | None = None
     ) -> View:
+        """The view of ``index``; a new one reuses the message objects of unchanged entries of
+        ``previous`` or, for a session's first look, of the folder's last view."""
         key = id(index)  # the view holds its index, so the id is not reused meanwhile
         view = self._views.get(key)
         if view is not None and view.index is index:
             self._views.move_to_end(key)
             return view
+        folder = box.prefix(name)
+        if previous is None:
+            previous = self._latest.get(folder)
         view = self._views[key] = View(box, name, index, self.headers, previous)
+        self._latest[folder] = view
         self._held += len(view.messages)
         while self._held > self._max and len(self._views) > 1:
             _, old = self._views.popitem(last=False)
             self._held -= len(old.messages)
+            for where, latest in list(self._latest.items()):
+                if latest is old:
+                    del self._latest[where]
         return view
 
 
