@@ -45,7 +45,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISDIR, S_ISREG
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import BinaryIO, TypeVar
 
 from qmesh.store import header
@@ -223,14 +223,28 @@ class FileStore:
         return Path(self._file(key))
 
     def _file(self, key: str) -> str:
-        """:meth:`_path` as a string (a read resolves every key it opens: no Path made)."""
-        path = os.path.join(self._data, *key.split("/"))
-        if not os.path.realpath(path).startswith(self._inside()):
-            raise BadKey(f"key {key!r} leads outside the bucket")
+        """:meth:`_path` as a string. A key has no ``.`` or ``..`` segment (``check_key``), so
+        its path leaves the bucket only through a symbolic link below the bucket directory:
+        each existing segment is looked at (``lstat``), and at the first link the whole path
+        is resolved and must stay inside, as ``os.path.realpath`` of every key did (at twice
+        the cost: it resolves the bucket's own directories every time too)."""
+        parts = key.split("/")
+        path = os.path.join(self._data, *parts)
+        here = str(self._data)
+        for part in parts:
+            here = os.path.join(here, part)
+            try:
+                mode = os.lstat(here).st_mode
+            except _MISSING:
+                break  # nothing further down exists
+            if S_ISLNK(mode):
+                if not os.path.realpath(path).startswith(self._inside()):
+                    raise BadKey(f"key {key!r} leads outside the bucket")
+                break
         return path
 
     def _inside(self) -> str:
-        """The bucket directory, resolved once it exists (half of what resolving a key cost)."""
+        """The bucket directory, resolved once it exists."""
         if self._resolved is not None:
             return self._resolved
         inside = os.path.realpath(self._data) + os.sep
