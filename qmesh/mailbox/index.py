@@ -187,22 +187,45 @@ def claim_recent(index: FolderIndex) -> tuple[FolderIndex, range]:
 
 def encode(index: FolderIndex) -> bytes:
     """Compact JSON, deflated: a 10,000-message folder is a few hundred kilobytes at most."""
-    doc = {
-        "v": FORMAT,
-        "uv": index.uidvalidity,
-        "next": index.next_uid,
-        "hms": index.highest_modseq,
-        "recent": index.first_recent,
-        "m": [
-            [u, e.uid, e.modseq, sorted(e.flags), e.size, e.when, e.key]
-            for u, e in index.entries.items()
-        ],
-        "gone": [list(r) for r in index.gone],
-        "gfl": index.gone_floor,
-    }
+    head = json.dumps(
+        {
+            "v": FORMAT,
+            "uv": index.uidvalidity,
+            "next": index.next_uid,
+            "hms": index.highest_modseq,
+            "recent": index.first_recent,
+        },
+        separators=(",", ":"),
+    )
+    tail = json.dumps(
+        {"gone": [list(r) for r in index.gone], "gfl": index.gone_floor}, separators=(",", ":")
+    )
+    rows = ",".join([_row(u, e) for u, e in index.entries.items()])
+    text = f'{head[:-1]},"m":[{rows}],{tail[1:]}'
     # level 1: every change of a large folder is encoded again; 6 saves little more and
     # costs three times as long
-    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
+    return zlib.compress(text.encode(), 1)
+
+
+# The JSON of each entry, kept by the entry's identity: entries are immutable and shared by
+# every revision that did not change them, so a large folder's next revision encodes only the
+# entries that changed (a \Recent claim or a STORE of a few messages re-encodes none or few).
+_ROWS: dict[int, tuple[str, Entry, str]] = {}
+ROWS_KEPT = 200_000  # about 60 MB at most, for a replica of many large folders
+
+
+def _row(unique: str, entry: Entry) -> str:
+    found = _ROWS.get(id(entry))
+    if found is not None and found[1] is entry and found[0] == unique:
+        return found[2]
+    text = json.dumps(
+        [unique, entry.uid, entry.modseq, sorted(entry.flags), entry.size, entry.when, entry.key],
+        separators=(",", ":"),
+    )
+    if len(_ROWS) >= ROWS_KEPT:
+        _ROWS.clear()
+    _ROWS[id(entry)] = (unique, entry, text)
+    return text
 
 
 class BadIndex(ValueError):

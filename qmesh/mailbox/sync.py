@@ -86,29 +86,30 @@ class FolderExists(ValueError):
     """A folder of that name is there already."""
 
 
-_LISTED: dict[tuple[str, float], Listed | None] = {}
-LISTED_KEPT = 200_000  # parsed names kept by the process (a pure function of name and time)
+_LISTED: dict[str, Listed | None] = {}
+LISTED_KEPT = 200_000  # parsed names kept by the process (a pure function of the name)
+UNKNOWN = -1  # a size or time the name does not carry
 
 
-def listed(rel: str, size: int | None, modified: float) -> Listed | None:
+def listed(rel: str) -> Listed | None:
     """The :class:`Listed` of an object key relative to its folder, or ``None`` (a listing of
-    10,000 objects names the same objects again: each name is parsed once)."""
-    key = (rel, modified)
-    if key in _LISTED:
-        return _LISTED[key]
+    10,000 objects names the same objects again: each name is parsed once). Its size or time
+    is :data:`UNKNOWN` where the name does not carry it (no ``,W=``, no leading seconds)."""
+    if rel in _LISTED:
+        return _LISTED[rel]
     if len(_LISTED) >= LISTED_KEPT:
         _LISTED.clear()
-    item = _LISTED[key] = _listed(rel, modified)
+    item = _LISTED[rel] = _listed(rel)
     return item
 
 
-def _listed(rel: str, modified: float) -> Listed | None:
+def _listed(rel: str) -> Listed | None:
     entry = parse_entry(rel)
     if entry is None:
         return None
     m = _SECONDS.match(entry.unique)
-    when = int(m.group(1)) if m else int(modified)
-    size = entry.size if entry.size is not None else -1
+    when = int(m.group(1)) if m else UNKNOWN
+    size = entry.size if entry.size is not None else UNKNOWN
     return Listed(entry.unique, rel, size, when, entry.flags)
 
 
@@ -279,21 +280,44 @@ class AccountMailbox:
         return await self.sync(folder)
 
     async def _listing(self, folder: str) -> list[Listed]:
+        """The folder's objects from their keys alone (a listing opens no object). Only an
+        object the index does not know yet and whose name lacks its size or time is looked
+        at: its body read for the size, its metadata for the time."""
         prefix = self.prefix(folder)
         out: list[Listed] = []
         for sub in ("new/", "cur/"):
-            for info in await self._blobs.list(prefix + sub):
-                item = listed(info.key[len(prefix) :], None, info.modified)
-                if item is None:
-                    continue
-                if item.size < 0:  # a name without ",W=": read the body once
-                    try:
-                        size = pop3_size(await self._blobs.get(info.key))
-                    except BlobNotFound:
-                        continue
-                    item = Listed(item.unique, item.key, size, item.when, item.info)
-                out.append(item)
-        return out
+            for key in await self._blobs.list_keys(prefix + sub):
+                item = listed(key[len(prefix) :])
+                if item is not None:
+                    out.append(item)
+        if all(i.size >= 0 and i.when >= 0 for i in out):
+            return out
+        known = (await self._stored_index(folder)).entries
+        complete: list[Listed] = []
+        for item in out:
+            if item.unique not in known and (item.size < 0 or item.when < 0):
+                try:
+                    item = await self._completed(prefix, item)
+                except BlobNotFound:
+                    continue  # gone since the listing
+            complete.append(item)
+        return complete
+
+    async def _stored_index(self, folder: str) -> FolderIndex:
+        key = self._index_key(folder)
+        found = await self._state.read(key)
+        if found is None:
+            return idx.new_index(0)
+        return self._indexes.decoded(key, found[0], found[1])
+
+    async def _completed(self, prefix: str, item: Listed) -> Listed:
+        """``item`` with the size and time its name does not carry, read from the store."""
+        size, when = item.size, item.when
+        if when < 0:
+            when = int((await self._blobs.stat(prefix + item.key)).modified)
+        if size < 0:
+            size = pop3_size(await self._blobs.get(prefix + item.key))
+        return Listed(item.unique, item.key, size, when, item.info)
 
     async def sync(self, folder: str) -> FolderIndex:
         """Look at the folder's objects and bring its index up to date (new UIDs, expunges)."""
@@ -343,6 +367,11 @@ class AccountMailbox:
         """Stored octets ``offset`` to ``offset + length`` (to the end if ``None``), in chunks,
         reading no more of the object (IMAP's partial FETCH)."""
         return self._blobs.stream_range(self.prefix(folder) + entry.key, offset, length)
+
+    async def read_part(self, folder: str, entry: Entry, offset: int, length: int) -> bytes:
+        """Stored octets ``offset`` to ``offset + length`` (fewer where the object ends), in
+        one read: a header block's first look."""
+        return await self._blobs.get_range(self.prefix(folder) + entry.key, offset, length)
 
     async def stored_size(self, folder: str, entry: Entry) -> int:
         """The object's size in the store, read from its metadata, not its body."""

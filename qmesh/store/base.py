@@ -8,6 +8,7 @@ outside its bucket.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -90,6 +91,11 @@ class BlobStore(Protocol):
         Listing reads no bodies; ``metadata`` may be empty in list results (S3 lists carry none),
         so anything a lister needs must be in the key or the size.
         """
+        ...
+
+    async def list_keys(self, prefix: str) -> builtins.list[str]:
+        """The keys :meth:`list` gives, and nothing else: cheaper where sizes cost a read of
+        each object (the directory store), the same request where they do not (S3)."""
         ...
 
     async def copy(self, src: str, dst: str) -> None:

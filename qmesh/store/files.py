@@ -10,6 +10,7 @@ An object is one file. Its metadata, if it has any, is a small header ahead of t
 same file (:mod:`qmesh.store.header`); an object without metadata is its body alone. Every
 reader skips the header: ``get`` and ``stream`` return the body, ``stat`` and ``list`` report
 the body's size, and ``stat`` and ``list`` read the header only, never the body (POP3-11).
+``list_keys`` opens no file at all: the names in the directories are the keys.
 
 A put writes header and body to a staging file and fsyncs it, then makes it visible in one
 step: ``os.link`` for a create-only put (atomic, and refused if the key exists: ARCH-10) or
@@ -19,9 +20,10 @@ A staging file left behind by a killed writer is never an object; the first put 
 instance removes those untouched for :data:`STALE_STAGING_SECONDS`. A put of at most
 :data:`~qmesh.store.upload.WRITE_BATCH` bytes is one call into a worker thread, as is every
 other operation that writes, deletes or lists; a larger body takes one more call per batch.
-``stat`` and the ``get`` of an object up to :data:`INLINE_READ` bytes read on the event loop
-itself (throughput #10): a small file from the page cache takes microseconds, less than a hop
-to a worker thread and back, and a read stalls the loop only when the disk must seek.
+``stat``, the ``get`` of an object up to :data:`INLINE_READ` bytes and a ``get_range`` of
+at most that many read on the event loop itself (throughput #10): a small file from the page
+cache takes microseconds, less than a hop to a worker thread and back, and a read stalls the
+loop only when the disk must seek.
 
 A file without a header may come from an earlier release, which kept metadata in a sidecar
 ``.meta-<bucket>/<key>@<inode>``: ``stat`` and ``copy`` read it from there, and replacing or
@@ -43,7 +45,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISDIR, S_ISREG
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import BinaryIO, TypeVar
 
 from qmesh.store import header
@@ -96,6 +98,7 @@ class FileStore:
         self._meta = self.root / f".meta-{bucket}"
         self._staging = self.root / f".staging-{bucket}"
         self._swept = False
+        self._resolved: str | None = None
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r}, {self.bucket!r})"
@@ -148,6 +151,8 @@ class FileStore:
     async def get_range(self, key: str, offset: int, length: int) -> bytes:
         check_key(key)
         check_range(offset, length)
+        if length <= INLINE_READ:  # a short read, from the page cache as a rule: as get does
+            return self._inline(self._read_range, key, offset, length)
         return await self._run(self._read_range, key, offset, length)
 
     def stream_range(
@@ -183,6 +188,10 @@ class FileStore:
         check_key(prefix, prefix=True)
         return await self._run(self._list, prefix)
 
+    async def list_keys(self, prefix: str) -> builtins.list[str]:
+        check_key(prefix, prefix=True)
+        return await self._run(self._list_keys, prefix)
+
     async def copy(self, src: str, dst: str) -> None:
         check_key(src)
         check_key(dst)
@@ -211,11 +220,37 @@ class FileStore:
 
     def _path(self, key: str) -> Path:
         """The file of ``key``; refuses a path that resolves outside the bucket."""
-        path = self._data.joinpath(*key.split("/"))
-        inside = os.path.realpath(self._data) + os.sep
-        if not os.path.realpath(path).startswith(inside):
-            raise BadKey(f"key {key!r} leads outside the bucket")
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        """:meth:`_path` as a string. A key has no ``.`` or ``..`` segment (``check_key``), so
+        its path leaves the bucket only through a symbolic link below the bucket directory:
+        each existing segment is looked at (``lstat``), and at the first link the whole path
+        is resolved and must stay inside, as ``os.path.realpath`` of every key did (at twice
+        the cost: it resolves the bucket's own directories every time too)."""
+        parts = key.split("/")
+        path = os.path.join(self._data, *parts)
+        here = str(self._data)
+        for part in parts:
+            here = os.path.join(here, part)
+            try:
+                mode = os.lstat(here).st_mode
+            except _MISSING:
+                break  # nothing further down exists
+            if S_ISLNK(mode):
+                if not os.path.realpath(path).startswith(self._inside()):
+                    raise BadKey(f"key {key!r} leads outside the bucket")
+                break
         return path
+
+    def _inside(self) -> str:
+        """The bucket directory, resolved once it exists."""
+        if self._resolved is not None:
+            return self._resolved
+        inside = os.path.realpath(self._data) + os.sep
+        if os.path.isdir(self._data):
+            self._resolved = inside
+        return inside
 
     def _put_whole(self, key: str, body: bytes, meta: dict[str, str], create_only: bool) -> int:
         staged = self._stage(body, meta)
@@ -341,7 +376,7 @@ class FileStore:
 
     def _open(self, key: str) -> BinaryIO:
         try:
-            return self._path(key).open("rb")
+            return open(self._file(key), "rb")  # the caller closes it
         except _MISSING as err:
             raise self._absent(key) from err
 
@@ -403,6 +438,22 @@ class FileStore:
         return BlobInfo(key, size, modified, meta)
 
     def _list(self, prefix: str) -> builtins.list[BlobInfo]:
+        found: builtins.list[BlobInfo] = []
+        for key, path in self._files(prefix):
+            try:
+                with open(path, "rb") as f:
+                    skip = header.header_length(f.read(header.PREFIX))
+                    st = os.fstat(f.fileno())
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            found.append(BlobInfo(key, st.st_size - skip, st.st_mtime))
+        return found
+
+    def _list_keys(self, prefix: str) -> builtins.list[str]:
+        return [key for key, _ in self._files(prefix)]
+
+    def _files(self, prefix: str) -> builtins.list[tuple[str, str]]:
+        """(key, path) of every object file under ``prefix``, sorted by key; opens none."""
         try:
             if not S_ISDIR(os.stat(self._data).st_mode):
                 raise NotADirectoryError(f"{self._data} is not a directory")
@@ -410,13 +461,13 @@ class FileStore:
             return []  # nothing was ever stored
         base = prefix.rpartition("/")[0]
         top = self._path(base) if base else self._data
-        found: builtins.list[BlobInfo] = []
+        found: builtins.list[tuple[str, str]] = []
         self._walk(top, base, prefix, found)
-        found.sort(key=lambda info: info.key)
+        found.sort()
         return found
 
     def _walk(
-        self, directory: Path, stem: str, prefix: str, found: builtins.list[BlobInfo]
+        self, directory: Path, stem: str, prefix: str, found: builtins.list[tuple[str, str]]
     ) -> None:
         try:
             entries = list(os.scandir(directory))
@@ -430,10 +481,7 @@ class FileStore:
                         self._walk(Path(entry.path), key, prefix, found)
                 elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
                     check_key(key)
-                    with open(entry.path, "rb") as f:
-                        skip = header.header_length(f.read(header.PREFIX))
-                        st = os.fstat(f.fileno())
-                    found.append(BlobInfo(key, st.st_size - skip, st.st_mtime))
+                    found.append((key, entry.path))
             except (FileNotFoundError, BadKey):
                 continue  # deleted meanwhile, or a stray file no key can name
 

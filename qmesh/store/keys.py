@@ -6,10 +6,13 @@ no ``/``, ``\\`` or control character; adapters call :func:`check_key` on every 
 
 from __future__ import annotations
 
+import re
+
 from qmesh.contract.ids import QueueId, parse_queue_id
 
 MESS_PREFIX = "mess/"
 MAX_KEY_BYTES = 900
+_BAD_CHARACTER = re.compile(r"[\x00-\x20\x7f\\]")  # control characters, space, backslash
 
 
 class BadKey(ValueError):
@@ -29,8 +32,8 @@ def check_key(key: str, *, prefix: bool = False) -> str:
     for segment in body.split("/"):
         if segment in ("", ".", ".."):
             raise BadKey(f"bad key segment in {key!r}")
-        if "\\" in segment or any(ord(c) < 0x21 or ord(c) == 0x7F for c in segment):
-            raise BadKey(f"bad character in key {key!r}")
+    if _BAD_CHARACTER.search(body):
+        raise BadKey(f"bad character in key {key!r}")
     return key
 
 

@@ -231,6 +231,9 @@ class S3Store:
                 return []  # nothing was ever stored
             raise
 
+    async def list_keys(self, prefix: str) -> builtins.list[str]:
+        return [info.key for info in await self.list(prefix)]
+
     def _list(self, prefix: str) -> builtins.list[BlobInfo]:
         found = [
             BlobInfo(

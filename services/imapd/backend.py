@@ -213,12 +213,26 @@ def header_values(block: bytes, folds: Folds, name: bytes) -> list[str]:
             continue
         lines = [block[a:b].decode("ascii", "surrogateescape") for a, b, _ in group]
         field, value = SMTP.header_source_parse(lines)
-        kind = ParsedHeaders._registry[field]
-        if issubclass(kind, UnstructuredHeader) and _PLAIN.fullmatch(value):
+        if _unstructured(field) and _PLAIN.fullmatch(value):
             out.append(value)
         else:
             out.append(ParsedHeaders._registry(field, value))
     return out
+
+
+_UNSTRUCTURED: dict[str, bool] = {}
+
+
+def _unstructured(field: str) -> bool:
+    """Whether pymap's header registry parses ``field`` as unstructured (asked once per name:
+    the registry makes a new class each time it is asked)."""
+    name = field.lower()
+    found = _UNSTRUCTURED.get(name)
+    if found is None:
+        found = issubclass(ParsedHeaders._registry[name], UnstructuredHeader)
+        if len(_UNSTRUCTURED) < 1024:
+            _UNSTRUCTURED[name] = found
+    return found
 
 
 class HeaderCache:
@@ -345,10 +359,22 @@ class View:
         previous: View | None = None,
     ) -> None:
         self.index = index
-        self.messages: list[Message] = []
-        self.by_uid: dict[int, Message] = {}
-        self.modseqs: dict[int, int] = {}
-        self.unseen: list[int] = []  # sequence numbers
+        self.messages: list[Message]
+        self.by_uid: dict[int, Message]
+        self.modseqs: dict[int, int]
+        self.unseen: list[int]  # sequence numbers
+        if previous is not None and previous.index.entries is index.entries:
+            # the same entries (a claim of \Recent changes only where they start): shared
+            self.messages = previous.messages
+            self.by_uid = previous.by_uid
+            self.modseqs = previous.modseqs
+            self.unseen = previous.unseen
+            self.recent = sum(1 for e in index.entries.values() if e.uid >= index.first_recent)
+            return
+        self.messages = []
+        self.by_uid = {}
+        self.modseqs = {}
+        self.unseen = []
         self.recent = 0
         read = box.read
         prefix = box.prefix(name)
@@ -407,6 +433,13 @@ class HeaderSource:
         data = await self.load()
         yield data[offset : None if length is None else offset + length]
 
+    async def part(self, offset: int, length: int) -> bytes:
+        """What :meth:`ranged` gives, in one read."""
+        if self.stored is None:
+            return (await self.load())[offset : offset + length]
+        box, folder, entry = self.stored
+        return await box.read_part(folder, entry, offset, length)
+
     async def stored_size(self) -> int:
         if self.stored is None:
             return len(await self.load())
@@ -417,7 +450,7 @@ class HeaderSource:
         """The header block, read in ranges: the whole object only when no header end is
         found in the first :data:`MAX_HEADER_KEPT` octets (pymap's header is then all of it)."""
         for size in HEAD_READS:
-            part = b"".join([c async for c in self.ranged(0, size)])
+            part = await self.part(0, size)
             if len(part) < size:
                 return header_block(with_crlf(part))  # the whole object
             cut = with_crlf(part[: part.rfind(b"\n") + 1])  # whole lines: a cut one is no end
@@ -459,21 +492,31 @@ class Views:
         self._max = max_messages
         self._held = 0
         self._views: OrderedDict[int, View] = OrderedDict()
+        self._latest: dict[str, View] = {}  # the last view made of each folder, by its prefix
         self.headers = HeaderCache()
 
     def of(
         self, box: AccountMailbox, name: str, index: FolderIndex, previous: View | None = None
     ) -> View:
+        """The view of ``index``; a new one reuses the message objects of unchanged entries of
+        ``previous`` or, for a session's first look, of the folder's last view."""
         key = id(index)  # the view holds its index, so the id is not reused meanwhile
         view = self._views.get(key)
         if view is not None and view.index is index:
             self._views.move_to_end(key)
             return view
+        folder = box.prefix(name)
+        if previous is None:
+            previous = self._latest.get(folder)
         view = self._views[key] = View(box, name, index, self.headers, previous)
+        self._latest[folder] = view
         self._held += len(view.messages)
         while self._held > self._max and len(self._views) > 1:
             _, old = self._views.popitem(last=False)
             self._held -= len(old.messages)
+            for where, latest in list(self._latest.items()):
+                if latest is old:
+                    del self._latest[where]
         return view
 
 

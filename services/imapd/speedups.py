@@ -10,9 +10,9 @@ from typing import Any
 
 import pymap.bytes as pymap_bytes
 from pymap.fetch import DynamicFetchValue, _FlagsFetchValue, _UidFetchValue
-from pymap.parsing.primitives import List
 from pymap.parsing.response.specials import FetchResponse
-from pymap.parsing.specials.flag import Flag
+
+from services.imapd import quickfetch
 
 
 def has_bytes(value: object) -> bool:
@@ -30,18 +30,7 @@ def _mod(self: pymap_bytes.BytesFormat, other: Any) -> bytes:
 def install() -> None:
     pymap_bytes.has_bytes = has_bytes  # type: ignore[assignment]
     pymap_bytes.BytesFormat.__mod__ = _mod  # type: ignore[method-assign]
-
-
-_FLAG_LISTS: dict[frozenset[Flag], bytes] = {}
-
-
-def _flag_list(flags: frozenset[Flag]) -> bytes:
-    found = _FLAG_LISTS.get(flags)
-    if found is None:
-        found = bytes(List(flags, sort=True))
-        if len(_FLAG_LISTS) < 4096:
-            _FLAG_LISTS[flags] = found
-    return found
+    quickfetch.install()
 
 
 def fetch_line(resp: object) -> bytes | None:
@@ -57,7 +46,7 @@ def fetch_line(resp: object) -> bytes | None:
             items.append(b"UID %d" % value.message.uid)
         elif kind is _FlagsFetchValue and isinstance(value, _FlagsFetchValue):
             flags = value.message.get_flags(value.selected.session_flags)
-            items.append(b"FLAGS " + _flag_list(flags))
+            items.append(b"FLAGS " + quickfetch.flag_list(flags))
         elif isinstance(value, DynamicFetchValue):
             items.append(bytes(value))
         else:

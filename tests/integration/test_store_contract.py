@@ -158,6 +158,16 @@ async def test_list_is_sorted_by_key_and_filtered_by_prefix(store: BlobStore) ->
     assert await store.list("zz/") == []
 
 
+async def test_list_keys_names_what_list_lists(store: BlobStore) -> None:
+    """The listing of names only (a folder's SELECT) is the listing without sizes."""
+    for key in ["a/b/2", "b", "a/b/10", "ab", "a/c", "a/b/new/x", "a/bc"]:
+        await store.put(key, key.encode(), metadata={"k": "v"} if key == "a/c" else None)
+    for prefix in ["", "a/", "a/b/", "a/b", "a/b/ne", "a", "zz/"]:
+        assert await store.list_keys(prefix) == keys(await store.list(prefix))
+    await store.delete("a/b/2")
+    assert await store.list_keys("a/b/") == ["a/b/10", "a/b/new/x"]
+
+
 async def test_local_24_readers_never_see_a_partial_object(store: BlobStore) -> None:
     await store.put("box/new/old", b"old whole\n")
     release = asyncio.Event()

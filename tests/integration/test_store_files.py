@@ -246,6 +246,30 @@ async def test_a_symlink_out_of_the_bucket_is_refused(store: FileStore, tmp_path
     assert [i.key for i in await store.list("")] == ["a/b"]
 
 
+async def test_a_symlink_deeper_in_the_bucket_is_refused_too(
+    store: FileStore, tmp_path: Path
+) -> None:
+    """A link as a folder of an account, or as the object file itself, leads nowhere outside;
+    a link that stays inside the bucket is followed."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"not an object")
+    await store.put("d/a/INBOX/new/1", b"inside")
+    bucket = store.root / "qmesh-mail"
+    (bucket / "d" / "a" / "Lists").symlink_to(outside)
+    (bucket / "d" / "a" / "INBOX" / "new" / "2").symlink_to(outside / "secret")
+    (bucket / "d" / "a" / "INBOX" / "new" / "3").symlink_to(
+        bucket / "d" / "a" / "INBOX" / "new" / "1"
+    )
+    for key in ("d/a/Lists/secret", "d/a/INBOX/new/2"):
+        with pytest.raises(BadKey):
+            await store.get(key)
+        with pytest.raises(BadKey):
+            await store.get_range(key, 0, 5)
+    assert await store.get("d/a/INBOX/new/3") == b"inside"
+    assert await store.get_range("d/a/INBOX/new/3", 1, 3) == b"nsi"
+
+
 # -- metadata and sizes without the body (POP3-11) ---------------------------------------------
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import binascii
+import json
+import zlib
 
 import pytest
 
@@ -98,6 +100,42 @@ def test_claim_recent_once() -> None:
 def test_encode_decode_round_trip() -> None:
     base = idx.reconcile(idx.new_index(9), [item("a"), item("b", info="FS", sub="cur")])
     assert idx.decode(idx.encode(base)) == base
+
+
+def _reference_encoding(index: idx.FolderIndex) -> bytes:
+    """The stored form as one JSON document of the whole index (what other readers parse)."""
+    doc = {
+        "v": idx.FORMAT,
+        "uv": index.uidvalidity,
+        "next": index.next_uid,
+        "hms": index.highest_modseq,
+        "recent": index.first_recent,
+        "m": [
+            [u, e.uid, e.modseq, sorted(e.flags), e.size, e.when, e.key]
+            for u, e in index.entries.items()
+        ],
+        "gone": [list(r) for r in index.gone],
+        "gfl": index.gone_floor,
+    }
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
+
+
+def test_each_revision_encodes_to_the_whole_document() -> None:
+    """Rows kept from an earlier revision's encoding never leave a stale row in a later one."""
+    listing = [
+        Listed(f"{1700 + i}.M{i}", f"new/{1700 + i}.M{i}", 10 + i, 1700 + i, "S" * (i % 2))
+        for i in range(50)
+    ]
+    first = idx.reconcile(idx.new_index(9), listing)
+    flagged = idx.set_flags(first, [3, 4], frozenset({"$Junk", "\\Flagged"}), "add")
+    claimed, _ = idx.claim_recent(flagged)
+    expunged = idx.remove(claimed, ["1702.M2", "1710.M10"])
+    moved = idx.reconcile(
+        expunged, [*listing[:5], *listing[6:], Listed("1705.M5", "cur/1705.M5:2,S", 15, 1705)]
+    )
+    for index in (idx.new_index(1), first, flagged, claimed, expunged, moved, first):
+        assert idx.encode(index) == _reference_encoding(index)
+        assert idx.decode(idx.encode(index)) == index
 
 
 @pytest.mark.parametrize("raw", [b"", b"not zlib", b"x\x9c\x03\x00\x00\x00\x00\x01"])
