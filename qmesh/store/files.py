@@ -19,9 +19,10 @@ A staging file left behind by a killed writer is never an object; the first put 
 instance removes those untouched for :data:`STALE_STAGING_SECONDS`. A put of at most
 :data:`~qmesh.store.upload.WRITE_BATCH` bytes is staged on the event loop (writes into the
 page cache) and then one call into a worker thread that makes only the system calls that wait
-for the disk or make the object visible: fsync, link or rename, fsync of the directory. Every
-other operation that writes, deletes or lists is one call into a worker thread; a larger body
-takes one more call per batch.
+for the disk or make the object visible: fsync, link or rename, fsync of the directory. A
+delete removes the name on the loop and fsyncs the directory in a worker thread. Every other
+operation that writes or lists is one call into a worker thread; a larger body takes one more
+call per batch.
 ``stat`` and the ``get`` of an object up to :data:`INLINE_READ` bytes read on the event loop
 itself (throughput #10): a small file from the page cache takes microseconds, less than a hop
 to a worker thread and back, and a read stalls the loop only when the disk must seek.
@@ -192,8 +193,15 @@ class FileStore:
         await self._run(self._copy, src, dst)
 
     async def delete(self, key: str) -> None:
+        """The file's name removed on the loop, and only the directory's fsync in a worker
+        thread, for the reason a put's worker call is lean (:meth:`_put_whole`)."""
         check_key(key)
-        await self._run(self._delete, key)
+        removed = self._inline(self._unlink, key)
+        if removed is None:
+            return
+        target, inode = removed
+        await self._run(_fsync_dir, target.parent)
+        self._inline(self._tidy, key, target, inode)
 
     async def ping(self) -> None:
         await self._run(self._ping)
@@ -503,17 +511,22 @@ class FileStore:
                 staged.discard()
                 raise
 
-    def _delete(self, key: str) -> None:
+    def _unlink(self, key: str) -> tuple[Path, int] | None:
+        """Remove the object's file (its directory not yet fsynced): the file and its inode,
+        or None when there was no object."""
         target = self._path(key)
         try:
             st = os.lstat(target)
             if not S_ISREG(st.st_mode):
-                return
+                return None
             os.unlink(target)
         except _MISSING:
-            return
-        _fsync_dir(target.parent)
-        self._drop_sidecar(key, st.st_ino)
+            return None
+        return target, st.st_ino
+
+    def _tidy(self, key: str, target: Path, inode: int) -> None:
+        """After a delete: an earlier release's sidecar, and directories left empty."""
+        self._drop_sidecar(key, inode)
         _prune(self._data, target.parent)
 
     def _ping(self) -> None:
