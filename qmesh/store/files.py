@@ -249,10 +249,11 @@ class FileStore:
         self, key: str, body: bytes, meta: dict[str, str], create_only: bool
     ) -> int:
         """A body in hand: staged on the loop (writes into the page cache, microseconds), then
-        one call into a worker thread that fsyncs it, links it and fsyncs its directory, and
-        makes no other system call. A worker takes the GIL back after each system call, and
-        while the loop is busy it waits for the loop to let go each time, so a worker that made
-        the dozen calls of a whole put cost a dozen such hand-overs (throughput #10)."""
+        one call into a worker thread that fsyncs it, links it and fsyncs its directory (seven
+        system calls with the closes and the directory's open). A worker takes the GIL back
+        after each system call, and while the loop is busy it waits for the loop to let go each
+        time, so a worker that made the dozen and more calls of a whole put cost as many
+        hand-overs (throughput #10)."""
         staged = self._inline(self._stage, body, meta)
         try:
             target, inode = self._inline(self._ready, key, staged)
