@@ -18,8 +18,12 @@ step: ``os.link`` for a create-only put (atomic, and refused if the key exists: 
 on stable storage; a reader sees the old object or the new one, never part of one (LOCAL-24).
 A staging file left behind by a killed writer is never an object; the first put of each store
 instance removes those untouched for :data:`STALE_STAGING_SECONDS`. A put of at most
-:data:`~qmesh.store.upload.WRITE_BATCH` bytes is one call into a worker thread, as is every
-other operation that writes, deletes or lists; a larger body takes one more call per batch.
+:data:`~qmesh.store.upload.WRITE_BATCH` bytes is staged on the event loop (writes into the
+page cache) and then one call into a worker thread that makes only the system calls that wait
+for the disk or make the object visible: fsync, link or rename, fsync of the directory. A
+delete removes the name on the loop and fsyncs the directory in a worker thread. Every other
+operation that writes or lists is one call into a worker thread; a larger body takes one more
+call per batch.
 ``stat``, the ``get`` of an object up to :data:`INLINE_READ` bytes and a ``get_range`` of
 at most that many read on the event loop itself (throughput #10): a small file from the page
 cache takes microseconds, less than a hop to a worker thread and back, and a read stalls the
@@ -117,7 +121,7 @@ class FileStore:
         first = await anext(pieces, b"")
         last = await anext(pieces, None)
         if last is None:  # the whole body is in hand: one worker call
-            return await self._run(self._put_whole, key, first, meta, create_only)
+            return await self._put_whole(key, first, meta, create_only)
         staged = await self._run(self._stage, first, meta)
         try:
             async for piece in pieces:
@@ -198,8 +202,15 @@ class FileStore:
         await self._run(self._copy, src, dst)
 
     async def delete(self, key: str) -> None:
+        """The file's name removed on the loop, and only the directory's fsync in a worker
+        thread, for the reason a put's worker call is lean (:meth:`_put_whole`)."""
         check_key(key)
-        await self._run(self._delete, key)
+        removed = self._inline(self._unlink, key)
+        if removed is None:
+            return
+        target, inode = removed
+        await self._run(_fsync_dir, target.parent)
+        self._inline(self._tidy, key, target, inode)
 
     async def ping(self) -> None:
         await self._run(self._ping)
@@ -252,13 +263,56 @@ class FileStore:
             self._resolved = inside
         return inside
 
-    def _put_whole(self, key: str, body: bytes, meta: dict[str, str], create_only: bool) -> int:
-        staged = self._stage(body, meta)
+    async def _put_whole(
+        self, key: str, body: bytes, meta: dict[str, str], create_only: bool
+    ) -> int:
+        """A body in hand: staged on the loop (writes into the page cache, microseconds), then
+        one call into a worker thread that fsyncs it, links it and fsyncs its directory (seven
+        system calls with the closes and the directory's open). A worker takes the GIL back
+        after each system call, and while the loop is busy it waits for the loop to let go each
+        time, so a worker that made the dozen and more calls of a whole put cost as many
+        hand-overs (throughput #10)."""
+        staged = self._inline(self._stage, body, meta)
         try:
-            return self._finish(key, staged, b"", create_only)
+            target, inode = self._inline(self._ready, key, staged)
         except BaseException:
             staged.discard()
             raise
+        old = await self._run(self._sync_link, key, staged, target, create_only)
+        if old is not None and old != inode:
+            self._inline(self._drop_sidecar, key, old)
+        return staged.size
+
+    def _ready(self, key: str, staged: _Staged) -> tuple[Path, int]:
+        """The staged bytes handed to the kernel and the object's directory made: the object's
+        file and the staged file's inode."""
+        staged.out.flush()
+        inode = os.fstat(staged.out.fileno()).st_ino
+        target = self._path(key)
+        _makedirs(self._data, target.parent, key)
+        if target.is_dir():
+            raise BadKey(f"key {key!r} is a prefix of other keys in the directory store")
+        return target, inode
+
+    def _sync_link(self, key: str, staged: _Staged, target: Path, create_only: bool) -> int | None:
+        """In the worker: fsync the staged file, make it the object, fsync the directory;
+        the inode it replaced, if any."""
+        try:
+            with staged.out as out:
+                os.fsync(out.fileno())
+            try:
+                old = _swap(staged.path, target, create_only)
+            except FileNotFoundError:  # a delete pruned the directory meanwhile: make it again
+                old = self._link(key, staged.path, target, create_only)
+            except FileExistsError as err:
+                raise BlobExists(key) from err
+        except BaseException:
+            staged.path.unlink(missing_ok=True)
+            raise
+        if create_only:
+            staged.path.unlink()  # the object keeps its own link
+        _fsync_dir(target.parent)
+        return old
 
     def _stage(self, first: bytes, meta: dict[str, str]) -> _Staged:
         """A staging file holding the header (if any) and ``first``, the body's first bytes."""
@@ -310,15 +364,7 @@ class FileStore:
             if target.is_dir():
                 raise BadKey(f"key {key!r} is a prefix of other keys in the directory store")
             try:
-                if create_only:
-                    os.link(staged, target)
-                    return None
-                try:
-                    old: int | None = os.stat(target).st_ino
-                except FileNotFoundError:
-                    old = None
-                os.replace(staged, target)
-                return old
+                return _swap(staged, target, create_only)
             except FileExistsError as err:
                 raise BlobExists(key) from err
             except FileNotFoundError:
@@ -497,17 +543,22 @@ class FileStore:
                 staged.discard()
                 raise
 
-    def _delete(self, key: str) -> None:
+    def _unlink(self, key: str) -> tuple[Path, int] | None:
+        """Remove the object's file (its directory not yet fsynced): the file and its inode,
+        or None when there was no object."""
         target = self._path(key)
         try:
             st = os.lstat(target)
             if not S_ISREG(st.st_mode):
-                return
+                return None
             os.unlink(target)
         except _MISSING:
-            return
-        _fsync_dir(target.parent)
-        self._drop_sidecar(key, st.st_ino)
+            return None
+        return target, st.st_ino
+
+    def _tidy(self, key: str, target: Path, inode: int) -> None:
+        """After a delete: an earlier release's sidecar, and directories left empty."""
+        self._drop_sidecar(key, inode)
         _prune(self._data, target.parent)
 
     def _ping(self) -> None:
@@ -519,6 +570,20 @@ class FileStore:
         finally:
             os.close(fd)
             os.unlink(name)
+
+
+def _swap(staged: Path, target: Path, create_only: bool) -> int | None:
+    """Make ``staged`` visible as ``target``: a link that fails if ``target`` exists, or a
+    rename over it; the inode it replaced, if any."""
+    if create_only:
+        os.link(staged, target)
+        return None
+    try:
+        old: int | None = os.stat(target).st_ino
+    except FileNotFoundError:
+        old = None
+    os.replace(staged, target)
+    return old
 
 
 def _fsync_dir(path: Path) -> None:
