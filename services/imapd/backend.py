@@ -255,6 +255,7 @@ class HeaderCache:
         self._max_values = max_values
         self._values: OrderedDict[tuple[str, bytes], tuple[str, ...]] = OrderedDict()
         self.sizes = streaming.Sizes()  # and what IMAP counts of large objects read whole
+        self.dropped = 0  # header blocks let go so far (to make room)
 
     def values(self, key: str, name: bytes) -> tuple[str, ...] | None:
         return self._values.get((key, name))
@@ -282,6 +283,7 @@ class HeaderCache:
         while self._held > self._max:
             _, old = self._blocks.popitem(last=False)
             self._held -= len(old)
+            self.dropped += 1
 
 
 class Message(BaseMessage):
@@ -359,7 +361,7 @@ class Message(BaseMessage):
 class View:
     """One index revision as pymap needs it: message objects and lookups, built once."""
 
-    __slots__ = ("by_uid", "index", "messages", "modseqs", "recent", "unseen")
+    __slots__ = ("by_uid", "headers_read", "index", "messages", "modseqs", "recent", "unseen")
 
     def __init__(
         self,
@@ -370,6 +372,8 @@ class View:
         previous: View | None = None,
     ) -> None:
         self.index = index
+        # HeaderCache.dropped when every message's header block was last found kept
+        self.headers_read: int | None = None
         self.messages: list[Message]
         self.by_uid: dict[int, Message]
         self.modseqs: dict[int, int]
@@ -788,14 +792,22 @@ class Folder:
 
     async def warm_headers(self, selected: SelectedMailbox, seq_set: SequenceSet) -> None:
         """Read the headers a SEARCH will look at (the search itself then finds them in the
-        replica's :class:`HeaderCache`)."""
-        by_uid = self._view.by_uid
-        found = (by_uid.get(c.uid) for _, c in selected.messages.get_all(seq_set))
+        replica's :class:`HeaderCache`); nothing to look at once every message's header has
+        been found kept and none has been let go since."""
+        view = self._view
+        cache = self._sets.views.headers
+        if view.headers_read == cache.dropped:
+            return
+        by_uid = view.by_uid
+        found = [by_uid.get(c.uid) for _, c in selected.messages.get_all(seq_set)]
         heads = [m._head for m in found if m is not None and m._head and not m._head.cached()]
         try:
             await read_heads(heads)
         except (Temporary, StoreUnavailable) as err:
             raise temporary(err) from err
+        whole = len(found) == len(view.messages) and all(m is not None for m in found)
+        if whole and all(h.cached() for h in heads):
+            view.headers_read = cache.dropped
 
     async def search_headers(
         self, selected: SelectedMailbox, seq_set: SequenceSet, tests: Sequence[tuple[bytes, str]]
@@ -803,7 +815,7 @@ class Folder:
         """pymap's SEARCH for keys that are all ``HEADER name value`` (its
         ``HeaderSearchCriteria``: the value in any of the fields, ASCII case-insensitively),
         over header values the replica keeps once computed."""
-        patterns = [(name, re.compile(re.escape(value), re.I | re.A)) for name, value in tests]
+        patterns = [(n, re.compile(re.escape(v), re.I | re.A).search) for n, v in tests]
         by_uid = self._view.by_uid
         found: list[tuple[int, Message]] = []
         for seq, cached in selected.messages.get_all(seq_set):
@@ -812,12 +824,15 @@ class Folder:
             if msg is None or head is None:
                 continue  # expunged: pymap's empty message matches no header
             try:
-                for name, pattern in patterns:
+                for name, search in patterns:
                     values: Sequence[str] | None = head.cache.values(head.key, name)
                     if values is None:
                         values = await head.values(name)
-                    if not any(pattern.search(v) for v in values):
-                        break
+                    for value in values:
+                        if search(value):
+                            break
+                    else:
+                        break  # no value of this header has it
                 else:
                     found.append((seq, msg))
             except (Temporary, StoreUnavailable) as err:

@@ -12,7 +12,15 @@ from pymap.mime import MessageContent
 from pymap.parsing.specials import FetchRequirement
 
 from qmesh.mailbox.index import Entry
-from services.imapd.backend import HeaderOnly, Message, _named, folds_of, head_of, with_crlf
+from services.imapd.backend import (
+    HeaderCache,
+    HeaderOnly,
+    Message,
+    _named,
+    folds_of,
+    head_of,
+    with_crlf,
+)
 from services.imapd.headerfields import field_lines, header_block
 
 LONG = b"x" * 5000
@@ -117,3 +125,16 @@ def test_a_header_read_in_pieces_is_the_header_of_the_whole(raw: bytes) -> None:
         else:
             assert len(stored) >= size  # only a full read can end before the header does
     assert head_of(stored, len(stored) + 1) == expected
+
+
+def test_the_cache_counts_the_blocks_it_lets_go() -> None:
+    """A SEARCH skips looking for missing headers only while nothing was let go since every
+    header of the folder was found kept: each block let go must count."""
+    cache = HeaderCache(max_octets=100)
+    for i in range(3):
+        cache.put(f"k{i}", b"x" * 30)
+    assert cache.dropped == 0 and cache.holds("k0")
+    cache.put("k3", b"x" * 30)
+    assert cache.dropped == 1 and not cache.holds("k0")
+    cache.put("k4", b"x" * 70)
+    assert cache.dropped == 3 and [k for k in ("k3", "k4") if cache.holds(k)] == ["k3", "k4"]
