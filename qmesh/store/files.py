@@ -462,16 +462,18 @@ class FileStore:
             raise
         try:
             want = offset + length
-            asked = want + _HEAD_SLACK
+            asked = min(want, INLINE_READ) + _HEAD_SLACK
             data = os.pread(fd, asked, 0)
             start = header.header_length(data[: header.PREFIX])
-            if start and start + want > len(data) == asked:
-                data = os.pread(fd, start + want, 0)  # a header longer than the slack
+            if start > len(data) == asked:
+                data = os.pread(fd, start, 0)  # a header longer than the slack
             if start:
                 if len(data) < start:
                     raise header.BadHeader("object file ends inside its header")
                 header.parse_metadata(data[header.PREFIX : start])
-            return data[start + offset : start + want]
+            if start + want <= len(data) or len(data) < asked:  # all there, or the file ends
+                return data[start + offset : start + want]
+            return os.pread(fd, length, start + offset)
         except _MISSING:
             return None  # a directory where the object would be: no object, as open finds
         finally:
