@@ -373,6 +373,14 @@ class AccountMailbox:
         one read: a header block's first look."""
         return await self._blobs.get_range(self.prefix(folder) + entry.key, offset, length)
 
+    async def read_parts(
+        self, folder: str, entries: Sequence[Entry], offset: int, length: int
+    ) -> list[bytes | None]:
+        """:meth:`read_part` of each entry (``None`` for an object gone meanwhile), as one
+        batch of reads: the header blocks of a folder's first SEARCH."""
+        prefix = self.prefix(folder)
+        return await self._blobs.get_ranges([prefix + e.key for e in entries], offset, length)
+
     async def stored_size(self, folder: str, entry: Entry) -> int:
         """The object's size in the store, read from its metadata, not its body."""
         return (await self._blobs.stat(self.prefix(folder) + entry.key)).size

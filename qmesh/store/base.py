@@ -9,7 +9,7 @@ outside its bucket.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -73,6 +73,11 @@ class BlobStore(Protocol):
         """Octets ``offset`` to ``offset + length`` of the object, fewer where it ends sooner
         (none from past its end); reads no more of it than that. :class:`BlobNotFound` if
         absent, ``ValueError`` for a negative offset or length."""
+        ...
+
+    async def get_ranges(self, keys: Sequence[str], offset: int, length: int) -> list[bytes | None]:
+        """What :meth:`get_range` gives for each of ``keys``, in order, ``None`` for an absent
+        one: many small reads (IMAP's header blocks) without a round trip each."""
         ...
 
     def stream_range(

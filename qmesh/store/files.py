@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import errno
 import json
 import os
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
@@ -71,6 +72,7 @@ T = TypeVar("T")
 # Objects up to this size are read on the event loop itself, not in a worker thread: a small
 # file in the page cache is read in microseconds, less than the hop to a thread and back costs.
 INLINE_READ = 256 * 1024
+_HEAD_SLACK = 4096  # octets read beyond a range, for the object's metadata ahead of its body
 
 
 @dataclass(slots=True)
@@ -158,6 +160,14 @@ class FileStore:
         if length <= INLINE_READ:  # a short read, from the page cache as a rule: as get does
             return self._inline(self._read_range, key, offset, length)
         return await self._run(self._read_range, key, offset, length)
+
+    async def get_ranges(
+        self, keys: Sequence[str], offset: int, length: int
+    ) -> builtins.list[bytes | None]:
+        for key in keys:
+            check_key(key)
+        check_range(offset, length)
+        return await self._run(self._read_ranges, keys, offset, length)
 
     def stream_range(
         self, key: str, offset: int, length: int | None = None, chunk_size: int = 65536
@@ -445,6 +455,75 @@ class FileStore:
     def _read_range(self, key: str, offset: int, length: int) -> bytes:
         with self._open_at(key, offset) as f:
             return f.read(length)
+
+    def _read_ranges(
+        self, keys: Sequence[str], offset: int, length: int
+    ) -> builtins.list[bytes | None]:
+        """:meth:`_read_range` of each key, each directory's path checked once (as
+        :meth:`_file` checks a key's) and opened, and its files opened from there, never
+        through a link (a file that is one is read by its whole path, checked as ever)."""
+        out: builtins.list[bytes | None] = []
+        folders: dict[str, int | None] = {}
+        try:
+            for key in keys:
+                parent, _, name = key.rpartition("/")
+                if parent not in folders:
+                    folders[parent] = self._open_folder(parent) if parent else None
+                folder = folders[parent]
+                out.append(
+                    self._read_range_or_none(key, offset, length)
+                    if folder is None
+                    else self._read_range_at(folder, name, key, offset, length)
+                )
+        finally:
+            for fd in folders.values():
+                if fd is not None:
+                    os.close(fd)
+        return out
+
+    def _open_folder(self, prefix: str) -> int | None:
+        try:
+            return os.open(self._file(prefix), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except _MISSING:
+            return None  # its keys are read one by one: absent, as their own reads find
+
+    def _read_range_or_none(self, key: str, offset: int, length: int) -> bytes | None:
+        try:
+            return self._read_range(key, offset, length)
+        except BlobNotFound:
+            return None
+
+    def _read_range_at(
+        self, folder: int, name: str, key: str, offset: int, length: int
+    ) -> bytes | None:
+        """:meth:`_read_range` of the file ``name`` in the open directory ``folder``: one
+        ``pread`` as a rule, taking the object's header (if any) with the asked-for octets."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+        except _MISSING:
+            return None
+        except OSError as err:
+            if err.errno == errno.ELOOP:  # a link: by its whole path, as any read of it
+                return self._read_range_or_none(key, offset, length)
+            raise
+        try:
+            want = offset + length
+            asked = min(want, INLINE_READ) + _HEAD_SLACK
+            data = os.pread(fd, asked, 0)
+            start = header.header_length(data[: header.PREFIX])
+            if start > len(data) == asked:
+                data = os.pread(fd, start, 0)  # a header longer than the slack
+            if start:
+                if len(data) < start:
+                    raise header.BadHeader("object file ends inside its header")
+                header.parse_metadata(data[header.PREFIX : start])
+            if start + want <= len(data) or len(data) < asked:  # all there, or the file ends
+                return data[start + offset : start + want]
+            return os.pread(fd, length, start + offset)
+        except _MISSING:
+            return None  # a directory where the object would be: no object, as open finds
+        finally:
+            os.close(fd)
 
     def _read_small(self, key: str) -> bytes | None:
         """The body of an object of up to :data:`INLINE_READ` bytes; None for a larger one."""

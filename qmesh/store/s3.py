@@ -19,7 +19,7 @@ import asyncio
 import builtins
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 import certifi
@@ -43,6 +43,7 @@ SPOOL_IN_MEMORY = 1 << 20
 SINGLE_PUT_MAX = 8 << 20
 META_PREFIX = "x-amz-meta-"
 T = TypeVar("T")
+RANGES_AT_ONCE = 32  # ranged GETs get_ranges keeps in flight
 
 
 def s3_client(
@@ -175,6 +176,23 @@ class S3Store:
 
     async def get_range(self, key: str, offset: int, length: int) -> bytes:
         return b"".join([c async for c in self.stream_range(key, offset, length, max(length, 1))])
+
+    async def get_ranges(self, keys: Sequence[str], offset: int, length: int) -> list[bytes | None]:
+        """:meth:`get_range` of each key, :data:`RANGES_AT_ONCE` requests in flight."""
+        for key in keys:
+            check_key(key)
+        check_range(offset, length)
+
+        async def one(key: str) -> bytes | None:
+            try:
+                return await self.get_range(key, offset, length)
+            except BlobNotFound:
+                return None
+
+        out: list[bytes | None] = []
+        for at in range(0, len(keys), RANGES_AT_ONCE):
+            out += await asyncio.gather(*(one(k) for k in keys[at : at + RANGES_AT_ONCE]))
+        return out
 
     def stream_range(
         self, key: str, offset: int, length: int | None = None, chunk_size: int = 65536

@@ -52,10 +52,13 @@ from qmesh.mailbox.quota import Quota, exceeds
 from qmesh.mailbox.sync import AccountMailbox, FolderExists, FolderMissing
 from qmesh.store.base import BlobNotFound, StoreUnavailable
 from services.imapd import keywords, streaming
+from services.imapd.headerfields import Lines, field_lines, header_end
+from services.imapd.headerfields import header_block as header_block  # for its tests
 
 RESYNC_SECONDS = 30.0  # a selected folder is listed again at least this often (pop3d's DELE)
 IDLE_RESYNC = 60.0  # and while IDLE, even if no announcement came
-WARM_AT_ONCE = 32  # header reads a SEARCH keeps in flight
+WARM_AT_ONCE = 32  # header reads a SEARCH keeps in flight, one object each
+READ_AT_ONCE = 256  # header blocks a SEARCH reads as one batch (services/imapd/backend.py)
 MAX_HEADER_KEPT = 256 * 1024  # octets of one header block the replica keeps
 HEAD_READS = (16 * 1024, MAX_HEADER_KEPT)  # ranged reads that look for the end of a header
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -128,26 +131,18 @@ class LoadedMessage(BaseLoadedMessage):
         return structure
 
 
-_SPACE = frozenset(b" \t\n\r\x0b\f")
 _PLAIN = re.compile(r"(?!.*=\?)[\t\x20-\x7e]*")  # printable ASCII without encoded words
 
 
-def header_block(message: bytes) -> bytes:
-    """The header of ``message`` up to and with the line that ends it, as pymap splits it
-    (the first line of only white space); the whole message if there is no such line."""
-    start = 0
-    while start < len(message):
-        end = message.find(b"\n", start)
-        stop = len(message) if end < 0 else end + 1
-        if all(c in _SPACE for c in message[start:stop]):
-            return message[:stop]
-        start = stop
-    return message  # none: pymap's parse of the header is its parse of the whole
-
-
-def _last_line_blank(lines: bytes) -> bool:
-    start = lines.rfind(b"\n", 0, len(lines) - 1) + 1
-    return all(c in _SPACE for c in lines[start:])
+def head_of(part: bytes, asked: int) -> bytes | None:
+    """The header block, with CRLF line ends, of an object whose first ``asked`` octets (or
+    all, if fewer) are ``part``; ``None`` when they end before the header does."""
+    end = header_end(part)
+    if end is not None:
+        return with_crlf(part[:end])
+    if len(part) < asked:
+        return with_crlf(part)  # the whole object, and no line ends its header
+    return None
 
 
 class HeaderOnly(LoadedMessage):
@@ -166,9 +161,12 @@ class HeaderOnly(LoadedMessage):
         return self._content
 
     def get_header(self, name: bytes) -> Sequence[str]:
+        return header_values(self._block, name, self._all_folds)
+
+    def _all_folds(self) -> Folds:
         if self._folds is None:
             self._folds = folds_of(self._block)
-        return header_values(self._block, self._folds, name)
+        return self._folds
 
 
 class Streamed(HeaderOnly):
@@ -200,24 +198,33 @@ def folds_of(block: bytes) -> Folds:
     return MessageHeader._find_folds(block, head)
 
 
-def header_values(block: bytes, folds: Folds, name: bytes) -> list[str]:
-    """pymap's values of header ``name``, parsing only that header's fields: a value of an
-    unstructured header in plain printable ASCII is itself (what the registry would give
-    back); anything else goes through pymap's header registry."""
+def header_values(block: bytes, name: bytes, folds: Callable[[], Folds]) -> list[str]:
+    """pymap's values of header ``name``, parsing only that header's fields (found directly,
+    :func:`~services.imapd.headerfields.field_lines`, or among all of ``folds()``)."""
+    found = field_lines(block, name)
+    if found is None:
+        found = _named(block, folds(), name)
+    return [_value(lines) for lines in found]
+
+
+def _named(block: bytes, folds: Folds, name: bytes) -> list[Lines]:
     wanted = name.lower()
-    out: list[str] = []
+    out: list[Lines] = []
     for group in folds:
         start, end, _ = group[0]
         colon = block.find(b":", start, end)
-        if colon < 0 or block[start:colon].strip().lower() != wanted:
-            continue
-        lines = [block[a:b].decode("ascii", "surrogateescape") for a, b, _ in group]
-        field, value = SMTP.header_source_parse(lines)
-        if _unstructured(field) and _PLAIN.fullmatch(value):
-            out.append(value)
-        else:
-            out.append(ParsedHeaders._registry(field, value))
+        if colon >= 0 and block[start:colon].strip().lower() == wanted:
+            out.append([block[a:b].decode("ascii", "surrogateescape") for a, b, _ in group])
     return out
+
+
+def _value(lines: Lines) -> str:
+    """A value of an unstructured header in plain printable ASCII is itself (what the
+    registry would give back); anything else goes through pymap's header registry."""
+    field, value = SMTP.header_source_parse(lines)
+    if _unstructured(field) and _PLAIN.fullmatch(value):
+        return value
+    return ParsedHeaders._registry(field, value)
 
 
 _UNSTRUCTURED: dict[str, bool] = {}
@@ -248,6 +255,7 @@ class HeaderCache:
         self._max_values = max_values
         self._values: OrderedDict[tuple[str, bytes], tuple[str, ...]] = OrderedDict()
         self.sizes = streaming.Sizes()  # and what IMAP counts of large objects read whole
+        self.dropped = 0  # header blocks let go so far (to make room)
 
     def values(self, key: str, name: bytes) -> tuple[str, ...] | None:
         return self._values.get((key, name))
@@ -256,6 +264,10 @@ class HeaderCache:
         self._values[(key, name)] = tuple(values)
         if len(self._values) > self._max_values:
             self._values.popitem(last=False)
+
+    def holds(self, key: str) -> bool:
+        """Whether the block of ``key`` is kept (without counting as a use of it)."""
+        return key in self._blocks
 
     def get(self, key: str) -> bytes | None:
         block = self._blocks.get(key)
@@ -271,6 +283,7 @@ class HeaderCache:
         while self._held > self._max:
             _, old = self._blocks.popitem(last=False)
             self._held -= len(old)
+            self.dropped += 1
 
 
 class Message(BaseMessage):
@@ -348,7 +361,7 @@ class Message(BaseMessage):
 class View:
     """One index revision as pymap needs it: message objects and lookups, built once."""
 
-    __slots__ = ("by_uid", "index", "messages", "modseqs", "recent", "unseen")
+    __slots__ = ("by_uid", "headers_read", "index", "messages", "modseqs", "recent", "unseen")
 
     def __init__(
         self,
@@ -359,6 +372,8 @@ class View:
         previous: View | None = None,
     ) -> None:
         self.index = index
+        # HeaderCache.dropped when every message's header block was last found kept
+        self.headers_read: int | None = None
         self.messages: list[Message]
         self.by_uid: dict[int, Message]
         self.modseqs: dict[int, int]
@@ -450,25 +465,23 @@ class HeaderSource:
         """The header block, read in ranges: the whole object only when no header end is
         found in the first :data:`MAX_HEADER_KEPT` octets (pymap's header is then all of it)."""
         for size in HEAD_READS:
-            part = await self.part(0, size)
-            if len(part) < size:
-                return header_block(with_crlf(part))  # the whole object
-            cut = with_crlf(part[: part.rfind(b"\n") + 1])  # whole lines: a cut one is no end
-            block = header_block(cut)
-            if cut and (len(block) < len(cut) or _last_line_blank(cut)):
+            block = head_of(await self.part(0, size), size)
+            if block is not None:
                 return block
         return header_block(with_crlf(await self.load()))
 
     def cached(self) -> bool:
-        return self.cache.get(self.key) is not None
+        return self.cache.holds(self.key)
 
     async def values(self, name: bytes) -> Sequence[str]:
-        """What :meth:`HeaderOnly.get_header` gives for ``name``, kept once computed."""
+        """The text of what :meth:`HeaderOnly.get_header` gives for ``name`` (what a SEARCH
+        looks in), kept once computed."""
         found = self.cache.values(self.key, name)
         if found is not None:
             return found
         block = await self()
-        values = header_values(block, folds_of(block), name)
+        # their text alone: a parsed address header holds its whole parse tree (kilobytes)
+        values = tuple(str(v) for v in header_values(block, name, lambda: folds_of(block)))
         if self.cached():  # not for an object expunged meanwhile
             self.cache.put_values(self.key, name, values)
         return values
@@ -482,6 +495,54 @@ class HeaderSource:
                 return b""  # expunged meanwhile: an empty message, as load_content has it
             self.cache.put(self.key, block)
         return block
+
+
+async def read_heads(heads: Sequence[HeaderSource]) -> None:
+    """Read the header blocks of ``heads`` into their cache: those in the store in batches
+    of :data:`READ_AT_ONCE` (one batch read while the previous is cut into blocks), each
+    object's first :data:`HEAD_READS` octets; the rest one by one, :data:`WARM_AT_ONCE` at
+    a time (longer headers, and sources that are not in the store)."""
+    stored = [h for h in heads if h.stored is not None]
+    rest = [h for h in heads if h.stored is None]
+    size = HEAD_READS[0]
+    batches = [stored[at : at + READ_AT_ONCE] for at in range(0, len(stored), READ_AT_ONCE)]
+    reading: asyncio.Future[list[bytes | None]] | None = None
+    try:
+        for number, batch in enumerate(batches):
+            if reading is None:
+                reading = asyncio.ensure_future(_read_batch(batch, size))
+            parts = await reading
+            reading = None
+            if number + 1 < len(batches):
+                reading = asyncio.ensure_future(_read_batch(batches[number + 1], size))
+            for head, part in zip(batch, parts, strict=True):
+                block = None if part is None else head_of(part, size)
+                if block is not None:
+                    head.cache.put(head.key, block)
+                elif part is not None:
+                    rest.append(head)  # no header end in the first octets: read on
+                # None: gone meanwhile; the search's own read finds the empty message
+    finally:
+        if reading is not None:
+            reading.cancel()
+    for start in range(0, len(rest), WARM_AT_ONCE):
+        await asyncio.gather(*(h() for h in rest[start : start + WARM_AT_ONCE]))
+
+
+async def _read_batch(heads: Sequence[HeaderSource], size: int) -> list[bytes | None]:
+    """The first ``size`` octets of each of ``heads`` (all in the store), in order."""
+    out: list[bytes | None] = [None] * len(heads)
+    where: dict[tuple[int, str], list[int]] = {}
+    for i, head in enumerate(heads):
+        assert head.stored is not None
+        box, folder, _ = head.stored
+        where.setdefault((id(box), folder), []).append(i)
+    for places in where.values():
+        box, folder, _ = heads[places[0]].stored  # type: ignore[misc]
+        entries = [heads[i].stored[2] for i in places]  # type: ignore[index]
+        for i, part in zip(places, await box.read_parts(folder, entries, 0, size), strict=True):
+            out[i] = part
+    return out
 
 
 class Views:
@@ -730,16 +791,23 @@ class Folder:
         )
 
     async def warm_headers(self, selected: SelectedMailbox, seq_set: SequenceSet) -> None:
-        """Read the headers a SEARCH will look at, :data:`WARM_AT_ONCE` objects at a time (the
-        search itself then finds them in the replica's :class:`HeaderCache`)."""
-        by_uid = self._view.by_uid
-        found = (by_uid.get(c.uid) for _, c in selected.messages.get_all(seq_set))
+        """Read the headers a SEARCH will look at (the search itself then finds them in the
+        replica's :class:`HeaderCache`); nothing to look at once every message's header has
+        been found kept and none has been let go since."""
+        view = self._view
+        cache = self._sets.views.headers
+        if view.headers_read == cache.dropped:
+            return
+        by_uid = view.by_uid
+        found = [by_uid.get(c.uid) for _, c in selected.messages.get_all(seq_set)]
         heads = [m._head for m in found if m is not None and m._head and not m._head.cached()]
-        for start in range(0, len(heads), WARM_AT_ONCE):
-            try:
-                await asyncio.gather(*(h() for h in heads[start : start + WARM_AT_ONCE]))
-            except (Temporary, StoreUnavailable) as err:
-                raise temporary(err) from err
+        try:
+            await read_heads(heads)
+        except (Temporary, StoreUnavailable) as err:
+            raise temporary(err) from err
+        whole = len(found) == len(view.messages) and all(m is not None for m in found)
+        if whole and all(h.cached() for h in heads):
+            view.headers_read = cache.dropped
 
     async def search_headers(
         self, selected: SelectedMailbox, seq_set: SequenceSet, tests: Sequence[tuple[bytes, str]]
@@ -747,18 +815,24 @@ class Folder:
         """pymap's SEARCH for keys that are all ``HEADER name value`` (its
         ``HeaderSearchCriteria``: the value in any of the fields, ASCII case-insensitively),
         over header values the replica keeps once computed."""
-        patterns = [(name, re.compile(re.escape(value), re.I | re.A)) for name, value in tests]
+        patterns = [(n, re.compile(re.escape(v), re.I | re.A).search) for n, v in tests]
         by_uid = self._view.by_uid
         found: list[tuple[int, Message]] = []
         for seq, cached in selected.messages.get_all(seq_set):
             msg = by_uid.get(cached.uid)
-            if msg is None or msg._head is None:
+            head = None if msg is None else msg._head
+            if msg is None or head is None:
                 continue  # expunged: pymap's empty message matches no header
             try:
-                for name, pattern in patterns:
-                    values = await msg._head.values(name)
-                    if not any(pattern.search(v) for v in values):
-                        break
+                for name, search in patterns:
+                    values: Sequence[str] | None = head.cache.values(head.key, name)
+                    if values is None:
+                        values = await head.values(name)
+                    for value in values:
+                        if search(value):
+                            break
+                    else:
+                        break  # no value of this header has it
                 else:
                     found.append((seq, msg))
             except (Temporary, StoreUnavailable) as err:
