@@ -10,39 +10,12 @@ import os
 from pathlib import Path
 
 from qmesh.mailbox.sync import AccountMailbox
-from qmesh.mailbox.versioned import Conflict
 from qmesh.store.files import FileStore
 from qmesh.store.keys import mailbox_key
 from qmesh.store.maildir import pop3_size
+from tests.unit.memory_kv import MemoryKV
 
 BODY = b"Subject: hi\n\nline one\nline two\n"
-
-
-class MemoryKV:
-    def __init__(self) -> None:
-        self.values: dict[str, tuple[bytes, int]] = {}
-        self.revision = 0
-
-    async def read(self, key: str) -> tuple[bytes, int] | None:
-        return self.values.get(key)
-
-    def _write(self, key: str, value: bytes) -> int:
-        self.revision += 1
-        self.values[key] = (value, self.revision)
-        return self.revision
-
-    async def create(self, key: str, value: bytes) -> int:
-        if key in self.values:
-            raise Conflict(key)
-        return self._write(key, value)
-
-    async def replace(self, key: str, value: bytes, revision: int) -> int:
-        if self.values.get(key, (b"", -1))[1] != revision:
-            raise Conflict(key)
-        return self._write(key, value)
-
-    async def remove(self, key: str) -> None:
-        self.values.pop(key, None)
 
 
 async def test_names_with_size_and_time_are_listed_without_reading_the_objects(
