@@ -266,8 +266,12 @@ async def test_a_symlink_deeper_in_the_bucket_is_refused_too(
             await store.get(key)
         with pytest.raises(BadKey):
             await store.get_range(key, 0, 5)
+        with pytest.raises(BadKey):  # a batch read refuses it as a single read does
+            await store.get_ranges(["d/a/INBOX/new/1", key], 0, 5)
     assert await store.get("d/a/INBOX/new/3") == b"inside"
     assert await store.get_range("d/a/INBOX/new/3", 1, 3) == b"nsi"
+    found = await store.get_ranges(["d/a/INBOX/new/1", "d/a/INBOX/new/3"], 1, 3)
+    assert found == [b"nsi", b"nsi"]
 
 
 # -- metadata and sizes without the body (POP3-11) ---------------------------------------------

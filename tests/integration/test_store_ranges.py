@@ -58,22 +58,13 @@ async def test_get_ranges_reads_objects_of_the_previous_layout(tmp_path: Path) -
     assert await store.get_ranges(["d/a/INBOX/new/old"], 0, 100) == [b"Subject: old\n\n"]
 
 
-async def test_get_ranges_reaches_nothing_outside_the_bucket(tmp_path: Path) -> None:
-    """A link as an account's folder or as the object file itself is refused as a single
-    read refuses it; a link that stays inside the bucket is followed."""
+async def test_get_ranges_gives_none_for_a_directory_in_place_of_an_object(
+    tmp_path: Path,
+) -> None:
+    """A directory where an object's file would be reads as an absent object. (Links that
+    lead outside the bucket are refused to batch and single reads alike: test_store_files.)"""
     store = FileStore(tmp_path / "store", "qmesh-mail")
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret").write_bytes(b"not an object")
     await store.put("d/a/INBOX/new/1", b"inside")
     bucket = store.root / "qmesh-mail"
-    (bucket / "d" / "a" / "Lists").symlink_to(outside)
-    (bucket / "d" / "a" / "INBOX" / "new" / "2").symlink_to(outside / "secret")
-    (bucket / "d" / "a" / "INBOX" / "new" / "3").symlink_to(bucket / "d/a/INBOX/new/1")
-    for key in ("d/a/Lists/secret", "d/a/INBOX/new/2"):
-        with pytest.raises(BadKey):
-            await store.get_ranges(["d/a/INBOX/new/1", key], 0, 5)
-    found = await store.get_ranges(["d/a/INBOX/new/1", "d/a/INBOX/new/3"], 1, 3)
-    assert found == [b"nsi", b"nsi"]
     (bucket / "d" / "a" / "INBOX" / "new" / "dir").mkdir()
     assert await store.get_ranges(["d/a/INBOX/new/dir"], 0, 5) == [None]
