@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from qmesh.runtime.logging import JsonFormatter
+from qmesh.runtime.logging import JsonFormatter, encode
 
 
 def record(msg: str, created: float | None = None, **extra: object) -> logging.LogRecord:
@@ -69,3 +69,17 @@ def test_an_exception_is_one_field_of_the_same_line() -> None:
         )
     line = json.loads(f.format(r))
     assert line["level"] == "error" and "ValueError: boom" in line["exc"]
+
+
+def test_every_line_is_the_text_pythons_json_gives() -> None:
+    """The fast encoding (plain values) and the fallback give the same bytes as ``json``."""
+    lines: list[dict[str, object]] = [
+        {"event": "new_msg", "msg_id": "1765012345.1.ab", "bytes": 2171, "ok": True, "x": None},
+        {"event": "x", "big": 2**70, "quote": 'a"b\\c/\x00\x1f\u2028'},
+        {"event": "x", "rcpt": "j\u00f6e@ex.test"},
+        {"event": "x", "surrogate": "a\udcffb@ex.test"},
+        {"event": "x", "delay": 1e-07, "ports": (25, 587), "remote": object()},
+    ]
+    for line in lines:
+        expected = json.dumps(line, ensure_ascii=True, separators=(",", ":"), default=str)
+        assert encode(line) == expected
