@@ -19,11 +19,11 @@ on stable storage; a reader sees the old object or the new one, never part of on
 A staging file left behind by a killed writer is never an object; the first put of each store
 instance removes those untouched for :data:`STALE_STAGING_SECONDS`. A put of at most
 :data:`~qmesh.store.upload.WRITE_BATCH` bytes is staged on the event loop (writes into the
-page cache) and then one call into a worker thread that makes only the system calls that wait
-for the disk or make the object visible: fsync, link or rename, fsync of the directory. A
-delete removes the name on the loop and fsyncs the directory in a worker thread. Every other
-operation that writes or lists is one call into a worker thread; a larger body takes one more
-call per batch.
+page cache); its fsync, link or rename and its directory's fsync are then made on the loop too,
+with the other writes of the loop's turn, one directory fsync for all the names made or removed
+in that directory (:mod:`qmesh.store.commit`). A delete removes the name on the loop and joins
+the same commit. Every other operation that writes or lists is one call into a worker thread; a
+larger body is written there, one call per batch.
 ``stat``, the ``get`` of an object up to :data:`INLINE_READ` bytes and a ``get_range`` of
 at most that many read on the event loop itself (throughput #10): a small file from the page
 cache takes microseconds, less than a hop to a worker thread and back, and a read stalls the
@@ -62,6 +62,7 @@ from qmesh.store.base import (
     StoreUnavailable,
     check_range,
 )
+from qmesh.store.commit import GroupCommit
 from qmesh.store.keys import BadKey, check_key
 from qmesh.store.upload import WRITE_BATCH, batches, check_metadata
 
@@ -105,6 +106,7 @@ class FileStore:
         self._staging = self.root / f".staging-{bucket}"
         self._swept = False
         self._resolved: str | None = None
+        self._commits = GroupCommit(_fsync_dir)
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r}, {self.bucket!r})"
@@ -212,14 +214,17 @@ class FileStore:
         await self._run(self._copy, src, dst)
 
     async def delete(self, key: str) -> None:
-        """The file's name removed on the loop, and only the directory's fsync in a worker
-        thread, for the reason a put's worker call is lean (:meth:`_put_whole`)."""
+        """The file's name removed, and its directory fsynced with the other writes of the
+        loop's turn (:mod:`qmesh.store.commit`)."""
         check_key(key)
         removed = self._inline(self._unlink, key)
         if removed is None:
             return
         target, inode = removed
-        await self._run(_fsync_dir, target.parent)
+        try:
+            await self._commits.commit(lambda: (target.parent, None))
+        except OSError as err:
+            raise StoreUnavailable(f"directory store {self.root}: {err}") from err
         self._inline(self._tidy, key, target, inode)
 
     async def ping(self) -> None:
@@ -277,18 +282,22 @@ class FileStore:
         self, key: str, body: bytes, meta: dict[str, str], create_only: bool
     ) -> int:
         """A body in hand: staged on the loop (writes into the page cache, microseconds), then
-        one call into a worker thread that fsyncs it, links it and fsyncs its directory (seven
-        system calls with the closes and the directory's open). A worker takes the GIL back
-        after each system call, and while the loop is busy it waits for the loop to let go each
-        time, so a worker that made the dozen and more calls of a whole put cost as many
-        hand-overs (throughput #10)."""
+        fsynced, linked and its directory fsynced with the other writes of the loop's turn
+        (:mod:`qmesh.store.commit`)."""
         staged = self._inline(self._stage, body, meta)
         try:
             target, inode = self._inline(self._ready, key, staged)
         except BaseException:
             staged.discard()
             raise
-        old = await self._run(self._sync_link, key, staged, target, create_only)
+
+        def link() -> tuple[Path, int | None]:
+            return target.parent, self._sync_link(key, staged, target, create_only)
+
+        try:
+            old = await self._commits.commit(link)
+        except OSError as err:
+            raise StoreUnavailable(f"directory store {self.root}: {err}") from err
         if old is not None and old != inode:
             self._inline(self._drop_sidecar, key, old)
         return staged.size
@@ -305,7 +314,7 @@ class FileStore:
         return target, inode
 
     def _sync_link(self, key: str, staged: _Staged, target: Path, create_only: bool) -> int | None:
-        """In the worker: fsync the staged file, make it the object, fsync the directory;
+        """fsync the staged file and make it the object (its directory is fsynced after);
         the inode it replaced, if any."""
         try:
             with staged.out as out:
@@ -321,7 +330,6 @@ class FileStore:
             raise
         if create_only:
             staged.path.unlink()  # the object keeps its own link
-        _fsync_dir(target.parent)
         return old
 
     def _stage(self, first: bytes, meta: dict[str, str]) -> _Staged:

@@ -22,7 +22,7 @@ from typing import TypeVar
 import pytest
 
 from qmesh.store import header
-from qmesh.store.base import BlobNotFound, StoreUnavailable
+from qmesh.store.base import BlobExists, BlobNotFound, StoreUnavailable
 from qmesh.store.files import INLINE_READ, STALE_STAGING_SECONDS, FileStore
 from qmesh.store.keys import BadKey
 from tests.integration.stores import write_previous_layout
@@ -95,15 +95,43 @@ class CountingStore(FileStore):
         return await super()._run(fn, *args)
 
 
-async def test_a_put_of_a_message_is_one_call_into_the_worker_pool(tmp_path: Path) -> None:
-    """Staging write, fsync, link and directory fsync together (throughput #3)."""
+async def test_a_put_and_a_delete_of_a_message_make_no_call_into_the_worker_pool(
+    tmp_path: Path,
+) -> None:
+    """Throughput #10: staging, fsync, link and directory fsync on the loop, and what each put
+    made is there to read; a body larger than a write batch still goes through the pool."""
     store = CountingStore(tmp_path / "store", "qmesh-mail")
     store.calls = []
     await store.put("mess/0", b"warm up")  # the first put also sweeps the staging directory
     store.calls.clear()
     await store.put("mess/1", chunks(b"m" * 2048, 512), metadata={"qp": "1"}, create_only=True)
     await store.put("d/a/INBOX/new/1", b"m" * 2048, metadata={"size": "2048"})
-    assert len(store.calls) == 2
+    await store.delete("mess/0")
+    assert store.calls == []
+    assert await store.get("mess/1") == b"m" * 2048
+    assert (await store.stat("d/a/INBOX/new/1")).metadata == {"size": "2048"}
+    with pytest.raises(BlobNotFound):
+        await store.get("mess/0")
+
+
+async def test_puts_of_one_turn_are_committed_together_each_with_its_own_outcome(
+    tmp_path: Path,
+) -> None:
+    """Writes that reach the disk in the same turn of the loop are committed together, and one
+    refused put (create-only on an existing key) fails alone."""
+    store = FileStore(tmp_path / "store", "qmesh-queue")
+    await store.put("mess/taken", b"first", create_only=True)
+    outcomes = await asyncio.gather(
+        *(store.put(f"mess/{i}", b"x" * i, create_only=True) for i in range(1, 9)),
+        store.put("mess/taken", b"second", create_only=True),
+        store.delete("mess/absent"),
+        return_exceptions=True,
+    )
+    assert outcomes[:8] == list(range(1, 9))
+    assert isinstance(outcomes[8], BlobExists)
+    assert outcomes[9] is None
+    assert await store.get("mess/taken") == b"first"
+    assert [await store.get(f"mess/{i}") for i in range(1, 9)] == [b"x" * i for i in range(1, 9)]
 
 
 async def test_a_small_body_and_a_stat_are_read_without_the_worker_pool(tmp_path: Path) -> None:
