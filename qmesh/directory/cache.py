@@ -19,32 +19,22 @@ it past LOCAL-55's bound.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
-
 from qmesh.bus.connection import NatsConnection
-from qmesh.contract import subjects
 from qmesh.directory.records import AccountRecord, DomainRecord, account_key, domain_key
 from qmesh.directory.store import Directory
-from qmesh.runtime.background import Background
-
-log = logging.getLogger(__name__)
+from qmesh.directory.watching import DirectoryWatch, Entry, NewWrites, Watcher
 
 SIZE = 10_000  # records kept (ARCH-26); the least recently used goes first
 MAX_AGE = 30.0  # seconds a record is used before it is read again
-EPOCH_CHECK = 2.0  # seconds: how often the watch asks whether the connection came back
 
 Record = DomainRecord | AccountRecord
 
 
-class DirectoryCache(Background):
+class DirectoryCache(DirectoryWatch):
     """The copy and its watch; :meth:`reader` reads through it."""
 
     def __init__(
@@ -54,7 +44,7 @@ class DirectoryCache(Background):
         size: int = SIZE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._conn = conn
+        super().__init__(conn)
         self._size = size
         self._clock = clock
         self._records: OrderedDict[str, tuple[Record, float]] = OrderedDict()
@@ -84,54 +74,22 @@ class DirectoryCache(Background):
         if len(self._records) > self._size:
             self._records.popitem(last=False)
 
-    def changed(self, key: str) -> None:
-        self.changes += 1
-        self._records.pop(key, None)
+    async def _open(self) -> Watcher:
+        return await NewWrites.open(self._conn)  # changes from now on; reads fill the copy
 
-    def _forget(self) -> None:
+    def _loaded(self) -> None:
+        self.changes += 1
+        self.watching = True
+
+    def _seen(self, entry: Entry) -> None:
+        self.changes += 1
+        self._records.pop(entry.key, None)
+
+    def _ended(self) -> None:
+        """No watch runs: the copy forgets everything and keeps nothing until one is in place."""
         self.watching = False
         self.changes += 1
         self._records.clear()
-
-    async def _run(self) -> None:
-        while True:
-            await self._conn.ready.wait()
-            try:
-                await self._watch()
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                log.warning("directory.watch_failed", extra={"reason": str(err) or repr(err)})
-            finally:
-                self._forget()
-            await asyncio.sleep(1.0)
-
-    async def _watch(self) -> None:
-        prefix = f"$KV.{subjects.KV_DIRECTORY}."
-        epoch = self._conn.epoch
-
-        async def seen(msg: Msg) -> None:
-            self.changed(msg.subject.removeprefix(prefix))
-
-        sub = await self._conn.js.subscribe(
-            prefix + ">",
-            stream=f"KV_{subjects.KV_DIRECTORY}",
-            cb=seen,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW,  # changes from now on; reads fill the copy
-            headers_only=True,
-            inactive_threshold=300.0,
-        )
-        self.changes += 1
-        self.watching = True
-        try:
-            while True:
-                await asyncio.sleep(EPOCH_CHECK)
-                if self._conn.epoch != epoch:  # a reconnect may lose the consumer (hardening #9)
-                    return
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
 
 
 class CachedDirectory:

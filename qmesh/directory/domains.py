@@ -4,37 +4,31 @@ send and smtpd classify recipients against the set of directory domains on every
 reading the KV bucket each time would put the directory on the hot path. This component
 watches ``domain.*`` in ``qmesh_directory`` and keeps the set current within moments of a
 change (SEND-16 allows up to 60 s). Until the first full read it is not ``loaded``: callers
-then treat classification as temporarily impossible, never as "remote".
+then treat classification as temporarily impossible, never as "remote". After a reconnect or
+a failure the watch reads every name again (:mod:`qmesh.directory.watching`); the names read
+before stay in use until then.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KV_DEL, KV_PURGE
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
-from qmesh.runtime.background import Background
-
-log = logging.getLogger(__name__)
+from qmesh.directory.watching import DirectoryWatch, Entry, Watcher
 
 PREFIX = "domain."
-EPOCH_CHECK = 2.0  # seconds: how often an idle watch asks whether the connection came back
 
 
-class WatchLost(Exception):
-    """The connection came back: the watch's ordered consumer may be gone with the server."""
-
-
-class DirectoryDomains(Background):
+class DirectoryDomains(DirectoryWatch):
     def __init__(self, conn: NatsConnection) -> None:
-        self._conn = conn
+        super().__init__(conn)
         self._names: frozenset[str] = frozenset()
+        self._reading: set[str] = set()  # this watch's names; published once all are in
+        self._initial = True
         self.loaded = asyncio.Event()
 
     @property
@@ -48,44 +42,22 @@ class DirectoryDomains(Background):
         if not self.loaded.is_set():
             raise Temporary("directory domains not loaded yet")
 
-    async def _run(self) -> None:
-        while True:
-            await self._conn.ready.wait()
-            try:
-                await self._watch()
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                log.warning("directory.watch_failed", extra={"reason": str(err) or repr(err)})
-            await asyncio.sleep(1.0)
-
-    async def _watch(self) -> None:
+    async def _open(self) -> Watcher:
+        self._reading = set()
+        self._initial = True  # the names of the last watch stay in use until these are in
         kv = self._conn.kv(subjects.KV_DIRECTORY)
-        epoch = self._conn.epoch
-        watcher = await kv.watch(PREFIX + ">")  # domain names have dots: many tokens
-        names: set[str] = set()
-        initial = True
-        try:
-            while True:
-                try:
-                    entry = await watcher.updates(timeout=EPOCH_CHECK)
-                except (NatsTimeout, TimeoutError):
-                    if self._conn.epoch != epoch:  # read everything again (hardening #9)
-                        raise WatchLost("NATS reconnected; watching again") from None
-                    continue
-                if entry is None:  # end of the initial values
-                    if initial:
-                        initial = False
-                        self._names = frozenset(names)
-                        self.loaded.set()
-                    continue
-                name = entry.key.removeprefix(PREFIX)
-                if entry.operation in (KV_DEL, KV_PURGE):
-                    names.discard(name)
-                else:
-                    names.add(name)
-                if not initial:
-                    self._names = frozenset(names)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
+        return await kv.watch(PREFIX + ">")  # domain names have dots: many tokens
+
+    def _seen(self, entry: Entry) -> None:
+        name = entry.key.removeprefix(PREFIX)
+        if entry.operation in (KV_DEL, KV_PURGE):
+            self._reading.discard(name)
+        else:
+            self._reading.add(name)
+        if not self._initial:
+            self._names = frozenset(self._reading)
+
+    def _loaded(self) -> None:
+        self._initial = False
+        self._names = frozenset(self._reading)
+        self.loaded.set()

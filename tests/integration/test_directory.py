@@ -1,5 +1,6 @@
-"""The directory on a real nats-server: records, compare-and-set edits, admin rules, the CLI
-(LOCAL-50..LOCAL-59, LOCAL-07, LOCAL-27). Each test uses domain names of its own."""
+"""The directory on a real nats-server: records, compare-and-set edits, admin rules, the CLI,
+the watches after a restart (LOCAL-50..LOCAL-59, LOCAL-07, LOCAL-27, hardening #9). Each test
+uses domain names of its own."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import argparse
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator, Callable
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import nats
@@ -15,10 +18,11 @@ import pytest
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.cli.admin import add_admin_commands, run_admin
-from qmesh.cli.natsd import start_nats_server
+from qmesh.cli.natsd import NatsServer, start_nats_server
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.directory import admin
+from qmesh.directory.cache import CachedDirectory, DirectoryCache
 from qmesh.directory.domains import DirectoryDomains
 from qmesh.directory.errors import InvalidRule, RecordExists, RecordMissing, Refused
 from qmesh.directory.namespaces import Namespaces, Target
@@ -374,6 +378,83 @@ async def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not true within {seconds} s")
+
+
+@pytest.fixture
+def restartable(tmp_path: Path) -> Iterator[list[NatsServer]]:
+    """A nats-server on a port of its own that the test may kill and start again."""
+    servers = [start_nats_server(tmp_path / "nats", port=free_ports(1)[0])]
+    yield servers
+    servers[-1].stop()
+
+
+async def _kept(cache: DirectoryCache, reader: CachedDirectory, domain: str) -> None:
+    """Read ``domain`` until the copy keeps it (a read that overlaps a change heard is not kept)."""
+    for _ in range(100):
+        assert await reader.get_domain(domain) is not None
+        if cache.get(f"domain.{domain}") is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{domain} not kept")
+
+
+async def test_hardening_9_directory_watches_start_again_after_nats_restarts(
+    restartable: list[NatsServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restarted server may have lost the watches' ordered consumers: smtpd's and send's
+    domain names and local's copy of records are watched again, and local's copy keeps nothing
+    that no watch covered."""
+    server = restartable[0]
+    nc = await nats.connect(
+        server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=_quiet
+    )
+    directory = await Directory.open(nc.jetstream())
+    await admin.add_domain(directory, "before.test")
+    conn = NatsConnection(
+        Settings(nats_url=server.url), "test", kv_buckets=(subjects.KV_DIRECTORY,)
+    )
+    await conn.start()
+    domains = DirectoryDomains(conn)
+    cache = DirectoryCache(conn)
+    reader = cache.reader(lambda: Directory(conn.kv(subjects.KV_DIRECTORY)))
+    try:
+        await domains.start()
+        await cache.start()
+        await asyncio.wait_for(domains.loaded.wait(), 10)
+        await _eventually(lambda: cache.watching)
+        await _kept(cache, reader, "before.test")
+
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        restartable.append(
+            start_nats_server(tmp_path / "nats", port=int(server.url.rsplit(":", 1)[1]))
+        )
+
+        await _eventually(lambda: not cache.watching, 20)  # the copy forgets what it held
+        assert cache.get("domain.before.test") is None
+        await _eventually(lambda: cache.watching, 20)  # and is watched again
+        assert any(
+            r.getMessage() == "directory.watch_failed"
+            and getattr(r, "reason", "") == "NATS reconnected; watching again"
+            for r in caplog.records
+        )
+
+        await admin.add_domain(directory, "after.test")
+        await _eventually(lambda: "after.test" in domains.names)
+        assert "before.test" in domains.names
+        await domains.check()  # ready: the names read before stayed in use
+
+        await _kept(cache, reader, "after.test")
+        await admin.set_domain_enabled(directory, "after.test", False)
+        await _eventually(lambda: cache.get("domain.after.test") is None)  # the new watch hears it
+        found = await reader.get_domain("after.test")
+        assert found is not None and not found.enabled
+    finally:
+        await cache.stop()
+        await domains.stop()
+        await conn.stop()
+        with contextlib.suppress(Exception):
+            await nc.close()
 
 
 async def test_cli_vacation_reply(cli: Cli, directory: Directory, domain: str) -> None:
