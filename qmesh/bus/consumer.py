@@ -66,6 +66,28 @@ DISCONNECTED_WAIT = 0.5  # seconds between looks at a lost connection
 FETCH_WAIT = 0.5
 
 
+class Slots:
+    """Handler slots of one consumer. Its fetch loop takes every free slot at once (as many
+    events as it may fetch), and each handler gives its slot back when it ends."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._freed = asyncio.Event()
+
+    async def take_free(self) -> int:
+        """Wait until a slot is free, then take every free one: how many."""
+        while not self._free:
+            self._freed.clear()
+            await self._freed.wait()
+        taken, self._free = self._free, 0
+        return taken
+
+    def release(self, count: int = 1) -> None:
+        if count > 0:
+            self._free += count
+            self._freed.set()
+
+
 class Consumer(Generic[E]):
     def __init__(
         self,
@@ -104,7 +126,7 @@ class Consumer(Generic[E]):
         self._bug_retry_delay = bug_retry_delay
         self._on_shunt = on_shunt  # the service's qmesh_<service>_shunted_total
         self._clock = time.time
-        self._slots = asyncio.Semaphore(self._concurrency)
+        self._slots = Slots(self._concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         # messages whose handler runs, by id (a Msg is not hashable): the message, and when it
         # was last marked in progress (or its handler started)
@@ -158,11 +180,7 @@ class Consumer(Generic[E]):
             if not self._conn.connected:  # a fetch would only time out (hardening #9, #10)
                 await asyncio.sleep(DISCONNECTED_WAIT)
                 continue
-            await self._slots.acquire()
-            free = 1
-            while free < self._concurrency and not self._slots.locked():
-                await self._slots.acquire()
-                free += 1
+            free = await self._slots.take_free()
             try:
                 msgs = await sub.fetch(batch=free, timeout=FETCH_WAIT)
             except (NatsTimeout, TimeoutError):
@@ -174,8 +192,7 @@ class Consumer(Generic[E]):
                 )
                 msgs = []
                 await asyncio.sleep(1.0)
-            for _ in range(free - len(msgs)):
-                self._slots.release()
+            self._slots.release(free - len(msgs))
             if self._handle_batch is not None and msgs:
                 self._track(self._batches(msgs))
                 continue
