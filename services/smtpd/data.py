@@ -132,7 +132,18 @@ class DataReader:
     def feed(self, data: bytes) -> int | None:
         """Consume ``data``; the index just past the end of data when it ended in it."""
         i, n = 0, len(data)
+        whole_lines = True  # the body's whole lines may be taken at once (until one is bare)
         while i < n:
+            if whole_lines and self._line_start and not self._in_header and not self._cr:
+                taken = self._whole_lines(data, i)
+                if taken is None:
+                    whole_lines = False
+                else:
+                    i, ended = taken
+                    if ended:
+                        self.done = True
+                        return i
+                    continue
             if self._cr:
                 self._cr = False
                 if data[i] != 0x0A:
@@ -160,6 +171,36 @@ class DataReader:
             self._cr = True
             i = j + 1
         return None
+
+    def _whole_lines(self, data: bytes, start: int) -> tuple[int, bool] | None:
+        """The body's complete lines from ``start`` (a line start) at once: where they end and
+        whether the data ended there; None when they hold a bare CR or LF, or none is complete,
+        for :meth:`feed` to go on a byte at a time (throughput #10: the same outcome as the
+        state machine's, line by line, which the tests compare).
+
+        Only CR LF ``.`` CR LF (or ``.`` CR LF as the first line) ends the data; every CR must
+        be followed by LF and every LF preceded by CR; a leading dot is removed; CR LF is
+        stored as LF.
+        """
+        last = data.rfind(b"\r\n", start)
+        if last < 0:
+            return None
+        lines = data[start : last + 2]
+        if lines.startswith(b".\r\n"):
+            return start + 3, True
+        end = lines.find(b"\r\n.\r\n")
+        if end >= 0:
+            lines = lines[: end + 2]
+        pairs = lines.count(b"\r\n")
+        if lines.count(b"\r") != pairs or lines.count(b"\n") != pairs:
+            return None
+        if lines.startswith(b"."):
+            lines = lines[1:]
+        self.nul = self.nul or b"\0" in lines
+        self._store(lines.replace(b"\r\n.", b"\r\n").replace(b"\r\n", b"\n"))
+        if end >= 0:
+            return start + end + 5, True
+        return last + 2, False
 
     def _text(self, chunk: bytes) -> None:
         self._line_start = False

@@ -125,3 +125,56 @@ def test_smtpd_51_chunking_never_changes_the_outcome(data: bytes, split: int) ->
     if whole_end is not None:
         assert data[:whole_end].endswith(b"\r\n.\r\n") or data[:whole_end] == b".\r\n"
         assert b"\r" not in whole.stored
+
+
+class LineByLine(DataReader):
+    """The state machine alone, a byte class at a time: the reference for whole lines."""
+
+    def _whole_lines(self, data: bytes, start: int) -> tuple[int, bool] | None:
+        return None
+
+
+MAIL_PIECES = st.sampled_from(
+    [b"a", b"Subject: x", b"Received: y", b".", b"..", b"\r\n", b"\r\n", b"\r", b"\n", b"\0", b" "]
+)
+
+
+@given(
+    st.lists(MAIL_PIECES, max_size=60).map(b"".join),
+    st.integers(min_value=0, max_value=23),
+    st.sampled_from([0, 5, 40]),
+)
+def test_smtpd_51_whole_lines_at_once_give_what_the_state_machine_gives(
+    data: bytes, split: int, databytes: int
+) -> None:
+    """Throughput #10: the body's lines taken at once end the data at the same place, refuse
+    the same bare CR or LF and NUL, and store the same bytes, whatever the chunks."""
+    pieces = [data[i : i + split] for i in range(0, len(data), split)] if split else [data]
+    outcomes = []
+    for reader in (DataReader(databytes), LineByLine(databytes)):
+        offset, end = 0, None
+        for piece in pieces:
+            end = reader.feed(piece)
+            if end is not None or reader.bare:
+                break
+            offset += len(piece)
+        outcomes.append(
+            (
+                None if end is None else offset + end,
+                reader.bare,
+                bytes(reader.stored),
+                reader.size,
+                reader.nul,
+                reader.hops,
+                reader.verdict(),
+            )
+        )
+    assert outcomes[0] == outcomes[1]
+
+
+def test_smtpd_51_a_body_of_whole_lines_is_stored_with_its_dots_removed() -> None:
+    data = b"H: 1\r\n\r\n.first\r\nsecond\r\n..third\r\n\0\r\n.\r\nQUIT\r\n"
+    end, reader = run(data)
+    assert end == data.index(b"QUIT")
+    assert bytes(reader.stored) == b"H: 1\n\nfirst\nsecond\n.third\n\0\n"
+    assert reader.verdict() == NUL
