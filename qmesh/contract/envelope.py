@@ -7,7 +7,6 @@ from the domain. Any character except NUL may occur; at most 1000 bytes (ADDR-02
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -17,6 +16,8 @@ DOUBLE_BOUNCE_SENDER = "#@[]"
 
 _DOT_ATOM_CHARS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]*")
 _QUOTED_SPECIALS = re.compile(r'(["\\\r\n])')
+# Unicode's control characters (category Cc): C0, DEL and C1, no more and no fewer
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _check_address(value: str) -> str:
@@ -44,7 +45,7 @@ def has_control(address: str) -> bool:
     smtpd refuses such a path: a bare CR or an LF in it would end a header line wherever the
     address is written into one (``Return-Path:``, ``Delivered-To:``, bounces).
     """
-    return any(unicodedata.category(c) == "Cc" for c in address)
+    return _CONTROL.search(address) is not None
 
 
 def printable(text: str) -> str:
@@ -55,7 +56,7 @@ def printable(text: str) -> str:
     """
     if not has_control(text):
         return text
-    return "".join("_" if unicodedata.category(c) == "Cc" else c for c in text)
+    return _CONTROL.sub("_", text)
 
 
 def _is_utf8_char(c: str) -> bool:

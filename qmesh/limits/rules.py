@@ -21,6 +21,7 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from qmesh.address import client_address
 
@@ -53,6 +54,7 @@ def _hex(address: ipaddress.IPv4Address | ipaddress.IPv6Address, bits: int) -> s
     return f"{network.version}x{prefix:0{(bits + 3) // 4}x}"
 
 
+@lru_cache(maxsize=4096)  # a client connects again and again; a network parse costs 25 us
 def client_keys(remote: str) -> tuple[str, str]:
     """The client's own key and its network's, as KV key tokens (``4x0a000001``).
 
