@@ -4,7 +4,8 @@ minio is blocking, so every call runs in a worker thread. The HTTP pool has shor
 and few retries (:func:`s3_client`), so an outage becomes :class:`StoreUnavailable` within
 seconds instead of a hang (ARCH-26).
 
-A put spools the body (1 MiB in memory, then a temporary file) to learn its length. A
+A body in hand of up to 8 MiB (every message) is one ``PUT`` in one worker call. A larger or
+streamed body is spooled (1 MiB in memory, then a temporary file) to learn its length. A
 create-only put of up to 8 MiB is one ``PUT`` with ``If-None-Match: *``: the server refuses
 it atomically if the key exists (ARCH-10). Above that, minio's multipart upload follows a
 ``HEAD`` check; a writer racing between the two could replace the object, but the only
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import io
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 import certifi
@@ -37,7 +39,7 @@ from qmesh.store.base import (
     check_range,
 )
 from qmesh.store.keys import check_key
-from qmesh.store.upload import check_metadata, write_body
+from qmesh.store.upload import batches, check_metadata, write_body
 
 SPOOL_IN_MEMORY = 1 << 20
 SINGLE_PUT_MAX = 8 << 20
@@ -104,18 +106,49 @@ class S3Store:
     ) -> int:
         check_key(key)
         headers = {META_PREFIX + k: v for k, v in check_metadata(metadata).items()}
+        pieces = aiter(batches(body))
+        first = await anext(pieces, b"")
+        second = await anext(pieces, None)
+        if second is None and len(first) <= self._single_put_max:
+            # the whole body in hand (every message): one request in one worker call, not a
+            # spool and a worker call for each of its writes, seek and read (throughput #10)
+            await self._attempts(
+                lambda: self._run(self._put_bytes, key, first, headers, create_only), key
+            )
+            return len(first)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-            size = await write_body(body, spool)
-            for attempt in (1, 2):
+            size = await write_body(_chained(first, second, pieces), spool)
+
+            async def spooled() -> None:
                 await self._run(spool.seek, 0)
-                try:
-                    await self._put(key, spool, size, headers, create_only)
-                    return size
-                except S3Error as err:
-                    if err.code != "NoSuchBucket" or attempt == 2:
-                        raise self._translate(err, key) from err
-                await self.ensure_bucket()  # SeaweedFS creates it on a put; MinIO does not
-        raise AssertionError("unreachable")
+                await self._put(key, spool, size, headers, create_only)
+
+            await self._attempts(spooled, key)
+            return size
+
+    async def _attempts(self, put: Callable[[], Awaitable[None]], key: str) -> None:
+        """``put``, once more after creating the bucket if it was missing."""
+        for attempt in (1, 2):
+            try:
+                await put()
+                return
+            except S3Error as err:
+                if err.code != "NoSuchBucket" or attempt == 2:
+                    raise self._translate(err, key) from err
+            await self.ensure_bucket()  # SeaweedFS creates it on a put; MinIO does not
+
+    def _put_bytes(self, key: str, data: bytes, headers: dict[str, str], create_only: bool) -> None:
+        """In a worker: one ``PUT`` of ``data`` (conditional for a create-only put)."""
+        sent: dict[str, str | list[str] | tuple[str]] = dict(headers)
+        if create_only:
+            sent["Content-Type"] = "application/octet-stream"
+            sent["If-None-Match"] = "*"
+            # put_object would send If-None-Match as x-amz-meta-if-none-match
+            self._client._put_object(self.bucket, key, data, sent)
+            return
+        self._client.put_object(
+            self.bucket, key, io.BytesIO(data), len(data), metadata=sent, num_parallel_uploads=1
+        )
 
     async def _put(
         self, key: str, spool: IO[bytes], size: int, headers: dict[str, str], create_only: bool
@@ -123,13 +156,7 @@ class S3Store:
         """One attempt; S3 errors come back raw so that ``put`` can handle NoSuchBucket."""
         if create_only and size <= self._single_put_max:
             data = await self._run(spool.read)
-            conditional = {
-                "Content-Type": "application/octet-stream",
-                "If-None-Match": "*",
-                **headers,
-            }
-            # put_object would send If-None-Match as x-amz-meta-if-none-match
-            await self._run(self._client._put_object, self.bucket, key, data, conditional)
+            await self._run(self._put_bytes, key, data, headers, True)
             return
         if create_only:
             try:
@@ -309,6 +336,18 @@ class S3Store:
         if key is not None and err.code == "PreconditionFailed":
             return BlobExists(key)
         return StoreUnavailable(f"object store {self.bucket}: {err.code}: {err.message}")
+
+
+async def _chained(
+    first: bytes, second: bytes | None, rest: AsyncIterable[bytes]
+) -> AsyncIterator[bytes]:
+    """The body's pieces again, the first two already taken from ``rest``."""
+    yield first
+    if second is None:
+        return
+    yield second
+    async for piece in rest:
+        yield piece
 
 
 def _code(err: BaseException | None) -> str | None:

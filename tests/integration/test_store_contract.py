@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -28,6 +29,7 @@ from tests.servers import S3Server, free_ports
 pytestmark = pytest.mark.integration
 
 MIB = 1 << 20
+T = TypeVar("T")
 BAD_KEYS = ["", "a//b", "../x", "a/./b", "a\\b", "a/\x00", "a\nb", "/a", "a/"]
 
 
@@ -329,3 +331,34 @@ async def test_open_store_follows_qmesh_store(
     await remote.ping()  # creates the bucket if it is missing
     await remote.put("mess/1", b"one\n", create_only=True)
     assert await remote.get("mess/1") == b"one\n"
+
+
+class CountingS3Store(S3Store):
+    """The real S3 store, counting its calls into the worker pool."""
+
+    calls: list[str]
+
+    async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        self.calls.append(getattr(fn, "__name__", "?"))
+        return await super()._run(fn, *args, **kwargs)
+
+
+async def test_a_message_put_on_s3_is_one_worker_call_and_a_missing_bucket_is_made(
+    s3_server: S3Server, unique: str
+) -> None:
+    """Throughput #10: a body in hand is one PUT in one worker call, create-only or not; the
+    first put into a bucket that does not exist yet makes it and is stored."""
+    client = s3_client(s3_server.endpoint, s3_server.access_key, s3_server.secret_key)
+    store = CountingS3Store(client, f"count-{unique}")
+    store.calls = []
+    await store.put("mess/0", b"first", create_only=True)  # the bucket is made on the way
+    store.calls.clear()
+    await store.put("mess/1", b"m" * 2048, metadata={"qp": "1"}, create_only=True)
+    await store.put("d/a/INBOX/new/1", b"m" * 2048, metadata={"size": "2048"})
+    assert store.calls == ["_put_bytes", "_put_bytes"]
+    assert await store.get("mess/0") == b"first"
+    assert (await store.stat("mess/1")).metadata == {"qp": "1"}
+    assert (await store.stat("d/a/INBOX/new/1")).metadata == {"size": "2048"}
+    with pytest.raises(BlobExists):
+        await store.put("mess/1", b"again", create_only=True)
+    assert await store.get("mess/1") == b"m" * 2048
