@@ -99,18 +99,25 @@ class JetStreamPublisher:
             raise PublishFailed(str(err) or type(err).__name__) from err
 
 
-async def kv_delete(kv: KeyValue, key: str, *, last: int, purge: bool = False) -> int:
+async def kv_delete(
+    kv: KeyValue, key: str, *, last: int, purge: bool = False, marker_ttl: float | None = None
+) -> int:
     """Delete (or purge) ``key`` if its revision is still ``last``; the marker's revision.
 
     ``KeyValue.delete`` and ``purge`` drop the marker's revision, which a holder of a lease
     needs to take it again with one compare-and-set (``services.send.owner``), and ``purge``
     cannot be made conditional, which removing a record that others may change needs.
     Raise :class:`~nats.js.errors.KeyWrongLastSequenceError` if the key changed meanwhile.
+
+    ``marker_ttl``: a purge's marker goes after that many seconds (a per-message TTL, for a
+    bucket that allows them: :func:`allows_marker_ttl`); without it, it stays for good.
     """
     headers = {"KV-Operation": "DEL", "Nats-Expected-Last-Subject-Sequence": str(last)}
     if purge:
         headers["KV-Operation"] = "PURGE"
         headers["Nats-Rollup"] = "sub"
+        if marker_ttl is not None:
+            headers["Nats-TTL"] = str(int(marker_ttl))
     try:
         ack = await kv._js.publish(f"{kv._pre}{key}", b"", headers=headers)
     except JsApiError as err:
@@ -118,6 +125,13 @@ async def kv_delete(kv: KeyValue, key: str, *, last: int, purge: bool = False) -
             raise KeyWrongLastSequenceError(description=err.description) from err
         raise
     return int(ack.seq)
+
+
+async def allows_marker_ttl(kv: KeyValue) -> bool:
+    """Whether the bucket's stream takes per-message TTLs (nats-server 2.11 and later, with
+    ``allow_msg_ttl``, which the setup step turns on: :func:`qmesh.bus.provision.ensure_kv`)."""
+    info = await kv._js.stream_info(kv._stream)
+    return bool(info.config.allow_msg_ttl)
 
 
 async def kv_delete_unanswered(kv: KeyValue, key: str, *, last: int) -> None:

@@ -181,8 +181,10 @@ async def ensure_kv(js: JetStreamContext, bucket: str, replicas: int = 1) -> Key
     except NotFoundError:
         pass
     else:
-        if not info.config.allow_direct:  # made before direct gets were asked for
+        if not info.config.allow_direct or not info.config.allow_msg_ttl:
+            # made before direct gets, or per-message TTLs (send's removal markers), were asked for
             info.config.allow_direct = True
+            info.config.allow_msg_ttl = True
             await js.update_stream(info.config)
         return await js.key_value(bucket)
     config = KeyValueConfig(

@@ -21,14 +21,20 @@ from nats.js.errors import Error as JsError
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
-from qmesh.bus.jetstream import kv_delete
+from qmesh.bus.jetstream import allows_marker_ttl, kv_delete
 from qmesh.contract.errors import Temporary
+from services.send.clean import ORPHAN_AGE
 from services.send.state import MessageState, state_key
 
 log = logging.getLogger(__name__)
 
 CAS_TRIES = 20
 REMEMBERED = 4096  # records kept in memory; the least recently used is forgotten first
+# A removed record leaves a marker, which tells a finished message from one whose record is
+# yet to come (``services.send.consumer``). It goes after this long, by when the message's body
+# is gone too (the orphan sweep's age, CLEAN-03); without it every message ever queued would
+# leave a marker in the bucket for good.
+REMOVED_MARKER_TTL = ORPHAN_AGE
 
 Loaded = tuple[MessageState, int]
 
@@ -37,6 +43,7 @@ class StateStore:
     def __init__(self, kv: Callable[[], KeyValue]) -> None:
         self._kv = kv
         self._known: OrderedDict[str, Loaded] = OrderedDict()
+        self._marker_ttl: bool | None = None  # whether the bucket takes the marker's TTL
 
     def _remember(self, qid: str, state: MessageState, revision: int) -> None:
         known = self._known.get(qid)
@@ -135,7 +142,7 @@ class StateStore:
             try:
                 if removed:
                     self.forget(qid)
-                    await kv_delete(self._kv(), state_key(qid), last=revision, purge=True)
+                    await self._remove(qid, revision)
                 else:
                     written = await self._kv().update(state_key(qid), after.encode(), last=revision)
             except KeyWrongLastSequenceError:
@@ -169,7 +176,7 @@ class StateStore:
         """Remove the record if it is still at ``revision``; False if it changed meanwhile."""
         self.forget(qid)
         try:
-            await kv_delete(self._kv(), state_key(qid), last=revision, purge=True)
+            await self._remove(qid, revision)
         except KeyWrongLastSequenceError:
             return False
         except (NatsError, JsError, OSError, TimeoutError) as err:
@@ -179,9 +186,21 @@ class StateStore:
     async def remove(self, qid: str) -> None:
         self.forget(qid)
         try:
-            await self._kv().purge(state_key(qid))
+            await self._kv().purge(state_key(qid), msg_ttl=await self._removal_ttl())
         except (NatsError, JsError, OSError, TimeoutError) as err:
             raise Temporary(f"cannot remove queue state: {err}") from err
+
+    async def _remove(self, qid: str, revision: int) -> None:
+        """Purge the record at ``revision``, its marker to go after :data:`REMOVED_MARKER_TTL`."""
+        ttl = await self._removal_ttl()
+        await kv_delete(self._kv(), state_key(qid), last=revision, purge=True, marker_ttl=ttl)
+
+    async def _removal_ttl(self) -> float | None:
+        """The marker's TTL, if the bucket takes one (asked once: a bucket made by an older
+        setup on an older nats-server may not)."""
+        if self._marker_ttl is None:
+            self._marker_ttl = await allows_marker_ttl(self._kv())
+        return REMOVED_MARKER_TTL if self._marker_ttl else None
 
     async def ids(self) -> list[str]:
         try:

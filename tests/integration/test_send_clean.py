@@ -17,6 +17,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.api import StorageType, StreamConfig
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.jetstream import JetStreamPublisher
@@ -33,6 +34,7 @@ from qmesh.runtime.settings import Settings
 from qmesh.store.base import BlobNotFound, BlobStore
 from qmesh.store.files import FileStore
 from qmesh.store.keys import body_key
+from services.send import store as store_module
 from services.send.bounce import BounceControls
 from services.send.cleaner import Cleaner, pending_todo_ids
 from services.send.config import SendConfig
@@ -236,3 +238,40 @@ async def test_clean_02_arch_05_body_deleted_only_after_the_record(
     assert blobs.seen == [(queued.id, False)]  # the record was gone when the body went
     assert await states.load(queued.id) is None
     assert not await exists(blobs, queued.id)
+
+
+async def test_a_finished_records_marker_goes_after_its_ttl_even_in_an_older_bucket(
+    nc: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A removed record leaves a marker that tells a finished message from one whose record is
+    yet to come; it now goes after REMOVED_MARKER_TTL (36 hours, here 1 s) instead of staying
+    for good, one per message ever queued. A bucket made before per-message TTLs were asked
+    for takes them after the setup step."""
+    js = nc.jetstream()
+    bucket = "qmesh_queue_older"
+    await js.add_stream(  # as an older setup made it: no per-message TTLs
+        StreamConfig(
+            name=f"KV_{bucket}",
+            subjects=[f"$KV.{bucket}.>"],
+            max_msgs_per_subject=1,
+            allow_rollup_hdrs=True,
+            deny_delete=True,
+            allow_direct=True,
+            storage=StorageType.FILE,
+        )
+    )
+    assert not (await js.stream_info(f"KV_{bucket}")).config.allow_msg_ttl
+    monkeypatch.setattr(store_module, "REMOVED_MARKER_TTL", 1.0)
+    kv = await ensure_kv(js, bucket)  # the setup step
+    states = StateStore(lambda: kv)
+    qid = new_queue_id()
+    assert await states.create(preprocess(record_for(qid), RULES, set(), time.time()))
+    loaded = await states.load(qid)
+    assert loaded is not None
+    assert await states.remove_at(qid, loaded[1])
+    assert await states.removed(qid)  # finished, not yet to come
+    deadline = time.monotonic() + 10
+    while (await js.stream_info(f"KV_{bucket}")).state.messages:
+        assert time.monotonic() < deadline, "the removal marker stayed"
+        await asyncio.sleep(0.2)
+    assert not await states.removed(qid)
