@@ -23,18 +23,19 @@ from nats.js.kv import KeyValue
 
 from qmesh.bus.jetstream import allows_marker_ttl, kv_delete
 from qmesh.contract.errors import Temporary
-from services.send.clean import ORPHAN_AGE
 from services.send.state import MessageState, state_key
 
 log = logging.getLogger(__name__)
 
 CAS_TRIES = 20
 REMEMBERED = 4096  # records kept in memory; the least recently used is forgotten first
-# A removed record leaves a marker, which tells a finished message from one whose record is
-# yet to come (``services.send.consumer``). It goes after this long, by when the message's body
-# is gone too (the orphan sweep's age, CLEAN-03); without it every message ever queued would
-# leave a marker in the bucket for good.
-REMOVED_MARKER_TTL = ORPHAN_AGE
+# A removed record leaves a marker, which tells a result delivered again after its message
+# finished from one that came before its record (``services.send.consumer``). A result comes
+# again within the ack wait (30 s) of a handler that died, so an hour is ample; one that comes
+# later still finds the body gone and is ignored as well. Without a TTL every message ever
+# queued would leave a marker in the bucket for good (at 300 messages a second an hour's are
+# about a million, 150 MB).
+REMOVED_MARKER_TTL = 3600.0
 
 Loaded = tuple[MessageState, int]
 

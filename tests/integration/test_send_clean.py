@@ -244,7 +244,7 @@ async def test_a_finished_records_marker_goes_after_its_ttl_even_in_an_older_buc
     nc: NATS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A removed record leaves a marker that tells a finished message from one whose record is
-    yet to come; it now goes after REMOVED_MARKER_TTL (36 hours, here 1 s) instead of staying
+    yet to come; it now goes after REMOVED_MARKER_TTL (an hour, here 1 s) instead of staying
     for good, one per message ever queued. A bucket made before per-message TTLs were asked
     for takes them after the setup step."""
     js = nc.jetstream()
