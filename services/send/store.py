@@ -41,10 +41,13 @@ Loaded = tuple[MessageState, int]
 
 
 class StateStore:
-    def __init__(self, kv: Callable[[], KeyValue]) -> None:
+    def __init__(
+        self, kv: Callable[[], KeyValue], *, marker_ttl: float = REMOVED_MARKER_TTL
+    ) -> None:
         self._kv = kv
         self._known: OrderedDict[str, Loaded] = OrderedDict()
-        self._marker_ttl: bool | None = None  # whether the bucket takes the marker's TTL
+        self._marker_ttl = marker_ttl
+        self._ttl_taken: bool | None = None  # whether the bucket takes the marker's TTL
 
     def _remember(self, qid: str, state: MessageState, revision: int) -> None:
         known = self._known.get(qid)
@@ -192,16 +195,16 @@ class StateStore:
             raise Temporary(f"cannot remove queue state: {err}") from err
 
     async def _remove(self, qid: str, revision: int) -> None:
-        """Purge the record at ``revision``, its marker to go after :data:`REMOVED_MARKER_TTL`."""
+        """Purge the record at ``revision``, its marker to go after ``marker_ttl`` seconds."""
         ttl = await self._removal_ttl()
         await kv_delete(self._kv(), state_key(qid), last=revision, purge=True, marker_ttl=ttl)
 
     async def _removal_ttl(self) -> float | None:
         """The marker's TTL, if the bucket takes one (asked once: a bucket made by an older
         setup on an older nats-server may not)."""
-        if self._marker_ttl is None:
-            self._marker_ttl = await allows_marker_ttl(self._kv())
-        return REMOVED_MARKER_TTL if self._marker_ttl else None
+        if self._ttl_taken is None:
+            self._ttl_taken = await allows_marker_ttl(self._kv())
+        return self._marker_ttl if self._ttl_taken else None
 
     async def ids(self) -> list[str]:
         try:

@@ -34,7 +34,6 @@ from qmesh.runtime.settings import Settings
 from qmesh.store.base import BlobNotFound, BlobStore
 from qmesh.store.files import FileStore
 from qmesh.store.keys import body_key
-from services.send import store as store_module
 from services.send.bounce import BounceControls
 from services.send.cleaner import Cleaner, pending_todo_ids
 from services.send.config import SendConfig
@@ -241,7 +240,7 @@ async def test_clean_02_arch_05_body_deleted_only_after_the_record(
 
 
 async def test_a_finished_records_marker_goes_after_its_ttl_even_in_an_older_bucket(
-    nc: NATS, monkeypatch: pytest.MonkeyPatch
+    nc: NATS,
 ) -> None:
     """A removed record leaves a marker that tells a finished message from one whose record is
     yet to come; it now goes after REMOVED_MARKER_TTL (an hour, here 1 s) instead of staying
@@ -261,9 +260,8 @@ async def test_a_finished_records_marker_goes_after_its_ttl_even_in_an_older_buc
         )
     )
     assert not (await js.stream_info(f"KV_{bucket}")).config.allow_msg_ttl
-    monkeypatch.setattr(store_module, "REMOVED_MARKER_TTL", 1.0)
     kv = await ensure_kv(js, bucket)  # the setup step
-    states = StateStore(lambda: kv)
+    states = StateStore(lambda: kv, marker_ttl=1.0)
     qid = new_queue_id()
     assert await states.create(preprocess(record_for(qid), RULES, set(), time.time()))
     loaded = await states.load(qid)
