@@ -437,6 +437,8 @@ class Tier:
             say(f"{name} attempt {attempt + 1} exited {code}: {output.strip()[-400:]}")
             run("podman", "kube", "down", str(path), check=False)
             self.played.remove(path)
+            if attempt < limit:  # as a Job's pods are retried: 10 s, 20 s, 40 s... up to 6 min
+                time.sleep(min(10 * 2**attempt, 360))
         fail(f"{name} failed {limit + 1} times")
         raise AssertionError
 

@@ -14,10 +14,13 @@ They look up what they use with :func:`open_kv`, :func:`await_streams` and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -29,7 +32,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from qmesh.contract import subjects
@@ -44,10 +47,16 @@ DUPLICATE_WINDOW = 300.0  # seconds; ARCHITECTURE asks for >= 2 minutes
 MAX_EVENT_BYTES = 1024 * 1024  # events only: bodies live in object storage
 ACK_WAIT = 30.0
 LEASE_TTL = 120.0
+JETSTREAM_WAIT = 120.0  # seconds the setup step waits for a cluster to elect its leader
+JETSTREAM_PAUSE = 1.0
 
 
 class NotProvisioned(Temporary):
     """A stream, bucket or consumer the service needs has not been made by the setup step."""
+
+
+class JetStreamUnavailable(Temporary):
+    """JetStream did not answer the setup step in time: a cluster without a leader."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +232,39 @@ async def ensure_consumer(
 
 
 async def provision(
-    js: JetStreamContext, consumers: Iterable[ConsumerSpec], replicas: int = 1
+    js: JetStreamContext,
+    consumers: Iterable[ConsumerSpec],
+    replicas: int = 1,
+    *,
+    wait: float = JETSTREAM_WAIT,
 ) -> None:
-    """Every stream, bucket and durable consumer, created or brought up to date."""
+    """Every stream, bucket and durable consumer, created or brought up to date.
+
+    A NATS cluster that has just started answers 503 ("JetStream not enabled for account",
+    "temporarily unavailable") or not at all until its servers have elected a leader, and the
+    chart starts the setup Job beside them: the whole step, which may be repeated, is tried
+    again each second for ``wait`` seconds, then :class:`JetStreamUnavailable`.
+    """
+    consumers = tuple(consumers)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            await _provision(js, consumers, replicas)
+            return
+        except (ServiceUnavailableError, NatsTimeout, NoRespondersError) as err:
+            reason = str(err) or type(err).__name__
+            if loop.time() >= deadline:
+                raise JetStreamUnavailable(
+                    f"JetStream did not answer within {wait:.0f}s: {reason}"
+                ) from err
+            log.warning("nats.jetstream_waiting", extra={"reason": reason})
+            await asyncio.sleep(JETSTREAM_PAUSE)
+
+
+async def _provision(
+    js: JetStreamContext, consumers: tuple[ConsumerSpec, ...], replicas: int
+) -> None:
     await provision_streams(js, replicas)
     for bucket in BUCKETS:
         await ensure_kv(js, bucket, replicas)
