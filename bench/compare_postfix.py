@@ -71,6 +71,7 @@ class Run:
     end_to_end: float | None  # msgs/s until the last one is in the mailbox; None: never
     cpu: dict[str, int]  # ticks per process group
     bus: dict[str, float] = field(default_factory=dict)  # NATS counters per message
+    kernel: dict[str, int] = field(default_factory=dict)  # of ``cpu``, system time
 
 
 def accounts(recipients: int) -> list[str]:
@@ -92,6 +93,7 @@ def drive(
     goal = target.delivered() + messages * recipients
     bus_before = target.bus() if target.bus else {}
     before = snapshot(target.groups, target.own_only)
+    kernel_before = snapshot(target.groups, target.own_only, kernel=True)
     start = time.perf_counter()
     command = smtp_source(target.port, load, messages, recipients)
     sent = subprocess.run(command, capture_output=True, text=True)
@@ -108,8 +110,15 @@ def drive(
         time.sleep(target.poll)
     settle(target)
     after = snapshot(target.groups, target.own_only)
+    kernel = snapshot(target.groups, target.own_only, kernel=True)
     bus = per_message(bus_before, target.bus(), messages) if target.bus else {}
-    return Run(accepted, end_to_end, {g: after[g] - before[g] for g in before}, bus)
+    return Run(
+        accepted,
+        end_to_end,
+        {g: after[g] - before[g] for g in before},
+        bus,
+        {g: kernel[g] - kernel_before[g] for g in kernel_before},
+    )
 
 
 def settle(target: Target, limit: float = 20.0) -> None:
@@ -201,11 +210,12 @@ def report(args: argparse.Namespace, runs: dict[str, list[Run]], messages: int) 
     incomplete = sum(1 for r in pf + qm if r.end_to_end is None)
     if incomplete:
         out(f"  ({incomplete} runs never saw every message in the mailbox; left out)\n")
-    out("\nserver CPU ms/msg by process\n")
+    out(f"\nserver CPU ms/msg by process{'of it in the kernel':>59}\n")
     for name, rs in runs.items():
         for group in rs[0].cpu:
             values = [ms_per_message(r.cpu[group], messages) for r in rs]
-            out(f"  {name:9}{group:26}{spread(values):>28}\n")
+            kernel = [ms_per_message(r.kernel.get(group, 0), messages) for r in rs]
+            out(f"  {name:9}{group:26}{spread(values):>28}{spread(kernel):>28}\n")
     if qm and qm[0].bus:
         out("\nqmesh on the bus, per message (NATS users: in = sent to NATS, out = received)\n")
         for counter in sorted(qm[0].bus):

@@ -4,7 +4,9 @@ has already reaped.
 A process tree's CPU is the sum, over the root and every live descendant, of its own time
 (``utime + stime``) and its reaped children's time (``cutime + cstime``). A child that exits
 during a run moves from "live" into its parent's reaped time, so the sum stays whole; that is
-how Postfix's short-lived ``smtpd``/``cleanup``/``virtual`` processes are counted.
+how Postfix's short-lived ``smtpd``/``cleanup``/``virtual`` processes are counted. The part of
+it spent in the kernel (``stime``, ``cstime``) is kept apart as well, to tell the interpreter's
+work from system calls.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class ProcStat:
     ppid: int
     own: int  # utime + stime, clock ticks
     reaped: int  # cutime + cstime: children that exited and were waited for
+    own_kernel: int = 0  # stime
+    reaped_kernel: int = 0  # cstime
 
 
 def parse_stat(text: str) -> ProcStat:
@@ -33,7 +37,7 @@ def parse_stat(text: str) -> ProcStat:
     pid, _, comm = head.partition(" (")
     fields = rest.split()  # fields[0] is field 3 (state) of proc(5)
     utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    return ProcStat(int(pid), comm, int(fields[1]), utime + stime, cutime + cstime)
+    return ProcStat(int(pid), comm, int(fields[1]), utime + stime, cutime + cstime, stime, cstime)
 
 
 def scan(proc: Path = PROC) -> dict[int, ProcStat]:
@@ -64,24 +68,37 @@ def tree(stats: Mapping[int, ProcStat], root: int) -> list[int]:
     return found
 
 
-def tree_ticks(stats: Mapping[int, ProcStat], root: int) -> int:
-    """CPU ticks of ``root``'s whole tree, exited children included."""
-    return sum(stats[p].own + stats[p].reaped for p in tree(stats, root))
+def own_ticks(st: ProcStat, *, kernel: bool = False) -> int:
+    return st.own_kernel if kernel else st.own
+
+
+def tree_ticks(stats: Mapping[int, ProcStat], root: int, *, kernel: bool = False) -> int:
+    """CPU ticks of ``root``'s whole tree, exited children included (``kernel``: only the
+    time spent in the kernel)."""
+    return sum(
+        own_ticks(stats[p], kernel=kernel) + (stats[p].reaped_kernel if kernel else stats[p].reaped)
+        for p in tree(stats, root)
+    )
 
 
 def snapshot(
-    groups: Mapping[str, Iterable[int]], own_only: Iterable[int] = (), proc: Path = PROC
+    groups: Mapping[str, Iterable[int]],
+    own_only: Iterable[int] = (),
+    proc: Path = PROC,
+    *,
+    kernel: bool = False,
 ) -> dict[str, int]:
     """Ticks per named group of process trees; a pid in ``own_only`` counts only itself
-    (a supervisor whose children are groups of their own)."""
+    (a supervisor whose children are groups of their own). ``kernel``: only system time."""
     stats = scan(proc)
     solo = set(own_only)
-    return {
-        name: sum(
-            (stats[p].own if p in stats else 0) if p in solo else tree_ticks(stats, p) for p in pids
-        )
-        for name, pids in groups.items()
-    }
+
+    def ticks(pid: int) -> int:
+        if pid in solo:
+            return own_ticks(stats[pid], kernel=kernel) if pid in stats else 0
+        return tree_ticks(stats, pid, kernel=kernel)
+
+    return {name: sum(ticks(p) for p in pids) for name, pids in groups.items()}
 
 
 def ms_per_message(ticks: int, messages: int) -> float:

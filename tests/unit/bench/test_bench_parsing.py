@@ -20,7 +20,7 @@ def stat_line(pid: int, comm: str, ppid: int, utime: int, stime: int, cu: int, c
 
 def test_a_stat_line_gives_own_and_reaped_ticks_even_with_odd_names() -> None:
     st = parse_stat(stat_line(42, "python -m (x) y", 7, 100, 30, 5, 2))
-    assert st == ProcStat(42, "python -m (x) y", 7, 130, 7)
+    assert st == ProcStat(42, "python -m (x) y", 7, 130, 7, 30, 2)
 
 
 def test_the_live_stat_of_this_process_parses() -> None:
@@ -40,6 +40,15 @@ def test_a_tree_counts_live_descendants_and_reaped_children_once() -> None:
     assert tree_ticks(stats, 99) == 0  # gone
 
 
+def test_the_kernel_part_of_a_tree_counts_system_time_alone() -> None:
+    stats = {
+        10: ProcStat(10, "master", 1, 5, 300, own_kernel=2, reaped_kernel=120),
+        11: ProcStat(11, "smtpd", 10, 20, 0, own_kernel=9),
+    }
+    assert tree_ticks(stats, 10, kernel=True) == 2 + 120 + 9
+    assert tree_ticks(stats, 10) == 5 + 300 + 20
+
+
 def test_a_snapshot_groups_trees_and_counts_a_supervisor_alone(tmp_path: Path) -> None:
     for pid, ppid, own in ((100, 1, 3), (101, 100, 40), (102, 100, 50), (103, 101, 5)):
         (tmp_path / str(pid)).mkdir()
@@ -49,6 +58,19 @@ def test_a_snapshot_groups_trees_and_counts_a_supervisor_alone(tmp_path: Path) -
     assert snapshot(groups, own_only=[100], proc=tmp_path) == {
         "send": 45, "local": 50, "up": 3, "gone": 0,
     }  # fmt: skip
+    assert snapshot(groups, own_only=[100], proc=tmp_path, kernel=True) == {
+        "send": 0, "local": 0, "up": 0, "gone": 0,
+    }  # fmt: skip
+
+
+def test_a_snapshot_of_kernel_time_reads_stime_and_cstime(tmp_path: Path) -> None:
+    for pid, ppid, user, system, reaped_system in ((100, 1, 3, 1, 0), (101, 100, 40, 15, 4)):
+        (tmp_path / str(pid)).mkdir()
+        line = stat_line(pid, "p", ppid, user, system, 0, reaped_system)
+        (tmp_path / str(pid) / "stat").write_text(line)
+    groups = {"send": [101], "up": [100]}
+    assert snapshot(groups, own_only=[100], proc=tmp_path, kernel=True) == {"send": 19, "up": 1}
+    assert snapshot(groups, own_only=[100], proc=tmp_path) == {"send": 59, "up": 4}
 
 
 def test_count_files_counts_messages_not_hidden_files_and_zero_before_the_first(
