@@ -38,6 +38,7 @@ import base64
 import copy
 import json
 import os
+import random
 import re
 import socket
 import sys
@@ -49,12 +50,46 @@ Doc = dict[str, Any]
 PortAllocator = Callable[[], int]
 
 
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def ephemeral_floor(source: Path = EPHEMERAL_RANGE) -> int:
+    """The lowest port the kernel gives an outgoing connection (32768 where unreadable)."""
+    try:
+        return int(source.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, not handed out before by this process, and below the
+    kernel's ephemeral range where it can: a port from ``bind(0)`` is one that any outgoing
+    connection (a pod's to NATS or S3) may take as its local port before the server it was
+    meant for binds it, and that server then fails with "address already in use"."""
+    floor = ephemeral_floor()
+    for _ in range(1000 if floor - LOWEST_PORT >= 1000 else 0):
+        port = random.randrange(LOWEST_PORT, floor)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class Adapter:

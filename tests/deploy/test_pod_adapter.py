@@ -32,6 +32,22 @@ def load(name: str) -> ModuleType:
 pod_adapter = load("pod_adapter")
 
 
+def test_free_ports_are_distinct_and_below_the_kernels_ephemeral_range() -> None:
+    """A port an outgoing connection may take as its local port is not handed to a server:
+    the full scenario's smtpd once found its HTTP port taken that way and crash-looped."""
+    floor = pod_adapter.ephemeral_floor()
+    assert floor - pod_adapter.LOWEST_PORT >= 1000, "this machine's ephemeral range is unusual"
+    ports = [pod_adapter.free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(pod_adapter.LOWEST_PORT <= port < floor for port in ports)
+
+
+def test_the_ephemeral_range_is_read_from_the_kernel(tmp_path: Path) -> None:
+    (tmp_path / "range").write_text("40000\t60999\n")
+    assert pod_adapter.ephemeral_floor(tmp_path / "range") == 40000
+    assert pod_adapter.ephemeral_floor(tmp_path / "missing") == 32768
+
+
 def adapt(objects: list[Manifest], addresses: dict[str, str] | None = None) -> Any:
     ports = itertools.count(41000)
     adapter = pod_adapter.Adapter(
