@@ -81,18 +81,23 @@ def test_provision_waits_for_the_cluster_to_elect_a_leader(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert job.stderr is not None
-    said = []
-    for line in job.stderr:  # one server of three: no leader, every JetStream request refused
-        said.append(line)
-        if "nats.jetstream_waiting" in line:
-            break
-    else:
-        pytest.fail(f"qmesh provision ended without waiting: {''.join(said)[-2000:]}")
-    assert job.poll() is None
-    cluster.start(1)
-    cluster.start(2)
-    out, err = job.communicate(timeout=90)
+    try:
+        assert job.stderr is not None
+        said = []
+        for line in job.stderr:  # one server of three: no leader, every JetStream request refused
+            said.append(line)
+            if "nats.jetstream_waiting" in line:
+                break
+        else:
+            pytest.fail(f"qmesh provision ended without waiting: {''.join(said)[-2000:]}")
+        assert job.poll() is None
+        cluster.start(1)
+        cluster.start(2)
+        out, err = job.communicate(timeout=90)
+    finally:
+        if job.poll() is None:  # a failed check leaves no command waiting behind the test
+            job.kill()
+            job.communicate()
     assert job.returncode == 0, err[-2000:]
     assert "streams, buckets and consumers ready" in out
 
