@@ -1,4 +1,5 @@
-"""The durable consumer against a real nats-server: in-progress acks keep a job (SEND-34)."""
+"""The durable consumer against a real nats-server: in-progress acks keep a job (SEND-34), and
+an event is handed over as it arrives, whatever the batch a pull asked for (throughput #10)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 
 import pytest
 
+from qmesh.bus import consumer as consumer_module
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.consumer import Consumer
 from qmesh.bus.provision import ensure_consumer
@@ -65,3 +67,63 @@ async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
     await conn.stop()
     assert calls == [todo.id]
     assert info.num_redelivered == 0 and info.num_ack_pending == 0
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+async def test_an_event_reaching_a_waiting_pull_is_handed_over_at_once(
+    private_nats: NatsServer, replicas: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Throughput #10: a pull asks for eight events and may wait a minute for them. Events
+    that come one by one are handled as they arrive, not when eight are in or the minute is
+    up, also with two replicas on the durable (their pulls share the events)."""
+    monkeypatch.setattr(consumer_module, "FETCH_WAIT", 60.0)
+    conn = NatsConnection(Settings(nats_url=private_nats.url), "test-pull")
+    await conn.start()
+    await ensure_consumer(conn.js, subjects.STREAM_TODO, DURABLE, max_ack_pending=16)
+    handled: list[str] = []
+    all_in = asyncio.Event()
+
+    async def handle(todo: Todo) -> None:
+        handled.append(todo.id)
+        if len(handled) == 3:
+            all_in.set()
+
+    consumers = [
+        Consumer(
+            conn,
+            stream=subjects.STREAM_TODO,
+            durable=DURABLE,
+            event=Todo,
+            handle=handle,
+            concurrency=8,
+            max_ack_pending=16,
+        )
+        for _ in range(replicas)
+    ]
+    todos = [
+        Todo(
+            id=f"1732510000123.{n:016x}",
+            qp=4711 + n,
+            envelope=Envelope(sender="joe@far.test", recipients=("a@example.test",)),
+            origin=Origin(kind="inject"),
+            size=1,
+            queued_at=0.0,
+        )
+        for n in range(3)
+    ]
+    try:
+        for consumer in consumers:
+            await consumer.start()
+            await asyncio.wait_for(consumer.subscribed.wait(), 10)
+        await asyncio.sleep(0.5)  # every replica's pull is waiting on the server now
+        for todo in todos:
+            await conn.js.publish(subjects.TODO, todo.encode())
+            await asyncio.sleep(0.1)
+        await asyncio.wait_for(all_in.wait(), 10)  # a held event would wait the minute
+        info = await conn.js.consumer_info(subjects.STREAM_TODO, DURABLE)
+    finally:
+        for consumer in consumers:
+            await consumer.stop()
+        await conn.stop()
+    assert sorted(handled) == [todo.id for todo in todos]
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
