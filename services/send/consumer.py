@@ -207,8 +207,8 @@ class SendQueue:
         leave every recipient done with nothing to bounce remove the record in that same
         compare-and-set instead of writing it (ARCH-05: record first, then the body). When
         another replica owns the message, the results are recorded and that owner, or this
-        replica shortly, attends it. Results that leave nothing to decide about the message as
-        this replica remembers it are settled without the lease (:meth:`_settle_quietly`).
+        replica shortly, attends it. Results that leave nothing to decide about the message are
+        settled without the lease (:meth:`_settle_quietly`).
         """
         if await self._settle_quietly(qid, results):
             return []
@@ -230,18 +230,20 @@ class SendQueue:
         """Record ``results`` without the lease when they leave nothing to decide (throughput
         #10): True if done, False to settle them as usual.
 
-        Only from the record as this replica remembers it, only when every result applies to
-        it, and only by a compare-and-set on its revision. Results apply only to recipients in
-        flight, whose channel starts no pass, and a message with a pass in flight is not
-        bounced, so two cases leave no decision to any owner: results after which every pass
-        they belong to is still in flight (recorded, as a replica that does not own the message
-        records them), and results that finish the message, whose record has nothing to bounce
-        and is removed (CLEAN-02, ARCH-05: record first, then body).
+        From the record as this replica remembers it, or else as read now (a result that
+        reaches the replica that did not create the record: no lease is taken for it, one write
+        less per message with two replicas), only when every result applies to it, and only by
+        a compare-and-set on its revision. Results apply only to recipients in flight, whose
+        channel starts no pass, and a message with a pass in flight is not bounced, so two
+        cases leave no decision to any owner: results after which every pass they belong to is
+        still in flight (recorded, as a replica that does not own the message records them),
+        and results that finish the message, whose record has nothing to bounce and is removed
+        (CLEAN-02, ARCH-05: record first, then body).
         """
         async with self._owner.locked(qid):
-            known = self._states.remembered(qid)
+            known = self._states.remembered(qid) or await self._states.load(qid)
             if known is None:
-                return False
+                return False  # not created yet, or gone: settled as usual
             state, revision = known
             after, applied, early = apply_results(state, results, self._clock())
             if early or len(applied) != len(results):

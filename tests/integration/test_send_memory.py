@@ -256,6 +256,31 @@ async def test_arch_06_after_another_owner_the_record_is_read_again(
         assert cluster.traffic[f"{subjects.KV_QUEUE} read"] == 1
 
 
+async def test_arch_06_a_result_that_finishes_a_message_at_the_other_replica_takes_no_lease(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """Throughput #10: A creates the record with pass 1; its delivery's result reaches B,
+    which never saw the message. B reads the record once and removes it by compare-and-set,
+    with no lease taken (nothing is left to decide), then removes the body (ARCH-05)."""
+    async with send_replicas(private_nats, tmp_path, 2) as cluster:
+        a, b = cluster.replicas
+        todo = await cluster.put()
+        await a.on_todo(todo)
+        first = await cluster.last_job()
+        await cluster.settle()
+        cluster.traffic.reset()
+
+        await b.on_result(Result.for_job(first, "delivered", "did 0+1+0/\n"))
+        await cluster.settle()
+        counted = dict(cluster.traffic.counts)
+        assert not await body_exists(cluster.blobs, todo.id)  # finished (CLEAN-02)
+        assert await StateStore(lambda: cluster.kv).load(todo.id) is None
+        assert counted.get(f"{subjects.KV_QUEUE} read", 0) == 1, counted
+        assert counted.get(f"{subjects.KV_QUEUE} write", 0) == 1, counted  # the removal
+        assert counted.get(f"{subjects.KV_LEASES} write", 0) == 0, counted
+        assert counted.get(f"{subjects.KV_LEASES} read", 0) == 0, counted
+
+
 async def test_arch_06_a_result_for_a_changed_record_is_applied_to_the_current_one(
     private_nats: NatsServer, tmp_path: Path
 ) -> None:
