@@ -4,6 +4,8 @@ an event is handed over as it arrives, whatever the batch a pull asked for (thro
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,25 @@ ACK_WAIT = 1.0
 DURABLE = subjects.CONSUMER_SEND_TODO
 
 
+def todo(n: int = 0) -> Todo:
+    return Todo(
+        id=f"1732510000123.{n:016x}",
+        qp=4711 + n,
+        envelope=Envelope(sender="joe@far.test", recipients=("a@example.test",)),
+        origin=Origin(kind="inject"),
+        size=1,
+        queued_at=0.0,
+    )
+
+
+def todo_consumer(
+    conn: NatsConnection, handle: Callable[[Todo], Awaitable[None]], **options: Any
+) -> Consumer[Todo]:
+    return Consumer(
+        conn, stream=subjects.STREAM_TODO, durable=DURABLE, event=Todo, handle=handle, **options
+    )
+
+
 async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
     private_nats: NatsServer,
 ) -> None:
@@ -40,32 +61,17 @@ async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
         await asyncio.sleep(3 * ACK_WAIT)
         done.set()
 
-    consumer = Consumer(
-        conn,
-        stream=subjects.STREAM_TODO,
-        durable=DURABLE,
-        event=Todo,
-        handle=handle,
-        concurrency=2,
-        ack_wait=ACK_WAIT,
-    )
+    consumer = todo_consumer(conn, handle, concurrency=2, ack_wait=ACK_WAIT)
     await consumer.start()
     await asyncio.wait_for(consumer.subscribed.wait(), 10)
-    todo = Todo(
-        id="1732510000123.0123456789abcdef",
-        qp=4711,
-        envelope=Envelope(sender="joe@far.test", recipients=("a@example.test",)),
-        origin=Origin(kind="inject"),
-        size=1,
-        queued_at=0.0,
-    )
-    await conn.js.publish(subjects.TODO, todo.encode())
+    event = todo()
+    await conn.js.publish(subjects.TODO, event.encode())
     await asyncio.wait_for(done.wait(), 10)
     await asyncio.sleep(2 * ACK_WAIT)  # a redelivery would have arrived by now
     info = await conn.js.consumer_info(subjects.STREAM_TODO, DURABLE)
     await consumer.stop()
     await conn.stop()
-    assert calls == [todo.id]
+    assert calls == [event.id]
     assert info.num_redelivered == 0 and info.num_ack_pending == 0
 
 
@@ -89,35 +95,16 @@ async def test_an_event_reaching_a_waiting_pull_is_handed_over_at_once(
             all_in.set()
 
     consumers = [
-        Consumer(
-            conn,
-            stream=subjects.STREAM_TODO,
-            durable=DURABLE,
-            event=Todo,
-            handle=handle,
-            concurrency=8,
-            max_ack_pending=16,
-        )
-        for _ in range(replicas)
+        todo_consumer(conn, handle, concurrency=8, max_ack_pending=16) for _ in range(replicas)
     ]
-    todos = [
-        Todo(
-            id=f"1732510000123.{n:016x}",
-            qp=4711 + n,
-            envelope=Envelope(sender="joe@far.test", recipients=("a@example.test",)),
-            origin=Origin(kind="inject"),
-            size=1,
-            queued_at=0.0,
-        )
-        for n in range(3)
-    ]
+    todos = [todo(n) for n in range(3)]
     try:
         for consumer in consumers:
             await consumer.start()
             await asyncio.wait_for(consumer.subscribed.wait(), 10)
         await asyncio.sleep(0.5)  # every replica's pull is waiting on the server now
-        for todo in todos:
-            await conn.js.publish(subjects.TODO, todo.encode())
+        for event in todos:
+            await conn.js.publish(subjects.TODO, event.encode())
             await asyncio.sleep(0.1)
         await asyncio.wait_for(all_in.wait(), 10)  # a held event would wait the minute
         info = await conn.js.consumer_info(subjects.STREAM_TODO, DURABLE)
@@ -125,5 +112,5 @@ async def test_an_event_reaching_a_waiting_pull_is_handed_over_at_once(
         for consumer in consumers:
             await consumer.stop()
         await conn.stop()
-    assert sorted(handled) == [todo.id for todo in todos]
+    assert sorted(handled) == [event.id for event in todos]
     assert info.num_ack_pending == 0 and info.num_redelivered == 0
