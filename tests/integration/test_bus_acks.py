@@ -16,9 +16,9 @@ from qmesh.bus.consumer import Consumer
 from qmesh.bus.provision import ensure_consumer
 from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
-from qmesh.contract.envelope import Envelope
-from qmesh.contract.events import Origin, Todo
+from qmesh.contract.events import Todo
 from qmesh.runtime.settings import Settings
+from tests.integration.bus_events import todo
 
 pytestmark = pytest.mark.integration
 
@@ -51,17 +51,6 @@ async def main(url: str, stuck: str) -> None:
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
-
-
-def todo(n: int) -> Todo:
-    return Todo(
-        id=f"1732510000123.0123456789abcd{n:02x}",
-        qp=4711 + n,
-        envelope=Envelope(sender="joe@far.test", recipients=("a@example.test",)),
-        origin=Origin(kind="inject"),
-        size=1,
-        queued_at=0.0,
-    )
 
 
 async def test_arch_02_a_killed_consumer_leaves_only_its_unfinished_event(

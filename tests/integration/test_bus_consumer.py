@@ -15,25 +15,14 @@ from qmesh.bus.consumer import Consumer
 from qmesh.bus.provision import ensure_consumer
 from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
-from qmesh.contract.envelope import Envelope
-from qmesh.contract.events import Origin, Todo
+from qmesh.contract.events import Todo
 from qmesh.runtime.settings import Settings
+from tests.integration.bus_events import todo
 
 pytestmark = pytest.mark.integration
 
 ACK_WAIT = 1.0
 DURABLE = subjects.CONSUMER_SEND_TODO
-
-
-def todo(n: int = 0) -> Todo:
-    return Todo(
-        id=f"1732510000123.{n:016x}",
-        qp=4711 + n,
-        envelope=Envelope(sender="joe@far.test", recipients=("a@example.test",)),
-        origin=Origin(kind="inject"),
-        size=1,
-        queued_at=0.0,
-    )
 
 
 def todo_consumer(
