@@ -45,8 +45,8 @@ async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
     calls: list[str] = []
     done = asyncio.Event()
 
-    async def handle(todo: Todo) -> None:
-        calls.append(todo.id)
+    async def handle(got: Todo) -> None:
+        calls.append(got.id)
         await asyncio.sleep(3 * ACK_WAIT)
         done.set()
 
@@ -78,8 +78,8 @@ async def test_an_event_reaching_a_waiting_pull_is_handed_over_at_once(
     handled: list[str] = []
     all_in = asyncio.Event()
 
-    async def handle(todo: Todo) -> None:
-        handled.append(todo.id)
+    async def handle(got: Todo) -> None:
+        handled.append(got.id)
         if len(handled) == 3:
             all_in.set()
 
