@@ -58,12 +58,12 @@ BUG_RETRY_DELAY = 60.0
 MAX_FAILURES = 5  # deliveries: a bug on the fifth (or a later) one shunts the event
 SHUNT_TIMEOUT = 5.0
 DISCONNECTED_WAIT = 0.5  # seconds between looks at a lost connection
-# How long one pull may wait. nats-py's fetch of a batch returns as soon as the events the
-# server has for it are in: all that a first request without a wait found, or else the first
-# that reaches its waiting request, one replica's or two (measured with nats-py 2.16: an event
-# published to an idle stream is handed over within a millisecond). So the wait holds nothing
-# back; it bounds how long a request lost with the connection is waited for, and when idle it
-# costs two small pull requests a second.
+# How long one pull may wait. nats-py's fetch of a batch returns as soon as the server has
+# handed it events, without waiting for the batch to fill (measured with nats-py 2.16: an event
+# published to an idle stream reached a waiting fetch within a millisecond, with one replica on
+# the consumer or two; tests/integration/test_bus_consumer.py keeps it so). So the wait holds
+# nothing back; it bounds how long a request lost with the connection is waited for, and when
+# idle it costs two small pull requests a second.
 FETCH_WAIT = 0.5
 
 
