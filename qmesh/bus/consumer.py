@@ -108,6 +108,7 @@ class Consumer(Generic[E]):
         max_failures: int = MAX_FAILURES,
         bug_retry_delay: float = BUG_RETRY_DELAY,
         on_shunt: Callable[[], None] = lambda: None,
+        fetch_wait: float = FETCH_WAIT,
     ) -> None:
         if (handle_batch is None) != (batch_key is None):
             raise ValueError("handle_batch and batch_key go together")
@@ -126,6 +127,7 @@ class Consumer(Generic[E]):
         self._max_failures = max(1, max_failures)
         self._bug_retry_delay = bug_retry_delay
         self._on_shunt = on_shunt  # the service's qmesh_<service>_shunted_total
+        self._fetch_wait = fetch_wait
         self._clock = time.time
         self._slots = Slots(self._concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -183,7 +185,7 @@ class Consumer(Generic[E]):
                 continue
             free = await self._slots.take_free()
             try:
-                msgs = await sub.fetch(batch=free, timeout=FETCH_WAIT)
+                msgs = await sub.fetch(batch=free, timeout=self._fetch_wait)
             except (NatsTimeout, TimeoutError):
                 msgs = []
             except Exception as err:

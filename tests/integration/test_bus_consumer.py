@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from qmesh.bus import consumer as consumer_module
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.consumer import Consumer
 from qmesh.bus.provision import ensure_consumer
@@ -66,12 +65,11 @@ async def test_send_34_a_slow_handler_keeps_its_job_with_in_progress_acks(
 
 @pytest.mark.parametrize("replicas", [1, 2])
 async def test_an_event_reaching_a_waiting_pull_is_handed_over_at_once(
-    private_nats: NatsServer, replicas: int, monkeypatch: pytest.MonkeyPatch
+    private_nats: NatsServer, replicas: int
 ) -> None:
     """Throughput #10: a pull asks for eight events and may wait a minute for them. Events
     that come one by one are handled as they arrive, not when eight are in or the minute is
     up, also with two replicas on the durable (their pulls share the events)."""
-    monkeypatch.setattr(consumer_module, "FETCH_WAIT", 60.0)
     conn = NatsConnection(Settings(nats_url=private_nats.url), "test-pull")
     await conn.start()
     await ensure_consumer(conn.js, subjects.STREAM_TODO, DURABLE, max_ack_pending=16)
@@ -84,7 +82,8 @@ async def test_an_event_reaching_a_waiting_pull_is_handed_over_at_once(
             all_in.set()
 
     consumers = [
-        todo_consumer(conn, handle, concurrency=8, max_ack_pending=16) for _ in range(replicas)
+        todo_consumer(conn, handle, concurrency=8, max_ack_pending=16, fetch_wait=60.0)
+        for _ in range(replicas)
     ]
     todos = [todo(n) for n in range(3)]
     try:
