@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.bus_traffic import counters, monitor_url, per_message
-from bench.compare_postfix import LOADS, accounts, smtp_source
+from bench.compare_postfix import LOADS, Run, accounts, floor_ticks, smtp_source
 from bench.cputime import ProcStat, parse_stat, snapshot, tree_ticks
 from bench.postfix_peer import main_cf, master_cf
 from bench.profile_summary import parse, summarise
@@ -150,6 +150,16 @@ def test_smtp_source_recipients_land_in_the_accounts_the_benchmark_creates() -> 
     assert accounts(3) == ["bench1", "2bench1", "3bench1"]
     command = smtp_source(2525, LOADS["2k-10"], 100, 3)
     assert command[command.index("-r") + 1] == "3"
+
+
+def test_the_floor_counts_servers_of_no_python_whole_and_only_the_kernel_of_the_rest() -> None:
+    run = Run(
+        accepted=1.0,
+        end_to_end=1.0,
+        cpu={"nats-server": 50, "seaweedfs (S3)": 40, "smtpd": 30, "send": 20},
+        kernel={"nats-server": 35, "seaweedfs (S3)": 10, "smtpd": 12, "send": 5},
+    )
+    assert floor_ticks(run) == 50 + 40 + 12 + 5
 
 
 def test_bus_counters_are_summed_per_nats_user_and_writes_read_per_stream(
