@@ -26,6 +26,11 @@ and the shunt's ``Qmesh-Origin-Seq`` that tells a human a second copy is the sam
 a 250 or a result depends on is a *publish*, and every publish waits for its PubAck
 (:class:`qmesh.bus.base.Publisher`).
 
+A handler of single events may ask whether the event in hand is a *first delivery*
+(:func:`first_delivery`): JetStream has not delivered it before and no operator put it back
+from the shunt. A handler can then leave out a check that only a repeat needs (send's look for
+the body of a todo, throughput #10); a repeat, or any doubt, answers ``False``.
+
 With a batch handler (``handle_batch`` and ``batch_key``), the events of one fetch that share a
 key are handed over together, at most ``max_batch`` at a time; the group is kept in progress,
 acknowledged, or delivered again as a whole. Events of different keys run side by side.
@@ -38,15 +43,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from contextvars import ContextVar
 from typing import Generic, TypeVar
 
 from nats.aio.msg import Msg
+from nats.errors import NotJSMessageError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.provision import ACK_WAIT, bind_consumer
-from qmesh.bus.shunt import ERROR, QUEUE_ID, SHUNT_OF_ORIGIN, shunt_headers
+from qmesh.bus.shunt import ERROR, QUEUE_ID, SHUNT_OF_ORIGIN, requeued, shunt_headers
 from qmesh.contract.errors import Temporary
 from qmesh.contract.events import Event
 
@@ -65,6 +72,23 @@ DISCONNECTED_WAIT = 0.5  # seconds between looks at a lost connection
 # nothing back; it bounds how long a request lost with the connection is waited for, and when
 # idle it costs two small pull requests a second.
 FETCH_WAIT = 0.5
+
+
+_IN_HAND: ContextVar[Msg | None] = ContextVar("qmesh_event_in_hand", default=None)
+
+
+def first_delivery() -> bool:
+    """Whether the event that the calling handler was given reaches a handler for the first
+    time: JetStream has not delivered it before, and ``qmesh queue requeue`` did not put it
+    back. ``False`` outside a consumer's handler of single events: the careful answer."""
+    msg = _IN_HAND.get()
+    if msg is None:
+        return False
+    try:
+        delivered = msg.metadata.num_delivered
+    except (NotJSMessageError, ValueError, IndexError):  # not a JetStream delivery: unknown
+        return False
+    return delivered == 1 and not requeued(msg.headers)
 
 
 class Slots:
@@ -227,6 +251,7 @@ class Consumer(Generic[E]):
         try:
             event = await self._decode(msg)
             if event is not None:
+                _IN_HAND.set(msg)  # in this task's context alone, for first_delivery()
                 await self._settle([(msg, event)], lambda: self._handle(event))
         except Exception:
             log.exception("consumer.ack_failed", extra={"consumer": self._durable})

@@ -5,7 +5,9 @@ An entry is the event's payload, unchanged, with headers naming the subject it c
 its stream sequence, how many times it was delivered, when it was shunted and the error's
 class and first line of text (never a body or a password: events carry none, and the text is
 clipped). ``Nats-Msg-Id`` is derived from the origin stream and sequence, so a consumer that
-shunts twice (it died before its ack) records one entry.
+shunts twice (it died before its ack) records one entry. An event put back by ``requeue``
+carries a ``Nats-Msg-Id`` of its own (:func:`requeue_headers`), by which a consumer knows it
+for one that has been handled before (:func:`requeued`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,21 @@ def shunt_headers(msg: Msg, delivered: int, err: BaseException, now: float) -> d
     if qid:
         headers[QUEUE_ID] = qid
     return headers
+
+
+REQUEUE_MSG_ID = f"requeue.{subjects.STREAM_SHUNT}."
+
+
+def requeue_headers(seq: int) -> dict[str, str]:
+    """The headers of the event that ``requeue`` puts back from shunt entry ``seq``: a fresh
+    ``Nats-Msg-Id`` (the origin's duplicate window would drop the old one) that says where the
+    event has been."""
+    return {"Nats-Msg-Id": f"{REQUEUE_MSG_ID}{seq}"}
+
+
+def requeued(headers: dict[str, str] | None) -> bool:
+    """Whether an event was put back from the shunt by ``requeue``."""
+    return (headers or {}).get("Nats-Msg-Id", "").startswith(REQUEUE_MSG_ID)
 
 
 SHUNT_OF_ORIGIN = {

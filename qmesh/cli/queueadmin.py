@@ -36,7 +36,7 @@ from nats.js.errors import Error as JsError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from qmesh.bus.shunt import SHUNT_OF_ORIGIN, Shunted
+from qmesh.bus.shunt import SHUNT_OF_ORIGIN, Shunted, requeue_headers
 from qmesh.cli.admin import EXIT_OK, EXIT_REFUSED, EXIT_TEMPORARY
 from qmesh.cli.connect import nats_session
 from qmesh.cli.queue import (
@@ -239,8 +239,8 @@ async def read_shunted(js: JetStreamContext) -> list[Shunted]:
 async def requeue_one(js: JetStreamContext, seq: int) -> None:
     """Publish the entry's event to its origin subject, then delete it from the shunt.
 
-    A fresh ``Nats-Msg-Id`` (the origin's duplicate window would drop the old one); every
-    consumer treats a repeated event as a repeat (records are compare-and-set, deliveries
+    A fresh ``Nats-Msg-Id`` (:func:`~qmesh.bus.shunt.requeue_headers`); every consumer
+    treats a repeated event as a repeat (records are compare-and-set, deliveries
     keyed by queue id and recipient), so a requeue that dies before the delete is harmless.
     """
     raw = await js.get_msg(subjects.STREAM_SHUNT, seq)
@@ -251,7 +251,7 @@ async def requeue_one(js: JetStreamContext, seq: int) -> None:
         entry.origin,
         raw.data or b"",
         timeout=READ_TIMEOUT,
-        headers={"Nats-Msg-Id": f"requeue.{subjects.STREAM_SHUNT}.{seq}"},
+        headers=requeue_headers(seq),
     )
     await js.delete_msg(subjects.STREAM_SHUNT, seq)
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from qmesh.bus.base import Publisher
+from qmesh.bus.consumer import first_delivery
 from qmesh.contract import subjects
 from qmesh.contract.errors import QueueFailure, Temporary
 from qmesh.contract.events import Job, Origin, Result, Todo
@@ -121,11 +122,16 @@ class SendQueue:
         """Create the record: True if made now, False if it existed, None if there is no message.
 
         A todo without a body and without a record was finished already (a todo redelivered
-        after completion) or is an orphan.
+        after completion) or is an orphan (requeued from the shunt after the orphan sweep took
+        its body, CLEAN-03). Only a repeat can be either: ``enqueue()`` stores the body before
+        it publishes the todo (ARCH-01), and the sweep spares a body whose todo is pending. So
+        the body is looked for only when the todo is not a first delivery
+        (:func:`~qmesh.bus.consumer.first_delivery`): one store request fewer per message
+        (throughput #10; a ``HEAD`` on S3). A todo published twice by an ``enqueue()`` whose
+        PubAck was lost, after its message was finished, is run again; the delivery ledger
+        answers its jobs without delivering (hardening #10).
         """
-        try:
-            await self._blobs.stat(body_key(todo.id))
-        except BlobNotFound:
+        if not first_delivery() and not await self._has_body(todo.id):
             if await self._states.load(todo.id) is not None:
                 return False
             log.warning("send.todo_without_body", extra={"msg_id": todo.id})
@@ -152,6 +158,13 @@ class SendQueue:
         wakeup = next_wakeup(started, now, held, HOLD_RECHECK)
         if wakeup is not None:
             self._timer.wake(todo.id, wakeup)
+        return True
+
+    async def _has_body(self, qid: QueueId) -> bool:
+        try:
+            await self._blobs.stat(body_key(qid))
+        except BlobNotFound:
+            return False
         return True
 
     async def on_result(self, result: Result) -> None:
@@ -312,11 +325,7 @@ class SendQueue:
         """
         if await self._states.removed(qid):
             return False
-        try:
-            await self._blobs.stat(body_key(qid))
-        except BlobNotFound:
-            return False
-        return True
+        return await self._has_body(qid)
 
     def _recorded(self, result: Result, after: MessageState | None) -> None:
         """qmail's ``delivery N: ...`` line and the metrics of one recorded result."""

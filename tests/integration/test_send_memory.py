@@ -1,5 +1,6 @@
 """send keeps the record it owns in memory (throughput #10) without acting on a stale one
-(ARCH-06), against a real nats-server.
+(ARCH-06), and asks the store for a todo's body only when the todo is a repeat, against a real
+nats-server.
 
 Reads and writes of KV ``qmesh_queue`` and ``qmesh_leases`` are counted by a second connection
 subscribed to the subjects JetStream serves them on (a core subscriber sees every request), so
@@ -25,17 +26,18 @@ from nats.js.kv import KeyValue
 from qmesh.bus.connection import NatsConnection
 from qmesh.bus.consumer import Consumer
 from qmesh.bus.jetstream import JetStreamPublisher
-from qmesh.bus.provision import ensure_kv
+from qmesh.bus.provision import ensure_consumer, ensure_kv
+from qmesh.bus.shunt import requeue_headers
 from qmesh.cli.natsd import NatsServer
 from qmesh.contract import subjects
 from qmesh.contract.errors import Temporary
 from qmesh.contract.events import Job, LocalJob, Origin, Result, Todo
-from qmesh.contract.ids import QueueId
+from qmesh.contract.ids import QueueId, new_queue_id
 from qmesh.contract.queue import enqueue
 from qmesh.directory.domains import DirectoryDomains
 from qmesh.routing.classify import RoutingRules
 from qmesh.runtime.settings import Settings
-from qmesh.store.base import BlobNotFound
+from qmesh.store.base import BlobInfo, BlobNotFound
 from qmesh.store.files import FileStore
 from qmesh.store.keys import body_key
 from services.send.bounce import BounceControls
@@ -45,6 +47,7 @@ from services.send.owner import Ownership
 from services.send.schedule import Timer
 from services.send.state import MessageState
 from services.send.store import StateStore
+from tests.integration.bus_events import todo_consumer
 
 pytestmark = pytest.mark.integration
 
@@ -105,11 +108,21 @@ class KvTraffic:
         return self.counts[name]
 
 
+class CountingStore(FileStore):
+    """The directory store, counting the looks for an object (a ``HEAD`` on S3)."""
+
+    stats = 0
+
+    async def stat(self, key: str) -> BlobInfo:
+        self.stats += 1
+        return await super().stat(key)
+
+
 @dataclass
 class Cluster:
     js: JetStreamContext
     kv: KeyValue
-    blobs: FileStore
+    blobs: CountingStore
     clock: FakeClock
     replicas: list[SendQueue]
     traffic: KvTraffic
@@ -158,7 +171,7 @@ async def send_replicas(server: NatsServer, tmp_path: Path, n: int) -> AsyncIter
         await domains.loaded.wait()
         kv = await ensure_kv(js, subjects.KV_QUEUE)
         leases = await ensure_kv(js, subjects.KV_LEASES, 1)
-        blobs = FileStore(tmp_path / "store", "qmesh-queue")
+        blobs = CountingStore(tmp_path / "store", "qmesh-queue")
         clock = FakeClock(1_760_000_000.0)
         replicas = [
             SendQueue(
@@ -589,3 +602,43 @@ async def test_arch_06_results_that_leave_nothing_to_decide_take_no_lease(
         assert counted.get(f"{subjects.KV_LEASES} write", 0) == 0, counted
         assert counted[f"{subjects.KV_QUEUE} write"] == 4, counted  # created, 2 results, removed
         assert counted.get(f"{subjects.KV_QUEUE} read", 0) == 0, counted
+
+
+async def test_send_01_a_todo_delivered_the_first_time_is_not_looked_for_in_the_store(
+    private_nats: NatsServer, tmp_path: Path
+) -> None:
+    """Throughput #10: ``enqueue()`` stores the body before it publishes the todo (ARCH-01), so
+    the todo's first delivery is recorded without a look for the body. A todo put back from the
+    shunt after the orphan sweep took its body (CLEAN-03) is still looked for, and dropped:
+    no record, no job."""
+    async with send_replicas(private_nats, tmp_path, 1) as cluster:
+        (send,) = cluster.replicas
+        todo = await cluster.put()
+        orphan = todo.model_copy(update={"id": new_queue_id(cluster.clock.now)})
+        handled: asyncio.Queue[str] = asyncio.Queue()
+
+        async def handle(got: Todo) -> None:
+            await send.on_todo(got)
+            handled.put_nowait(got.id)
+
+        conn = NatsConnection(Settings(nats_url=private_nats.url), "test-send-todo")
+        await conn.start()
+        await ensure_consumer(
+            conn.js, subjects.STREAM_TODO, subjects.CONSUMER_SEND_TODO, max_ack_pending=4
+        )
+        consumer = todo_consumer(conn, handle, concurrency=1)
+        try:
+            await consumer.start()
+            assert await asyncio.wait_for(handled.get(), 10) == todo.id
+            looks_for_the_first = cluster.blobs.stats
+            await cluster.js.publish(subjects.TODO, orphan.encode(), headers=requeue_headers(3))
+            assert await asyncio.wait_for(handled.get(), 10) == orphan.id
+        finally:
+            await consumer.stop()
+            await conn.stop()
+        states = StateStore(lambda: cluster.kv)
+        assert looks_for_the_first == 0
+        assert await states.load(todo.id) is not None
+        assert cluster.blobs.stats == 1
+        assert await states.load(orphan.id) is None
+        assert (await cluster.last_job()).id == todo.id  # nothing published for the orphan

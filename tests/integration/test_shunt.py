@@ -11,15 +11,14 @@ from collections.abc import Callable
 import pytest
 
 from qmesh.bus.connection import NatsConnection
-from qmesh.bus.consumer import Consumer
 from qmesh.cli.main import parser
 from qmesh.cli.natsd import NatsServer
 from qmesh.cli.queueadmin import run_queue
 from qmesh.contract import subjects
-from qmesh.contract.envelope import Envelope
 from qmesh.contract.errors import Temporary
-from qmesh.contract.events import Origin, Todo
+from qmesh.contract.events import Todo
 from qmesh.runtime.settings import Settings
+from tests.integration.bus_events import todo, todo_consumer
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +26,7 @@ QID = "1732510000123.0123456789abcdef"
 
 
 def todo_event() -> Todo:
-    return Todo(
-        id=QID,
-        qp=4711,
-        envelope=Envelope(sender="joe@far.test", recipients=("a@example.test",)),
-        origin=Origin(kind="inject"),
-        size=1,
-        queued_at=0.0,
-    )
+    return todo(0xEF)  # QID
 
 
 async def queue_cli(url: str, *argv: str) -> tuple[int, str, str]:
@@ -68,12 +60,9 @@ async def test_hardening_11_poison_todo_is_shunted_listed_and_requeued(
             raise RuntimeError("cannot handle this one")
         handled.append(todo.id)
 
-    consumer = Consumer(
+    consumer = todo_consumer(
         conn,
-        stream=subjects.STREAM_TODO,
-        durable=subjects.CONSUMER_SEND_TODO,
-        event=Todo,
-        handle=handle,
+        handle,
         concurrency=2,
         max_failures=3,
         bug_retry_delay=0.1,
@@ -120,12 +109,9 @@ async def test_hardening_11_a_temporary_failure_is_never_shunted(private_nats: N
         if len(calls) < 6:
             raise Temporary("store unavailable")
 
-    consumer = Consumer(
+    consumer = todo_consumer(
         conn,
-        stream=subjects.STREAM_TODO,
-        durable=subjects.CONSUMER_SEND_TODO,
-        event=Todo,
-        handle=handle,
+        handle,
         concurrency=1,
         max_failures=2,
         retry_delay=0.05,
